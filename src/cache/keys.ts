@@ -1,0 +1,34 @@
+import type { Digest } from '../oci/digest.js';
+import type { Platform } from '../oci/platform.js';
+import { formatPlatform } from '../oci/platform.js';
+
+/**
+ * Every index key kocache writes, in one place so the layout in the README is the layout on disk.
+ *
+ *   bin/<import-path>/<platform>/buildid/<build-id>/<tar-spec>   -> compressed blob, {diffid, ...}
+ *   bin/<import-path>/<platform>/diffid/<diffid>/<compression>   -> compressed blob, {descriptor}
+ *   layer/diffid/<diffid>/<compression>                          -> compressed blob, {descriptor}
+ *   tar/<diffid>                                                 -> uncompressed layer tar
+ *   img/<registry>/<repo>/...                                    -> base-image manifests, configs, layers
+ */
+export function binNamespace(importPath: string, platform: Platform): string {
+  return `bin/${importPath}/${formatPlatform(platform)}`;
+}
+
+/** build id -> diffid. `tarSpec` names every tar option that changes the layer's bytes. */
+export function buildIdKey(namespace: string, buildId: string, tarSpec: string): string {
+  return `${namespace}/buildid/${buildId}/${tarSpec}`;
+}
+
+/** diffid -> compressed descriptor, one per compression setting. */
+export function diffIdKey(namespace: string, diffid: Digest, compression: string): string {
+  return `${namespace}/diffid/${diffid}/${compression}`;
+}
+
+/** Namespace for layers that come from archives or registries rather than from a build. */
+export const LAYER_NAMESPACE = 'layer';
+
+/** An uncompressed layer tar kept by diffid (archives keep these; builds do not). */
+export function tarKey(diffid: Digest): string {
+  return `tar/${diffid}`;
+}

@@ -1,0 +1,191 @@
+import { once } from 'node:events';
+import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
+import { stat, utimes, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import cacache from 'cacache';
+import { KocacheError, errnoCode } from '../errors.js';
+import { type Digest, digestHex, digestToIntegrity, integrityToDigest } from '../oci/digest.js';
+
+const require = createRequire(import.meta.url);
+const contentWrite = require('cacache/lib/content/write.js') as typeof import('cacache/lib/content/write.js');
+
+/** Every put uses sha256, so a blob's content path is its OCI digest. */
+const ALGORITHMS = ['sha256'];
+
+export interface BlobInfo {
+  digest: Digest;
+  size: number;
+}
+
+/** An index record: a key pointing at one blob, with metadata describing what it is. */
+export interface CacheRecord<M> {
+  key: string;
+  digest: Digest;
+  size: number;
+  /** ms since epoch when the record was written. */
+  time: number;
+  metadata: M;
+}
+
+/**
+ * The on-disk cache: cacache's content store (blobs by sha256 digest) and its index (keys to
+ * blobs, with JSON metadata). All writes are temp-file-then-rename or append-only lines, so a
+ * process killed at any point leaves either nothing or a whole entry, never a half one.
+ */
+export class CacheStore {
+  constructor(readonly dir: string) {}
+
+  /** Path of a blob's content file (it may not exist). */
+  blobPath(digest: Digest): string {
+    const hex = digestHex(digest);
+    return join(this.dir, 'content-v2', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex.slice(4));
+  }
+
+  /** Size of a stored blob, or undefined when it is absent. Does not verify the content. */
+  async blobSize(digest: Digest): Promise<number | undefined> {
+    try {
+      return (await stat(this.blobPath(digest))).size;
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Streams bytes into the content store and returns their digest. When `expect` is given the
+   * content is checked against it and nothing is stored on a mismatch.
+   */
+  async writeBlob(source: AsyncIterable<Uint8Array>, expect?: Partial<BlobInfo>): Promise<BlobInfo> {
+    const opts: { algorithms: string[]; integrity?: string; size?: number } = { algorithms: ALGORITHMS };
+    if (expect?.digest) opts.integrity = digestToIntegrity(expect.digest);
+    if (expect?.size !== undefined) opts.size = expect.size;
+    const ws = contentWrite.stream(this.dir, opts);
+    let integrity: string | undefined;
+    let size = 0;
+    ws.on('integrity', (i: unknown) => { integrity = String(i); });
+    ws.on('size', (s: number) => { size = s; });
+    const done = new Promise<void>((resolve, reject) => {
+      ws.on('error', reject);
+      ws.on('finish', resolve);
+      ws.on('end', resolve);
+    });
+    let wrote = false;
+    try {
+      for await (const chunk of source) {
+        if (chunk.byteLength === 0) continue;
+        wrote = true;
+        if (!ws.write(chunk)) await Promise.race([once(ws, 'drain'), done]);
+      }
+      if (!wrote) ws.write(new Uint8Array(0));
+      ws.end();
+      await done;
+    } catch (err) {
+      ws.emit('error', err);
+      throw mapIntegrityError(err, expect?.digest);
+    }
+    if (!integrity) throw new KocacheError('cache', 'cache write finished without a digest');
+    return { digest: integrityToDigest(integrity), size };
+  }
+
+  /**
+   * A read stream of a blob that fails with a `corrupt` KocacheError if the bytes do not hash to
+   * the digest (checked as they stream, so a caller must not trust data until the stream ends).
+   */
+  readBlob(digest: Digest, size?: number): Readable {
+    const opts = size === undefined ? {} : { size };
+    return cacache.get.stream.byDigest(this.dir, digestToIntegrity(digest), opts) as unknown as Readable;
+  }
+
+  /**
+   * Re-hashes a stored blob. A corrupt or truncated one is removed, so the next caller rebuilds
+   * or refetches it instead of serving it. Returns whether the blob is present and intact.
+   */
+  async verifyBlob(digest: Digest, size?: number): Promise<'ok' | 'missing' | 'corrupt'> {
+    try {
+      for await (const _ of this.readBlob(digest, size)) { /* hashing happens in the stream */ }
+      return 'ok';
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT') return 'missing';
+      if (code === 'EINTEGRITY' || code === 'EBADSIZE') {
+        await this.dropBlob(digest);
+        return 'corrupt';
+      }
+      throw err;
+    }
+  }
+
+  async dropBlob(digest: Digest): Promise<void> {
+    await rm(this.blobPath(digest), { force: true });
+  }
+
+  /**
+   * Marks a blob as used now. gc evicts by this time (least recently used first); a utimes call
+   * is the cheapest durable record of a hit there is.
+   */
+  async touchBlob(digest: Digest): Promise<void> {
+    const now = new Date();
+    try {
+      await utimes(this.blobPath(digest), now, now);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+  }
+
+  async getRecord<M>(key: string): Promise<CacheRecord<M> | undefined> {
+    const info = await cacache.get.info(this.dir, key);
+    if (!info || !info.integrity) return undefined;
+    return {
+      key,
+      digest: integrityToDigest(String(info.integrity)),
+      size: info.size ?? 0,
+      time: info.time,
+      metadata: info.metadata as M,
+    };
+  }
+
+  async putRecord<M>(key: string, blob: BlobInfo, metadata: M): Promise<void> {
+    await cacache.index.insert(this.dir, key, digestToIntegrity(blob.digest), { size: blob.size, metadata });
+  }
+
+  /** Removes a record (cacache appends a tombstone); the blob stays until gc finds it unused. */
+  async dropRecord(key: string): Promise<void> {
+    await cacache.rm.entry(this.dir, key);
+  }
+
+  async listRecords(): Promise<CacheRecord<unknown>[]> {
+    const all = await cacache.ls(this.dir);
+    return Object.values(all)
+      .filter((e) => e.integrity)
+      .map((e) => ({
+        key: e.key,
+        digest: integrityToDigest(String(e.integrity)),
+        size: e.size ?? 0,
+        time: e.time,
+        metadata: e.metadata as unknown,
+      }))
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+}
+
+function mapIntegrityError(err: unknown, want: Digest | undefined): unknown {
+  const code = errnoCode(err);
+  if (code === 'EINTEGRITY') {
+    return new KocacheError('digest-mismatch', `content does not match its digest${want ? ` ${want}` : ''}`, { cause: err });
+  }
+  if (code === 'EBADSIZE') {
+    return new KocacheError('size-mismatch', `content is not the expected size${want ? ` for ${want}` : ''}`, { cause: err });
+  }
+  return err;
+}
+
+/** Ensures the folder exists; used once per process before the first write. */
+export function ensureDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new KocacheError('cache', `cannot create cache directory ${dir}: ${errnoCode(err) ?? String(err)}`, { cause: err });
+  }
+}

@@ -1,0 +1,51 @@
+import type { Argv, CommandModule } from 'yargs';
+import { buildLayer } from '../../layer/build.js';
+import { parseLayerSource } from '../../layer/source.js';
+import { parsePlatform } from '../../oci/platform.js';
+import { type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
+import { formatBytes } from '../output.js';
+
+interface BuildArgs extends GlobalArgs {
+  source: string;
+  'import-path': string;
+  platform: string;
+  'build-id'?: string | undefined;
+}
+
+export const buildCommand: CommandModule<object, BuildArgs> = {
+  command: 'build <source>',
+  describe: 'Build one layer from SRC[:DEST] through the cache and print its descriptor as JSON',
+  builder: (y: Argv) =>
+    globalOptions(y)
+      .positional('source', { type: 'string', demandOption: true, describe: 'File or directory, optionally :/destination/in/image' })
+      .option('import-path', { type: 'string', demandOption: true, describe: 'What is being built (cache namespace), e.g. github.com/you/app' })
+      .option('platform', { type: 'string', default: 'linux/amd64', describe: 'OS/ARCH[/VARIANT] the layer is for' })
+      .option('build-id', { type: 'string', describe: 'A build id you already know (lockfile hash, git tree id)' })
+      .example('$0 build ./out/app:/usr/local/bin/app --import-path example.com/app --platform linux/arm64', '') as unknown as Argv<BuildArgs>,
+  handler: async (args) => {
+    const platform = parsePlatform(args.platform);
+    const source = parseLayerSource(args.source);
+    const ctx = makeContext(args);
+    let read = 0;
+    const layer = await buildLayer(source, {
+      cache: ctx.cache,
+      importPath: args['import-path'],
+      platform,
+      buildId: args['build-id'],
+      mtime: sourceDateEpoch(),
+      gzip: ctx.gzip,
+      warn: (m) => ctx.out.warn(m),
+      onBytes: (n) => {
+        read += n;
+        ctx.out.progress(`building layer: ${formatBytes(read)} read`);
+      },
+    });
+    ctx.out.result({
+      mediaType: layer.descriptor.mediaType,
+      digest: layer.descriptor.digest,
+      size: layer.descriptor.size,
+      diffid: layer.diffid,
+      cached: layer.cached,
+    });
+  },
+};

@@ -1,0 +1,7 @@
+import type { CommandModule } from 'yargs';
+import { buildCommand } from './build.js';
+import { lsCommand } from './ls.js';
+
+/** Every subcommand; one file each in this folder. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [buildCommand, lsCommand];

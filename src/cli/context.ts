@@ -1,0 +1,51 @@
+import { availableParallelism } from 'node:os';
+import type { Argv } from 'yargs';
+import { resolveCacheLocation } from '../cache/location.js';
+import { CacheStore, ensureDir } from '../cache/store.js';
+import { DEFAULT_GZIP, type GzipOptions } from '../compress/gzip.js';
+import { usageError } from '../errors.js';
+import { Output } from './output.js';
+
+/** Options every command takes. */
+export interface GlobalArgs {
+  'cache-dir'?: string | undefined;
+  cache?: boolean | undefined;
+  json?: boolean | undefined;
+  quiet?: boolean | undefined;
+  jobs?: number | undefined;
+}
+
+export function globalOptions<T>(y: Argv<T>): Argv<T & GlobalArgs> {
+  return y
+    .option('cache-dir', { type: 'string', describe: 'Cache folder (used when $KOCACHE is unset; default $XDG_CACHE_HOME/kocache)' })
+    .option('cache', { type: 'boolean', default: true, describe: 'Use the cache (--no-cache, or KOCACHE=off, runs with a throwaway one)' })
+    .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout' })
+    .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress or info on stderr' })
+    .option('jobs', { alias: 'j', type: 'number', describe: 'Parallel compression and transfer jobs (default: cores)' }) as Argv<T & GlobalArgs>;
+}
+
+/** What a command handler works with: the cache, the output, and the parallelism. */
+export interface Context {
+  cache: CacheStore;
+  out: Output;
+  jobs: number;
+  gzip: GzipOptions;
+  ephemeralCache: boolean;
+}
+
+export function makeContext(args: GlobalArgs): Context {
+  const out = new Output({ json: Boolean(args.json), quiet: Boolean(args.quiet) });
+  const jobs = args.jobs ?? availableParallelism();
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw usageError(`--jobs must be a whole number from 1 to 256, not ${String(args.jobs)}`);
+  const loc = resolveCacheLocation({ cacheDir: args['cache-dir'], noCache: args.cache === false });
+  ensureDir(loc.dir);
+  return { cache: new CacheStore(loc.dir), out, jobs, gzip: { ...DEFAULT_GZIP, jobs }, ephemeralCache: loc.ephemeral };
+}
+
+/** SOURCE_DATE_EPOCH as seconds, validated; 0 when unset. */
+export function sourceDateEpoch(env = process.env): number {
+  const v = env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === '') return 0;
+  if (!/^\d+$/.test(v)) throw usageError(`SOURCE_DATE_EPOCH must be whole seconds since 1970, not ${JSON.stringify(v)}`);
+  return Number(v);
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { usageError } from '../errors.js';
+import { commands } from './commands/index.js';
+import { reportError } from './output.js';
+
+async function main(argv: string[]): Promise<number> {
+  const wantsJson = argv.includes('--json');
+  let failure: unknown;
+  const parser = yargs(argv)
+    .scriptName('kocache')
+    .usage('$0 <command> [options]\n\nA content-addressed layer cache for building and publishing OCI images.')
+    .command(commands)
+    .demandCommand(1, 'name a command (see kocache --help)')
+    .strict()
+    .recommendCommands()
+    .help()
+    .alias('h', 'help')
+    .version()
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .fail((msg, err) => {
+      // yargs reports its own validation failures and handler errors here; both become one line.
+      failure = err ?? usageError(msg);
+    });
+  try {
+    await parser.parseAsync();
+  } catch (err) {
+    failure ??= err;
+  }
+  if (failure !== undefined) return reportError(failure, wantsJson);
+  return 0;
+}
+
+main(hideBin(process.argv)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = reportError(err, false);
+  },
+);

@@ -1,0 +1,86 @@
+import { KocacheError } from '../errors.js';
+
+export interface OutputOptions {
+  json: boolean;
+  quiet: boolean;
+}
+
+/**
+ * Where everything a command says goes: results on stdout (one JSON object with --json),
+ * warnings and progress on stderr. Progress is drawn only on a terminal and never in CI.
+ */
+export class Output {
+  private lastDraw = 0;
+  private drawn = false;
+  readonly showProgress: boolean;
+
+  constructor(readonly opts: OutputOptions, private readonly stderr: NodeJS.WriteStream = process.stderr) {
+    this.showProgress = !opts.json && !opts.quiet && Boolean(stderr.isTTY) && !process.env.CI;
+  }
+
+  warn(message: string): void {
+    this.clearProgress();
+    this.stderr.write(`kocache: warning: ${message}\n`);
+  }
+
+  info(message: string): void {
+    if (this.opts.quiet || this.opts.json) return;
+    this.clearProgress();
+    this.stderr.write(`${message}\n`);
+  }
+
+  /** A one-line status, redrawn at most ten times a second. */
+  progress(text: string): void {
+    if (!this.showProgress) return;
+    const now = Date.now();
+    if (now - this.lastDraw < 100) return;
+    this.lastDraw = now;
+    const width = (this.stderr.columns || 80) - 1;
+    this.stderr.write(`\r\x1b[K${text.slice(0, width)}`);
+    this.drawn = true;
+  }
+
+  clearProgress(): void {
+    if (!this.drawn) return;
+    this.stderr.write('\r\x1b[K');
+    this.drawn = false;
+  }
+
+  /** The command's result. With --json, one JSON line; else the given text lines. */
+  result(value: unknown, text?: string): void {
+    this.clearProgress();
+    if (this.opts.json || text === undefined) process.stdout.write(`${JSON.stringify(value)}\n`);
+    else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  }
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** A user error becomes one line; anything else is a bug, reported as one line too (stack with KOCACHE_DEBUG=1). */
+export function reportError(err: unknown, json: boolean): number {
+  const debug = Boolean(process.env.KOCACHE_DEBUG);
+  if (err instanceof KocacheError) {
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message } })}\n`);
+    process.stderr.write(`kocache: ${oneLine(err.message)}\n`);
+    if (debug && err.cause) process.stderr.write(`${String((err.cause as Error).stack ?? err.cause)}\n`);
+    return err.exitCode;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  if (json) process.stdout.write(`${JSON.stringify({ error: { code: 'internal', message } })}\n`);
+  process.stderr.write(`kocache: internal error: ${oneLine(message)}${debug ? '' : ' (set KOCACHE_DEBUG=1 for details)'}\n`);
+  if (debug && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  return 70;
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
+}

@@ -1,0 +1,133 @@
+import { createHash } from 'node:crypto';
+import { gzipSpec, gzipStream, type GzipOptions, DEFAULT_GZIP } from '../compress/gzip.js';
+import { rechunk, tap } from '../compress/chunks.js';
+import { binNamespace, buildIdKey, diffIdKey } from '../cache/keys.js';
+import type { CacheStore } from '../cache/store.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import type { Digest } from '../oci/digest.js';
+import { MediaType } from '../oci/mediatypes.js';
+import type { Platform } from '../oci/platform.js';
+import { KocacheError } from '../errors.js';
+import { fingerprint } from './fingerprint.js';
+import { readGoBuildId } from './gobuildid.js';
+import type { LayerSource } from './source.js';
+import { StatCache } from './statcache.js';
+import { packLayer, tarSpec, type TarOptions } from './tar.js';
+import { walkSource, type SourceEntry } from './walk.js';
+
+export interface BuildLayerOptions {
+  cache: CacheStore;
+  importPath: string;
+  platform: Platform;
+  /** A caller-known build id (a lockfile hash, a git tree id); else Go build ID or fingerprint. */
+  buildId?: string | undefined;
+  /** Seconds; 0 unless SOURCE_DATE_EPOCH says otherwise. */
+  mtime?: number;
+  gzip?: GzipOptions;
+  /** Warnings for stderr (a corrupt cache entry that was dropped, say). */
+  warn?: (message: string) => void;
+  /** Uncompressed bytes read from the source, for progress. */
+  onBytes?: (n: number) => void;
+}
+
+export interface LayerResult {
+  descriptor: Descriptor;
+  diffid: Digest;
+  buildId: string;
+  /** True when the cache answered and no tar or gzip ran. */
+  cached: boolean;
+}
+
+/** What the build-id record holds. */
+export interface BuildIdRecord {
+  diffid: Digest;
+  tarSpec: string;
+}
+
+/** What a diffid record holds: the compressed descriptor and the settings that made it. */
+export interface DiffIdRecord {
+  diffid: Digest;
+  compression: string;
+  descriptor: Descriptor;
+}
+
+export function validateImportPath(ip: string): string {
+  if (!ip || !ip.trim()) throw new KocacheError('input', 'empty import path: --import-path names what is being built (e.g. github.com/you/app)');
+  if (ip.split('/').some((p) => p === '..' || p === '.') || ip.startsWith('/') || /[\0\n]/.test(ip)) {
+    throw new KocacheError('input', `invalid import path ${JSON.stringify(ip)}: no leading /, no . or .. parts`);
+  }
+  return ip;
+}
+
+/**
+ * Builds one layer through the cache. A hit (build id seen before with the same tar and
+ * compression settings, blob present and intact) runs no tar and no gzip; a miss streams
+ * tar -> sha256 (diffid) -> gzip -> sha256 (digest) -> content store in one pass, and records
+ * build id -> diffid and diffid -> descriptor once the blob is safely in place.
+ */
+export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): Promise<LayerResult> {
+  validateImportPath(opts.importPath);
+  const cache = opts.cache;
+  const gzip = opts.gzip ?? DEFAULT_GZIP;
+  const tarOpts: TarOptions = { dest: source.dest, mtime: opts.mtime ?? 0 };
+  const namespace = binNamespace(opts.importPath, opts.platform);
+  const compression = gzipSpec(gzip);
+
+  const startedNs = BigInt(Date.now()) * 1_000_000n;
+  const entries = walkSource(source.src);
+  const buildId = opts.buildId ?? goBuildId(entries) ?? idFromTree(cache.dir, source.src, entries, startedNs);
+  const idKey = buildIdKey(namespace, buildId, tarSpec(tarOpts));
+
+  const hit = await lookup(cache, idKey, namespace, compression, opts.warn);
+  if (hit) return { ...hit, buildId, cached: true };
+
+  const diffHash = createHash('sha256');
+  const tarBytes = tap(rechunk(packLayer(entries, tarOpts, opts.onBytes), gzip.blockSize), (c) => diffHash.update(c));
+  const blob = await cache.writeBlob(gzipStream(tarBytes, gzip));
+  const diffid: Digest = `sha256:${diffHash.digest('hex')}`;
+  const descriptor: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size };
+
+  // diffid record first: a build-id record must never point at a diffid that has no descriptor.
+  await cache.putRecord<DiffIdRecord>(diffIdKey(namespace, diffid, compression), blob, { diffid, compression, descriptor });
+  await cache.putRecord<BuildIdRecord>(idKey, blob, { diffid, tarSpec: tarSpec(tarOpts) });
+  return { descriptor, diffid, buildId, cached: false };
+}
+
+async function lookup(
+  cache: CacheStore,
+  idKey: string,
+  namespace: string,
+  compression: string,
+  warn: ((m: string) => void) | undefined,
+): Promise<{ descriptor: Descriptor; diffid: Digest } | undefined> {
+  const byId = await cache.getRecord<BuildIdRecord>(idKey);
+  if (!byId) return undefined;
+  const byDiff = await cache.getRecord<DiffIdRecord>(diffIdKey(namespace, byId.metadata.diffid, compression));
+  if (!byDiff) return undefined;
+  const d = byDiff.metadata.descriptor;
+  // The blob is re-hashed on every hit (sha256 runs at >1 GB/s): a flipped byte is caught here,
+  // dropped, and the layer rebuilt, instead of being pushed or handed on.
+  const state = await cache.verifyBlob(d.digest, d.size);
+  if (state === 'corrupt') {
+    warn?.(`cached layer ${d.digest} was corrupt; dropped it and rebuilding`);
+    return undefined;
+  }
+  if (state === 'missing') return undefined;
+  await cache.touchBlob(d.digest);
+  return { descriptor: d, diffid: byDiff.metadata.diffid };
+}
+
+function goBuildId(entries: readonly SourceEntry[]): string | undefined {
+  const root = entries[0];
+  if (entries.length !== 1 || root?.type !== 'file') return undefined;
+  const id = readGoBuildId(root.abs);
+  // Size and execute bits ride along: a binary stripped or chmod-ed after linking keeps its ID.
+  return id ? `go:${id}:${root.size}:${(root.mode & 0o111).toString(8)}` : undefined;
+}
+
+function idFromTree(cacheDir: string, root: string, entries: readonly SourceEntry[], takenAtNs: bigint): string {
+  const stats = new StatCache(cacheDir, root, takenAtNs);
+  const id = fingerprint(entries, stats);
+  stats.save();
+  return id;
+}

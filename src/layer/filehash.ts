@@ -1,0 +1,28 @@
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { fsError } from '../errors.js';
+
+const BUF = Buffer.allocUnsafe(1 << 20);
+
+/** sha256 hex of a file, read synchronously into one reused buffer (see walk.ts for why sync). */
+export function hashFileSync(path: string): string {
+  const h = createHash('sha256');
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw fsError(err, path, 'read');
+  }
+  try {
+    for (;;) {
+      const n = readSync(fd, BUF, 0, BUF.length, null);
+      if (n === 0) break;
+      h.update(BUF.subarray(0, n));
+    }
+  } catch (err) {
+    throw fsError(err, path, 'read');
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest('hex');
+}

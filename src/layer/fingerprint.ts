@@ -1,0 +1,28 @@
+import { createHash } from 'node:crypto';
+import type { StatCache } from './statcache.js';
+import { hashFileSync } from './filehash.js';
+import type { SourceEntry } from './walk.js';
+
+/**
+ * A build id computed from the input itself: every entry's relative path, type, permission bits,
+ * size, link target and content hash, in sorted order. Any byte change in any file, a rename, a
+ * chmod or a new empty directory gives another id.
+ */
+export function fingerprint(entries: readonly SourceEntry[], stats?: StatCache): string {
+  const h = createHash('sha256');
+  for (const e of entries) {
+    let content = '';
+    if (e.type === 'file') {
+      content = stats?.lookup(e) ?? '';
+      if (!content) {
+        content = hashFileSync(e.abs);
+        stats?.record(e, content);
+      }
+    } else if (e.type === 'symlink') {
+      content = e.linkTarget ?? '';
+    }
+    // NUL separates fields: it cannot occur in a path or a link target.
+    h.update(`${e.type}\0${e.mode.toString(8)}\0${e.size}\0${e.rel}\0${content}\n`);
+  }
+  return `fp:${h.digest('hex')}`;
+}

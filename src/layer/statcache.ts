@@ -1,0 +1,84 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { SourceEntry } from './walk.js';
+
+// A file whose mtime or ctime is this close to the moment its stat was taken may be written again
+// within the same timestamp tick without either changing (the "racy git" problem); such a file
+// is always re-hashed. 2 s covers the coarsest common granularity (FAT, some network mounts).
+const RACY_NS = 2_000_000_000n;
+const VERSION = 1;
+
+interface Stamp {
+  size: number;
+  mtimeNs: string;
+  ctimeNs: string;
+  ino: string;
+  dev: string;
+  sha256: string;
+}
+
+interface StatFile {
+  version: number;
+  entries: Record<string, Stamp>;
+}
+
+/**
+ * Remembers the content hash of each file of a source tree by (size, mtime, ctime, inode, device),
+ * so a second fingerprint of an unchanged tree reads no file contents. One small JSON file per
+ * source root under `<cache>/stat/`, written to a temp name and renamed into place.
+ */
+export class StatCache {
+  private readonly path: string;
+  private readonly old: Record<string, Stamp>;
+  private readonly next: Record<string, Stamp> = {};
+  private changed = false;
+
+  constructor(cacheDir: string, root: string, private readonly takenAtNs: bigint) {
+    const id = createHash('sha256').update(root).digest('hex').slice(0, 32);
+    this.path = join(cacheDir, 'stat', `${id}.json`);
+    this.old = loadStatFile(this.path);
+  }
+
+  /** The cached hash if the file is unchanged and not racy; undefined otherwise. */
+  lookup(e: SourceEntry): string | undefined {
+    const s = this.old[e.abs];
+    if (!s) return undefined;
+    if (s.size !== e.size || s.mtimeNs !== String(e.mtimeNs) || s.ctimeNs !== String(e.ctimeNs) || s.ino !== String(e.ino) || s.dev !== String(e.dev)) {
+      return undefined;
+    }
+    this.next[e.abs] = s;
+    return s.sha256;
+  }
+
+  record(e: SourceEntry, sha256: string): void {
+    const newest = e.mtimeNs > e.ctimeNs ? e.mtimeNs : e.ctimeNs;
+    if (newest + RACY_NS > this.takenAtNs) return; // too fresh to trust next time
+    this.next[e.abs] = { size: e.size, mtimeNs: String(e.mtimeNs), ctimeNs: String(e.ctimeNs), ino: String(e.ino), dev: String(e.dev), sha256 };
+    this.changed = true;
+  }
+
+  /** Writes the stamps seen in this walk (dropping files that are gone), if anything changed. */
+  save(): void {
+    if (!this.changed && Object.keys(this.next).length === Object.keys(this.old).length) return;
+    try {
+      mkdirSync(join(this.path, '..'), { recursive: true });
+      const tmp = `${this.path}.${randomBytes(6).toString('hex')}.tmp`;
+      const body: StatFile = { version: VERSION, entries: this.next };
+      writeFileSync(tmp, JSON.stringify(body));
+      renameSync(tmp, this.path);
+    } catch {
+      // The stat cache only saves time; failing to write it must never fail a build.
+    }
+  }
+}
+
+function loadStatFile(path: string): Record<string, Stamp> {
+  try {
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as StatFile;
+    if (parsed && parsed.version === VERSION && parsed.entries && typeof parsed.entries === 'object') return parsed.entries;
+  } catch {
+    // Missing or unreadable: start empty. A corrupt file is simply rewritten.
+  }
+  return {};
+}

@@ -1,0 +1,107 @@
+import { lstatSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
+import { join } from 'node:path';
+import { KocacheError, fsError } from '../errors.js';
+
+export type EntryType = 'file' | 'directory' | 'symlink';
+
+/** One file-system entry below a source root, as the layer and the fingerprint see it. */
+export interface SourceEntry {
+  /** Path relative to the source root, `/`-separated; '' for the root itself. */
+  rel: string;
+  abs: string;
+  type: EntryType;
+  /** Permission bits as on disk (mode & 0o7777). */
+  mode: number;
+  size: number;
+  linkTarget?: string;
+  /** For the stat cache: what must be unchanged for a cached content hash to be trusted. */
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  ino: bigint;
+  dev: bigint;
+}
+
+function toEntry(rel: string, abs: string, st: BigIntStats): SourceEntry {
+  let type: EntryType;
+  let linkTarget: string | undefined;
+  if (st.isFile()) type = 'file';
+  else if (st.isDirectory()) type = 'directory';
+  else if (st.isSymbolicLink()) {
+    type = 'symlink';
+    try {
+      linkTarget = readlinkSync(abs);
+    } catch (err) {
+      throw fsError(err, abs, 'read link');
+    }
+  } else {
+    const kind = st.isSocket() ? 'a socket' : st.isFIFO() ? 'a named pipe' : 'a device';
+    throw new KocacheError('input', `cannot put ${abs} in a layer: it is ${kind}`);
+  }
+  const entry: SourceEntry = {
+    rel,
+    abs,
+    type,
+    mode: Number(st.mode & 0o7777n),
+    size: type === 'file' ? Number(st.size) : 0,
+    mtimeNs: st.mtimeNs,
+    ctimeNs: st.ctimeNs,
+    ino: st.ino,
+    dev: st.dev,
+  };
+  if (linkTarget !== undefined) entry.linkTarget = linkTarget;
+  return entry;
+}
+
+/** Compares as UTF-8 bytes, so the order is the same under every locale and on every machine. */
+export function compareBytes(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/**
+ * Lists a file or a directory tree, sorted by path. Symbolic links are listed as links and never
+ * followed, so nothing outside the tree ends up in a layer. Synchronous on purpose: for thousands
+ * of small files readdirSync + lstatSync is ~10x faster than the promise API (libuv round trips).
+ */
+export function walkSource(root: string): SourceEntry[] {
+  let rootStat: BigIntStats;
+  try {
+    // The root itself may be a link (a `result` symlink from Nix, say): that one is followed.
+    rootStat = lstatSync(root, { bigint: true });
+    if (rootStat.isSymbolicLink()) rootStat = statSync(root, { bigint: true });
+  } catch (err) {
+    if (err instanceof KocacheError) throw err;
+    throw fsError(err, root, 'read');
+  }
+  const out: SourceEntry[] = [];
+  if (!rootStat.isDirectory()) {
+    out.push(toEntry('', root, rootStat));
+    return out;
+  }
+  out.push(toEntry('', root, rootStat));
+  const stack: string[] = [''];
+  while (stack.length > 0) {
+    const rel = stack.pop()!;
+    const dirAbs = rel === '' ? root : join(root, rel);
+    let names: string[];
+    try {
+      names = readdirSync(dirAbs);
+    } catch (err) {
+      throw fsError(err, dirAbs, 'read directory');
+    }
+    for (const name of names) {
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const abs = join(dirAbs, name);
+      let st: BigIntStats;
+      try {
+        st = lstatSync(abs, { bigint: true });
+      } catch (err) {
+        throw fsError(err, abs, 'read');
+      }
+      const e = toEntry(childRel, abs, st);
+      out.push(e);
+      if (e.type === 'directory') stack.push(childRel);
+    }
+  }
+  out.sort((a, b) => compareBytes(a.rel, b.rel));
+  return out;
+}
