@@ -7,6 +7,16 @@ import type { Descriptor } from '../oci/descriptor.js';
 export interface BlobSource {
   descriptor: Descriptor;
   open(): AsyncIterable<Uint8Array>;
+  /**
+   * Repositories known to hold this blob already (a base image's, say): a pusher to the same
+   * registry tries a cross-repository mount from them before uploading.
+   */
+  origins?: BlobOrigin[];
+}
+
+export interface BlobOrigin {
+  registry: string;
+  repository: string;
 }
 
 /** One image ready to push: the manifest exactly as it will be stored, and the blobs it names. */
