@@ -4,6 +4,7 @@ import { hideBin } from 'yargs/helpers';
 import { usageError } from '../errors.js';
 import { commands } from './commands/index.js';
 import { reportError } from './output.js';
+import { traceEnabled, traceSnapshot } from '../util/trace.js';
 
 async function main(argv: string[]): Promise<number> {
   const wantsJson = argv.includes('--json');
@@ -30,6 +31,10 @@ async function main(argv: string[]): Promise<number> {
   }
   if (failure !== undefined) return reportError(failure, wantsJson);
   return 0;
+}
+
+if (traceEnabled()) {
+  process.once('exit', () => process.stderr.write(`kocache-trace: ${JSON.stringify(traceSnapshot())}\n`));
 }
 
 main(hideBin(process.argv)).then(

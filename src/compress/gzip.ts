@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { rechunk } from './chunks.js';
+import { traceAdd } from '../util/trace.js';
 
 const deflateRaw = promisify(zlib.deflateRaw);
 
@@ -60,6 +61,7 @@ export async function* gzipStream(source: AsyncIterable<Uint8Array>, opts: GzipO
 
   yield GZIP_HEADER;
   for await (const block of rechunk(source, opts.blockSize)) {
+    traceAdd('gzip.in', block.length);
     crc = zlib.crc32(block, crc);
     isize = (isize + block.length) >>> 0;
     // A block is known not to be the last only once the next one arrives.

@@ -8,6 +8,7 @@ import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import type { Platform } from '../oci/platform.js';
 import { KocacheError } from '../errors.js';
+import { traceAdd } from '../util/trace.js';
 import { fingerprint } from './fingerprint.js';
 import { readGoBuildId } from './gobuildid.js';
 import type { LayerSource } from './source.js';
@@ -82,7 +83,10 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   if (hit) return { ...hit, buildId, cached: true };
 
   const diffHash = createHash('sha256');
-  const tarBytes = tap(rechunk(packLayer(entries, tarOpts, opts.onBytes), gzip.blockSize), (c) => diffHash.update(c));
+  const tarBytes = tap(rechunk(packLayer(entries, tarOpts, opts.onBytes), gzip.blockSize), (c) => {
+    diffHash.update(c);
+    traceAdd('tar.out', c.length);
+  });
   const blob = await cache.writeBlob(gzipStream(tarBytes, gzip));
   const diffid: Digest = `sha256:${diffHash.digest('hex')}`;
   const descriptor: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size };
