@@ -19,7 +19,7 @@ async function main(argv: string[]): Promise<number> {
     .help()
     .alias('h', 'help')
     .version()
-    .wrap(Math.min(110, process.stdout.columns || 100))
+    .wrap(process.stdout.isTTY ? Math.min(110, process.stdout.columns || 100) : null)
     .fail((msg, err) => {
       // yargs reports its own validation failures and handler errors here; both become one line.
       failure = err ?? usageError(msg);

@@ -1,0 +1,55 @@
+import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The built CLI: dist/src/cli/main.js (tests run from dist/test/). */
+export const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `kocache ARGS` to completion with the given environment additions. */
+export function runCli(args: string[], env: Record<string, string | undefined> = {}, opts: SpawnOptions = {}): Promise<CliResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      ...opts,
+      env: { ...process.env, CI: 'true', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
+  });
+}
+
+export function runCliSync(args: string[], env: Record<string, string | undefined> = {}): CliResult {
+  const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, CI: 'true', ...env }, encoding: 'utf8' });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A fresh temp folder. */
+export function tempDir(prefix = 'kocache-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Parses the `kocache-trace: {...}` line KOCACHE_TRACE=1 makes the CLI print at exit. */
+export function traceOf(stderr: string): Record<string, number> {
+  const line = stderr.split('\n').find((l) => l.startsWith('kocache-trace: '));
+  if (!line) throw new Error(`no kocache-trace line in stderr:\n${stderr}`);
+  return JSON.parse(line.slice('kocache-trace: '.length)) as Record<string, number>;
+}
+
+/** Asserts the error shape every command must have: exactly one line on stderr, no stack trace. */
+export function isOneLineError(r: CliResult): boolean {
+  const lines = r.stderr.trimEnd().split('\n').filter((l) => !l.startsWith('kocache-trace: '));
+  return r.code !== 0 && lines.length === 1 && lines[0]!.startsWith('kocache: ') && !/\n\s+at /.test(r.stderr);
+}
