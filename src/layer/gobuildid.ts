@@ -67,7 +67,7 @@ function elfNote(fd: number, head: Buffer): string | undefined {
         if (descStart + descsz > notes.length) break;
         const name = notes.subarray(nameStart, nameStart + namesz).toString('latin1').replace(/\0+$/, '');
         if (name === 'Go' && type === NT_GO_BUILD_ID) {
-          const id = notes.subarray(descStart, descStart + descsz).toString('latin1');
+          const id = notes.subarray(descStart, descStart + descsz).toString('latin1').replace(/\0+$/, '');
           return isPlausible(id) ? id : undefined;
         }
         p = descStart + align4(descsz);

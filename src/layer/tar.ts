@@ -26,13 +26,13 @@ export function tarSpec(o: TarOptions): string {
 const SMALL_FILE = 4 << 20;
 
 /**
- * Only the execute bits of a file survive; everything else is fixed, so a layer is the same
- * whatever the umask of the machine that built it.
+ * A file executable by its owner becomes 0755, any other file 0644, directories 0755: the layer is
+ * the same whatever the umask of the machine that built it.
  */
 function layerMode(e: SourceEntry): number {
   if (e.type === 'directory') return 0o755;
   if (e.type === 'symlink') return 0o777;
-  return 0o644 | (e.mode & 0o111);
+  return e.mode & 0o100 ? 0o755 : 0o644;
 }
 
 function parentsOf(path: string): string[] {

@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { test } from 'node:test';
+import { CacheStore } from '../src/cache/store.js';
+import { buildLayer } from '../src/layer/build.js';
+import { parseLayerSource } from '../src/layer/source.js';
+import { parsePlatform } from '../src/oci/platform.js';
+import { tempDir } from './helpers/cli.js';
+
+const platform = parsePlatform('linux/amd64');
+
+function sampleTree(root: string, opts: { umask?: boolean } = {}): string {
+  const src = join(root, 'src');
+  mkdirSync(join(src, 'bin'), { recursive: true });
+  mkdirSync(join(src, 'empty-dir'), { recursive: true });
+  writeFileSync(join(src, 'bin', 'tool'), '#!/bin/sh\necho hi\n');
+  chmodSync(join(src, 'bin', 'tool'), opts.umask ? 0o700 : 0o755);
+  writeFileSync(join(src, 'readme.txt'), 'hello\n');
+  chmodSync(join(src, 'readme.txt'), opts.umask ? 0o600 : 0o664);
+  const long = `${'d'.repeat(120)}/${'f'.repeat(130)}.txt`;
+  mkdirSync(join(src, 'd'.repeat(120)), { recursive: true });
+  writeFileSync(join(src, long), 'long name\n');
+  writeFileSync(join(src, 'grüße-日本.txt'), 'non-ascii\n');
+  symlinkSync('readme.txt', join(src, 'link-in'));
+  symlinkSync('/etc/passwd', join(src, 'link-out'));
+  return src;
+}
+
+async function build(cacheDir: string, spec: string, extra: Partial<Parameters<typeof buildLayer>[1]> = {}) {
+  const cache = new CacheStore(cacheDir);
+  return { cache, layer: await buildLayer(parseLayerSource(spec), { cache, importPath: 'example.com/app', platform, ...extra }) };
+}
+
+test('the layer is reproducible: same inputs on another tree, other mtimes and umask give byte-identical blobs', async () => {
+  const a = tempDir();
+  const b = tempDir();
+  const srcA = sampleTree(a);
+  const srcB = sampleTree(b, { umask: true });
+  // Different mtimes on the second tree: they must not reach the layer.
+  utimesSync(join(srcB, 'readme.txt'), new Date('2001-01-01'), new Date('2001-01-01'));
+  const one = await build(join(a, 'cache'), `${srcA}:/app`);
+  const two = await build(join(b, 'cache'), `${srcB}:/app`);
+  // umask-only differences (0664 vs 0600) keep the same layer, since only execute bits survive.
+  assert.equal(one.layer.descriptor.digest, two.layer.descriptor.digest);
+  assert.equal(one.layer.diffid, two.layer.diffid);
+  const blob = readFileSync(one.cache.blobPath(one.layer.descriptor.digest));
+  assert.equal(`sha256:${createHash('sha256').update(blob).digest('hex')}`, one.layer.descriptor.digest);
+  assert.equal(blob.length, one.layer.descriptor.size);
+  assert.equal(`sha256:${createHash('sha256').update(gunzipSync(blob)).digest('hex')}`, one.layer.diffid);
+});
+
+test('gzip header has no mtime, no file name and a fixed OS byte', async () => {
+  const dir = tempDir();
+  const src = sampleTree(dir);
+  const { cache, layer } = await build(join(dir, 'cache'), `${src}:/app`);
+  const blob = readFileSync(cache.blobPath(layer.descriptor.digest));
+  assert.deepEqual([...blob.subarray(0, 10)], [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+  // Any gunzip reads it: GNU gzip agrees.
+  execFileSync('gzip', ['-t'], { input: blob });
+});
+
+test('tar entries: sorted, parents of the destination, mtime 0, root owner with empty names, modes, links, PAX names', async () => {
+  const dir = tempDir();
+  const src = sampleTree(dir);
+  const { cache, layer } = await build(join(dir, 'cache'), `${src}:/opt/app`);
+  const listing = execFileSync('tar', ['-tvzf', cache.blobPath(layer.descriptor.digest), '--numeric-owner', '--full-time'], {
+    encoding: 'utf8',
+  });
+  const lines = listing.trim().split('\n');
+  const names = lines.map((l) => l.split(/\s+/).slice(5).join(' '));
+  assert.equal(names[0], 'opt/');
+  assert.equal(names[1], 'opt/app/');
+  assert.ok(names.includes('opt/app/bin/'), 'directories end with /');
+  assert.ok(names.includes('opt/app/empty-dir/'));
+  assert.ok(names.includes(`opt/app/${'d'.repeat(120)}/${'f'.repeat(130)}.txt`), 'long name survives');
+  assert.ok(names.includes('opt/app/grüße-日本.txt'), 'non-ASCII name survives');
+  assert.ok(names.includes('opt/app/link-out -> /etc/passwd'), 'symlink kept as a link, not followed');
+  const sortedNames = [...names].map((n) => n.replace(/ -> .*/, '').replace(/\/$/, ''));
+  const bytewise = [...sortedNames].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+  assert.deepEqual(sortedNames, bytewise, 'entries in byte order');
+  for (const l of lines) {
+    assert.match(l, /^\S+ 0\/0 /, `owner 0/0: ${l}`);
+    assert.match(l, / 1970-01-01 00:00:00 /, `mtime 0: ${l}`);
+  }
+  const mode = (name: string) => lines.find((l) => l.endsWith(` ${name}`))!.split(/\s+/)[0];
+  assert.equal(mode('opt/app/bin/tool'), '-rwxr-xr-x');
+  assert.equal(mode('opt/app/readme.txt'), '-rw-r--r--');
+  assert.equal(mode('opt/app/bin/'), 'drwxr-xr-x');
+  // uname/gname are empty: GNU tar shows numeric ids only when asked, so read the raw header.
+  const raw = gunzipSync(readFileSync(cache.blobPath(layer.descriptor.digest)));
+  assert.equal(raw.subarray(265, 265 + 32).toString('latin1').replace(/\0+$/, ''), '');
+});
+
+test('SOURCE_DATE_EPOCH-style mtime changes the bytes and the cache key', async () => {
+  const dir = tempDir();
+  const src = sampleTree(dir);
+  const zero = await build(join(dir, 'cache'), `${src}:/app`);
+  const later = await build(join(dir, 'cache'), `${src}:/app`, { mtime: 1700000000 });
+  assert.notEqual(zero.layer.diffid, later.layer.diffid);
+  assert.equal(later.layer.cached, false);
+  const listing = execFileSync('tar', ['-tvzf', later.cache.blobPath(later.layer.descriptor.digest), '--full-time'], { encoding: 'utf8' });
+  assert.match(listing, /2023-11-14 22:13:20/);
+});
+
+test('the destination path is part of the key (ko#1704): same source at two paths gives two layers', async () => {
+  const dir = tempDir();
+  const src = sampleTree(dir);
+  const a = await build(join(dir, 'cache'), `${src}:/a`);
+  const b = await build(join(dir, 'cache'), `${src}:/b`);
+  assert.equal(b.layer.cached, false);
+  assert.notEqual(a.layer.diffid, b.layer.diffid);
+  const again = await build(join(dir, 'cache'), `${src}:/a`);
+  assert.equal(again.layer.cached, true);
+  assert.equal(again.layer.descriptor.digest, a.layer.descriptor.digest);
+});
+
+test('any byte change, chmod +x, rename or new empty directory gives another build id', async () => {
+  const dir = tempDir();
+  const src = sampleTree(dir);
+  const cacheDir = join(dir, 'cache');
+  const ids = new Set<string>();
+  const record = async () => {
+    const r = await build(cacheDir, `${src}:/app`);
+    ids.add(r.layer.buildId);
+    return r.layer;
+  };
+  await record();
+  writeFileSync(join(src, 'readme.txt'), 'hellO\n'); // same size, one byte
+  await record();
+  chmodSync(join(src, 'readme.txt'), 0o755);
+  await record();
+  execFileSync('mv', [join(src, 'readme.txt'), join(src, 'readme2.txt')]);
+  await record();
+  mkdirSync(join(src, 'new-empty'));
+  await record();
+  assert.equal(ids.size, 5);
+});
+
+test('stat cache: a same-size rewrite that restores the old mtime is still seen (ctime, racy window)', async () => {
+  const dir = tempDir();
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  const file = join(src, 'data.bin');
+  writeFileSync(file, 'aaaaaaaa');
+  const old = new Date(Date.now() - 3600_000);
+  utimesSync(file, old, old);
+  const cacheDir = join(dir, 'cache');
+  const first = await build(cacheDir, `${src}:/`);
+  const second = await build(cacheDir, `${src}:/`);
+  assert.equal(second.layer.cached, true);
+  writeFileSync(file, 'bbbbbbbb');
+  utimesSync(file, old, old);
+  const third = await build(cacheDir, `${src}:/`);
+  assert.equal(third.layer.cached, false);
+  assert.notEqual(third.layer.diffid, first.layer.diffid);
+});
+
+test('a Go binary is keyed by its embedded Go build ID, as ko does', async () => {
+  const dir = tempDir();
+  const bin = join(dir, 'app');
+  const id = 'abcDEF123/xyz-_456';
+  const body = (fill: string) =>
+    Buffer.concat([Buffer.from('\x7fNOTELF-raw-text-then:', 'latin1'), Buffer.from(`\xff Go build ID: "${id}"\n \xff`, 'latin1'), Buffer.from(fill.repeat(64))]);
+  writeFileSync(bin, body('a'), { mode: 0o755 });
+  const cacheDir = join(dir, 'cache');
+  const first = await build(cacheDir, `${bin}:/ko-app/app`);
+  assert.equal(first.layer.buildId, `go:${id}:${body('a').length}:111`);
+  // Same build ID and size: the Go toolchain promises the same binary, so the cache answers.
+  writeFileSync(bin, body('b'), { mode: 0o755 });
+  const second = await build(cacheDir, `${bin}:/ko-app/app`);
+  assert.equal(second.layer.cached, true);
+  assert.equal(second.layer.descriptor.digest, first.layer.descriptor.digest);
+});
+
+test('an ELF Go build ID note is found', async () => {
+  const { readGoBuildId } = await import('../src/layer/gobuildid.js');
+  const dir = tempDir();
+  const id = 'elfnote/abc';
+  // A minimal ELF64 LE header with one PT_NOTE program header pointing at a "Go" note of type 4.
+  const note = Buffer.alloc(12 + 4 + 12);
+  note.writeUInt32LE(3, 0); // namesz "Go\0"
+  note.writeUInt32LE(id.length + 1, 4);
+  note.writeUInt32LE(4, 8);
+  note.write('Go\0', 12, 'latin1');
+  note.write(id, 16, 'latin1');
+  const ehdr = Buffer.alloc(64);
+  ehdr.writeUInt32BE(0x7f454c46, 0);
+  ehdr[4] = 2;
+  ehdr[5] = 1;
+  ehdr.writeBigUInt64LE(64n, 0x20); // phoff
+  ehdr.writeUInt16LE(56, 0x36); // phentsize
+  ehdr.writeUInt16LE(1, 0x38); // phnum
+  const phdr = Buffer.alloc(56);
+  phdr.writeUInt32LE(4, 0); // PT_NOTE
+  phdr.writeBigUInt64LE(120n, 0x08); // offset
+  phdr.writeBigUInt64LE(BigInt(note.length), 0x20); // filesz
+  const file = join(dir, 'elf');
+  writeFileSync(file, Buffer.concat([ehdr, phdr, note]));
+  assert.equal(readGoBuildId(file), id);
+  writeFileSync(join(dir, 'plain'), 'not a go binary');
+  assert.equal(readGoBuildId(join(dir, 'plain')), undefined);
+});
