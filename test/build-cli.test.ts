@@ -1,0 +1,227 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { CacheStore } from '../src/cache/store.js';
+import { CLI, isOneLineError, runCli, tempDir, traceOf } from './helpers/cli.js';
+
+interface BuildOut {
+  mediaType: string;
+  digest: string;
+  size: number;
+  diffid: string;
+  cached: boolean;
+}
+
+function tree(root: string, mb = 1): string {
+  const src = join(root, 'src');
+  mkdirSync(join(src, 'sub'), { recursive: true });
+  writeFileSync(join(src, 'big.bin'), randomBytes(mb << 20));
+  writeFileSync(join(src, 'sub', 'a.txt'), 'a\n'.repeat(1000));
+  return src;
+}
+
+function listFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, name.name);
+      if (name.isDirectory()) walk(p);
+      else out.push(p.slice(dir.length));
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+test('build prints one JSON descriptor; a hit does no tar and no gzip', async () => {
+  const dir = tempDir();
+  const src = tree(dir);
+  const env = { KOCACHE: join(dir, 'cache'), KOCACHE_TRACE: '1' };
+  const args = ['build', `${src}:/app`, '--import-path', 'example.com/app', '--platform', 'linux/arm64'];
+  const cold = await runCli(args, env);
+  assert.equal(cold.code, 0, cold.stderr);
+  const first = JSON.parse(cold.stdout) as BuildOut;
+  assert.equal(first.mediaType, 'application/vnd.oci.image.layer.v1.tar+gzip');
+  assert.match(first.digest, /^sha256:[a-f0-9]{64}$/);
+  assert.equal(first.cached, false);
+  assert.ok(traceOf(cold.stderr)['gzip.in']! > 1 << 20, 'the cold build compressed the tree');
+  assert.ok(traceOf(cold.stderr)['tar.out']! > 1 << 20, 'the cold build tarred the tree');
+
+  const warm = await runCli(args, env);
+  assert.equal(warm.code, 0, warm.stderr);
+  const second = JSON.parse(warm.stdout) as BuildOut;
+  assert.deepEqual({ ...second, cached: false }, first);
+  assert.equal(second.cached, true);
+  const t = traceOf(warm.stderr);
+  assert.equal(t['tar.out'] ?? 0, 0, 'a hit writes no tar');
+  assert.equal(t['gzip.in'] ?? 0, 0, 'a hit runs no gzip');
+
+  const ls = await runCli(['ls', '--json'], env);
+  const rows = JSON.parse(ls.stdout) as { key: string }[];
+  assert.ok(rows.some((r) => r.key.startsWith('bin/example.com/app/linux/arm64/buildid/')));
+  assert.ok(rows.some((r) => r.key === `bin/example.com/app/linux/arm64/diffid/${first.diffid}/gzip-l6-b1048576`));
+});
+
+test('the platform is part of the key', async () => {
+  const dir = tempDir();
+  const src = tree(dir);
+  const env = { KOCACHE: join(dir, 'cache') };
+  const base = ['build', `${src}:/app`, '--import-path', 'example.com/app'];
+  const a = JSON.parse((await runCli([...base, '--platform', 'linux/amd64'], env)).stdout) as BuildOut;
+  const b = JSON.parse((await runCli([...base, '--platform', 'linux/arm/v7'], env)).stdout) as BuildOut;
+  assert.equal(a.cached, false);
+  assert.equal(b.cached, false);
+  assert.equal(a.digest, b.digest, 'same bytes, separate entries');
+});
+
+test('--build-id: the caller-known id is the key', async () => {
+  const dir = tempDir();
+  const src = tree(dir);
+  const env = { KOCACHE: join(dir, 'cache') };
+  const args = ['build', `${src}:/app`, '--import-path', 'x', '--build-id', 'lock-abc'];
+  const first = JSON.parse((await runCli(args, env)).stdout) as BuildOut;
+  writeFileSync(join(src, 'sub', 'a.txt'), 'changed');
+  const second = JSON.parse((await runCli(args, env)).stdout) as BuildOut;
+  assert.equal(second.cached, true, 'same build id, so the caller vouches the input is the same');
+  assert.equal(second.digest, first.digest);
+  const third = JSON.parse((await runCli([...args.slice(0, -1), 'lock-def'], env)).stdout) as BuildOut;
+  assert.equal(third.cached, false);
+  assert.notEqual(third.digest, first.digest);
+});
+
+test('two processes building the same key at once both succeed with the same answer', async () => {
+  const dir = tempDir();
+  const src = tree(dir, 8);
+  const env = { KOCACHE: join(dir, 'cache') };
+  const args = ['build', `${src}:/app`, '--import-path', 'example.com/race'];
+  const results = await Promise.all([runCli(args, env), runCli(args, env), runCli(args, env)]);
+  for (const r of results) assert.equal(r.code, 0, r.stderr);
+  const outs = results.map((r) => JSON.parse(r.stdout) as BuildOut);
+  assert.equal(new Set(outs.map((o) => o.digest)).size, 1);
+  assert.equal(new Set(outs.map((o) => o.diffid)).size, 1);
+  const store = new CacheStore(join(dir, 'cache'));
+  assert.equal(await store.verifyBlob(outs[0]!.digest as `sha256:${string}`, outs[0]!.size), 'ok');
+  const again = JSON.parse((await runCli(args, env)).stdout) as BuildOut;
+  assert.equal(again.cached, true);
+});
+
+test('SIGKILL in the middle of a build leaves nothing that serves wrong bytes; the next build succeeds', async () => {
+  const dir = tempDir();
+  const src = tree(dir, 48);
+  const cacheDir = join(dir, 'cache');
+  const args = [CLI, 'build', `${src}:/app`, '--import-path', 'example.com/kill', '--jobs', '1'];
+  // Kill once the writer has started its temp file, i.e. truly mid-write.
+  const child = spawn(process.execPath, args, { env: { ...process.env, KOCACHE: cacheDir }, stdio: 'ignore' });
+  const tmp = join(cacheDir, 'tmp');
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline && !(existsSync(tmp) && readdirSync(tmp).length > 0)) await new Promise((r) => setTimeout(r, 5));
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  assert.ok(existsSync(tmp) && readdirSync(tmp).length > 0, 'killed while a temp file was being written');
+  const store = new CacheStore(cacheDir);
+  assert.equal((await store.listRecords()).length, 0, 'no index entry from the killed build');
+
+  const after = await runCli(args.slice(1), { KOCACHE: cacheDir });
+  assert.equal(after.code, 0, after.stderr);
+  const out = JSON.parse(after.stdout) as BuildOut;
+  assert.equal(out.cached, false);
+  const fresh = JSON.parse((await runCli(args.slice(1), { KOCACHE: join(dir, 'fresh-cache') })).stdout) as BuildOut;
+  assert.equal(out.digest, fresh.digest, 'same bytes as a build that was never interrupted');
+  for (const r of await store.listRecords()) assert.equal(await store.verifyBlob(r.digest, r.size), 'ok', r.key);
+});
+
+test('a flipped byte in a cached blob is detected, dropped and rebuilt; the command says so and succeeds', async () => {
+  const dir = tempDir();
+  const src = tree(dir, 2);
+  const env = { KOCACHE: join(dir, 'cache') };
+  const args = ['build', `${src}:/app`, '--import-path', 'example.com/corrupt'];
+  const first = JSON.parse((await runCli(args, env)).stdout) as BuildOut;
+  const store = new CacheStore(join(dir, 'cache'));
+  const path = store.blobPath(first.digest as `sha256:${string}`);
+  chmodSync(path, 0o644); // cacache leaves content read-only
+  const fd = openSync(path, 'r+');
+  const b = Buffer.alloc(1);
+  const at = Math.floor(statSync(path).size / 2);
+  readSync(fd, b, 0, 1, at);
+  b[0] = b[0]! ^ 0xff;
+  writeSync(fd, b, 0, 1, at);
+  closeSync(fd);
+
+  const again = await runCli(args, env);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /corrupt/);
+  const out = JSON.parse(again.stdout) as BuildOut;
+  assert.equal(out.cached, false);
+  assert.equal(out.digest, first.digest);
+  assert.equal(await store.verifyBlob(out.digest as `sha256:${string}`, out.size), 'ok');
+  const third = JSON.parse((await runCli(args, env)).stdout) as BuildOut;
+  assert.equal(third.cached, true);
+});
+
+test('bad input: one line on stderr, non-zero exit, no stack trace, cache untouched', async () => {
+  const dir = tempDir();
+  const src = tree(dir);
+  const cacheDir = join(dir, 'cache');
+  const env = { KOCACHE: cacheDir };
+  await runCli(['build', `${src}:/app`, '--import-path', 'ok'], env);
+  const before = listFiles(cacheDir);
+  mkdirSync(join(dir, 'with-fifo'));
+  execFileSync('mkfifo', [join(dir, 'with-fifo', 'pipe')]);
+  const cases: [string, string[], RegExp][] = [
+    ['missing path', ['build', join(dir, 'nope'), '--import-path', 'x'], /nope.*no such file/],
+    ['bad platform', ['build', src, '--import-path', 'x', '--platform', 'linux'], /invalid platform "linux"/],
+    ['unknown arch', ['build', src, '--import-path', 'x', '--platform', 'linux/amd65'], /unknown architecture "amd65"/],
+    ['empty import path', ['build', src, '--import-path', ''], /empty import path/],
+    ['no import path', ['build', src], /import-path/],
+    ['relative destination', ['build', `${src}:/app/../..`, '--import-path', 'x'], /must not contain \.\./],
+    ['a named pipe', ['build', join(dir, 'with-fifo'), '--import-path', 'x'], /named pipe/],
+    ['unknown command', ['frobnicate'], /Unknown argument|Unknown command/i],
+  ];
+  for (const [name, args, re] of cases) {
+    const r = await runCli(args, env);
+    assert.ok(isOneLineError(r), `${name}: want one line and non-zero exit, got ${r.code}: ${r.stderr}`);
+    assert.match(r.stderr, re, name);
+  }
+  assert.deepEqual(listFiles(cacheDir), before, 'the cache did not change');
+});
+
+test('an unreadable file is named in a one-line error', async (t) => {
+  if (process.getuid?.() === 0) {
+    // root reads anything, so the build runs as an unprivileged user for this check.
+    const dir = tempDir();
+    chmodSync(dir, 0o777);
+    const src = join(dir, 'src');
+    mkdirSync(src, { mode: 0o777 });
+    writeFileSync(join(src, 'secret'), 'x', { mode: 0o000 });
+    chmodSync(join(src, 'secret'), 0o000);
+    const cacheDir = join(dir, 'cache');
+    mkdirSync(cacheDir, { mode: 0o777 });
+    chmodSync(cacheDir, 0o777);
+    const r = await runCli(['build', src, '--import-path', 'x'], { KOCACHE: cacheDir, HOME: dir }, { uid: 65534, gid: 65534 });
+    assert.ok(isOneLineError(r), r.stderr);
+    assert.match(r.stderr, /secret: permission denied/);
+    return;
+  }
+  const dir = tempDir();
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  writeFileSync(join(src, 'secret'), 'x', { mode: 0o000 });
+  const r = await runCli(['build', src, '--import-path', 'x'], { KOCACHE: join(dir, 'cache') });
+  assert.ok(isOneLineError(r), r.stderr);
+  assert.match(r.stderr, /secret: permission denied/);
+  t.diagnostic('ran as an unprivileged user');
+});
+
+test('KOCACHE=off builds with a throwaway cache and leaves nothing behind', async () => {
+  const dir = tempDir();
+  const src = tree(dir);
+  const r = await runCli(['build', src, '--import-path', 'x'], { KOCACHE: 'off', TMPDIR: dir });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as BuildOut).cached, false);
+  assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('kocache-ephemeral-')), []);
+});
