@@ -3,7 +3,7 @@
  * tar-stream emits 512-byte headers and small bodies; feeding those to zlib or a hash one by one
  * costs more than the work itself, so everything downstream of tar sees 1 MiB blocks.
  */
-export async function* rechunk(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Buffer> {
+export async function* rechunk(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, size: number): AsyncGenerator<Buffer> {
   let block = Buffer.allocUnsafe(size);
   let fill = 0;
   for await (const chunk of source) {

@@ -40,7 +40,7 @@ export function gzipSpec(o: Pick<GzipOptions, 'level' | 'blockSize'>): string {
  * without worker_threads (no start-up cost, no copies: the block is handed to zlib as it is).
  * The bytes depend only on the input, level and block size, never on `jobs` or on timing.
  */
-export async function* gzipStream(source: AsyncIterable<Uint8Array>, opts: GzipOptions = DEFAULT_GZIP): AsyncGenerator<Buffer> {
+export async function* gzipStream(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: GzipOptions = DEFAULT_GZIP): AsyncGenerator<Buffer> {
   const jobs = Math.max(1, opts.jobs);
   const inflight: Promise<Buffer>[] = [];
   let crc = 0;

@@ -1,0 +1,47 @@
+import { readFileSync } from 'node:fs';
+import { gunzipSync as zlibGunzip, gzipSync as zlibGzip } from 'node:zlib';
+import { gunzipSync as fflateGunzip, gzipSync as fflateGzip } from 'fflate';
+import { gzipStream } from '../src/compress/gzip.js';
+import { median, RUNS, type Row } from './harness.js';
+
+function timeIt(fn: () => void): number {
+  const t0 = performance.now();
+  fn();
+  return (performance.now() - t0) / 1000;
+}
+
+async function timeAsync(fn: () => Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return (performance.now() - t0) / 1000;
+}
+
+const mbps = (bytes: number, s: number) => `${(bytes / s / 1e6).toFixed(0)} MB/s`;
+
+/**
+ * fflate against node:zlib on the same tar, in process, at the level kocache uses: the reason
+ * the layer path uses node:zlib (see README). Also kocache's block-parallel gzip against
+ * single-threaded zlib.
+ */
+export async function compressionRows(tarPath: string, jobs: number): Promise<Row[]> {
+  const data = readFileSync(tarPath);
+  const rows: Row[] = [];
+  const gz = zlibGzip(data, { level: 6 });
+  const z6 = median(Array.from({ length: RUNS }, () => timeIt(() => zlibGzip(data, { level: 6 }))));
+  const f6 = median(Array.from({ length: RUNS }, () => timeIt(() => fflateGzip(data, { level: 6 }))));
+  rows.push({ what: `gzip -6 in process, ${(data.length / 1e6).toFixed(0)} MB tar: node:zlib (fflate as baseline)`, kocache: z6, baselineName: 'fflate 0.8', baseline: f6, note: `${mbps(data.length, z6)} vs ${mbps(data.length, f6)}` });
+  const zg = median(Array.from({ length: RUNS }, () => timeIt(() => zlibGunzip(gz))));
+  const fg = median(Array.from({ length: RUNS }, () => timeIt(() => fflateGunzip(gz))));
+  rows.push({ what: 'gunzip in process: node:zlib (fflate as baseline)', kocache: zg, baselineName: 'fflate 0.8', baseline: fg, note: `${mbps(data.length, zg)} vs ${mbps(data.length, fg)}` });
+  const parTimes: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    parTimes.push(
+      await timeAsync(async () => {
+        for await (const _ of gzipStream([data], { level: 6, blockSize: 1 << 20, jobs })) { /* drain */ }
+      }),
+    );
+  }
+  const par = median(parTimes);
+  rows.push({ what: `kocache block-parallel gzip -6, ${jobs} jobs (single-thread zlib as baseline)`, kocache: par, baselineName: 'zlib.gzipSync', baseline: z6, note: mbps(data.length, par) });
+  return rows;
+}

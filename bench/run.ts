@@ -1,0 +1,42 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compressionRows } from './compression.js';
+import { makeTree } from './fixtures.js';
+import { machineLine, renderTable, RUNS, type Row } from './harness.js';
+import { layerRows } from './layers.js';
+
+// `npm run bench`: every row is kocache beside the tool a user would otherwise run, on the same
+// input, in the same run, with the ratio. BENCH_SIZE_MB (default 100) and BENCH_RUNS (default 3).
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+const cli = join(root, 'dist', 'src', 'cli', 'main.js');
+const work = resolve(process.env.BENCH_DIR ?? join(root, 'bench', '.work'));
+const sizeMb = Number(process.env.BENCH_SIZE_MB ?? 100);
+const jobs = availableParallelism();
+
+async function main(): Promise<void> {
+  mkdirSync(work, { recursive: true });
+  const tree = join(work, `tree-${sizeMb}mb`);
+  const made = makeTree(tree, sizeMb * 1e6);
+  const tarPath = join(work, `tree-${sizeMb}mb.tar`);
+  execFileSync('bash', ['-c', `tar --sort=name -C ${tree} -cf ${tarPath} .`]);
+  const rows: Row[] = [];
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  log(`tree: ${made.files} files, ${(made.bytes / 1e6).toFixed(0)} MB; ${RUNS} runs per figure (medians)`);
+  log('compression...');
+  rows.push(...(await compressionRows(tarPath, jobs)));
+  log('layer builds...');
+  rows.push(...layerRows(cli, tree, work, jobs));
+  const table = renderTable(rows);
+  const text = `Machine: ${machineLine()}\nInput: ${made.files} files, ${(made.bytes / 1e6).toFixed(0)} MB; median of ${RUNS} runs\n\n${table}\n`;
+  writeFileSync(join(work, 'results.md'), text);
+  process.stdout.write(text);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
