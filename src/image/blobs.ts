@@ -1,0 +1,38 @@
+import type { CacheStore } from '../cache/store.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { sha256Digest } from '../oci/digest.js';
+import type { BlobSource } from './pushable.js';
+
+/** A blob held in memory (a config, a manifest): its descriptor and the exact bytes. */
+export function bytesBlob(mediaType: string, bytes: Buffer): BlobSource {
+  const descriptor: Descriptor = { mediaType, digest: sha256Digest(bytes), size: bytes.length };
+  return {
+    descriptor,
+    open: async function* () {
+      yield bytes;
+    },
+  };
+}
+
+/** A blob in the content store; every open re-verifies the bytes against the digest as they stream. */
+export function cachedBlob(cache: CacheStore, descriptor: Descriptor): BlobSource {
+  return {
+    descriptor,
+    open: () => cache.readBlob(descriptor.digest, descriptor.size),
+  };
+}
+
+/** The same bytes under another descriptor (a Docker media type renamed to its OCI twin). */
+export function withDescriptor(blob: BlobSource, descriptor: Descriptor): BlobSource {
+  const out: BlobSource = { descriptor, open: () => blob.open() };
+  if (blob.origins) out.origins = blob.origins;
+  return out;
+}
+
+/**
+ * JSON as kocache stores it: no white space, keys in the order the object was built. Manifest and
+ * config digests are hashes of these bytes, so the same inputs must always give the same bytes.
+ */
+export function jsonBytes(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value), 'utf8');
+}

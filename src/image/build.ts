@@ -1,0 +1,60 @@
+import type { CacheStore } from '../cache/store.js';
+import type { GzipOptions } from '../compress/gzip.js';
+import { buildLayer } from '../layer/build.js';
+import type { Platform } from '../oci/platform.js';
+import { type AppendLayer, type AssemblyBase, assembleIndex, assembleManifest } from './assemble.js';
+import { type ConfigOverrides, imagePlatform } from './config.js';
+import type { Pushable, PushableManifest } from './pushable.js';
+import type { PlatformLayerSpec } from './sources.js';
+
+/** One platform to build: its base and its layers (placeholders already expanded). */
+export interface PlatformPlan {
+  platform: Platform;
+  base: AssemblyBase;
+  layers: PlatformLayerSpec[];
+}
+
+export interface BuildImageOptions {
+  cache: CacheStore;
+  importPath: string;
+  /** Layer mtime, seconds (SOURCE_DATE_EPOCH or 0). */
+  mtime: number;
+  /** RFC 3339 `created` of the config and the new history entries. */
+  created: string;
+  overrides: ConfigOverrides;
+  gzip?: GzipOptions;
+  warn?: (m: string) => void;
+  /** Called once per layer when it is ready, for progress lines. */
+  onLayer?: (e: { platform: Platform; spec: string; digest: string; cached: boolean }) => void;
+  onBytes?: (n: number) => void;
+}
+
+/** Builds every layer of one platform through the cache, in parallel, and assembles its image. */
+export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOptions): Promise<PushableManifest> {
+  const layers: AppendLayer[] = await Promise.all(
+    plan.layers.map(async ({ spec, source }) => {
+      const r = await buildLayer(source, {
+        cache: o.cache,
+        importPath: o.importPath,
+        platform: plan.platform,
+        mtime: o.mtime,
+        gzip: o.gzip,
+        warn: o.warn,
+        onBytes: o.onBytes,
+      });
+      o.onLayer?.({ platform: plan.platform, spec, digest: r.descriptor.digest, cached: r.cached });
+      return { descriptor: r.descriptor, diffid: r.diffid, spec };
+    }),
+  );
+  return assembleManifest({ base: plan.base, platform: plan.platform, layers, overrides: o.overrides, created: o.created, cache: o.cache });
+}
+
+/**
+ * Builds all platforms at once. One platform gives a plain manifest; several give an OCI index
+ * whose entries are in the order the platforms were asked for (so the index digest is stable).
+ */
+export async function buildImage(plans: readonly PlatformPlan[], o: BuildImageOptions): Promise<Pushable> {
+  const images = await Promise.all(plans.map((p) => buildPlatformImage(p, o)));
+  if (images.length === 1) return images[0]!;
+  return assembleIndex(images.map((image, i) => ({ image, platform: imagePlatform(plans[i]!.platform, plans[i]!.base.config) })));
+}
