@@ -32,3 +32,21 @@ export const LAYER_NAMESPACE = 'layer';
 export function tarKey(diffid: Digest): string {
   return `tar/${diffid}`;
 }
+
+/**
+ * Repositories of one registry a blob was last seen in (pushed there, or pulled from there), so
+ * a push to another repository of that registry can mount it instead of uploading it. The
+ * record points at the blob's digest; the blob itself need not be in the cache.
+ */
+export function seenKey(registry: string, digest: Digest): string {
+  return `seen/${registry}/${digest}`;
+}
+
+/**
+ * An image archive seen before -> the image it was imported as (every blob in the store).
+ * `archiveId` is the sha256 of the archive file, or `layout-<sha256 of index.json>` for a layout
+ * directory; the compression setting is part of the key because it decides the layer blobs.
+ */
+export function archiveKey(archiveId: string, compression: string): string {
+  return `archive/${archiveId}/${compression}`;
+}

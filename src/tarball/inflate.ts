@@ -1,0 +1,51 @@
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { KocacheError } from '../errors.js';
+import { traceAdd } from '../util/trace.js';
+
+/** The first bytes of every gzip member: magic 1f 8b and method 8 (deflate). */
+export function isGzipMagic(head: Uint8Array): boolean {
+  return head.length >= 3 && head[0] === 0x1f && head[1] === 0x8b && head[2] === 0x08;
+}
+
+/**
+ * What was inflated: the whole archive, or one gzipped layer inside it. Each kind has its own
+ * trace counter (`inflate.archive`, `inflate.layer`) so a test can prove every byte was inflated
+ * exactly once, and that a second import of the same archive inflates nothing.
+ */
+export type InflateKind = 'archive' | 'layer';
+
+/**
+ * The one place kocache inflates gzip. node:zlib's gunzip reads every member of a multi-member
+ * stream (fflate's gunzipSync stops after the first, silently); 1 MiB output chunks run about
+ * 2.5x faster than zlib's 16 KiB default. Errors become one line naming `what`.
+ */
+export async function* inflate(source: AsyncIterable<Uint8Array>, kind: InflateKind, what: string): AsyncGenerator<Buffer> {
+  const gunzip = createGunzip({ chunkSize: 1 << 20 });
+  const input = Readable.from(source, { objectMode: false });
+  let inputError: unknown;
+  input.on('error', (err) => {
+    inputError = err;
+    gunzip.destroy(err);
+  });
+  input.pipe(gunzip);
+  try {
+    for await (const chunk of gunzip) {
+      const buf = chunk as Buffer;
+      traceAdd(`inflate.${kind}`, buf.length);
+      yield buf;
+    }
+  } catch (err) {
+    if (inputError !== undefined) throw inputError;
+    throw gzipError(err, what);
+  } finally {
+    input.destroy();
+    gunzip.destroy();
+  }
+}
+
+function gzipError(err: unknown, what: string): KocacheError {
+  const msg = err instanceof Error ? err.message : String(err);
+  const why = /unexpected end of file/i.test(msg) ? 'truncated gzip stream (unexpected end of file)' : `corrupt gzip stream (${msg})`;
+  return new KocacheError('archive', `${what}: ${why}`, { cause: err });
+}

@@ -1,0 +1,105 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { archiveKey } from '../cache/keys.js';
+import type { CacheStore } from '../cache/store.js';
+import { gzipSpec, type GzipOptions } from '../compress/gzip.js';
+import { KocacheError, fsError } from '../errors.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { type Digest, sha256Digest } from '../oci/digest.js';
+import { readLayoutEntries } from '../layout/read.js';
+import { type ArchiveFormat, detectArchive, hashFile, unchangedSince } from './detect.js';
+import { planDockerArchive } from './docker.js';
+import { finishImage } from './image.js';
+import { planOciArchive } from './oci.js';
+import type { ArchiveImage, ImagePlan } from './plan.js';
+import { type ArchiveContents, collectEntries, scanTarArchive } from './scan.js';
+
+export interface LoadArchiveOptions {
+  cache: CacheStore;
+  gzip: GzipOptions;
+  /** Layers compressed at once. */
+  jobs: number;
+  warn?: (message: string) => void;
+}
+
+export interface LoadedArchive {
+  path: string;
+  format: ArchiveFormat;
+  /** sha256 of the archive file (of index.json for a layout directory). */
+  archiveDigest: Digest;
+  image: ArchiveImage;
+  /** True when the archive was recognised and nothing in it was read beyond hashing. */
+  cached: boolean;
+}
+
+/** What an `archive/...` record keeps. */
+export interface ArchiveRecord {
+  format: ArchiveFormat;
+  image: ArchiveImage;
+}
+
+/**
+ * Imports an image archive into the cache, or recognises one imported before. A new archive is
+ * read in one pass (see scanTarArchive); one seen before (same sha256) costs a hash of the file and
+ * a check that its blobs are still in the store.
+ */
+export async function loadArchive(path: string, opts: LoadArchiveOptions): Promise<LoadedArchive> {
+  const info = await detectArchive(path);
+  const archiveDigest = info.format === 'layout' ? sha256Digest(readIndexJson(path)) : await hashFile(path);
+  const id = info.format === 'layout' ? `layout-${archiveDigest.slice('sha256:'.length)}` : archiveDigest.slice('sha256:'.length);
+  const key = archiveKey(id, gzipSpec(opts.gzip));
+
+  const seen = await opts.cache.getRecord<ArchiveRecord>(key);
+  if (seen && (await allPresent(opts.cache, seen.metadata.image))) {
+    return { path, format: info.format, archiveDigest, image: seen.metadata.image, cached: true };
+  }
+  if (seen) opts.warn?.(`some cached blobs of ${path} are gone; importing it again`);
+
+  const contents = info.format === 'layout'
+    ? await collectEntries(opts.cache, readLayoutEntries(path), path)
+    : await scanTarArchive(opts.cache, path, info.format === 'gzip');
+  const changed = info.format === 'layout'
+    ? contents.files.get('index.json')?.digest !== archiveDigest
+    : !(await unchangedSince(path, info.stats));
+  if (changed) throw new KocacheError('archive', `${path} changed while it was being read; try again`);
+
+  const image = await finishImage(planArchive(contents), opts);
+  const top = topDescriptor(image);
+  await opts.cache.putRecord<ArchiveRecord>(key, { digest: top.digest, size: top.size }, { format: info.format, image });
+  return { path, format: info.format, archiveDigest, image, cached: false };
+}
+
+/** An OCI layout (tarred or not) has oci-layout and index.json; a docker archive has manifest.json. */
+function planArchive(contents: ArchiveContents): ImagePlan {
+  if (contents.get('oci-layout') && contents.get('index.json')) return planOciArchive(contents);
+  if (contents.get('manifest.json')) return planDockerArchive(contents);
+  throw new KocacheError('archive', `${contents.name} is a tar archive but not an image archive (no manifest.json, no oci-layout + index.json)`);
+}
+
+export function topDescriptor(image: ArchiveImage): Descriptor {
+  return image.kind === 'manifest' ? image.manifest.descriptor : image.index.descriptor;
+}
+
+/** Every blob the image names, as stored blobs (manifests, configs, layers). */
+export function imageBlobs(image: ArchiveImage): Descriptor[] {
+  const manifests = image.kind === 'manifest' ? [image.manifest] : image.index.manifests;
+  const out: Descriptor[] = image.kind === 'index' ? [image.index.descriptor] : [];
+  for (const m of manifests) out.push(m.descriptor, m.config, ...m.layers.map((l) => l.descriptor));
+  return out;
+}
+
+async function allPresent(cache: CacheStore, image: ArchiveImage): Promise<boolean> {
+  for (const d of imageBlobs(image)) {
+    if ((await cache.blobSize(d.digest)) !== d.size) return false;
+  }
+  return true;
+}
+
+function readIndexJson(dir: string): Buffer {
+  const p = join(dir, 'index.json');
+  try {
+    return readFileSync(p);
+  } catch (err) {
+    throw fsError(err, p, 'read');
+  }
+}

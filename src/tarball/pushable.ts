@@ -1,0 +1,37 @@
+import { text } from 'node:stream/consumers';
+import type { CacheStore } from '../cache/store.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import type { BlobSource, Pushable, PushableManifest } from '../image/pushable.js';
+import type { ArchiveImage, ArchiveManifest } from './plan.js';
+
+/**
+ * The neutral pushable shape of an imported archive. Every byte comes from the content store
+ * through its verifying read, so a blob damaged on disk fails the push instead of being uploaded.
+ */
+export async function archivePushable(cache: CacheStore, image: ArchiveImage): Promise<Pushable> {
+  if (image.kind === 'manifest') return manifestPushable(cache, image.manifest);
+  return {
+    kind: 'index',
+    bytes: await readSmall(cache, image.index.descriptor),
+    descriptor: image.index.descriptor,
+    manifests: await Promise.all(image.index.manifests.map((m) => manifestPushable(cache, m))),
+  };
+}
+
+async function manifestPushable(cache: CacheStore, m: ArchiveManifest): Promise<PushableManifest> {
+  return {
+    kind: 'manifest',
+    bytes: await readSmall(cache, m.descriptor),
+    descriptor: m.descriptor,
+    config: blobSource(cache, m.config),
+    layers: m.layers.map((l) => blobSource(cache, l.descriptor)),
+  };
+}
+
+function blobSource(cache: CacheStore, descriptor: Descriptor): BlobSource {
+  return { descriptor, open: () => cache.readBlob(descriptor.digest, descriptor.size) };
+}
+
+async function readSmall(cache: CacheStore, d: Descriptor): Promise<Buffer> {
+  return Buffer.from(await text(cache.readBlob(d.digest, d.size)), 'utf8');
+}
