@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
-import { stat, utimes, rm } from 'node:fs/promises';
+import { rename, stat, utimes, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createReadStream } from 'node:fs';
@@ -88,7 +88,12 @@ export class CacheStore {
       throw mapIntegrityError(err, expect?.digest);
     }
     if (!integrity) throw new KocacheError('cache', 'cache write finished without a digest');
-    return { digest: integrityToDigest(integrity), size };
+    const digest = integrityToDigest(integrity);
+    // When the blob was already stored, cacache keeps the old file and its old mtime; touching it
+    // marks it as in use now, so a concurrent gc (which spares files newer than the oldest lease)
+    // cannot evict it between this write and the records that will point at it.
+    await this.touchBlob(digest);
+    return { digest, size };
   }
 
   /**
@@ -128,12 +133,25 @@ export class CacheStore {
    * Marks a blob as used now. gc evicts by this time (least recently used first); a utimes call
    * is the cheapest durable record of a hit there is.
    */
-  async touchBlob(digest: Digest): Promise<void> {
+  async touchBlob(digest: Digest): Promise<boolean> {
+    const path = this.blobPath(digest);
     const now = new Date();
     try {
-      await utimes(this.blobPath(digest), now, now);
+      await utimes(path, now, now);
+      return true;
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    // gc evicts by renaming a blob to its trash name, re-checking its mtime, then unlinking
+    // (src/cache/gc.ts). A use that lands in that window takes the blob back; whichever rename
+    // runs second fails harmlessly, so the blob is either kept (and now fresh) or really gone.
+    try {
+      await rename(trashPath(path), path);
+      await utimes(path, now, now);
+      return true;
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return false;
+      throw err;
     }
   }
 
@@ -199,6 +217,11 @@ function mapIntegrityError(err: unknown, want: Digest | undefined): unknown {
     return new KocacheError('size-mismatch', `content is not the expected size${want ? ` for ${want}` : ''}`, { cause: err });
   }
   return err;
+}
+
+/** Where gc parks a blob while it makes sure nobody used it since it decided to evict it. */
+export function trashPath(blobPath: string): string {
+  return `${blobPath}.gc`;
 }
 
 /** Ensures the folder exists; used once per process before the first write. */

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { Argv } from 'yargs';
+import { acquireLease } from '../cache/lease.js';
 import { resolveCacheLocation } from '../cache/location.js';
 import { CacheStore, ensureDir } from '../cache/store.js';
 import { DEFAULT_GZIP, type GzipOptions } from '../compress/gzip.js';
@@ -33,12 +34,17 @@ export interface Context {
   ephemeralCache: boolean;
 }
 
-export function makeContext(args: GlobalArgs): Context {
+/**
+ * `lease: false` is for gc alone: every other command holds a lease on the cache while it runs
+ * (src/cache/lease.ts), so a concurrent gc spares what it writes and uses.
+ */
+export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): Context {
   const out = new Output({ json: Boolean(args.json), quiet: Boolean(args.quiet) });
   const jobs = args.jobs ?? availableParallelism();
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw usageError(`--jobs must be a whole number from 1 to 256, not ${String(args.jobs)}`);
   const loc = resolveCacheLocation({ cacheDir: args['cache-dir'], noCache: args.cache === false });
   ensureDir(loc.dir);
+  if (!loc.ephemeral && opts.lease !== false) acquireLease(loc.dir, process.argv.slice(2, 3).join(' '));
   return { cache: new CacheStore(loc.dir), out, jobs, gzip: { ...DEFAULT_GZIP, jobs }, ephemeralCache: loc.ephemeral };
 }
 

@@ -117,7 +117,8 @@ async function lookup(
     return undefined;
   }
   if (state === 'missing') return undefined;
-  await cache.touchBlob(d.digest);
+  // false when a concurrent gc evicted it just now: then this is a miss, not a hit on nothing.
+  if (!(await cache.touchBlob(d.digest))) return undefined;
   return { descriptor: d, diffid: byDiff.metadata.diffid };
 }
 
