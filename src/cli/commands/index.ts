@@ -1,7 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { buildCommand } from './build.js';
 import { lsCommand } from './ls.js';
+import { warmCommand } from './warm.js';
 
 /** Every subcommand; one file each in this folder. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [buildCommand, lsCommand];
+export const commands: CommandModule<any, any>[] = [buildCommand, lsCommand, warmCommand];
