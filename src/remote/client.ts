@@ -1,0 +1,258 @@
+import { createHash } from 'node:crypto';
+import type { CacheStore } from '../cache/store.js';
+import { KocacheError } from '../errors.js';
+import type { BlobSource } from '../image/pushable.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { type Digest, isDigest, sha256Digest } from '../oci/digest.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { type Reference, canonicalRegistry, formatReference, formatRepository } from '../reference/reference.js';
+import { Authenticator, repositoryScope } from './auth.js';
+import { CredentialStore } from './credentials.js';
+import { Requester } from './request.js';
+import { DEFAULT_RETRY, type RetryPolicy, isRetryableNetworkError } from './retry.js';
+import { BlobLocations } from './seen.js';
+import { Transport, discard, readBytes, type HttpResponse } from './transport.js';
+import { DEFAULT_UPLOAD, type UploadOptions, checkDigestHeader, uploadBlob } from './upload.js';
+
+export interface ClientOptions {
+  /** Registries reached over plain HTTP (loopback always is); KOCACHE_INSECURE_REGISTRIES adds more. */
+  insecureRegistries?: string[];
+  /** Where config.json lives; default $DOCKER_CONFIG, else ~/.docker. */
+  dockerConfigDir?: string;
+  /** Default number of parallel blob transfers for pushImage. */
+  jobs?: number;
+  warn?: (msg: string) => void;
+  userAgent?: string;
+  /** When given, where blobs were seen is remembered across runs (for cross-repository mounts). */
+  cache?: CacheStore;
+  /** Overrides of the retry policy (tests shorten the waits). */
+  retry?: Partial<RetryPolicy>;
+  /** Overrides of the chunked-upload sizes. */
+  upload?: Partial<UploadOptions>;
+}
+
+/** Every manifest type kocache reads; Docker schema 1 is deliberately absent (unsigned, obsolete). */
+export const MANIFEST_ACCEPT = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest];
+const MAX_MANIFEST_BYTES = 8 << 20;
+
+/**
+ * A client for OCI distribution registries: resolves and fetches manifests, streams blobs with
+ * verification, and pushes blobs the cheap way first (HEAD, then a cross-repository mount, then
+ * an upload). One client holds one connection pool and one token cache; share it.
+ */
+export class RegistryClient {
+  readonly jobs: number | undefined;
+  private readonly transport: Transport;
+  private readonly rq: Requester;
+  private readonly seen: BlobLocations;
+  private readonly uploadOpts: UploadOptions;
+  private readonly warn: (msg: string) => void;
+
+  constructor(opts: ClientOptions = {}) {
+    this.warn = opts.warn ?? (() => {});
+    this.jobs = opts.jobs;
+    const transportOpts: { insecureRegistries?: string[]; userAgent?: string } = {};
+    if (opts.insecureRegistries) transportOpts.insecureRegistries = opts.insecureRegistries;
+    if (opts.userAgent) transportOpts.userAgent = opts.userAgent;
+    this.transport = new Transport(transportOpts);
+    const credentials = new CredentialStore(opts.dockerConfigDir, this.warn);
+    this.rq = new Requester(this.transport, new Authenticator(this.transport, credentials), this.warn, { ...DEFAULT_RETRY, ...opts.retry });
+    this.seen = new BlobLocations(opts.cache);
+    this.uploadOpts = { ...DEFAULT_UPLOAD, ...opts.upload };
+  }
+
+  async resolve(ref: Reference): Promise<Descriptor | undefined> {
+    const what = formatReference(ref);
+    const res = await this.rq.call({
+      registry: ref.registry, scopes: pull(ref), method: 'HEAD', what,
+      url: this.manifestUrl(ref), headers: { accept: MANIFEST_ACCEPT.join(', ') },
+    });
+    await discard(res);
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw await this.rq.unexpected(res, { method: 'HEAD', what });
+    const digest = res.header('docker-content-digest');
+    const mediaType = baseMediaType(res.header('content-type'));
+    const size = Number(res.header('content-length'));
+    // Some registries leave these out of HEAD answers; the manifest itself is authoritative.
+    if (!digest || !isDigest(digest) || !mediaType || !Number.isSafeInteger(size) || size <= 0) {
+      try {
+        return (await this.getManifest(ref)).descriptor;
+      } catch (err) {
+        if (err instanceof KocacheError && err.code === 'not-found') return undefined;
+        throw err;
+      }
+    }
+    if (ref.digest && digest !== ref.digest) throw new KocacheError('digest', `${what}: digest mismatch: the registry answered for ${digest}`);
+    return { mediaType, digest, size };
+  }
+
+  async getManifest(ref: Reference): Promise<{ descriptor: Descriptor; bytes: Buffer }> {
+    const what = formatReference(ref);
+    const res = await this.rq.call({
+      registry: ref.registry, scopes: pull(ref), method: 'GET', what,
+      url: this.manifestUrl(ref), headers: { accept: MANIFEST_ACCEPT.join(', ') },
+    });
+    if (res.status !== 200) throw await this.rq.unexpected(res, { method: 'GET', what });
+    let bytes: Buffer;
+    try {
+      bytes = await readBytes(res, MAX_MANIFEST_BYTES);
+    } catch (err) {
+      if (isRetryableNetworkError(err)) return this.getManifest(ref);
+      throw new KocacheError('registry', `${what}: manifest larger than ${MAX_MANIFEST_BYTES} bytes`, { cause: err });
+    }
+    const digest = sha256Digest(bytes);
+    if (ref.digest && digest !== ref.digest) {
+      throw new KocacheError('digest', `${what}: digest mismatch: the registry sent a manifest hashing to ${digest}`);
+    }
+    const served = baseMediaType(res.header('content-type'));
+    const mediaType = served && (MANIFEST_ACCEPT as string[]).includes(served) ? served : embeddedMediaType(bytes) ?? served;
+    if (!mediaType || !(MANIFEST_ACCEPT as string[]).includes(mediaType)) {
+      throw new KocacheError('registry', `${what}: unsupported manifest type ${JSON.stringify(mediaType ?? 'none')} (kocache reads OCI and Docker v2 schema 2)`);
+    }
+    return { descriptor: { mediaType, digest, size: bytes.length }, bytes };
+  }
+
+  async putManifest(ref: Reference, bytes: Buffer, mediaType: string): Promise<Descriptor> {
+    const digest = sha256Digest(bytes);
+    if (ref.digest && ref.tag === undefined && ref.digest !== digest) {
+      throw new KocacheError('digest', `${formatReference(ref)}: digest mismatch: the manifest to push hashes to ${digest}`);
+    }
+    // A tag names the upload when there is one; otherwise the content's own digest does.
+    const target: Reference = ref.tag !== undefined
+      ? { registry: ref.registry, repository: ref.repository, tag: ref.tag }
+      : { registry: ref.registry, repository: ref.repository, digest };
+    const what = formatReference(target);
+    const res = await this.rq.call({
+      registry: ref.registry, scopes: pushScope(ref), method: 'PUT', what,
+      url: this.manifestUrl(target), body: bytes,
+      headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
+    });
+    if (res.status !== 201 && res.status !== 200) throw await this.rq.unexpected(res, { method: 'PUT', what });
+    await discard(res);
+    checkDigestHeader(res, digest, what);
+    return { mediaType, digest, size: bytes.length };
+  }
+
+  async blobExists(repo: Reference, digest: Digest): Promise<boolean> {
+    return this.headBlob(repo, digest, pull(repo));
+  }
+
+  /**
+   * Streams a blob, following redirects to storage hosts (without the registry's credentials).
+   * A connection dropped mid-blob is resumed with a Range request. The bytes are hashed as they
+   * pass; the stream throws at its end if they do not match the descriptor, so a caller must not
+   * trust what it wrote until the iteration has finished.
+   */
+  async *getBlob(repo: Reference, descriptor: Descriptor): AsyncGenerator<Uint8Array> {
+    const what = `${formatRepository(repo)}@${descriptor.digest}`;
+    const hash = createHash('sha256');
+    let received = 0;
+    for (let attempt = 1; ; attempt++) {
+      const headers: Record<string, string> = {};
+      if (received > 0) headers.range = `bytes=${received}-`;
+      const res: HttpResponse = await this.rq.call({
+        registry: repo.registry, scopes: pull(repo), method: 'GET', what, headers,
+        url: this.rq.url(repo.registry, `/v2/${repo.repository}/blobs/${descriptor.digest}`),
+      });
+      if (res.status !== 200 && res.status !== 206) throw await this.rq.unexpected(res, { method: 'GET', what });
+      // A 200 to a Range request resends everything: skip what was already passed on.
+      let skip = res.status === 200 ? received : 0;
+      try {
+        for await (const raw of res.body) {
+          let chunk = raw as Buffer;
+          if (skip > 0) {
+            const n = Math.min(skip, chunk.length);
+            skip -= n;
+            chunk = chunk.subarray(n);
+            if (chunk.length === 0) continue;
+          }
+          received += chunk.length;
+          if (received > descriptor.size) {
+            res.body.destroy();
+            throw new KocacheError('digest', `${what}: digest mismatch: the registry sent more than ${descriptor.size} bytes`);
+          }
+          hash.update(chunk);
+          yield chunk;
+        }
+      } catch (err) {
+        if (err instanceof KocacheError || !isRetryableNetworkError(err) || attempt >= this.rq.policy.tries) {
+          if (err instanceof KocacheError) throw err;
+          throw new KocacheError('unreachable', `${what}: download broke off after ${received} of ${descriptor.size} bytes: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        }
+        this.warn(`${what}: connection dropped after ${received} bytes; resuming`);
+        continue;
+      }
+      break;
+    }
+    const got = `sha256:${hash.digest('hex')}`;
+    if (received !== descriptor.size || got !== descriptor.digest) {
+      throw new KocacheError('digest', `${what}: digest mismatch: received ${received} bytes hashing to ${got}`);
+    }
+    await this.seen.record(canonicalRegistry(repo.registry), repo.repository, descriptor.digest, descriptor.size);
+  }
+
+  /** HEAD, then a mount from a repository of the same registry known to hold the blob, then an upload. */
+  async pushBlob(repo: Reference, blob: BlobSource): Promise<'present' | 'mounted' | 'uploaded'> {
+    const { digest, size } = blob.descriptor;
+    const registry = canonicalRegistry(repo.registry);
+    if (await this.headBlob(repo, digest, pushScope(repo))) {
+      await this.seen.record(registry, repo.repository, digest, size);
+      return 'present';
+    }
+    const candidates = [
+      ...(blob.origins ?? []).filter((o) => canonicalRegistry(o.registry) === registry).map((o) => o.repository),
+      ...(await this.seen.repositories(registry, digest)),
+    ].filter((r) => r !== repo.repository);
+    const outcome = await uploadBlob(this.rq, repo, blob, candidates[0], this.uploadOpts);
+    await this.seen.record(registry, repo.repository, digest, size);
+    return outcome;
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  private async headBlob(repo: Reference, digest: Digest, scopes: string[]): Promise<boolean> {
+    const what = `${formatRepository(repo)}@${digest}`;
+    const res = await this.rq.call({
+      registry: repo.registry, scopes, method: 'HEAD', what,
+      url: this.rq.url(repo.registry, `/v2/${repo.repository}/blobs/${digest}`),
+    });
+    await discard(res);
+    if (res.status === 200) return true;
+    if (res.status === 404) return false;
+    throw await this.rq.unexpected(res, { method: 'HEAD', what });
+  }
+
+  private manifestUrl(ref: Reference): string {
+    const id = ref.digest ?? ref.tag ?? 'latest';
+    return this.rq.url(ref.registry, `/v2/${ref.repository}/manifests/${id}`);
+  }
+}
+
+function pull(ref: Reference): string[] {
+  return [repositoryScope(ref.repository, 'pull')];
+}
+
+function pushScope(ref: Reference): string[] {
+  return [repositoryScope(ref.repository, 'pull,push')];
+}
+
+/** `application/json; charset=utf-8` -> `application/json`. */
+function baseMediaType(contentType: string | undefined): string | undefined {
+  const mt = contentType?.split(';')[0]?.trim();
+  return mt ? mt : undefined;
+}
+
+/** A manifest served as plain JSON still names its type inside (OCI recommends the field). */
+function embeddedMediaType(bytes: Buffer): string | undefined {
+  try {
+    const m = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown; manifests?: unknown; config?: unknown };
+    if (typeof m.mediaType === 'string') return m.mediaType;
+    if (Array.isArray(m.manifests)) return MediaType.OciIndex;
+    if (m.config) return MediaType.OciManifest;
+  } catch {
+    // not JSON: no type
+  }
+  return undefined;
+}

@@ -1,0 +1,69 @@
+import { KocacheError, errnoCode } from '../errors.js';
+
+/** One entry of the error body the distribution spec defines: `{"errors":[{code,message,detail}]}`. */
+export interface RegistryErrorEntry {
+  code: string;
+  message?: string;
+}
+
+export function parseRegistryErrors(body: string): RegistryErrorEntry[] {
+  try {
+    const parsed = JSON.parse(body) as { errors?: unknown };
+    if (!Array.isArray(parsed.errors)) return [];
+    return parsed.errors
+      .filter((e): e is { code: unknown; message?: unknown } => typeof e === 'object' && e !== null && 'code' in e)
+      .map((e) => ({ code: String(e.code), ...(typeof e.message === 'string' ? { message: e.message } : {}) }));
+  } catch {
+    return [];
+  }
+}
+
+/** The registry's own words, squeezed onto one line and kept short. */
+export function describeRegistryErrors(entries: RegistryErrorEntry[], body: string): string {
+  const text = entries.length > 0
+    ? entries.map((e) => (e.message ? `${e.code}: ${e.message}` : e.code)).join('; ')
+    : body.replace(/<[^>]*>/g, ' ');
+  return oneLine(text).slice(0, 300);
+}
+
+export function oneLine(s: string): string {
+  return s.replace(/\s+/g, ' ').trim();
+}
+
+const TLS_CODES = /^(?:CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|ERR_SSL_|ERR_TLS_|HOSTNAME_MISMATCH|ERR_OSSL_)/;
+
+function causes(err: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let e: unknown = err; e && out.length < 5; e = (e as { cause?: unknown }).cause) out.push(e);
+  return out;
+}
+
+/**
+ * A failed connection as one line that names the registry and says why: "cannot reach registry
+ * 127.0.0.1:1: connection refused". TLS failures get a hint, since the usual cause is a plain-HTTP
+ * registry that is not listed as insecure.
+ */
+export function networkError(registry: string, err: unknown): KocacheError {
+  if (err instanceof KocacheError) return err;
+  let why: string | undefined;
+  for (const e of causes(err)) {
+    const code = errnoCode(e);
+    if (code === undefined) continue;
+    if (TLS_CODES.test(code)) {
+      const reason = e instanceof Error ? oneLine(e.message) : code;
+      return new KocacheError('tls', `TLS error talking to registry ${registry}: ${reason} (if it serves plain HTTP, list it in KOCACHE_INSECURE_REGISTRIES)`, { cause: err });
+    }
+    why =
+      code === 'ECONNREFUSED' ? 'connection refused'
+      : code === 'ENOTFOUND' ? 'host not found'
+      : code === 'EAI_AGAIN' ? 'DNS lookup failed (temporary)'
+      : code === 'EHOSTUNREACH' || code === 'ENETUNREACH' ? 'no route to host'
+      : code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' ? 'connection timed out'
+      : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE' ? 'connection reset'
+      : code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' ? 'registry stopped answering'
+      : undefined;
+    if (why) break;
+  }
+  if (!why) why = err instanceof Error ? oneLine(err.message) : String(err);
+  return new KocacheError('unreachable', `cannot reach registry ${registry}: ${why}`, { cause: err });
+}

@@ -1,0 +1,91 @@
+import type { BlobSource, Pushable, PushableManifest } from '../image/pushable.js';
+import type { Digest } from '../oci/digest.js';
+import { type Reference, formatRepository } from '../reference/reference.js';
+import type { RegistryClient } from './client.js';
+
+export interface PushResult {
+  digest: Digest;
+  /** `REGISTRY/REPO@sha256:...`: what to deploy, immune to the tag moving. */
+  reference: string;
+  uploaded: number;
+  mounted: number;
+  present: number;
+}
+
+export interface PushOptions {
+  jobs?: number;
+  onProgress?: (e: { done: number; total: number }) => void;
+}
+
+/**
+ * Pushes an image or index: every blob of every manifest once (deduplicated by digest), a bounded
+ * number at a time, each starting as soon as a slot frees; then each platform manifest by digest,
+ * then the top manifest under the target's tag (or its digest). Manifests go last because a
+ * registry rejects a manifest whose blobs it lacks, and the tag must never point at a half image.
+ */
+export async function pushImage(client: RegistryClient, target: Reference, image: Pushable, opts: PushOptions = {}): Promise<PushResult> {
+  const manifests: PushableManifest[] = image.kind === 'index' ? image.manifests : [image];
+  const blobs = uniqueBlobs(manifests.flatMap((m) => [...m.layers, m.config]));
+  const total = blobs.length + manifests.length + (image.kind === 'index' ? 1 : 0);
+  let done = 0;
+  const progress = () => opts.onProgress?.({ done, total });
+  progress();
+
+  const counts = { uploaded: 0, mounted: 0, present: 0 };
+  const repo: Reference = { registry: target.registry, repository: target.repository };
+  await runBounded(blobs, opts.jobs ?? client.jobs ?? 4, async (blob) => {
+    const outcome = await client.pushBlob(repo, blob);
+    counts[outcome]++;
+    done++;
+    progress();
+  });
+
+  if (image.kind === 'index') {
+    for (const m of manifests) {
+      await client.putManifest({ ...repo, digest: m.descriptor.digest }, m.bytes, m.descriptor.mediaType);
+      done++;
+      progress();
+    }
+  }
+  const top = image.kind === 'index' ? image : manifests[0]!;
+  const topRef: Reference = target.tag !== undefined ? { ...repo, tag: target.tag } : { ...repo, digest: top.descriptor.digest };
+  const pushed = await client.putManifest(topRef, top.bytes, top.descriptor.mediaType);
+  done++;
+  progress();
+  return { digest: pushed.digest, reference: `${formatRepository(repo)}@${pushed.digest}`, ...counts };
+}
+
+/** One BlobSource per digest; the origins of duplicates are merged so any of them can serve a mount. */
+function uniqueBlobs(all: BlobSource[]): BlobSource[] {
+  const byDigest = new Map<Digest, BlobSource>();
+  for (const b of all) {
+    const prev = byDigest.get(b.descriptor.digest);
+    if (!prev) {
+      byDigest.set(b.descriptor.digest, b);
+    } else if (b.origins?.length) {
+      byDigest.set(b.descriptor.digest, { ...prev, origins: [...(prev.origins ?? []), ...b.origins] });
+    }
+  }
+  return [...byDigest.values()];
+}
+
+/**
+ * Runs `work` over `items` with at most `limit` in flight. The first failure stops new starts and
+ * is thrown once the running ones settle, so no upload is left running behind a returned error.
+ */
+export async function runBounded<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const worker = async () => {
+    while (failure === undefined && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await work(item);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failure) throw failure.err;
+}

@@ -1,0 +1,115 @@
+import { KocacheError } from '../errors.js';
+import type { Authenticator } from './auth.js';
+import { describeRegistryErrors, networkError, parseRegistryErrors } from './errors.js';
+import { DEFAULT_RETRY, RetryableError, type RetryPolicy, isRetryableStatus, parseRetryAfter, withRetries } from './retry.js';
+import { type HttpRequest, type HttpResponse, type Transport, discard, readText } from './transport.js';
+
+/** One registry request: where, with which token scopes, and what it is for (named in errors). */
+export interface RegistryCall {
+  registry: string;
+  scopes: string[];
+  method: HttpRequest['method'];
+  url: string;
+  headers?: Record<string, string>;
+  body?: Buffer | AsyncIterable<Uint8Array>;
+  /** What is being fetched or written, for messages: "127.0.0.1:5000/app:v1", "blob sha256:...". */
+  what: string;
+}
+
+/**
+ * Sends registry requests with authentication and retries. A request whose body is a Buffer (or
+ * that has none) is retried here; one with a streamed body cannot be replayed, so its failures
+ * surface as RetryableError for the caller (the uploader) to restart from a fresh source.
+ */
+export class Requester {
+  constructor(
+    private readonly transport: Transport,
+    private readonly auth: Authenticator,
+    private readonly warn: (msg: string) => void,
+    readonly policy: RetryPolicy = DEFAULT_RETRY,
+  ) {}
+
+  url(registry: string, path: string): string {
+    return `${this.transport.baseUrl(registry)}${path}`;
+  }
+
+  /** One attempt: authenticates (learning the challenge on a first 401), and turns 408/429/5xx into RetryableError. */
+  async once(call: RegistryCall): Promise<HttpResponse> {
+    const replayable = call.body === undefined || Buffer.isBuffer(call.body);
+    for (let learned = 0; ; learned++) {
+      const authorization = await this.auth.header(call.registry, call.scopes);
+      const headers: Record<string, string> = { ...call.headers };
+      if (authorization) headers.authorization = authorization;
+      const req: HttpRequest = { method: call.method, url: call.url, headers };
+      if (call.body !== undefined) req.body = call.body;
+      const res = await this.transport.send(req);
+      if (res.status === 401) {
+        // A streamed body is gone; the uploader only streams after a POST has settled auth.
+        if (learned < 2 && replayable && this.auth.learn(call.registry, call.scopes, res, authorization)) {
+          await discard(res);
+          continue;
+        }
+        throw await this.auth.failure(call.registry, res, call.what);
+      }
+      if (res.status === 403) throw await this.auth.failure(call.registry, res, call.what);
+      if (isRetryableStatus(res.status)) {
+        const body = await readText(res).catch(() => '');
+        const detail = describeRegistryErrors(parseRegistryErrors(body), body);
+        throw new RetryableError(
+          `${call.method} ${call.what}: registry answered ${res.status}${detail ? ` (${detail})` : ''}`,
+          parseRetryAfter(res.header('retry-after')),
+        );
+      }
+      return res;
+    }
+  }
+
+  /** `once` with retries, and every failure as a one-line KocacheError. */
+  call(call: RegistryCall): Promise<HttpResponse> {
+    return this.retrying(call.registry, () => this.once(call));
+  }
+
+  /** Runs a multi-request operation with retries; used for uploads, which restart from the beginning. */
+  async retrying<T>(registry: string, attempt: (n: number) => Promise<T>): Promise<T> {
+    try {
+      return await withRetries(this.policy, attempt, (err, n, delay) => {
+        const why = err instanceof Error ? err.message : String(err);
+        this.warn(`${registry}: ${why.split('\n')[0] ?? ''}; retrying in ${(delay / 1000).toFixed(1)} s (try ${n + 1} of ${this.policy.tries})`);
+      });
+    } catch (err) {
+      if (err instanceof KocacheError) throw err;
+      if (err instanceof RetryableError) throw new KocacheError('registry', `${registry}: ${err.message}`, { cause: err });
+      throw networkError(registry, err);
+    }
+  }
+
+  /** The error for a response that is none of the statuses the caller expected. */
+  async unexpected(res: HttpResponse, call: Pick<RegistryCall, 'method' | 'what'>): Promise<KocacheError> {
+    const body = await readText(res).catch(() => '');
+    const errors = parseRegistryErrors(body);
+    const codes = new Set(errors.map((e) => e.code));
+    if (res.status === 404 || codes.has('MANIFEST_UNKNOWN') || codes.has('NAME_UNKNOWN') || codes.has('BLOB_UNKNOWN')) {
+      if (codes.has('NAME_UNKNOWN')) return new KocacheError('not-found', `${call.what}: repository not found`);
+      if (codes.has('BLOB_UNKNOWN') || codes.has('BLOB_UPLOAD_UNKNOWN')) return new KocacheError('not-found', `${call.what}: not found in the registry`);
+      if (codes.has('MANIFEST_UNKNOWN') || res.status === 404) return new KocacheError('not-found', `${call.what}: manifest not found`);
+    }
+    if (codes.has('DIGEST_INVALID')) return new KocacheError('digest', `${call.what}: digest mismatch: the registry computed a different digest for the bytes sent`);
+    if (codes.has('MANIFEST_BLOB_UNKNOWN')) return new KocacheError('registry', `${call.what}: the registry lacks a blob the manifest names (${describeRegistryErrors(errors, body)})`);
+    const detail = describeRegistryErrors(errors, body);
+    return new KocacheError('registry', `${call.method} ${call.what}: registry answered ${res.status}${detail ? ` (${detail})` : ''}`);
+  }
+}
+
+/** Resolves a Location header against the URL that returned it (registries send both relative and absolute ones). */
+export function resolveLocation(res: HttpResponse, what: string): string {
+  const loc = res.header('location');
+  if (!loc) throw new KocacheError('registry', `${what}: the registry answered ${res.status} without a Location header`);
+  return new URL(loc, res.url).href;
+}
+
+/** Appends query parameters to a URL that may already carry some (upload session state). */
+export function withQuery(url: string, params: Record<string, string>): string {
+  const u = new URL(url);
+  for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
+  return u.href;
+}

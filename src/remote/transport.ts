@@ -1,0 +1,112 @@
+import { Readable } from 'node:stream';
+import { Agent, type Dispatcher, interceptors, request } from 'undici';
+
+/** An HTTP exchange as the registry client sees it; bodies are Buffers (replayable) or streams (not). */
+export interface HttpRequest {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  url: string;
+  headers?: Record<string, string>;
+  body?: Buffer | AsyncIterable<Uint8Array>;
+}
+
+export interface HttpResponse {
+  status: number;
+  /** The URL that answered (after redirects), for resolving a relative Location. */
+  url: string;
+  header(name: string): string | undefined;
+  headerAll(name: string): string[];
+  body: Dispatcher.ResponseData['body'];
+}
+
+/** Hosts that speak plain HTTP without being told: loopback. */
+const LOOPBACK = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d+)?$/i;
+
+/** Registries listed in KOCACHE_INSECURE_REGISTRIES (comma-separated hosts). */
+export function insecureRegistriesFromEnv(env = process.env): string[] {
+  return (env.KOCACHE_INSECURE_REGISTRIES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+const MAX_REDIRECTS = 5;
+
+/**
+ * Connections to registries: one undici Agent (a keep-alive pool per origin). Blob GETs are
+ * redirected to storage on other hosts, which a single-origin Pool refuses; the redirect
+ * interceptor drops Authorization when the origin changes, so registry credentials never reach
+ * the storage host. Only GET and HEAD follow redirects; a redirected upload could not replay
+ * its body anyway.
+ */
+export class Transport {
+  private readonly agent: Agent;
+  private readonly redirecting: Dispatcher;
+  private readonly insecure: Set<string>;
+
+  constructor(opts: { insecureRegistries?: string[]; userAgent?: string } = {}) {
+    this.agent = new Agent({ keepAliveTimeout: 30_000, connections: 16, connect: { timeout: 15_000 }, headersTimeout: 120_000, bodyTimeout: 300_000 });
+    this.redirecting = this.agent.compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTS }));
+    this.insecure = new Set([...(opts.insecureRegistries ?? []), ...insecureRegistriesFromEnv()].map((s) => s.toLowerCase()));
+    this.userAgent = opts.userAgent ?? 'kocache';
+  }
+
+  readonly userAgent: string;
+
+  /** `http://` for loopback and listed insecure registries, `https://` for everything else. */
+  baseUrl(registry: string): string {
+    const plain = LOOPBACK.test(registry) || this.insecure.has(registry.toLowerCase());
+    return `${plain ? 'http' : 'https'}://${registry}`;
+  }
+
+  async send(req: HttpRequest): Promise<HttpResponse> {
+    const follow = req.method === 'GET' || req.method === 'HEAD';
+    const res = await request(req.url, {
+      method: req.method,
+      headers: { 'user-agent': this.userAgent, ...req.headers },
+      body: req.body === undefined ? null : Buffer.isBuffer(req.body) ? req.body : Readable.from(req.body, { objectMode: false }),
+      dispatcher: follow ? this.redirecting : this.agent,
+    });
+    const headers = res.headers;
+    const all = (name: string): string[] => {
+      const v = headers[name.toLowerCase()];
+      return v === undefined ? [] : Array.isArray(v) ? v : [v];
+    };
+    return {
+      status: res.statusCode,
+      url: req.url,
+      header: (name) => all(name)[0],
+      headerAll: all,
+      body: res.body,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+/** Reads a small response body as text (error bodies, tokens, manifests). */
+export async function readText(res: HttpResponse, limit = 4 << 20): Promise<string> {
+  return (await readBytes(res, limit)).toString('utf8');
+}
+
+export async function readBytes(res: HttpResponse, limit = 4 << 20): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of res.body) {
+    const b = chunk as Buffer;
+    n += b.length;
+    if (n > limit) {
+      res.body.destroy();
+      throw new Error(`response body larger than ${limit} bytes`);
+    }
+    parts.push(b);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Throws away a body so the connection goes back to the pool. */
+export async function discard(res: HttpResponse): Promise<void> {
+  try {
+    await res.body.dump();
+  } catch {
+    // a broken body on a response we do not need is not worth reporting
+  }
+}

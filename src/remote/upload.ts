@@ -1,0 +1,137 @@
+import { createHash } from 'node:crypto';
+import { rechunk, tap } from '../compress/chunks.js';
+import { KocacheError } from '../errors.js';
+import type { BlobSource } from '../image/pushable.js';
+import type { Digest } from '../oci/digest.js';
+import { type Reference } from '../reference/reference.js';
+import { repositoryScope } from './auth.js';
+import { type Requester, resolveLocation, withQuery } from './request.js';
+import { discard, type HttpResponse } from './transport.js';
+
+export interface UploadOptions {
+  /** Blobs at least this big go up in PATCH chunks; smaller ones in one PUT. */
+  chunkThreshold: number;
+  chunkSize: number;
+}
+
+/** 16 MiB: below it one request is fastest; above it a chunked upload keeps each request short. */
+export const DEFAULT_UPLOAD: UploadOptions = { chunkThreshold: 16 << 20, chunkSize: 8 << 20 };
+
+const OCTETS = 'application/octet-stream';
+
+/**
+ * Uploads one blob: a session (POST), then the bytes, in one PUT or in PATCH chunks followed by
+ * a closing PUT. Each step answers with the Location of the next, which is followed as given.
+ * `mountFrom` first asks the registry to link the blob from another repository; a registry that
+ * cannot answers with an upload session, which is then used. Every failure restarts from a new
+ * session with the source opened again (the bytes already sent are not trusted to be there).
+ */
+export async function uploadBlob(
+  rq: Requester,
+  repo: Reference,
+  blob: BlobSource,
+  mountFrom: string | undefined,
+  opts: UploadOptions = DEFAULT_UPLOAD,
+): Promise<'mounted' | 'uploaded'> {
+  const { digest, size } = blob.descriptor;
+  const what = `${repo.registry}/${repo.repository}@${digest}`;
+  let tryMount = mountFrom !== undefined && mountFrom !== repo.repository;
+  return rq.retrying(repo.registry, async () => {
+    let session: HttpResponse;
+    const push = [repositoryScope(repo.repository, 'pull,push')];
+    const start = rq.url(repo.registry, `/v2/${repo.repository}/blobs/uploads/`);
+    if (tryMount && mountFrom) {
+      try {
+        session = await rq.once({
+          registry: repo.registry, method: 'POST', what,
+          url: withQuery(start, { mount: digest, from: mountFrom }),
+          scopes: [...push, repositoryScope(mountFrom, 'pull')],
+          headers: { 'content-length': '0' },
+        });
+      } catch (err) {
+        // Not allowed to read the origin: upload instead (the push scope alone may still work).
+        if (!(err instanceof KocacheError && err.code === 'auth')) throw err;
+        tryMount = false;
+        session = await startSession(rq, repo, start, push, what);
+      }
+      if (session.status === 201) {
+        await discard(session);
+        checkDigestHeader(session, digest, what);
+        return 'mounted';
+      }
+      // One try is enough: a registry that refused the mount will refuse it again.
+      tryMount = false;
+    } else {
+      session = await startSession(rq, repo, start, push, what);
+    }
+    if (session.status !== 202) throw await rq.unexpected(session, { method: 'POST', what });
+    await discard(session);
+    let location = resolveLocation(session, what);
+
+    const sent = createHash('sha256');
+    let count = 0;
+    const source = sizeGuard(tap(blob.open(), (c) => { sent.update(c); count += c.byteLength; }), blob);
+    let final: HttpResponse;
+    if (size >= opts.chunkThreshold) {
+      let offset = 0;
+      for await (const chunk of rechunk(source, opts.chunkSize)) {
+        const res = await rq.once({
+          registry: repo.registry, scopes: push, method: 'PATCH', url: location, what, body: chunk,
+          headers: { 'content-type': OCTETS, 'content-length': String(chunk.length), 'content-range': `${offset}-${offset + chunk.length - 1}` },
+        });
+        if (res.status !== 202) throw await rq.unexpected(res, { method: 'PATCH', what });
+        await discard(res);
+        location = resolveLocation(res, what);
+        offset += chunk.length;
+      }
+      checkSource(blob, sent.digest('hex'), count);
+      final = await rq.once({
+        registry: repo.registry, scopes: push, method: 'PUT', url: withQuery(location, { digest }), what,
+        headers: { 'content-length': '0' },
+      });
+    } else {
+      final = await rq.once({
+        registry: repo.registry, scopes: push, method: 'PUT', url: withQuery(location, { digest }), what,
+        body: source,
+        headers: { 'content-type': OCTETS, 'content-length': String(size) },
+      });
+      checkSource(blob, sent.digest('hex'), count);
+    }
+    if (final.status !== 201) throw await rq.unexpected(final, { method: 'PUT', what });
+    await discard(final);
+    checkDigestHeader(final, digest, what);
+    return 'uploaded';
+  });
+}
+
+async function startSession(rq: Requester, repo: Reference, url: string, scopes: string[], what: string): Promise<HttpResponse> {
+  return rq.once({ registry: repo.registry, method: 'POST', url, scopes, what, headers: { 'content-length': '0' } });
+}
+
+/** Stops a source that yields more or fewer bytes than declared before the registry sees a wrong length. */
+async function* sizeGuard(source: AsyncIterable<Uint8Array>, blob: BlobSource): AsyncGenerator<Uint8Array> {
+  let n = 0;
+  const d = blob.descriptor;
+  for await (const chunk of source) {
+    n += chunk.byteLength;
+    if (n > d.size) throw new KocacheError('digest', `digest mismatch: the source of ${d.digest} yields more than its ${d.size} bytes`);
+    yield chunk;
+  }
+  if (n !== d.size) throw new KocacheError('digest', `digest mismatch: the source of ${d.digest} yields ${n} bytes, not ${d.size}`);
+}
+
+/** The source must produce exactly the bytes its descriptor names; a bad source is a bug upstream, not the registry's. */
+function checkSource(blob: BlobSource, hex: string, count: number): void {
+  const d = blob.descriptor;
+  if (count !== d.size || `sha256:${hex}` !== d.digest) {
+    throw new KocacheError('digest', `digest mismatch: the bytes read for ${d.digest} (${d.size} bytes) hash to sha256:${hex} (${count} bytes)`);
+  }
+}
+
+/** Registries echo the digest they stored; a different one means the bytes were changed on the way. */
+export function checkDigestHeader(res: HttpResponse, digest: Digest, what: string): void {
+  const got = res.header('docker-content-digest');
+  if (got !== undefined && got !== digest) {
+    throw new KocacheError('digest', `${what}: digest mismatch: the registry stored ${got}`);
+  }
+}

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parseReference } from '../src/reference/reference.js';
+import { RegistryClient } from '../src/remote/client.js';
+import { pushImage } from '../src/remote/push.js';
+import { sha256Digest } from '../src/oci/digest.js';
+import { indexOf, memoryBlob, randomImage } from './helpers/images.js';
+import { type RunningRegistry, skopeoPath, startRegistry } from './helpers/registry.js';
+
+/** skopeo's view of a pushed tag: the raw manifest, and a copy whose every digest it verified. */
+function skopeoRead(ref: string): { raw: string; files: string[] } {
+  const raw = execFileSync(skopeoPath(), ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`], { encoding: 'utf8' });
+  const out = mkdtempSync(join(tmpdir(), 'kocache-skopeo-'));
+  try {
+    execFileSync(skopeoPath(), ['copy', '--quiet', '--all', '--src-tls-verify=false', `docker://${ref}`, `dir:${out}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    return { raw, files: readdirSync(out) };
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+describe('registry client against a real registry', () => {
+  let reg: RunningRegistry;
+  let client: RegistryClient;
+  const warnings: string[] = [];
+  before(async () => {
+    reg = await startRegistry();
+    client = new RegistryClient({ warn: (m) => warnings.push(m) });
+  });
+  after(async () => {
+    await client.close();
+    await reg.stop();
+  });
+
+  test('pushes an image that skopeo reads back, and a second push uploads nothing', async () => {
+    const image = randomImage([300_000, 1_000, 70_000]);
+    const target = parseReference(`${reg.host}/app:v1`);
+    const result = await pushImage(client, target, image);
+    assert.equal(result.digest, image.descriptor.digest);
+    assert.equal(result.reference, `${reg.host}/app@${image.descriptor.digest}`);
+    assert.deepEqual([result.uploaded, result.mounted, result.present], [4, 0, 0]);
+
+    const { raw, files } = skopeoRead(`${reg.host}/app:v1`);
+    assert.equal(sha256Digest(raw), image.descriptor.digest);
+    for (const l of image.layers) assert.ok(files.includes(l.descriptor.digest.slice(7)), `skopeo copied layer ${l.descriptor.digest}`);
+
+    const uploads = reg.uploadsStarted('app');
+    const again = await pushImage(client, target, image);
+    assert.deepEqual([again.uploaded, again.mounted, again.present], [0, 0, 4]);
+    assert.equal(reg.uploadsStarted('app'), uploads, 'no upload session started on the second push');
+  });
+
+  test('a push to another repository of the same registry mounts instead of uploading', async () => {
+    const image = randomImage([50_000, 60_000]);
+    await pushImage(client, parseReference(`${reg.host}/first:v1`), image);
+    const before = reg.uploadsStarted('second');
+    const result = await pushImage(client, parseReference(`${reg.host}/second:v1`), image);
+    assert.deepEqual([result.uploaded, result.mounted, result.present], [0, 3, 0]);
+    assert.ok(/POST \/v2\/second\/blobs\/uploads\/\?[^ ]*mount=sha256/.test(reg.log()), 'the registry log shows mount=');
+    assert.equal(reg.requests('PUT', /^\/v2\/second\/blobs\/uploads\//), 0, 'no blob bytes sent to the second repository');
+    assert.ok(reg.uploadsStarted('second') > before);
+    skopeoRead(`${reg.host}/second:v1`);
+  });
+
+  test('a blob above the chunk threshold goes up in PATCH chunks and reads back intact', async () => {
+    const image = randomImage([20 << 20]);
+    const result = await pushImage(client, parseReference(`${reg.host}/big:v1`), image);
+    assert.equal(result.uploaded, 2);
+    assert.ok(reg.requests('PATCH', /^\/v2\/big\/blobs\/uploads\//) >= 3, 'chunked: at least three PATCH requests for 20 MiB');
+    skopeoRead(`${reg.host}/big:v1`);
+    // and the client's own read verifies it too
+    const layer = image.layers[0]!;
+    let n = 0;
+    for await (const chunk of client.getBlob(parseReference(`${reg.host}/big`), layer.descriptor)) n += chunk.byteLength;
+    assert.equal(n, layer.descriptor.size);
+  });
+
+  test('an index with two platforms: child manifests by digest, the index under the tag', async () => {
+    const a = randomImage([10_000], 'amd64');
+    const b = randomImage([10_000], 'arm64');
+    const shared = memoryBlob(Buffer.from('shared layer bytes'));
+    a.layers.push(shared);
+    b.layers.push(shared);
+    const index = indexOf([a, b]);
+    const result = await pushImage(client, parseReference(`${reg.host}/multi:v2`), index);
+    assert.equal(result.digest, index.descriptor.digest);
+    assert.equal(result.uploaded, 5, 'the shared layer is pushed once');
+    const { raw } = skopeoRead(`${reg.host}/multi:v2`);
+    assert.equal(sha256Digest(raw), index.descriptor.digest);
+
+    const got = await client.getManifest(parseReference(`${reg.host}/multi:v2`));
+    assert.equal(got.descriptor.digest, index.descriptor.digest);
+    assert.equal(got.descriptor.mediaType, 'application/vnd.oci.image.index.v1+json');
+    const resolved = await client.resolve(parseReference(`${reg.host}/multi@${a.descriptor.digest}`));
+    assert.deepEqual(resolved, a.descriptor);
+  });
+
+  test('resolve answers undefined for a missing tag; getManifest says manifest not found', async () => {
+    assert.equal(await client.resolve(parseReference(`${reg.host}/app:nope`)), undefined);
+    await assert.rejects(client.getManifest(parseReference(`${reg.host}/app:nope`)), {
+      name: 'KocacheError',
+      message: `${reg.host}/app:nope: manifest not found`,
+    });
+  });
+
+  test('getBlob verifies: a descriptor with the wrong digest fails at the end of the stream', async () => {
+    const image = randomImage([5_000]);
+    await pushImage(client, parseReference(`${reg.host}/verify:v1`), image);
+    const real = image.layers[0]!.descriptor;
+    // The registry serves the real bytes; a descriptor claiming one byte fewer must not pass.
+    await assert.rejects(async () => {
+      for await (const _ of client.getBlob(parseReference(`${reg.host}/verify`), { ...real, size: real.size - 1 })) { /* drain */ }
+    }, /digest mismatch/);
+    assert.equal(await client.blobExists(parseReference(`${reg.host}/verify`), real.digest), true);
+    assert.equal(await client.blobExists(parseReference(`${reg.host}/verify`), sha256Digest('absent')), false);
+  });
+});
