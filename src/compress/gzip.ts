@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { rechunk } from './chunks.js';
+import { readAhead, rechunk } from './chunks.js';
 import { traceAdd } from '../util/trace.js';
 
 const deflateRaw = promisify(zlib.deflateRaw);
@@ -62,7 +62,7 @@ export async function* gzipStream(source: AsyncIterable<Uint8Array> | Iterable<U
   };
 
   yield GZIP_HEADER;
-  for await (const block of rechunk(source, opts.blockSize)) {
+  for await (const block of readAhead(rechunk(source, opts.blockSize), jobs * 2 + 2)) {
     traceAdd('gzip.in', block.length);
     crc = zlib.crc32(block, crc);
     isize = (isize + block.length) >>> 0;
