@@ -1,0 +1,171 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { KocacheError, errnoCode, fsError } from '../errors.js';
+import type { BlobSource, Pushable } from '../image/pushable.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { type Digest, digestHex } from '../oci/digest.js';
+import type { ImageIndex } from '../oci/manifest.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { bytesBlob } from '../image/blobs.js';
+
+/** image-spec annotation naming an index.json entry; `skopeo copy oci:DIR:<name>` selects by it. */
+export const REF_NAME = 'org.opencontainers.image.ref.name';
+/** containerd's annotation for the full image name, used by `ctr image import`. */
+export const CONTAINERD_NAME = 'io.containerd.image.name';
+
+export interface LayoutWriteOptions {
+  /** The tag (ref.name) and full reference (containerd name) to record in index.json. */
+  refName?: string | undefined;
+  imageName?: string | undefined;
+  /** Blobs written at once. */
+  jobs?: number;
+}
+
+export interface LayoutWriteResult {
+  /** The descriptor recorded in index.json. */
+  descriptor: Descriptor;
+  /** Blobs written now; the rest were already in the layout, intact. */
+  written: number;
+  present: number;
+}
+
+/**
+ * Writes an image into an OCI image layout (image-spec image-layout.md): `oci-layout`, every blob
+ * under `blobs/sha256/<hex>`, and an `index.json` entry for the image. An existing layout is
+ * added to: entries with the same ref name are replaced, others kept, intact blobs not rewritten.
+ * Each blob goes to a temp file, is hashed as it is written and renamed into place only if it
+ * matches its digest, so a reader never sees a partial or wrong blob.
+ */
+export async function writeLayout(dir: string, image: Pushable, o: LayoutWriteOptions = {}): Promise<LayoutWriteResult> {
+  const blobDir = join(dir, 'blobs', 'sha256');
+  try {
+    await mkdir(blobDir, { recursive: true });
+  } catch (err) {
+    throw fsError(err, dir, 'create OCI layout folder');
+  }
+  const index = await readIndex(dir);
+
+  const blobs = imageBlobs(image);
+  let written = 0;
+  await forEachLimit(blobs, o.jobs ?? 4, async (b) => {
+    if (await writeBlobFile(blobDir, b)) written++;
+  });
+
+  const descriptor: Descriptor = { mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size };
+  const annotations: Record<string, string> = {};
+  if (o.imageName !== undefined) annotations[CONTAINERD_NAME] = o.imageName;
+  if (o.refName !== undefined) annotations[REF_NAME] = o.refName;
+  if (Object.keys(annotations).length > 0) descriptor.annotations = annotations;
+
+  const kept = index.manifests.filter((m) =>
+    o.refName !== undefined ? m.annotations?.[REF_NAME] !== o.refName : m.digest !== descriptor.digest || m.annotations?.[REF_NAME] !== undefined,
+  );
+  const next: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [...kept, descriptor] };
+  if (index.annotations) next.annotations = index.annotations;
+  await atomicWrite(join(dir, 'oci-layout'), Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
+  await atomicWrite(join(dir, 'index.json'), Buffer.from(JSON.stringify(next)));
+  return { descriptor, written, present: blobs.length - written };
+}
+
+/** Every blob an image consists of, each once: layers, configs, manifests, the index. */
+export function imageBlobs(image: Pushable): BlobSource[] {
+  const seen = new Map<Digest, BlobSource>();
+  const add = (b: BlobSource) => {
+    if (!seen.has(b.descriptor.digest)) seen.set(b.descriptor.digest, b);
+  };
+  const manifests = image.kind === 'index' ? image.manifests : [image];
+  for (const m of manifests) {
+    for (const l of m.layers) add(l);
+    add(m.config);
+    add(bytesBlob(m.descriptor.mediaType, m.bytes));
+  }
+  if (image.kind === 'index') add(bytesBlob(image.descriptor.mediaType, image.bytes));
+  return [...seen.values()];
+}
+
+async function readIndex(dir: string): Promise<ImageIndex> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'index.json'), 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
+    throw fsError(err, join(dir, 'index.json'), 'read');
+  }
+  try {
+    const parsed = JSON.parse(text) as ImageIndex;
+    if (parsed.schemaVersion === 2 && Array.isArray(parsed.manifests)) return parsed;
+  } catch {
+    // reported below
+  }
+  throw new KocacheError('layout', `${join(dir, 'index.json')} is not an OCI image index: refusing to overwrite it`);
+}
+
+/** Writes one blob unless an intact copy is there. Returns whether it wrote. */
+async function writeBlobFile(blobDir: string, blob: BlobSource): Promise<boolean> {
+  const { digest, size } = blob.descriptor;
+  const path = join(blobDir, digestHex(digest));
+  if (await isIntact(path, digest, size)) return false;
+  const tmp = join(blobDir, `.tmp-${digestHex(digest).slice(0, 16)}-${randomBytes(6).toString('hex')}`);
+  const hash = createHash('sha256');
+  let n = 0;
+  const out = createWriteStream(tmp);
+  const failed = new Promise<never>((_, reject) => out.once('error', (e) => reject(fsError(e, tmp, 'write'))));
+  failed.catch(() => undefined);
+  try {
+    for await (const chunk of blob.open()) {
+      hash.update(chunk);
+      n += chunk.byteLength;
+      if (!out.write(chunk)) await Promise.race([once(out, 'drain'), failed]);
+    }
+    out.end();
+    await Promise.race([once(out, 'finish'), failed]);
+    const got = `sha256:${hash.digest('hex')}`;
+    if (got !== digest || n !== size) {
+      throw new KocacheError('digest-mismatch', `blob ${digest} came out as ${got} (${n} bytes, want ${size}): not written`);
+    }
+    await rename(tmp, path);
+    return true;
+  } catch (err) {
+    out.destroy();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+async function isIntact(path: string, digest: Digest, size: number): Promise<boolean> {
+  try {
+    if ((await stat(path)).size !== size) return false;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw fsError(err, path, 'read');
+  }
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest('hex')}` === digest;
+}
+
+async function atomicWrite(path: string, bytes: Buffer): Promise<void> {
+  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+  try {
+    await writeFile(tmp, bytes);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw fsError(err, path, 'write');
+  }
+}
+
+/** Runs `fn` over `items` with at most `limit` running at once; the first failure rejects. */
+export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+}
