@@ -1,0 +1,82 @@
+import type { Argv, CommandModule } from 'yargs';
+import { usageError } from '../../errors.js';
+import { type Reference, formatReference, parseReference } from '../../reference/reference.js';
+import { RegistryClient } from '../../remote/client.js';
+import { type PushResult, pushImage } from '../../remote/push.js';
+import { loadArchive } from '../../tarball/load.js';
+import { archivePushable } from '../../tarball/pushable.js';
+import { type Context, type GlobalArgs, globalOptions, makeContext } from '../context.js';
+
+interface PushArgs extends GlobalArgs {
+  archive: string;
+  reference: string;
+  also?: string[] | undefined;
+  'insecure-registry'?: string[] | undefined;
+}
+
+/** One archive and where it goes. */
+interface PushJob {
+  archive: string;
+  target: Reference;
+}
+
+export const pushCommand: CommandModule<object, PushArgs> = {
+  command: 'push <archive> <reference>',
+  describe: 'Push an image archive (docker-archive, OCI archive or layout; plain or gzipped) to a registry through the cache',
+  builder: (y: Argv) =>
+    globalOptions(y)
+      .positional('archive', { type: 'string', demandOption: true, describe: 'docker save / Nix / skopeo / Bazel output, or an OCI layout directory' })
+      .positional('reference', { type: 'string', demandOption: true, describe: 'REGISTRY/REPO[:TAG] to push to' })
+      .option('also', { type: 'array', string: true, describe: 'More ARCHIVE=REFERENCE pairs, pushed in parallel with the first' })
+      .option('insecure-registry', { type: 'array', string: true, describe: 'Registries to reach over plain HTTP (loopback always is)' })
+      .example('$0 push result.tar.gz ghcr.io/you/app:v1', 'inflate once, compress each layer once, upload only missing blobs')
+      .example('$0 push app.tar ghcr.io/you/app:v1 --also worker.tar=ghcr.io/you/worker:v1', 'two images at once') as unknown as Argv<PushArgs>,
+  handler: async (args) => {
+    const jobs = [{ archive: args.archive, target: pushTarget(args.reference) }, ...(args.also ?? []).map((s) => parseAlso(String(s)))];
+    const ctx = makeContext(args);
+    const results = await pushArchives(ctx, jobs, (args['insecure-registry'] ?? []).map(String));
+    const rows = results.map((r, i) => ({ archive: jobs[i]!.archive, ...r }));
+    ctx.out.result(rows.length === 1 ? rows[0] : rows, rows.map((r) => r.reference).join('\n'));
+  },
+};
+
+/** A push target names a tag (default latest); a digest is what the push produces, not an input. */
+export function pushTarget(s: string): Reference {
+  const ref = parseReference(s);
+  if (ref.digest !== undefined) throw usageError(`push to a tag, not a digest: ${s} (the digest is printed after the push)`);
+  return ref;
+}
+
+function parseAlso(s: string): PushJob {
+  // Split at the last '=': a path may hold one, a reference never does.
+  const eq = s.lastIndexOf('=');
+  if (eq <= 0 || eq === s.length - 1) throw usageError(`--also wants ARCHIVE=REFERENCE, not ${JSON.stringify(s)}`);
+  return { archive: s.slice(0, eq), target: pushTarget(s.slice(eq + 1)) };
+}
+
+/**
+ * Imports (or recognises) each archive and pushes it; several archives run side by side through
+ * one registry client. The first failure is reported after the others settle.
+ */
+export async function pushArchives(ctx: Context, jobs: PushJob[], insecureRegistries: string[]): Promise<PushResult[]> {
+  const client = new RegistryClient({ insecureRegistries, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), cache: ctx.cache });
+  try {
+    const settled = await Promise.allSettled(jobs.map((job) => pushOne(ctx, client, job, jobs.length > 1)));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw failed.reason;
+    return settled.map((s) => (s as PromiseFulfilledResult<PushResult>).value);
+  } finally {
+    await client.close();
+  }
+}
+
+async function pushOne(ctx: Context, client: RegistryClient, job: PushJob, several: boolean): Promise<PushResult> {
+  const label = several ? `${job.archive}: ` : '';
+  ctx.out.progress(`${label}reading ${job.archive}`);
+  const loaded = await loadArchive(job.archive, { cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m) });
+  const image = await archivePushable(ctx.cache, loaded.image);
+  return pushImage(client, job.target, image, {
+    jobs: ctx.jobs,
+    onProgress: ({ done, total }) => ctx.out.progress(`${label}pushing ${formatReference(job.target)}: ${done}/${total}`),
+  });
+}
