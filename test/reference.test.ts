@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { KocacheError } from '../src/errors.js';
+import { formatReference, parseReference } from '../src/reference/reference.js';
+
+const D = `sha256:${'a'.repeat(64)}`;
+
+test('parseReference applies Docker defaults and keeps what is given', () => {
+  const table: [string, object][] = [
+    ['alpine', { registry: 'docker.io', repository: 'library/alpine', tag: 'latest' }],
+    ['alpine:3.20', { registry: 'docker.io', repository: 'library/alpine', tag: '3.20' }],
+    ['user/app', { registry: 'docker.io', repository: 'user/app', tag: 'latest' }],
+    ['docker.io/alpine', { registry: 'docker.io', repository: 'library/alpine', tag: 'latest' }],
+    ['index.docker.io/library/alpine:edge', { registry: 'docker.io', repository: 'library/alpine', tag: 'edge' }],
+    ['registry-1.docker.io/user/app:v1', { registry: 'docker.io', repository: 'user/app', tag: 'v1' }],
+    ['ghcr.io/org/team/app:v1.2.3-rc_1', { registry: 'ghcr.io', repository: 'org/team/app', tag: 'v1.2.3-rc_1' }],
+    ['127.0.0.1:5000/app', { registry: '127.0.0.1:5000', repository: 'app', tag: 'latest' }],
+    ['localhost/app:x', { registry: 'localhost', repository: 'app', tag: 'x' }],
+    ['localhost:5000/a/b', { registry: 'localhost:5000', repository: 'a/b', tag: 'latest' }],
+    ['[::1]:5000/app:v1', { registry: '[::1]:5000', repository: 'app', tag: 'v1' }],
+    [`gcr.io/p/app@${D}`, { registry: 'gcr.io', repository: 'p/app', digest: D }],
+    [`gcr.io/p/app:v1@${D}`, { registry: 'gcr.io', repository: 'p/app', tag: 'v1', digest: D }],
+    [`alpine@${D}`, { registry: 'docker.io', repository: 'library/alpine', digest: D }],
+    ['example.com/a__b/c-d/e.f/g--h:TAG', { registry: 'example.com', repository: 'a__b/c-d/e.f/g--h', tag: 'TAG' }],
+    ['Example.COM:443/app', { registry: 'Example.COM:443', repository: 'app', tag: 'latest' }],
+  ];
+  for (const [input, want] of table) assert.deepEqual(parseReference(input), want, input);
+});
+
+test('formatReference writes the fully qualified form, and parse(format(r)) is r', () => {
+  assert.equal(formatReference(parseReference('alpine')), 'docker.io/library/alpine:latest');
+  assert.equal(formatReference(parseReference(`ghcr.io/a/b:v1@${D}`)), `ghcr.io/a/b:v1@${D}`);
+  assert.equal(formatReference(parseReference(`ghcr.io/a/b@${D}`)), `ghcr.io/a/b@${D}`);
+  for (const s of ['localhost:5000/x/y:z', `127.0.0.1:1/r@${D}`, 'docker.io/library/busybox:1']) {
+    assert.deepEqual(parseReference(formatReference(parseReference(s))), parseReference(s));
+  }
+});
+
+test('parseReference rejects every malformed reference with a one-line KocacheError', () => {
+  const table: [string, RegExp][] = [
+    ['', /empty/],
+    ['   ', /empty/],
+    ['Alpine', /must be lowercase/],
+    ['docker.io/Library/alpine', /must be lowercase/],
+    ['alpine:', /bad tag/],
+    ['alpine:-x', /bad tag/],
+    ['alpine:.x', /bad tag/],
+    [`alpine:${'t'.repeat(129)}`, /bad tag/],
+    ['alpine:a/b', /bad registry/],
+    ['alpine:tag!', /bad tag/],
+    ['alpine@sha256:abc', /bad digest/],
+    [`alpine@sha512:${'a'.repeat(128)}`, /bad digest/],
+    [`alpine@sha256:${'A'.repeat(64)}`, /bad digest/],
+    ['alpine@', /bad digest/],
+    ['ghcr.io/', /no repository/],
+    ['ghcr.io//app', /empty path component/],
+    ['app/', /empty path component/],
+    ['-app', /bad repository component/],
+    ['a..b/app', /bad repository component/],
+    ['ex_ample.com:5000/app', /bad registry/],
+    ['host:port/app', /bad registry/],
+    ['with space', /white space/],
+    [':tag', /no repository/],
+    [`example.com/${'a'.repeat(250)}`, /longer than 255/],
+  ];
+  for (const [input, why] of table) {
+    assert.throws(() => parseReference(input), (err: unknown) => {
+      assert.ok(err instanceof KocacheError, `${input}: a KocacheError`);
+      assert.match(err.message, why, input);
+      assert.ok(err.message.startsWith('invalid image reference'), input);
+      assert.ok(!err.message.includes('\n'), `${input}: one line`);
+      return true;
+    });
+  }
+});
