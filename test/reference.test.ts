@@ -56,7 +56,7 @@ test('parseReference rejects every malformed reference with a one-line KocacheEr
     ['ghcr.io//app', /empty path component/],
     ['app/', /empty path component/],
     ['-app', /bad repository component/],
-    ['a..b/app', /bad repository component/],
+    ['library/a..b', /bad repository component/], ['a..b/app', /bad registry/],
     ['ex_ample.com:5000/app', /bad registry/],
     ['host:port/app', /bad registry/],
     ['with space', /white space/],
