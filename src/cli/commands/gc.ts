@@ -1,0 +1,88 @@
+import type { Argv, CommandModule } from 'yargs';
+import { collectGarbage, type GcReport } from '../../cache/gc.js';
+import { usageError } from '../../errors.js';
+import { type GlobalArgs, globalOptions, makeContext } from '../context.js';
+import { formatBytes } from '../output.js';
+
+interface GcArgs extends GlobalArgs {
+  'max-size'?: string | undefined;
+  'max-age'?: string | undefined;
+  verify?: boolean | undefined;
+  'dry-run'?: boolean | undefined;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1, b: 1,
+  k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12,
+  kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40,
+};
+
+/** `500MB` (decimal), `2GiB` (binary), `1.5G`, or plain bytes. */
+export function parseSize(s: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(s);
+  const unit = m?.[2]?.toLowerCase() ?? '';
+  const factor = SIZE_UNITS[unit];
+  if (!m || factor === undefined) {
+    throw usageError(`invalid --max-size ${JSON.stringify(s)}: want bytes or a number with a unit, e.g. 500MB, 2GiB, 1048576`);
+  }
+  return Math.floor(Number(m[1]) * factor);
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 };
+
+/** `30d`, `12h`, `90m`, `1h30m` (s, m, h, d, w): milliseconds. */
+export function parseDuration(s: string): number {
+  const text = s.trim().toLowerCase();
+  let ms = 0;
+  let rest = text;
+  const part = /^(\d+(?:\.\d+)?)([smhdw])/;
+  while (rest !== '') {
+    const m = part.exec(rest);
+    if (!m) break;
+    ms += Number(m[1]) * (DURATION_UNITS[m[2] as string] ?? 0);
+    rest = rest.slice(m[0].length);
+  }
+  if (text === '' || rest !== '') {
+    throw usageError(`invalid --max-age ${JSON.stringify(s)}: want a duration such as 30d, 12h, 90m or 1h30m`);
+  }
+  return ms;
+}
+
+export const gcCommand: CommandModule<object, GcArgs> = {
+  command: 'gc',
+  describe: 'Remove unused, expired and least recently used cache content; safe while builds run',
+  builder: (y: Argv) =>
+    globalOptions(y)
+      .option('max-size', { type: 'string', describe: 'Shrink the cache to this size, least recently used first (500MB, 2GiB, bytes)' })
+      .option('max-age', { type: 'string', describe: 'Remove content not used for this long (30d, 12h, 90m)' })
+      .option('verify', { type: 'boolean', default: false, describe: 'Re-hash all content and drop corrupt blobs (reads the whole cache)' })
+      .option('dry-run', { type: 'boolean', default: false, describe: 'Report what would be removed; change nothing' })
+      .example('$0 gc --max-size 5GiB --max-age 30d', '')
+      .example('$0 gc --dry-run --max-size 500MB --json', '') as unknown as Argv<GcArgs>,
+  handler: async (args) => {
+    const maxSize = args['max-size'] === undefined ? undefined : parseSize(args['max-size']);
+    const maxAge = args['max-age'] === undefined ? undefined : parseDuration(args['max-age']);
+    const ctx = makeContext(args, { lease: false });
+    const report = await collectGarbage(ctx.cache, { maxSize, maxAge, verify: args.verify, dryRun: args['dry-run'] });
+    if (maxSize !== undefined && report.sizeAfter > maxSize) {
+      ctx.out.warn(`cache is ${formatBytes(report.sizeAfter)}, above --max-size ${formatBytes(maxSize)}: ${formatBytes(report.protectedBytes)} is in use by running kocache commands`);
+    }
+    ctx.out.result(report, summary(report));
+  },
+};
+
+function summary(r: GcReport): string {
+  const c = r.counts;
+  const verb = r.dryRun ? 'would remove' : 'removed';
+  const parts = [
+    `${c.blob} blob${c.blob === 1 ? '' : 's'}`,
+    `${c.record} index record${c.record === 1 ? '' : 's'}`,
+    `${c.tmp + c.trash} temp file${c.tmp + c.trash === 1 ? '' : 's'}`,
+    `${c.stat} stat file${c.stat === 1 ? '' : 's'}`,
+    `${c.lease} stale lease${c.lease === 1 ? '' : 's'}`,
+  ];
+  const lines = r.removed.map((x) => `${verb} ${x.kind} ${x.what} (${x.reason}, ${formatBytes(x.bytes)})`);
+  lines.push(`gc: ${verb} ${parts.join(', ')}; ${formatBytes(r.bytesFreed)} freed; cache ${formatBytes(r.sizeBefore)} -> ${formatBytes(r.sizeAfter)}`
+    + (r.liveLeases > 0 ? ` (${r.liveLeases} running command${r.liveLeases === 1 ? '' : 's'} protected ${formatBytes(r.protectedBytes)})` : ''));
+  return lines.join('\n');
+}
