@@ -1,0 +1,231 @@
+import { basename } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { usageError } from '../../errors.js';
+import type { AssemblyBase } from '../../image/assemble.js';
+import { type PlatformPlan, buildImage } from '../../image/build.js';
+import { type ConfigOverrides, createdTime, parseCommand, parseKeyValue, scratchConfig } from '../../image/config.js';
+import type { Pushable } from '../../image/pushable.js';
+import { layerSpecsFor } from '../../image/sources.js';
+import { type OutputTarget, parseOutput, parseRepo } from '../../image/target.js';
+import { validateImportPath } from '../../layer/build.js';
+import { writeLayout } from '../../layout/write.js';
+import { type Platform, formatPlatform, parsePlatform } from '../../oci/platform.js';
+import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
+import { RegistryClient } from '../../remote/client.js';
+import { pushImage } from '../../remote/push.js';
+import { writeDockerArchive } from '../../tarball/write.js';
+import { type Context, type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
+import { formatBytes } from '../output.js';
+
+/** A flag given once is a string, given several times an array; both mean a list. */
+type Many = string | string[] | undefined;
+
+interface PublishArgs extends GlobalArgs {
+  sources: string[];
+  base: string;
+  repo?: string | undefined;
+  platform?: Many;
+  'import-path'?: string | undefined;
+  entrypoint?: string | undefined;
+  cmd?: string | undefined;
+  env?: Many;
+  workdir?: string | undefined;
+  user?: string | undefined;
+  label?: Many;
+  output?: string | undefined;
+  offline?: boolean | undefined;
+  'insecure-registry'?: Many;
+}
+
+function list(v: Many): string[] {
+  return v === undefined ? [] : Array.isArray(v) ? v.map(String) : [String(v)];
+}
+
+/** Flags that may appear once only: given twice, yargs makes an array, and the intent is unclear. */
+function single(v: unknown, flag: string): string | undefined {
+  if (Array.isArray(v)) throw usageError(`--${flag} given ${v.length} times: give it once`);
+  return v === undefined ? undefined : String(v);
+}
+
+export const publishCommand: CommandModule<object, PublishArgs> = {
+  command: 'publish <sources..>',
+  describe: 'Build layers through the cache onto a base image and push the image (or write it as an OCI layout or docker-archive)',
+  builder: (y: Argv) =>
+    globalOptions(y)
+      .positional('sources', {
+        type: 'string',
+        array: true,
+        demandOption: true,
+        describe: 'One layer each, in order: SRC[:DEST]. {os} {arch} {variant} {platform} (linux_arm64) are replaced per platform',
+      })
+      .option('base', { type: 'string', demandOption: true, describe: "Base image reference, or 'scratch' for none" })
+      .option('repo', { type: 'string', describe: 'Where to push: REGISTRY/REPO[:TAG] (tag default latest); optional with --output' })
+      .option('platform', { type: 'string', describe: 'OS/ARCH[/VARIANT]; repeat for a multi-platform index (default linux/amd64)' })
+      .option('import-path', { type: 'string', describe: 'Cache namespace of the layers (default: REGISTRY/REPO of --repo, else local/<name of the first SRC>)' })
+      .option('entrypoint', { type: 'string', describe: 'A JSON array (\'["/app","--serve"]\') or one program path taken whole' })
+      .option('cmd', { type: 'string', describe: 'Arguments: a JSON array, or one string taken whole' })
+      .option('env', { type: 'string', describe: 'KEY=VALUE, repeatable; replaces a KEY the base sets' })
+      .option('workdir', { type: 'string', describe: 'Working directory' })
+      .option('user', { type: 'string', describe: 'User (name, uid or uid:gid)' })
+      .option('label', { type: 'string', describe: 'KEY=VALUE image label, repeatable' })
+      .option('output', { type: 'string', describe: 'Write instead of pushing: oci:DIR (OCI image layout) or docker-archive:FILE (docker load)' })
+      .option('offline', { type: 'boolean', default: false, describe: 'Take the base from the cache only; never contact its registry' })
+      .option('insecure-registry', { type: 'string', describe: 'HOST[:PORT] reached over plain HTTP, repeatable (loopback always is)' })
+      .example('$0 publish ./out/app:/app --base scratch --entrypoint /app --output oci:./image', 'no registry at all')
+      .example('$0 publish ./dist/app_{os}_{arch}:/usr/local/bin/app --base gcr.io/distroless/static --repo ghcr.io/you/app:v1 --platform linux/amd64 --platform linux/arm64 --entrypoint /usr/local/bin/app', '') as unknown as Argv<PublishArgs>,
+  handler: async (args) => {
+    const req = parseRequest(args);
+    const ctx = makeContext(args);
+    await publish(req, ctx);
+  },
+};
+
+/** Everything publish needs, validated before any work starts (no layer built, no request sent). */
+interface PublishRequest {
+  base: string;
+  repo: Reference | undefined;
+  output: OutputTarget;
+  platforms: Platform[];
+  specs: string[];
+  importPath: string;
+  overrides: ConfigOverrides;
+  offline: boolean;
+  insecure: string[];
+  plans: Omit<PlatformPlan, 'base'>[];
+}
+
+function parseRequest(args: PublishArgs): PublishRequest {
+  const output = parseOutput(single(args.output, 'output'));
+  const repoText = single(args.repo, 'repo');
+  if (output.kind === 'registry' && repoText === undefined) {
+    throw usageError('publish needs --repo REGISTRY/REPO[:TAG] to push to (or --output oci:DIR / docker-archive:FILE to write a file)');
+  }
+  const repo = repoText === undefined ? undefined : parseRepo(repoText);
+  const base = single(args.base, 'base') ?? 'scratch';
+  // Checked now, so a typo fails before any layer is built (a digest is welcome: pinning a base is good).
+  if (base !== 'scratch') parseReference(base);
+
+  const platformTexts = list(args.platform);
+  const platforms = (platformTexts.length ? platformTexts : ['linux/amd64']).map(parsePlatform);
+  const seen = new Set<string>();
+  for (const p of platforms) {
+    const key = formatPlatform(p);
+    if (seen.has(key)) throw usageError(`--platform ${key} given twice`);
+    seen.add(key);
+  }
+  if (output.kind === 'docker-archive' && platforms.length > 1) {
+    throw usageError(`docker-archive holds one image, not ${platforms.length} platforms: pick one --platform, or use --output oci:DIR for a multi-platform index`);
+  }
+
+  const overrides: ConfigOverrides = {};
+  const entrypoint = single(args.entrypoint, 'entrypoint');
+  if (entrypoint !== undefined) overrides.entrypoint = parseCommand(entrypoint, 'entrypoint');
+  const cmd = single(args.cmd, 'cmd');
+  if (cmd !== undefined) overrides.cmd = parseCommand(cmd, 'cmd');
+  const env = list(args.env).map((e) => parseKeyValue(e, 'env'));
+  if (env.length) overrides.env = env;
+  const labels = list(args.label).map((l) => parseKeyValue(l, 'label'));
+  if (labels.length) overrides.labels = labels;
+  const workdir = single(args.workdir, 'workdir');
+  if (workdir !== undefined) {
+    if (!workdir.startsWith('/')) throw usageError(`--workdir ${JSON.stringify(workdir)} must be an absolute path in the image`);
+    overrides.workdir = workdir;
+  }
+  const user = single(args.user, 'user');
+  if (user !== undefined) overrides.user = user;
+
+  const specs = list(args.sources as Many);
+  if (specs.length === 0) throw usageError('publish needs at least one SRC[:DEST] layer');
+  const plans = platforms.map((platform) => ({ platform, layers: layerSpecsFor(specs, platform) }));
+
+  const importPath = validateImportPath(
+    single(args['import-path'], 'import-path') ??
+      (repo ? formatRepository(repo) : `local/${basename(plans[0]!.layers[0]!.source.src) || 'image'}`),
+  );
+  return {
+    base, repo, output, platforms, specs, importPath, overrides, plans,
+    offline: Boolean(args.offline),
+    insecure: list(args['insecure-registry']),
+  };
+}
+
+async function publish(req: PublishRequest, ctx: Context): Promise<void> {
+  const out = ctx.out;
+  const warn = (m: string) => out.warn(m);
+  // A scratch base written to a file needs no registry: no client, no connection, no credentials.
+  const needsRegistry = req.base !== 'scratch' || req.output.kind === 'registry';
+  const client = needsRegistry ? new RegistryClient({ insecureRegistries: req.insecure, jobs: ctx.jobs, warn, cache: ctx.cache }) : undefined;
+  try {
+    const bases: AssemblyBase[] =
+      req.base === 'scratch' || !client
+        ? req.platforms.map((platform) => ({ platform, config: scratchConfig(platform), layers: [] }))
+        : await (await import('../../image/base.js')).loadBase(req.base, req.platforms, { client, cache: ctx.cache, offline: req.offline, warn });
+
+    let read = 0;
+    const epoch = sourceDateEpoch();
+    const image = await buildImage(
+      req.plans.map((p, i) => ({ ...p, base: bases[i]! })),
+      {
+        cache: ctx.cache,
+        importPath: req.importPath,
+        mtime: epoch,
+        created: createdTime(epoch),
+        overrides: req.overrides,
+        gzip: ctx.gzip,
+        warn,
+        onBytes: (n) => {
+          read += n;
+          out.progress(`building layers: ${formatBytes(read)} read`);
+        },
+        onLayer: (e) => {
+          const where = req.platforms.length > 1 ? ` (${formatPlatform(e.platform)})` : '';
+          out.info(`layer ${e.spec}${where}: ${e.digest} ${e.cached ? 'cached' : 'built'}`);
+        },
+      },
+    );
+    await deliver(req, ctx, image, client);
+  } finally {
+    await client?.close();
+  }
+}
+
+async function deliver(req: PublishRequest, ctx: Context, image: Pushable, client: RegistryClient | undefined): Promise<void> {
+  const out = ctx.out;
+  const digest = image.descriptor.digest;
+  const named = req.repo ? `${formatRepository(req.repo)}@${digest}` : digest;
+  switch (req.output.kind) {
+    case 'registry': {
+      const repo = req.repo!;
+      const pushed = await pushImage(client!, repo, image, {
+        jobs: ctx.jobs,
+        onProgress: (e) => out.progress(`pushing ${formatReference(repo)}: ${e.done}/${e.total}`),
+      });
+      out.info(`pushed ${formatReference(repo)}: ${pushed.uploaded} uploaded, ${pushed.mounted} mounted, ${pushed.present} already present`);
+      out.result(
+        { reference: pushed.reference, digest: pushed.digest, uploaded: pushed.uploaded, mounted: pushed.mounted, present: pushed.present },
+        pushed.reference,
+      );
+      return;
+    }
+    case 'oci': {
+      const r = await writeLayout(req.output.path, image, {
+        refName: req.repo?.tag,
+        imageName: req.repo ? formatReference(req.repo) : undefined,
+        jobs: ctx.jobs,
+      });
+      out.info(`wrote OCI layout ${req.output.path}: ${r.written} blobs written, ${r.present} already there`);
+      out.result({ output: `oci:${req.output.path}`, reference: named, digest, written: r.written, present: r.present }, named);
+      return;
+    }
+    case 'docker-archive': {
+      if (image.kind !== 'manifest') throw usageError('docker-archive holds one image, not an index');
+      const r = await writeDockerArchive(req.output.path, image, {
+        repoTags: req.repo ? [formatReference(req.repo)] : [],
+        mtime: sourceDateEpoch(),
+      });
+      out.info(`wrote docker-archive ${req.output.path} (${formatBytes(r.bytes)}); docker load names it ${r.imageId}`);
+      out.result({ output: `docker-archive:${req.output.path}`, reference: named, digest, imageId: r.imageId }, named);
+      return;
+    }
+  }
+}
