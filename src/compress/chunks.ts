@@ -8,6 +8,12 @@ export async function* rechunk(source: AsyncIterable<Uint8Array> | Iterable<Uint
   let fill = 0;
   for await (const chunk of source) {
     let off = 0;
+    // Whole blocks already in place pass through as views, uncopied: gzipStream re-chunks what
+    // build.ts already chunked, and each copy is another 100 MB of allocation for a 100 MB layer.
+    while (fill === 0 && chunk.byteLength - off >= size) {
+      yield Buffer.from(chunk.buffer, chunk.byteOffset + off, size);
+      off += size;
+    }
     while (off < chunk.byteLength) {
       const n = Math.min(size - fill, chunk.byteLength - off);
       block.set(chunk.subarray(off, off + n), fill);
