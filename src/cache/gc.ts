@@ -148,7 +148,7 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
   for (const b of buckets) {
     for (const line of liveLines(b)) {
       const r = toLiveRecord(line, b.path);
-      if (!r) continue;
+      if (!r || isMetadataKey(r.key)) continue;
       const list = keysByDigest.get(r.digest) ?? [];
       list.push(r.key);
       keysByDigest.set(r.digest, list);
@@ -219,7 +219,7 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
   // written after the cutoff is kept even without its blob: its writer may still be mid-way.
   for (let b of buckets) {
     for (let attempt = 0; attempt < 3; attempt++) {
-      const { keep, dropped } = compactBucket(b, (d) => blobs.has(d), cutoff);
+      const { keep, dropped } = compactBucket(b, (d) => blobs.has(d), cutoff, ageCutoff);
       if (dropped.length === 0) break;
       if (dryRun || attempt === 2) {
         for (const d of dropped) note('record', d.key, d.bytes, d.reason);
@@ -248,7 +248,22 @@ interface DroppedLine {
   reason: RemovalReason;
 }
 
-function compactBucket(b: Bucket, present: (d: Digest) => boolean, cutoff: number): { keep: IndexLine[]; dropped: DroppedLine[] } {
+/**
+ * Records that describe something elsewhere rather than a blob here (`seen/`: which remote
+ * repositories hold a digest, for mounts). Their digest is usually not in the content store, so
+ * they are neither references that keep content alive nor dead when it is absent; only
+ * --max-age ends them.
+ */
+export function isMetadataKey(key: string): boolean {
+  return key.startsWith('seen/');
+}
+
+function compactBucket(
+  b: Bucket,
+  present: (d: Digest) => boolean,
+  cutoff: number,
+  ageCutoff: number | undefined,
+): { keep: IndexLine[]; dropped: DroppedLine[] } {
   const latest = new Map<string, IndexLine>();
   for (const line of b.lines) latest.set(line.key, line);
   const keep: IndexLine[] = [];
@@ -259,10 +274,21 @@ function compactBucket(b: Bucket, present: (d: Digest) => boolean, cutoff: numbe
       dropped.push({ key: line.key, bytes, reason: 'duplicate' });
       continue;
     }
-    const r = toLiveRecord(line, b.path);
-    if (line.integrity === null || (r && !present(r.digest) && line.time < cutoff)) {
+    if (line.integrity === null) {
       dropped.push({ key: line.key, bytes, reason: 'dead' });
       continue;
+    }
+    if (isMetadataKey(line.key)) {
+      if (ageCutoff !== undefined && line.time < ageCutoff && line.time < cutoff) {
+        dropped.push({ key: line.key, bytes, reason: 'expired' });
+        continue;
+      }
+    } else {
+      const r = toLiveRecord(line, b.path);
+      if (r && !present(r.digest) && line.time < cutoff) {
+        dropped.push({ key: line.key, bytes, reason: 'dead' });
+        continue;
+      }
     }
     keep.push(line);
   }

@@ -50,3 +50,19 @@ export function seenKey(registry: string, digest: Digest): string {
 export function archiveKey(archiveId: string, compression: string): string {
   return `archive/${archiveId}/${compression}`;
 }
+
+/**
+ * A base image's tag as last resolved -> its top manifest (index or image manifest) blob, with
+ * `{descriptor}`. Used when the base registry cannot be reached, or with --offline.
+ */
+export function imageTagKey(registry: string, repository: string, tag: string): string {
+  return `img/${registry}/${repository}/tag/${tag}`;
+}
+
+/**
+ * A base image's blob (index, manifest, config or layer) by digest -> that blob, with
+ * `{descriptor}`. Keyed by repository too, so a cached layer knows where it can be mounted from.
+ */
+export function imageBlobKey(registry: string, repository: string, digest: Digest): string {
+  return `img/${registry}/${repository}/blob/${digest}`;
+}
