@@ -7,15 +7,19 @@ import { compressionRows } from './compression.js';
 import { makeTree } from './fixtures.js';
 import { machineLine, renderTable, RUNS, type Row } from './harness.js';
 import { layerRows } from './layers.js';
+import { registryRows } from './registry-rows.js';
 
 // `npm run bench`: every row is kocache beside the tool a user would otherwise run, on the same
-// input, in the same run, with the ratio. BENCH_SIZE_MB (default 100) and BENCH_RUNS (default 3).
+// input, in the same run, with the ratio. BENCH_SIZE_MB (tree, default 100), BENCH_ARCHIVE_MB
+// (default 300), BENCH_ARCHIVE_LAYERS (default 50), BENCH_RUNS (default 3).
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const cli = join(root, 'dist', 'src', 'cli', 'main.js');
 const work = resolve(process.env.BENCH_DIR ?? join(root, 'bench', '.work'));
 const sizeMb = Number(process.env.BENCH_SIZE_MB ?? 100);
 const jobs = availableParallelism();
+const archiveMb = Number(process.env.BENCH_ARCHIVE_MB ?? 300);
+const archiveLayers = Number(process.env.BENCH_ARCHIVE_LAYERS ?? 50);
 
 async function main(): Promise<void> {
   mkdirSync(work, { recursive: true });
@@ -30,6 +34,8 @@ async function main(): Promise<void> {
   rows.push(...(await compressionRows(tarPath, jobs)));
   log('layer builds...');
   rows.push(...layerRows(cli, tree, work, jobs));
+  log('registry: publish and archive push...');
+  rows.push(...(await registryRows(cli, tree, work, archiveMb, archiveLayers)));
   const table = renderTable(rows);
   const text = `Machine: ${machineLine()}\nInput: ${made.files} files, ${(made.bytes / 1e6).toFixed(0)} MB; median of ${RUNS} runs\n\n${table}\n`;
   writeFileSync(join(work, 'results.md'), text);

@@ -1,0 +1,70 @@
+import { rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { startRegistry } from '../test/helpers/registry.js';
+import { makeDockerArchive } from './archive-fixture.js';
+import { medianOf, pairMedians, RUNS, timeShell, type Row } from './harness.js';
+
+/**
+ * Against a real registry on loopback (Debian's docker-registry): publish of a tree as one layer,
+ * cold and with every blob present, beside `skopeo copy` of the same image as an OCI layout; and
+ * a push of a gzipped multi-layer docker-archive beside `gzip -dc | gzip -6` (the least work a
+ * first push must do), the first push, and `skopeo copy docker-archive:`.
+ */
+export async function registryRows(cli: string, tree: string, work: string, archiveMb: number, archiveLayers: number): Promise<Row[]> {
+  const reg = await startRegistry();
+  const rows: Row[] = [];
+  let run = 0;
+  try {
+    const host = reg.host;
+    const k = (args: string, cache: string) => ({ cmd: `node ${cli} ${args} --insecure-registry ${host} --quiet`, env: { KOCACHE: cache } });
+
+    // publish
+    const pubCache = join(work, 'cache-publish');
+    const layout = join(work, 'publish-layout');
+    rmSync(layout, { recursive: true, force: true });
+    timeShell(`node ${cli} publish --base scratch --output oci:${layout} ${tree}:/app --quiet`, { KOCACHE: pubCache });
+    const coldPublish = medianOf(
+      RUNS,
+      () => {
+        const c = k(`publish --base scratch --repo ${host}/bench/publish-cold-${run++}:v1 ${tree}:/app`, join(work, 'cache-publish-cold'));
+        return timeShell(c.cmd, c.env);
+      },
+      () => rmSync(join(work, 'cache-publish-cold'), { recursive: true, force: true }),
+    );
+    const warm = k(`publish --base scratch --repo ${host}/bench/publish:v1 ${tree}:/app`, pubCache);
+    timeShell(warm.cmd, warm.env);
+    const skopeoSame = `skopeo copy --quiet --dest-tls-verify=false oci:${layout} docker://${host}/bench/publish:v1`;
+    const [noop, skopeoNoop] = pairMedians(RUNS, () => timeShell(warm.cmd, warm.env), () => timeShell(skopeoSame));
+    const skopeoCold = medianOf(RUNS, () => timeShell(`skopeo copy --quiet --dest-tls-verify=false oci:${layout} docker://${host}/bench/skopeo-cold-${run++}:v1`));
+    rows.push({ what: 'publish one ~100 MB layer, empty cache and registry', kocache: coldPublish, baselineName: 'skopeo copy oci: (layer prebuilt)', baseline: skopeoCold });
+    rows.push({ what: 'publish again, every blob present (no-op)', kocache: noop, baselineName: 'skopeo copy oci:, all present', baseline: skopeoNoop, note: 'goal < 0.3 s wall' });
+
+    // archive push
+    const archive = join(work, `archive-${archiveMb}mb-${archiveLayers}l.tar.gz`);
+    await makeDockerArchive(archive, archiveMb * 1e6, archiveLayers);
+    const size = statSync(archive).size;
+    const pushCache = join(work, 'cache-push');
+    const wipe = () => rmSync(pushCache, { recursive: true, force: true });
+    const recompress = `gzip -dc ${archive} | gzip -6 > /dev/null`;
+    const [first, gz] = pairMedians(
+      RUNS,
+      () => {
+        const c = k(`push ${archive} ${host}/bench/archive-${run++}:v1`, pushCache);
+        return timeShell(c.cmd, c.env);
+      },
+      () => timeShell(recompress),
+      wipe,
+    );
+    const again = k(`push ${archive} ${host}/bench/archive-again:v1`, pushCache);
+    timeShell(again.cmd, again.env);
+    const second = medianOf(RUNS, () => timeShell(again.cmd, again.env));
+    const skopeoArchive = medianOf(RUNS, () => timeShell(`skopeo copy --quiet --dest-tls-verify=false docker-archive:${archive} docker://${host}/bench/skopeo-archive-${run++}:v1`));
+    const label = `${archiveLayers}-layer gzipped docker-archive (${(size / 1e6).toFixed(0)} MB, ${archiveMb} MB of layers)`;
+    rows.push({ what: `push ${label}, first`, kocache: first, baselineName: 'gzip -dc | gzip -6', baseline: gz, note: 'goal <= 1.2x' });
+    rows.push({ what: 'push the same archive again', kocache: second, baselineName: 'kocache first push', baseline: first, note: 'goal <= 0.1x' });
+    rows.push({ what: 'push the same archive, first', kocache: first, baselineName: 'skopeo copy docker-archive:', baseline: skopeoArchive });
+  } finally {
+    await reg.stop();
+  }
+  return rows;
+}
