@@ -62,7 +62,7 @@ export async function* readTarEntries(source: AsyncIterable<Uint8Array>, archive
       const h = entry.header;
       const name = entryPath(h.name, archive);
       if (h.type === 'file' || h.type === 'contiguous-file') {
-        yield { type: 'file', name, size: h.size ?? 0, body: entry as AsyncIterable<Buffer> };
+        yield { type: 'file', name, size: h.size ?? 0, body: entryBody(entry as AsyncIterable<Buffer>, archive) };
       } else if (h.type === 'symlink' || h.type === 'link') {
         yield { type: 'link', name, target: linkTarget(name, h.linkname ?? '', h.type === 'symlink', archive) };
       }
@@ -79,6 +79,16 @@ export async function* readTarEntries(source: AsyncIterable<Uint8Array>, archive
   }
   if (inputError !== undefined) throw inputError;
   if (!sawEntry) throw new KocacheError('archive', `${archive}: the tar archive is empty`);
+}
+
+/** An entry's bytes; a tar cut short fails here, inside the consumer's loop, so it is mapped here too. */
+async function* entryBody(entry: AsyncIterable<Buffer>, archive: string): AsyncGenerator<Buffer> {
+  try {
+    yield* entry;
+  } catch (err) {
+    if (err instanceof KocacheError) throw err;
+    throw tarError(err, archive);
+  }
 }
 
 function tarError(err: unknown, archive: string): KocacheError {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { archiveKey } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
 import { gzipSpec, type GzipOptions } from '../compress/gzip.js';
-import { KocacheError, fsError } from '../errors.js';
+import { KocacheError, errnoCode, fsError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { type Digest, sha256Digest } from '../oci/digest.js';
 import { readLayoutEntries } from '../layout/read.js';
@@ -100,6 +100,7 @@ function readIndexJson(dir: string): Buffer {
   try {
     return readFileSync(p);
   } catch (err) {
+    if (errnoCode(err) === 'ENOENT') throw new KocacheError('archive', `${dir} is a directory but not an OCI image layout (no index.json)`);
     throw fsError(err, p, 'read');
   }
 }

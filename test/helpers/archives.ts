@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import tar from 'tar-stream';
 
 /** One layer of a hand-made archive: its files, and whether the layer tar is gzipped inside the archive. */
 export interface LayerSpec {
@@ -141,4 +142,52 @@ export function standardLayers(): LayerSpec[] {
     { files: { 'srv/data.txt': 'small plain layer\n' } },
     { files: {}, sameAs: 0 },
   ];
+}
+
+/** One raw tar entry for hostile or broken archives GNU tar will not write. */
+export interface RawEntry {
+  name: string;
+  body?: Buffer | string;
+  type?: 'file' | 'symlink' | 'link' | 'directory';
+  linkname?: string;
+}
+
+/** Writes a tar with exactly the given entries, names untouched (`..`, absolute paths and all). */
+export async function writeRawTar(path: string, entries: RawEntry[]): Promise<void> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  const done = (async () => {
+    for await (const c of pack) chunks.push(c as Buffer);
+  })();
+  for (const e of entries) {
+    await new Promise<void>((resolve, reject) => {
+      const fields: Partial<tar.Header> = { name: e.name, type: e.type ?? 'file', mode: 0o644, mtime: new Date(0) };
+      if (e.linkname !== undefined) fields.linkname = e.linkname;
+      const header = fields as tar.Header; // tar-stream fills in the rest
+      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
+      if (e.body !== undefined) pack.entry(header, Buffer.from(e.body), cb);
+      else pack.entry(header, cb);
+    });
+  }
+  pack.finalize();
+  await done;
+  writeFileSync(path, Buffer.concat(chunks));
+}
+
+/** A plain layer tar made by GNU tar from a few files, and its diffid. */
+export function makeLayerTar(dir: string, name: string, files: Record<string, string | Buffer>): { bytes: Buffer; diffid: string } {
+  const src = join(dir, `${name}-src`);
+  for (const [rel, content] of Object.entries(files)) {
+    mkdirSync(dirname(join(src, rel)), { recursive: true });
+    writeFileSync(join(src, rel), content);
+  }
+  const out = join(dir, `${name}.tar`);
+  run('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', src, '-cf', out, '.']);
+  const bytes = readFileSync(out);
+  return { bytes, diffid: `sha256:${sha256(bytes)}` };
+}
+
+/** A config JSON for the given diffids. */
+export function configFor(diffIds: string[]): Buffer {
+  return Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds } }));
 }
