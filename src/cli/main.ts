@@ -2,14 +2,17 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { usageError } from '../errors.js';
-import { commands } from './commands/index.js';
+import { loadCommands } from './commands/index.js';
 import { reportError } from './output.js';
+import { globalOptions } from './context.js';
 import { traceEnabled, traceSnapshot } from '../util/trace.js';
 
 async function main(argv: string[]): Promise<number> {
   const wantsJson = argv.includes('--json');
   let failure: unknown;
-  const parser = yargs(argv)
+  const commands = await loadCommands(argv);
+  // Global options are known at the top level too, so `kocache --json ls` works like `kocache ls --json`.
+  const parser = globalOptions(yargs(argv))
     .scriptName('kocache')
     .usage('$0 <command> [options]\n\nA content-addressed layer cache for building and publishing OCI images.')
     .command(commands)
