@@ -141,10 +141,3 @@ function mergeEnv(base: readonly string[], set: readonly [string, string][]): st
   }
   return out;
 }
-
-/** The config a `scratch` base starts from. */
-export function scratchConfig(platform: Platform): ImageConfig {
-  const c: ImageConfig = { architecture: platform.architecture, os: platform.os, rootfs: { type: 'layers', diff_ids: [] }, config: {} };
-  if (platform.variant !== undefined) c.variant = platform.variant;
-  return c;
-}

@@ -1,9 +1,9 @@
 import { basename } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { usageError } from '../../errors.js';
-import type { AssemblyBase } from '../../image/assemble.js';
+import { KocacheError, usageError } from '../../errors.js';
+import { loadBase, scratchBase } from '../../image/base.js';
 import { type PlatformPlan, buildImage } from '../../image/build.js';
-import { type ConfigOverrides, createdTime, parseCommand, parseKeyValue, scratchConfig } from '../../image/config.js';
+import { type ConfigOverrides, createdTime, parseCommand, parseKeyValue } from '../../image/config.js';
 import type { Pushable } from '../../image/pushable.js';
 import { layerSpecsFor } from '../../image/sources.js';
 import { type OutputTarget, parseOutput, parseRepo } from '../../image/target.js';
@@ -156,12 +156,15 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
   const needsRegistry = req.base !== 'scratch' || req.output.kind === 'registry';
   const client = needsRegistry ? new RegistryClient({ insecureRegistries: req.insecure, jobs: ctx.jobs, warn, cache: ctx.cache }) : undefined;
   try {
-    const bases: AssemblyBase[] =
+    const [bases] = await Promise.all([
       req.base === 'scratch' || !client
-        ? req.platforms.map((platform) => ({ platform, config: scratchConfig(platform), layers: [] }))
-        : await (await import('../../image/base.js')).loadBase(req.base, req.platforms, { client, cache: ctx.cache, offline: req.offline, warn });
+        ? req.platforms.map(scratchBase)
+        : loadBase(req.base, req.platforms, { client, cache: ctx.cache, offline: req.offline, warn }),
+      client && req.output.kind === 'registry' ? probeTarget(client, req.repo!) : undefined,
+    ]);
 
     let read = 0;
+    let built = 0;
     const epoch = sourceDateEpoch();
     const image = await buildImage(
       req.plans.map((p, i) => ({ ...p, base: bases[i]! })),
@@ -178,18 +181,35 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
           out.progress(`building layers: ${formatBytes(read)} read`);
         },
         onLayer: (e) => {
+          if (!e.cached) built++;
           const where = req.platforms.length > 1 ? ` (${formatPlatform(e.platform)})` : '';
-          out.info(`layer ${e.spec}${where}: ${e.digest} ${e.cached ? 'cached' : 'built'}`);
+          out.progress(`layer ${e.spec}${where}: ${e.cached ? 'cached' : 'built'}`);
         },
       },
     );
-    await deliver(req, ctx, image, client);
+    const total = req.plans.length * req.specs.length;
+    // Said only once the image is delivered: on failure the error is the one line on stderr.
+    await deliver(req, ctx, image, client, `layers ${built} built, ${total - built} cached`);
   } finally {
     await client?.close();
   }
 }
 
-async function deliver(req: PublishRequest, ctx: Context, image: Pushable, client: RegistryClient | undefined): Promise<void> {
+/**
+ * One HEAD on the target before any layer is built, so a mistyped or unreachable registry fails
+ * in milliseconds rather than after minutes of compression. Only a failure to connect is final
+ * here: some registries refuse reads of a repository that does not exist yet, and the push
+ * itself reports any refusal to write.
+ */
+async function probeTarget(client: RegistryClient, repo: Reference): Promise<void> {
+  try {
+    await client.resolve(repo);
+  } catch (err) {
+    if (err instanceof KocacheError && (err.code === 'unreachable' || err.code === 'tls')) throw err;
+  }
+}
+
+async function deliver(req: PublishRequest, ctx: Context, image: Pushable, client: RegistryClient | undefined, layers: string): Promise<void> {
   const out = ctx.out;
   const digest = image.descriptor.digest;
   const named = req.repo ? `${formatRepository(req.repo)}@${digest}` : digest;
@@ -200,7 +220,7 @@ async function deliver(req: PublishRequest, ctx: Context, image: Pushable, clien
         jobs: ctx.jobs,
         onProgress: (e) => out.progress(`pushing ${formatReference(repo)}: ${e.done}/${e.total}`),
       });
-      out.info(`pushed ${formatReference(repo)}: ${pushed.uploaded} uploaded, ${pushed.mounted} mounted, ${pushed.present} already present`);
+      out.info(`pushed ${formatReference(repo)}: ${layers}; blobs ${pushed.uploaded} uploaded, ${pushed.mounted} mounted, ${pushed.present} already present`);
       out.result(
         { reference: pushed.reference, digest: pushed.digest, uploaded: pushed.uploaded, mounted: pushed.mounted, present: pushed.present },
         pushed.reference,
@@ -213,7 +233,7 @@ async function deliver(req: PublishRequest, ctx: Context, image: Pushable, clien
         imageName: req.repo ? formatReference(req.repo) : undefined,
         jobs: ctx.jobs,
       });
-      out.info(`wrote OCI layout ${req.output.path}: ${r.written} blobs written, ${r.present} already there`);
+      out.info(`wrote OCI layout ${req.output.path}: ${layers}; blobs ${r.written} written, ${r.present} already there`);
       out.result({ output: `oci:${req.output.path}`, reference: named, digest, written: r.written, present: r.present }, named);
       return;
     }
@@ -223,7 +243,7 @@ async function deliver(req: PublishRequest, ctx: Context, image: Pushable, clien
         repoTags: req.repo ? [formatReference(req.repo)] : [],
         mtime: sourceDateEpoch(),
       });
-      out.info(`wrote docker-archive ${req.output.path} (${formatBytes(r.bytes)}); docker load names it ${r.imageId}`);
+      out.info(`wrote docker-archive ${req.output.path} (${formatBytes(r.bytes)}): ${layers}; docker load names it ${r.imageId}`);
       out.result({ output: `docker-archive:${req.output.path}`, reference: named, digest, imageId: r.imageId }, named);
       return;
     }

@@ -1,0 +1,221 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { sha256Digest } from '../src/oci/digest.js';
+import type { ImageConfig, ImageIndex, ImageManifest } from '../src/oci/manifest.js';
+import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
+import { htpasswdConfig, writeHtpasswd } from './helpers/htpasswd.js';
+import { appTree, readDirManifest, skopeo } from './helpers/image-fixtures.js';
+import { type RunningRegistry, startRegistry } from './helpers/registry.js';
+
+interface PublishJson {
+  reference: string;
+  digest: string;
+  uploaded: number;
+  mounted: number;
+  present: number;
+}
+
+let reg: RunningRegistry;
+let work: string;
+let env: Record<string, string>;
+
+before(async () => {
+  reg = await startRegistry();
+  work = tempDir('kocache-publish-');
+  env = { KOCACHE: join(work, 'cache') };
+});
+after(async () => {
+  await reg?.stop();
+});
+
+async function publish(args: string[], cwd = work): Promise<PublishJson> {
+  const r = await runCli(['publish', '--json', ...args], env, { cwd });
+  assert.equal(r.code, 0, `publish ${args.join(' ')} failed: ${r.stderr}`);
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]!) as PublishJson;
+}
+
+async function rawManifest(ref: string): Promise<string> {
+  return skopeo('inspect', '--raw', '--tls-verify=false', `docker://${ref}`);
+}
+
+describe('publish to a registry', () => {
+  test('scratch + 2 layers: skopeo reads back the manifest, copies the image, config has what was asked', async () => {
+    const dir = join(work, 'two');
+    mkdirSync(dir);
+    appTree(dir);
+    const r = await runCli(
+      ['publish', 'app:/usr/local/bin/app', 'etc:/etc/app', '--base', 'scratch', '--repo', `${reg.host}/two:v1`,
+        '--entrypoint', '["/usr/local/bin/app","--serve"]', '--env', 'MODE=prod', '--env', 'EMPTY=', '--label', 'org.example.team=core',
+        '--workdir', '/srv', '--user', '65532'],
+      env, { cwd: dir },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const last = r.stdout.trim().split('\n').pop()!;
+    assert.match(last, new RegExp(`^${reg.host.replace(/\./g, '\\.')}/two@sha256:[a-f0-9]{64}$`), 'the last stdout line is REGISTRY/REPO@DIGEST');
+    const digest = last.split('@')[1]!;
+
+    const raw = await rawManifest(`${reg.host}/two:v1`);
+    assert.equal(sha256Digest(raw), digest, 'the registry holds the exact manifest bytes kocache printed the digest of');
+    const m = JSON.parse(raw) as ImageManifest;
+    assert.equal(m.mediaType, 'application/vnd.oci.image.manifest.v1+json');
+    assert.equal(m.config.mediaType, 'application/vnd.oci.image.config.v1+json');
+    assert.equal(m.layers.length, 2);
+    for (const l of m.layers) assert.equal(l.mediaType, 'application/vnd.oci.image.layer.v1.tar+gzip');
+
+    const out = join(dir, 'copied');
+    await skopeo('copy', '--src-tls-verify=false', `docker://${reg.host}/two:v1`, `dir:${out}`);
+    const config = readDirManifest(out).config as unknown as ImageConfig;
+    assert.equal(config.rootfs.diff_ids.length, 2);
+    assert.equal(config.architecture, 'amd64');
+    assert.equal(config.os, 'linux');
+    assert.equal(config.created, '1970-01-01T00:00:00Z');
+    assert.deepEqual(config.config?.Entrypoint, ['/usr/local/bin/app', '--serve']);
+    assert.deepEqual(config.config?.Env, ['MODE=prod', 'EMPTY=']);
+    assert.deepEqual(config.config?.Labels, { 'org.example.team': 'core' });
+    assert.equal(config.config?.WorkingDir, '/srv');
+    assert.equal(config.config?.User, '65532');
+    assert.deepEqual(config.history, [
+      { created: '1970-01-01T00:00:00Z', created_by: 'kocache publish app:/usr/local/bin/app' },
+      { created: '1970-01-01T00:00:00Z', created_by: 'kocache publish etc:/etc/app' },
+    ]);
+  });
+
+  test('publishing unchanged inputs again uploads nothing and gives the same digest', async () => {
+    const dir = join(work, 'again');
+    mkdirSync(dir);
+    appTree(dir);
+    const args = ['app:/app', 'etc:/etc/app', '--base', 'scratch', '--repo', `${reg.host}/again`, '--entrypoint', '/app'];
+    const first = await publish(args, dir);
+    // The etc layer is in another repository already (the first test's): it may be mounted from there.
+    assert.equal(first.uploaded + first.mounted, 3, 'two layers and the config');
+    const uploads = reg.uploadsStarted('again');
+    assert.ok(uploads >= 2);
+
+    const second = await publish(args, dir);
+    assert.equal(second.digest, first.digest);
+    assert.equal(second.reference, first.reference);
+    assert.deepEqual([second.uploaded, second.mounted, second.present], [0, 0, 3]);
+    assert.equal(reg.uploadsStarted('again'), uploads, 'no upload session was even started');
+
+    // SOURCE_DATE_EPOCH is part of the inputs: a new time is a new image.
+    const dated = await runCli(['publish', '--json', ...args], { ...env, SOURCE_DATE_EPOCH: '1700000000' }, { cwd: dir });
+    assert.equal(dated.code, 0, dated.stderr);
+    assert.notEqual((JSON.parse(dated.stdout) as PublishJson).digest, first.digest);
+  });
+
+  test('several platforms with {arch} in SRC become an OCI index with one image per platform', async () => {
+    const dir = join(work, 'multi');
+    for (const arch of ['amd64', 'arm64']) {
+      mkdirSync(join(dir, 'dist', arch), { recursive: true });
+      writeFileSync(join(dir, 'dist', arch, 'app'), `binary for ${arch}\n`);
+    }
+    const res = await publish(
+      ['dist/{arch}/app:/app', '--base', 'scratch', '--repo', `${reg.host}/multi:v2`, '--platform', 'linux/amd64', '--platform', 'linux/arm64', '--entrypoint', '/app'],
+      dir,
+    );
+    const raw = await rawManifest(`${reg.host}/multi:v2`);
+    assert.equal(sha256Digest(raw), res.digest);
+    const index = JSON.parse(raw) as ImageIndex;
+    assert.equal(index.mediaType, 'application/vnd.oci.image.index.v1+json');
+    assert.deepEqual(index.manifests.map((d) => d.platform), [
+      { architecture: 'amd64', os: 'linux' },
+      { architecture: 'arm64', os: 'linux' },
+    ]);
+    const layers: string[] = [];
+    for (const d of index.manifests) {
+      const child = JSON.parse(await rawManifest(`${reg.host}/multi@${d.digest}`)) as ImageManifest;
+      layers.push(child.layers[0]!.digest);
+      const out = join(dir, `copy-${d.platform!.architecture}`);
+      await skopeo('copy', '--src-tls-verify=false', `docker://${reg.host}/multi@${d.digest}`, `dir:${out}`);
+      assert.equal((readDirManifest(out).config as unknown as ImageConfig).architecture, d.platform!.architecture);
+    }
+    assert.notEqual(layers[0], layers[1], 'each platform got its own file');
+  });
+
+  test('an image published by kocache serves as the base of another: layers, config and history kept, nothing re-uploaded', async () => {
+    const dir = join(work, 'layered');
+    mkdirSync(dir);
+    appTree(dir);
+    mkdirSync(join(dir, 'more'));
+    writeFileSync(join(dir, 'more', 'extra.txt'), 'extra\n');
+    const base = await publish(['etc:/etc/app', '--base', 'scratch', '--repo', `${reg.host}/base:1`, '--env', 'PATH=/bin', '--env', 'KEEP=yes', '--cmd', '/bin/sh'], dir);
+    const baseManifest = JSON.parse(await rawManifest(`${reg.host}/base:1`)) as ImageManifest;
+
+    const app = await publish(['app:/app', 'more:/more', '--base', `${reg.host}/base:1`, '--repo', `${reg.host}/app:1`, '--env', 'PATH=/app:/bin', '--entrypoint', '/app'], dir);
+    assert.equal(app.uploaded, 3, 'two new layers and the config');
+    assert.equal(app.mounted + app.present, 1, 'the base layer was mounted from base, not uploaded');
+    assert.notEqual(app.digest, base.digest);
+
+    const m = JSON.parse(await rawManifest(`${reg.host}/app:1`)) as ImageManifest;
+    assert.equal(m.layers.length, 3);
+    assert.deepEqual(m.layers[0], baseManifest.layers[0]);
+    assert.equal(m.annotations?.['org.opencontainers.image.base.digest'], base.digest);
+
+    const out = join(dir, 'copied');
+    await skopeo('copy', '--src-tls-verify=false', `docker://${reg.host}/app:1`, `dir:${out}`);
+    const config = readDirManifest(out).config as unknown as ImageConfig;
+    assert.equal(config.rootfs.diff_ids.length, 3);
+    assert.deepEqual(config.config?.Env, ['PATH=/app:/bin', 'KEEP=yes']);
+    assert.deepEqual(config.config?.Entrypoint, ['/app']);
+    assert.equal(config.config?.Cmd, undefined, "the base's cmd was for the base's entrypoint");
+    assert.deepEqual(config.history?.map((h) => h.created_by), ['kocache publish etc:/etc/app', 'kocache publish app:/app', 'kocache publish more:/more']);
+
+    // The same publish again: everything is there already, same digest.
+    const again = await publish(['app:/app', 'more:/more', '--base', `${reg.host}/base:1`, '--repo', `${reg.host}/app:1`, '--env', 'PATH=/app:/bin', '--entrypoint', '/app'], dir);
+    assert.equal(again.digest, app.digest);
+    assert.equal(again.uploaded, 0);
+  });
+});
+
+describe('publish refuses bad input with one line', () => {
+  let dir: string;
+  before(() => {
+    dir = join(work, 'bad');
+    mkdirSync(dir, { recursive: true });
+    appTree(dir);
+  });
+
+  const cases: [string, () => string[], RegExp][] = [
+    ['unparsable --repo', () => ['app:/app', '--base', 'scratch', '--repo', 'Not A Reference'], /invalid image reference/],
+    ['--repo with a digest', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x@sha256:${'0'.repeat(64)}`], /digest/],
+    ['unparsable --base', () => ['app:/app', '--base', 'UPPER/Case:tag', '--repo', `${reg.host}/x`], /invalid image reference/],
+    ['unreachable registry', () => ['app:/app', '--base', 'scratch', '--repo', '127.0.0.1:1/x'], /cannot reach registry 127\.0\.0\.1:1/],
+    ['missing SRC', () => ['nope:/app', '--base', 'scratch', '--repo', `${reg.host}/x`], /nope.*no such file/],
+    ['bad --env', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--env', 'NOEQUALS'], /--env "NOEQUALS"/],
+    ['bad --label', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--label', '=v'], /--label/],
+    ['bad --entrypoint JSON', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--entrypoint', '["/app"'], /--entrypoint/],
+    ['unknown --output kind', () => ['app:/app', '--base', 'scratch', '--output', 'zip:out.zip'], /unknown --output kind "zip"/],
+    ['bad --platform', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--platform', 'linux/x86'], /unknown architecture/],
+    ['unknown placeholder', () => ['{goarch}/app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`], /unknown placeholder \{goarch\}/],
+    ['no --repo and no --output', () => ['app:/app', '--base', 'scratch'], /needs --repo/],
+    ['multi-platform docker-archive', () => ['app:/app', '--base', 'scratch', '--output', 'docker-archive:x.tar', '--platform', 'linux/amd64', '--platform', 'linux/arm64'], /docker-archive holds one image/],
+    ['a base tag that does not exist', () => ['app:/app', '--base', `${reg.host}/base:no-such-tag`, '--repo', `${reg.host}/x`], /no-such-tag/],
+    ['a platform the base lacks', () => ['app:/app', '--base', `${reg.host}/base:1`, '--repo', `${reg.host}/x`, '--platform', 'linux/s390x'], /s390x/],
+  ];
+  for (const [name, args, message] of cases) {
+    test(name, async () => {
+      const r = await runCli(['publish', ...args()], env, { cwd: dir });
+      assert.ok(isOneLineError(r), `want one error line, got code ${r.code}:\n${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.equal(r.stdout.trim(), '', 'nothing on stdout');
+    });
+  }
+
+  test('401 from the registry', async () => {
+    const root = tempDir();
+    const htpasswd = join(root, 'htpasswd');
+    writeHtpasswd(htpasswd, { alice: 'correct horse' });
+    const locked = await startRegistry({ extraConfig: htpasswdConfig(htpasswd) });
+    try {
+      const r = await runCli(['publish', 'app:/app', '--base', 'scratch', '--repo', `${locked.host}/x`], { ...env, DOCKER_CONFIG: root }, { cwd: dir });
+      assert.ok(isOneLineError(r), `want one error line, got code ${r.code}:\n${r.stderr}`);
+      assert.match(r.stderr, /401|auth|credentials|denied/i);
+      assert.doesNotMatch(r.stderr, /correct horse/);
+    } finally {
+      await locked.stop();
+    }
+  });
+});
