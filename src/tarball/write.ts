@@ -104,6 +104,8 @@ async function addBlob(pack: tar.Pack, header: EntryHeader, blob: BlobSource): P
   });
   finished.catch(() => undefined);
   const sink = pack.entry(header, (err?: Error | null) => settle(err));
+  // When the pack is torn down mid-entry the sink emits 'error' too; unheard, that would crash.
+  sink.on('error', (err: Error) => settle(err));
   const hash = createHash('sha256');
   let n = 0;
   for await (const chunk of blob.open()) {
