@@ -170,6 +170,30 @@ describe('publish to a registry', () => {
   });
 });
 
+test('--offline publishes on a warmed base with its registry gone', async () => {
+  const own = await startRegistry();
+  const dir = tempDir('kocache-offline-');
+  appTree(dir);
+  const fresh = { KOCACHE: join(dir, 'cache') };
+  let stopped = false;
+  try {
+    const b = await runCli(['publish', 'etc:/etc/app', '--base', 'scratch', '--repo', `${own.host}/base:1`], { KOCACHE: join(dir, 'other-cache') }, { cwd: dir });
+    assert.equal(b.code, 0, b.stderr);
+    const warm = await runCli(['warm', `${own.host}/base:1`], fresh, { cwd: dir });
+    assert.equal(warm.code, 0, warm.stderr);
+    await own.stop();
+    stopped = true;
+    const args = ['publish', '--json', 'app:/app', '--base', `${own.host}/base:1`, '--output', 'oci:out', '--offline'];
+    const r = await runCli(args, fresh, { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    const out = join(dir, 'copied');
+    await skopeo('copy', `oci:${join(dir, 'out')}`, `dir:${out}`);
+    assert.equal((readDirManifest(out).config as unknown as ImageConfig).rootfs.diff_ids.length, 2, 'base layer and app layer');
+  } finally {
+    if (!stopped) await own.stop();
+  }
+});
+
 describe('publish refuses bad input with one line', () => {
   let dir: string;
   before(() => {
