@@ -18,7 +18,8 @@ interface DockerManifestEntry {
 export function planDockerArchive(contents: ArchiveContents): ImagePlan {
   const name = contents.name;
   const manifestFile = contents.need('manifest.json', 'the docker archive');
-  const doc = parseJsonFile<unknown>(manifestFile.bytes ?? Buffer.alloc(0), `${name}: manifest.json`);
+  if (!manifestFile.bytes) throw new KocacheError('archive', `${name}: manifest.json is not a JSON document of reasonable size`);
+  const doc = parseJsonFile<unknown>(manifestFile.bytes, `${name}: manifest.json`);
   if (!Array.isArray(doc) || doc.length === 0) throw new KocacheError('archive', `${name}: manifest.json lists no image`);
   if (doc.length > 1) {
     throw new KocacheError('archive', `${name}: manifest.json lists ${doc.length} images; kocache pushes archives that hold one (save them one at a time)`);

@@ -137,8 +137,7 @@ async function compressedFor(tar: LayerTar, opts: FinishOptions): Promise<Descri
     if (!rec) continue;
     const d = rec.metadata.descriptor;
     const state = await opts.cache.verifyBlob(d.digest, d.size);
-    if (state === 'ok') {
-      await opts.cache.touchBlob(d.digest);
+    if (state === 'ok' && (await opts.cache.touchBlob(d.digest))) {
       return { mediaType: MediaType.OciLayerGzip, digest: d.digest, size: d.size };
     }
     if (state === 'corrupt') opts.warn?.(`cached layer ${d.digest} was corrupt; dropped it and compressing again`);
@@ -179,6 +178,6 @@ async function finishManifest(m: ManifestPlan, layers: ArchiveLayer[], cache: Ca
 }
 
 async function storeBytes(cache: CacheStore, bytes: Buffer, digest?: Digest): Promise<{ digest: Digest; size: number }> {
-  if (digest !== undefined && (await cache.blobSize(digest)) === bytes.length) return { digest, size: bytes.length };
+  if (digest !== undefined && (await cache.touchBlob(digest)) && (await cache.blobSize(digest)) === bytes.length) return { digest, size: bytes.length };
   return cache.writeBlob(bytesSource(bytes), digest ? { digest } : undefined);
 }

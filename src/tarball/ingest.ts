@@ -5,8 +5,13 @@ import type { ArchiveFile } from './entries.js';
 import { inflate, isGzipMagic } from './inflate.js';
 import { tee } from './tee.js';
 
-/** Entries up to this size are kept in memory (manifests, configs, tiny layers), larger ones streamed to the store. */
-export const SMALL_ENTRY = 1 << 20;
+/**
+ * Entries held in memory instead of streamed to the store: JSON documents (manifests, configs,
+ * indexes: they are parsed after the pass) up to 4 MiB, anything else up to 64 KiB. A layer of
+ * any real size is never held.
+ */
+export const SMALL_JSON = 4 << 20;
+export const SMALL_ENTRY = 64 << 10;
 
 /** What the one pass learned about a gzipped entry: its inflated tar's digest (the diffid), or why it did not inflate. */
 export type GzipFacts = { diffid: Digest; size: number } | { error: string };
@@ -31,14 +36,14 @@ export interface StoredFile {
  * uncompressed layer tar, whose digest is the diffid. Nothing is read twice.
  */
 export async function ingestFile(cache: CacheStore, file: ArchiveFile, archive: string): Promise<StoredFile> {
-  if (file.size <= SMALL_ENTRY) {
+  const { head, body } = await peek(file.body, 3);
+  const json = head[0] === 0x7b || head[0] === 0x5b; // '{' or '['
+  if (file.size <= SMALL_ENTRY || (json && file.size <= SMALL_JSON)) {
     const parts: Buffer[] = [];
-    for await (const chunk of file.body) parts.push(chunk);
+    for await (const chunk of body) parts.push(chunk);
     const bytes = Buffer.concat(parts);
     return { name: file.name, size: bytes.length, digest: sha256(bytes), bytes, gzipped: isGzipMagic(bytes) };
   }
-
-  const { head, body } = await peek(file.body, 3);
   if (!isGzipMagic(head)) {
     const blob = await cache.writeBlob(body);
     return { name: file.name, size: blob.size, digest: blob.digest, gzipped: false };

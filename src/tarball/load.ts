@@ -20,6 +20,8 @@ export interface LoadArchiveOptions {
   /** Layers compressed at once. */
   jobs: number;
   warn?: (message: string) => void;
+  /** Archive file bytes read so far, and the file's size, for a progress line. */
+  onRead?: (read: number, total: number) => void;
 }
 
 export interface LoadedArchive {
@@ -57,7 +59,7 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
 
   const contents = info.format === 'layout'
     ? await collectEntries(opts.cache, readLayoutEntries(path), path)
-    : await scanTarArchive(opts.cache, path, info.format === 'gzip');
+    : await scanTarArchive(opts.cache, path, info.format === 'gzip', opts.onRead && countingProgress(opts.onRead, info.stats.size));
   const changed = info.format === 'layout'
     ? contents.files.get('index.json')?.digest !== archiveDigest
     : !(await unchangedSince(path, info.stats));
@@ -90,9 +92,15 @@ export function imageBlobs(image: ArchiveImage): Descriptor[] {
 
 async function allPresent(cache: CacheStore, image: ArchiveImage): Promise<boolean> {
   for (const d of imageBlobs(image)) {
-    if ((await cache.blobSize(d.digest)) !== d.size) return false;
+    // Touched, not just looked at: a concurrent gc spares what this command uses (src/cache/lease.ts).
+    if (!(await cache.touchBlob(d.digest)) || (await cache.blobSize(d.digest)) !== d.size) return false;
   }
   return true;
+}
+
+function countingProgress(report: (read: number, total: number) => void, total: number): (n: number) => void {
+  let read = 0;
+  return (n) => report((read += n), total);
 }
 
 function readIndexJson(dir: string): Buffer {

@@ -24,7 +24,8 @@ export function layerPacking(mediaType: string): 'tar' | 'gzip' | 'zstd' | 'othe
 export function planOciArchive(contents: ArchiveContents): ImagePlan {
   const name = contents.name;
   const indexFile = contents.need('index.json', 'the OCI layout');
-  const indexBytes = indexFile.bytes ?? Buffer.alloc(0);
+  if (!indexFile.bytes) throw new KocacheError('archive', `${name}: index.json is not a JSON document of reasonable size`);
+  const indexBytes = indexFile.bytes;
   const index = readIndex(indexBytes, `${name}: index.json`);
   if (index.manifests.length === 0) throw new KocacheError('archive', `${name}: index.json lists no image`);
   if (index.manifests.length === 1) {

@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
 import type { CacheStore } from '../cache/store.js';
+import { tap } from '../compress/chunks.js';
 import { KocacheError, fsError } from '../errors.js';
 import { readTarEntries, type ArchiveEntry } from './entries.js';
 import { inflate } from './inflate.js';
@@ -48,8 +49,8 @@ export async function collectEntries(cache: CacheStore, entries: AsyncIterable<A
  * tar once, and store every file entry as it goes by. docker save writes manifest.json last, so
  * what is a layer is only known afterwards; see ingestFile.
  */
-export function scanTarArchive(cache: CacheStore, path: string, gzipped: boolean): Promise<ArchiveContents> {
-  const raw = readFile(path);
+export function scanTarArchive(cache: CacheStore, path: string, gzipped: boolean, onRead?: (bytes: number) => void): Promise<ArchiveContents> {
+  const raw = onRead ? tap(readFile(path), (c) => onRead(c.length)) : readFile(path);
   const tarBytes = gzipped ? inflate(raw, 'archive', path) : raw;
   return collectEntries(cache, readTarEntries(tarBytes, path), path);
 }

@@ -6,6 +6,7 @@ import { type PushResult, pushImage } from '../../remote/push.js';
 import { loadArchive } from '../../tarball/load.js';
 import { archivePushable } from '../../tarball/pushable.js';
 import { type Context, type GlobalArgs, globalOptions, makeContext } from '../context.js';
+import { formatBytes } from '../output.js';
 
 interface PushArgs extends GlobalArgs {
   archive: string;
@@ -72,8 +73,10 @@ export async function pushArchives(ctx: Context, jobs: PushJob[], insecureRegist
 
 async function pushOne(ctx: Context, client: RegistryClient, job: PushJob, several: boolean): Promise<PushResult> {
   const label = several ? `${job.archive}: ` : '';
-  ctx.out.progress(`${label}reading ${job.archive}`);
-  const loaded = await loadArchive(job.archive, { cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m) });
+  const loaded = await loadArchive(job.archive, {
+    cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m),
+    onRead: (read, total) => ctx.out.progress(`${label}reading ${job.archive}: ${formatBytes(read)} of ${formatBytes(total)}`),
+  });
   const image = await archivePushable(ctx.cache, loaded.image);
   return pushImage(client, job.target, image, {
     jobs: ctx.jobs,

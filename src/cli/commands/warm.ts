@@ -66,7 +66,10 @@ export async function warmTarballs(ctx: Context, paths: string[]): Promise<void>
   const results: LoadedArchive[] = [];
   for (const path of paths) {
     ctx.out.progress(`importing ${path}`);
-    results.push(await loadArchive(path, { cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m) }));
+    results.push(await loadArchive(path, {
+      cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m),
+      onRead: (read, total) => ctx.out.progress(`reading ${path}: ${formatBytes(read)} of ${formatBytes(total)}`),
+    }));
   }
   const rows = results.map((r) => {
     const manifests = r.image.kind === 'manifest' ? [r.image.manifest] : r.image.index.manifests;
