@@ -91,6 +91,8 @@ interface PublishRequest {
   overrides: ConfigOverrides;
   offline: boolean;
   insecure: string[];
+  /** SOURCE_DATE_EPOCH (or 0): layer mtimes, config and history times, archive entry times. */
+  epoch: number;
   plans: Omit<PlatformPlan, 'base'>[];
 }
 
@@ -146,6 +148,7 @@ function parseRequest(args: PublishArgs): PublishRequest {
     base, repo, output, platforms, specs, importPath, overrides, plans,
     offline: Boolean(args.offline),
     insecure: list(args['insecure-registry']),
+    epoch: sourceDateEpoch(),
   };
 }
 
@@ -165,14 +168,13 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
 
     let read = 0;
     let built = 0;
-    const epoch = sourceDateEpoch();
     const image = await buildImage(
       req.plans.map((p, i) => ({ ...p, base: bases[i]! })),
       {
         cache: ctx.cache,
         importPath: req.importPath,
-        mtime: epoch,
-        created: createdTime(epoch),
+        mtime: req.epoch,
+        created: createdTime(req.epoch),
         overrides: req.overrides,
         gzip: ctx.gzip,
         warn,
@@ -241,7 +243,7 @@ async function deliver(req: PublishRequest, ctx: Context, image: Pushable, clien
       if (image.kind !== 'manifest') throw usageError('docker-archive holds one image, not an index');
       const r = await writeDockerArchive(req.output.path, image, {
         repoTags: req.repo ? [formatReference(req.repo)] : [],
-        mtime: sourceDateEpoch(),
+        mtime: req.epoch,
       });
       out.info(`wrote docker-archive ${req.output.path} (${formatBytes(r.bytes)}): ${layers}; docker load names it ${r.imageId}`);
       out.result({ output: `docker-archive:${req.output.path}`, reference: named, digest, imageId: r.imageId }, named);
