@@ -17,6 +17,8 @@ export interface GcOptions {
   /** Temp files younger than this (ms) are left alone even without any lease: a writer may not have taken one. */
   tmpGraceMs?: number | undefined;
   now?: number | undefined;
+  /** How long evicted blobs stay parked under their trash name before they are unlinked. */
+  trashGraceMs?: number | undefined;
 }
 
 export type RemovalKind = 'blob' | 'record' | 'tmp' | 'stat' | 'lease' | 'trash';
@@ -48,6 +50,7 @@ export interface GcReport {
 /** Slack for file systems whose mtimes are coarser than the clock (and for clock steps). */
 const MTIME_SLACK_MS = 2_000;
 const DEFAULT_TMP_GRACE_MS = 10 * 60 * 1000;
+const DEFAULT_TRASH_GRACE_MS = 1_000;
 
 interface BlobFile {
   digest: Digest;
@@ -76,11 +79,15 @@ export async function collectGarbage(cache: CacheStore, opts: GcOptions = {}): P
   const dir = cache.dir;
   const dryRun = Boolean(opts.dryRun);
   const unlock = dryRun ? () => {} : acquireGcLock(dir);
+  let report: GcReport;
   try {
-    return await run(cache, opts, dryRun);
+    report = await run(cache, opts, dryRun);
   } finally {
     unlock();
   }
+  // Measured once the lock file is gone, so the figure is what the cache now occupies.
+  if (!dryRun) report.sizeAfter = treeSize(dir);
+  return report;
 }
 
 async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise<GcReport> {
@@ -203,11 +210,25 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
     }
   }
 
+  // Evict in two steps with a pause between: park every victim under its trash name, wait, then
+  // unlink only those nobody took back or touched meanwhile. A process that looked at a blob just
+  // before it was parked (a build's hit, a writer whose identical blob was already stored) gets
+  // the whole pause to touch it and keep it.
   let rescued = 0;
+  const parked: { digest: Digest; blob: BlobFile; reason: RemovalReason }[] = [];
   for (const [digest, reason] of evict) {
     const blob = blobs.get(digest);
     if (!blob) continue;
-    if (!dryRun && !evictBlob(blob.path, cutoff)) {
+    if (dryRun) {
+      note('blob', rel(blob.path), blob.bytes, reason);
+      blobs.delete(digest);
+    } else if (parkBlob(blob.path)) {
+      parked.push({ digest, blob, reason });
+    }
+  }
+  if (parked.length > 0) await sleep(opts.trashGraceMs ?? DEFAULT_TRASH_GRACE_MS);
+  for (const { digest, blob, reason } of parked) {
+    if (!finishEviction(blob.path, cutoff)) {
       rescued++;
       continue;
     }
@@ -215,11 +236,13 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
     blobs.delete(digest);
   }
 
-  // Compaction: per bucket keep the newest line of each key whose blob is still here. A record
-  // written after the cutoff is kept even without its blob: its writer may still be mid-way.
+  // Compaction: per bucket keep the newest line of each key whose blob is still here. Every
+  // writer stores the blob before the record, so a record without its blob is dead at any age.
+  // A blob stored after the scan (its record may be in a bucket re-read below) counts as present.
+  const present = (d: Digest) => blobs.has(d) || (!dryRun && statFile(cache.blobPath(d)) !== undefined);
   for (let b of buckets) {
     for (let attempt = 0; attempt < 3; attempt++) {
-      const { keep, dropped } = compactBucket(b, (d) => blobs.has(d), cutoff, ageCutoff);
+      const { keep, dropped } = compactBucket(b, present, cutoff, ageCutoff);
       if (dropped.length === 0) break;
       if (dryRun || attempt === 2) {
         for (const d of dropped) note('record', d.key, d.bytes, d.reason);
@@ -238,7 +261,7 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
   const counts: Record<RemovalKind, number> = { blob: 0, record: 0, tmp: 0, stat: 0, lease: 0, trash: 0 };
   for (const r of removed) counts[r.kind]++;
   const bytesFreed = removed.reduce((n, r) => n + r.bytes, 0);
-  const sizeAfter = dryRun ? Math.max(0, sizeBefore - bytesFreed) : treeSize(dir);
+  const sizeAfter = Math.max(0, sizeBefore - bytesFreed);
   return { dryRun, removed, counts, bytesFreed, sizeBefore, sizeAfter, protectedBytes, liveLeases: leases.live.length, rescued };
 }
 
@@ -285,7 +308,7 @@ function compactBucket(
       }
     } else {
       const r = toLiveRecord(line, b.path);
-      if (r && !present(r.digest) && line.time < cutoff) {
+      if (r && !present(r.digest)) {
         dropped.push({ key: line.key, bytes, reason: 'dead' });
         continue;
       }
@@ -297,20 +320,25 @@ function compactBucket(
   return { keep, dropped };
 }
 
-/**
- * Rename to the trash name, look again, unlink. Returns false when the blob turned out to be in
- * use (touched after the cutoff, or taken back by a reader) and was kept.
- */
-function evictBlob(path: string, cutoff: number): boolean {
-  const trash = trashPath(path);
+/** Moves a blob to its trash name; false if it was already gone. */
+function parkBlob(path: string): boolean {
   try {
-    renameSync(path, trash);
+    renameSync(path, trashPath(path));
+    return true;
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return true; // someone else removed it
+    if (errnoCode(err) === 'ENOENT') return false;
     throw err;
   }
+}
+
+/**
+ * Unlinks a parked blob unless it was used meanwhile: taken back by a reader (gone from the trash
+ * name) or touched after the cutoff (put back). Returns whether it was removed.
+ */
+function finishEviction(path: string, cutoff: number): boolean {
+  const trash = trashPath(path);
   const f = statFile(trash);
-  if (!f) return false; // a reader took it back already
+  if (!f) return false;
   if (f.mtime >= cutoff) {
     try {
       renameSync(trash, path);
@@ -326,6 +354,10 @@ function evictBlob(path: string, cutoff: number): boolean {
     if (errnoCode(err) === 'ENOENT') return false;
     throw err;
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function hashState(cache: CacheStore, digest: Digest): Promise<'ok' | 'corrupt' | 'missing'> {

@@ -92,7 +92,9 @@ export class CacheStore {
     // When the blob was already stored, cacache keeps the old file and its old mtime; touching it
     // marks it as in use now, so a concurrent gc (which spares files newer than the oldest lease)
     // cannot evict it between this write and the records that will point at it.
-    await this.touchBlob(digest);
+    if (!(await this.touchBlob(digest))) {
+      throw new KocacheError('cache', `blob ${digest} was removed by a concurrent kocache gc as it was being stored; run the command again`);
+    }
     return { digest, size };
   }
 

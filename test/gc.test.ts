@@ -1,0 +1,314 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { listFiles } from '../src/cache/buckets.js';
+import { CacheStore } from '../src/cache/store.js';
+import { tarKey } from '../src/cache/keys.js';
+import { parseDuration, parseSize } from '../src/cli/commands/gc.js';
+import type { Digest } from '../src/oci/digest.js';
+import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
+
+interface BuildOut {
+  digest: Digest;
+  size: number;
+  cached: boolean;
+}
+
+interface GcOut {
+  removed: { kind: string; what: string; bytes: number; reason: string }[];
+  counts: Record<string, number>;
+  bytesFreed: number;
+  sizeBefore: number;
+  sizeAfter: number;
+  rescued: number;
+}
+
+/** Every file under a folder with size and mtime: what "changes nothing" is checked against. */
+function listing(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const n of readdirSync(d)) {
+      const p = join(d, n);
+      const st = lstatSync(p);
+      if (st.isDirectory()) walk(p);
+      else out.push(`${relative(dir, p)} ${st.size} ${st.mtimeMs}`);
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+function filesBytes(dir: string): number {
+  return listing(dir).reduce((n, l) => n + Number(l.split(' ')[1]), 0);
+}
+
+/** Sets a blob's last use to `ageMs` ago (gc orders by it; the real clock is too coarse to test with). */
+function age(cache: CacheStore, digest: Digest, ageMs: number): void {
+  const t = new Date(Date.now() - ageMs);
+  utimesSync(cache.blobPath(digest), t, t);
+}
+
+const HOUR = 3600_000;
+
+describe('kocache gc', () => {
+  const dirs: string[] = [];
+  const newDir = () => {
+    const d = tempDir('kocache-gc-');
+    dirs.push(d);
+    return d;
+  };
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  async function build(cacheDir: string, file: string, ip: string): Promise<BuildOut> {
+    const r = await runCli(['build', file, '--import-path', ip], { KOCACHE: cacheDir });
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as BuildOut;
+  }
+
+  /** Five layers of ~100 KB, each built once, last use 5..1 hours ago (e oldest ... a newest). */
+  async function fiveLayers() {
+    const cacheDir = newDir();
+    const src = newDir();
+    const cache = new CacheStore(cacheDir);
+    const names = ['a', 'b', 'c', 'd', 'e'];
+    const built: Record<string, BuildOut & { file: string }> = {};
+    for (const [i, n] of names.entries()) {
+      const file = join(src, n);
+      writeFileSync(file, randomBytes(100_000));
+      built[n] = { ...(await build(cacheDir, file, `example.com/${n}`)), file };
+      age(cache, built[n]!.digest, (i + 1) * HOUR);
+    }
+    return { cacheDir, cache, built, names };
+  }
+
+  test('--max-size evicts least recently used first and leaves the cache within the size', async () => {
+    const { cacheDir, cache, built } = await fiveLayers();
+    const before = filesBytes(cacheDir);
+    // Room for about two and a half layers: c, d, e (the oldest) must go.
+    const max = before - 270_000;
+    const r = await runCli(['gc', '--max-size', String(max), '--json'], { KOCACHE: cacheDir });
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as GcOut;
+    assert.ok(filesBytes(cacheDir) <= max, `cache is ${filesBytes(cacheDir)} bytes, limit ${max}`);
+    assert.equal(out.sizeAfter, filesBytes(cacheDir));
+    for (const n of ['a', 'b']) assert.equal(await cache.verifyBlob(built[n]!.digest), 'ok', `${n} (recently used) kept`);
+    for (const n of ['c', 'd', 'e']) assert.equal(await cache.blobSize(built[n]!.digest), undefined, `${n} (least recently used) evicted`);
+    assert.equal(out.counts.blob, 3);
+    // The records of evicted layers are gone too; the kept ones still hit.
+    const keys = (JSON.parse((await runCli(['ls', '--json'], { KOCACHE: cacheDir })).stdout) as { key: string }[]).map((x) => x.key);
+    assert.equal(keys.filter((k) => k.startsWith('bin/example.com/c/')).length, 0);
+    assert.equal((await build(cacheDir, built.a!.file, 'example.com/a')).cached, true);
+    assert.equal((await build(cacheDir, built.e!.file, 'example.com/e')).cached, false);
+  });
+
+  test('a hit counts as a use: the layer built first but used last survives', async () => {
+    const { cacheDir, cache, built } = await fiveLayers();
+    // e is the oldest; use it now (a hit touches the blob), then put it back just ahead of a.
+    assert.equal((await build(cacheDir, built.e!.file, 'example.com/e')).cached, true);
+    const mtime = lstatSync(cache.blobPath(built.e!.digest)).mtimeMs;
+    assert.ok(Date.now() - mtime < 60_000, 'the hit touched the blob');
+    age(cache, built.e!.digest, 0.5 * HOUR);
+    const r = await runCli(['gc', '--max-size', String(filesBytes(cacheDir) - 150_000), '--json'], { KOCACHE: cacheDir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await cache.verifyBlob(built.e!.digest), 'ok');
+    assert.equal(await cache.blobSize(built.d!.digest), undefined);
+  });
+
+  test('uncompressed tars and base-image blobs go before built layers, however recent', async () => {
+    const { cacheDir, cache, built } = await fiveLayers();
+    const tar = await cache.writeBlob(Readable(randomBytes(100_000)));
+    await cache.putRecord(tarKey(tar.digest), tar, {});
+    const img = await cache.writeBlob(Readable(randomBytes(100_000)));
+    await cache.putRecord(`img/registry.example/base/blob/${img.digest}`, img, {});
+    age(cache, tar.digest, 0.1 * HOUR);
+    age(cache, img.digest, 0.1 * HOUR);
+    const r = await runCli(['gc', '--max-size', String(filesBytes(cacheDir) - 150_000), '--json'], { KOCACHE: cacheDir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await cache.blobSize(tar.digest), undefined);
+    assert.equal(await cache.blobSize(img.digest), undefined);
+    for (const n of ['a', 'b', 'c', 'd', 'e']) assert.equal(await cache.verifyBlob(built[n]!.digest), 'ok', `${n} kept`);
+  });
+
+  test('--dry-run reports and changes nothing', async () => {
+    const { cacheDir } = await fiveLayers();
+    mkdirSync(join(cacheDir, 'tmp'), { recursive: true });
+    const leftover = join(cacheDir, 'tmp', 'crashed-writer');
+    writeFileSync(leftover, 'half a blob');
+    utimesSync(leftover, new Date(Date.now() - HOUR), new Date(Date.now() - HOUR));
+    const before = listing(cacheDir);
+    const r = await runCli(['gc', '--dry-run', '--max-size', '0', '--max-age', '1m', '--verify', '--json'], { KOCACHE: cacheDir });
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as GcOut;
+    assert.equal(out.counts.blob, 5);
+    assert.equal(out.counts.tmp, 1);
+    assert.ok(out.bytesFreed > 500_000);
+    assert.deepEqual(listing(cacheDir), before, 'every file in place, same size, same mtime');
+    const text = await runCli(['gc', '--dry-run', '--max-size', '0'], { KOCACHE: cacheDir });
+    assert.match(text.stdout, /gc: would remove 5 blobs/);
+    assert.deepEqual(listing(cacheDir), before);
+  });
+
+  test('removes unreferenced content, old temp files, stale leases; compacts the index', async () => {
+    const { cacheDir, cache, built } = await fiveLayers();
+    const orphan = await cache.writeBlob(Readable(Buffer.from('nobody points at me')));
+    age(cache, orphan.digest, HOUR);
+    mkdirSync(join(cacheDir, 'tmp'), { recursive: true });
+    mkdirSync(join(cacheDir, 'stat'), { recursive: true });
+    const oldTmp = join(cacheDir, 'tmp', 'old');
+    const newTmp = join(cacheDir, 'tmp', 'new');
+    const oldStatTmp = join(cacheDir, 'stat', 'x.json.abc.tmp');
+    for (const p of [oldTmp, newTmp, oldStatTmp]) writeFileSync(p, 'x');
+    for (const p of [oldTmp, oldStatTmp]) utimesSync(p, new Date(Date.now() - HOUR), new Date(Date.now() - HOUR));
+    // A lease left by a process that no longer exists.
+    mkdirSync(join(cacheDir, 'leases'), { recursive: true });
+    const stale = join(cacheDir, 'leases', '999999-dead.json');
+    writeFileSync(stale, JSON.stringify({ pid: 999_999_999, hostname: hostname(), start: Date.now() - HOUR, command: 'build' }));
+    // Duplicates and a tombstone in the index.
+    const dupKey = 'tar/sha256:' + '0'.repeat(64);
+    await cache.putRecord(dupKey, { digest: built.a!.digest, size: built.a!.size }, { n: 1 });
+    await cache.putRecord(dupKey, { digest: built.a!.digest, size: built.a!.size }, { n: 2 });
+    await cache.dropRecord(dupKey);
+
+    const r = await runCli(['gc', '--json'], { KOCACHE: cacheDir });
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as GcOut;
+    assert.equal(await cache.blobSize(orphan.digest), undefined, 'unreferenced blob removed');
+    assert.equal(existsSync(oldTmp), false);
+    assert.equal(existsSync(oldStatTmp), false);
+    assert.equal(existsSync(newTmp), true, 'a young temp file may belong to a running writer');
+    assert.equal(existsSync(stale), false);
+    assert.deepEqual(out.removed.filter((x) => x.kind === 'record').map((x) => x.reason).sort(), ['dead', 'duplicate', 'duplicate']);
+    for (const n of ['a', 'b', 'c', 'd', 'e']) assert.equal((await build(cacheDir, built[n]!.file, `example.com/${n}`)).cached, true);
+    // Every bucket now holds one line per key.
+    for (const b of listFiles(join(cacheDir, 'index-v5'), 3)) {
+      const lines = readFileSync(b, 'utf8').split('\n').filter(Boolean);
+      assert.equal(new Set(lines.map((l) => JSON.parse(l.split('\t')[1]!).key)).size, lines.length, b);
+    }
+  });
+
+  test('--max-age removes content unused for longer; --verify drops corrupt blobs and their records', async () => {
+    const { cacheDir, cache, built } = await fiveLayers();
+    const r = await runCli(['gc', '--max-age', '150m', '--json'], { KOCACHE: cacheDir });
+    assert.equal(r.code, 0, r.stderr);
+    for (const n of ['a', 'b']) assert.equal(await cache.verifyBlob(built[n]!.digest), 'ok');
+    for (const n of ['c', 'd', 'e']) assert.equal(await cache.blobSize(built[n]!.digest), undefined);
+
+    const path = cache.blobPath(built.a!.digest);
+    const bytes = readFileSync(path);
+    bytes[100] = bytes[100]! ^ 0xff;
+    const mtime = lstatSync(path).mtime;
+    writeFileSync(path, bytes);
+    utimesSync(path, mtime, mtime);
+    const v = await runCli(['gc', '--verify', '--json'], { KOCACHE: cacheDir });
+    assert.equal(v.code, 0, v.stderr);
+    const out = JSON.parse(v.stdout) as GcOut;
+    assert.ok(out.removed.some((x) => x.kind === 'blob' && x.reason === 'corrupt'));
+    assert.equal(await cache.blobSize(built.a!.digest), undefined);
+    assert.equal((await build(cacheDir, built.a!.file, 'example.com/a')).cached, false, 'rebuilt');
+  });
+
+  test('content newer than a live lease is never removed; a live gc lock refuses a second gc', async () => {
+    const { cacheDir, cache, built } = await fiveLayers();
+    const holder = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      mkdirSync(join(cacheDir, 'leases'), { recursive: true });
+      // A running build that started 3.5 hours ago: it may be using b..a (used since), not c..e.
+      writeFileSync(join(cacheDir, 'leases', `${holder.pid}-live.json`),
+        JSON.stringify({ pid: holder.pid, hostname: hostname(), start: Date.now() - 3.5 * HOUR, command: 'build' }));
+      const r = await runCli(['gc', '--max-size', '0', '--json'], { KOCACHE: cacheDir });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /above --max-size .* in use by running kocache commands/);
+      for (const n of ['a', 'b', 'c']) assert.equal(await cache.verifyBlob(built[n]!.digest), 'ok', `${n} protected by the lease`);
+      for (const n of ['d', 'e']) assert.equal(await cache.blobSize(built[n]!.digest), undefined);
+
+      writeFileSync(join(cacheDir, 'gc.lock'), JSON.stringify({ pid: holder.pid, hostname: hostname(), start: Date.now(), command: 'gc' }));
+      const locked = await runCli(['gc'], { KOCACHE: cacheDir });
+      assert.ok(isOneLineError(locked), locked.stderr);
+      assert.match(locked.stderr, /another kocache gc is running on this cache \(pid \d+/);
+    } finally {
+      holder.kill();
+    }
+    // A lock whose pid is gone is taken over.
+    writeFileSync(join(cacheDir, 'gc.lock'), JSON.stringify({ pid: 999_999_999, hostname: hostname(), start: Date.now(), command: 'gc' }));
+    const r = await runCli(['gc'], { KOCACHE: cacheDir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(existsSync(join(cacheDir, 'gc.lock')), false);
+  });
+
+  test('gc running while builds run: every build succeeds and the final blob verifies', async () => {
+    const cacheDir = newDir();
+    const src = newDir();
+    const files = ['x', 'y'].map((n) => {
+      const f = join(src, n);
+      writeFileSync(f, randomBytes(300_000));
+      return f;
+    });
+    let stop = false;
+    const failures: string[] = [];
+    const builds = async (file: string, ip: string) => {
+      let n = 0;
+      for (; n < 10; n++) {
+        const r = await runCli(['build', file, '--import-path', ip], { KOCACHE: cacheDir });
+        if (r.code !== 0) failures.push(`build ${ip}: ${r.stderr}`);
+      }
+      return n;
+    };
+    const gcs = async () => {
+      let n = 0;
+      while (!stop) {
+        // Two gcs race for the lock as well as with the builds: one may be refused, never broken.
+        const r = await runCli(['gc', '--max-size', '0', '--max-age', '1s', '--json'], { KOCACHE: cacheDir });
+        if (r.code !== 0 && !/another kocache gc is running/.test(r.stderr)) failures.push(`gc: ${r.stderr}`);
+        n++;
+      }
+      return n;
+    };
+    const g = [gcs(), gcs()];
+    const b = await Promise.all([builds(files[0]!, 'example.com/x'), builds(files[0]!, 'example.com/x'), builds(files[1]!, 'example.com/y')]);
+    stop = true;
+    const gcRuns = await Promise.all(g);
+    assert.deepEqual(failures, []);
+    assert.ok(b.every((n) => n === 10));
+    assert.ok(gcRuns.every((n) => n >= 1));
+    const cache = new CacheStore(cacheDir);
+    for (const [i, f] of files.entries()) {
+      const out = await build(cacheDir, f, `example.com/${i === 0 ? 'x' : 'y'}`);
+      assert.equal(await cache.verifyBlob(out.digest, out.size), 'ok');
+    }
+  });
+
+  test('bad input is one line and a non-zero exit', async () => {
+    const cacheDir = newDir();
+    for (const args of [['--max-size', 'lots'], ['--max-age', 'soon'], ['--max-size', '-5'], ['--max-age', '30']]) {
+      const r = await runCli(['gc', ...args], { KOCACHE: cacheDir });
+      assert.ok(isOneLineError(r), `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.code, 2);
+    }
+  });
+
+  test('sizes and durations', () => {
+    assert.equal(parseSize('500MB'), 500_000_000);
+    assert.equal(parseSize('2GiB'), 2 * 1024 ** 3);
+    assert.equal(parseSize('1.5k'), 1500);
+    assert.equal(parseSize('1048576'), 1048576);
+    assert.equal(parseSize('10 kib'), 10240);
+    assert.equal(parseDuration('30d'), 30 * 24 * HOUR);
+    assert.equal(parseDuration('12h'), 12 * HOUR);
+    assert.equal(parseDuration('90m'), 90 * 60_000);
+    assert.equal(parseDuration('1h30m'), 90 * 60_000);
+    assert.throws(() => parseSize('5 parsecs'), /invalid --max-size/);
+    assert.throws(() => parseDuration('1x'), /invalid --max-age/);
+  });
+});
+
+function Readable(bytes: Buffer): AsyncIterable<Uint8Array> {
+  return (async function* () {
+    yield bytes;
+  })();
+}
