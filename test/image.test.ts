@@ -110,7 +110,7 @@ test('assembly: Docker layer types become OCI ones, bytes are deterministic, ind
   const cache = new CacheStore(tempDir());
   const dockerLayer = bytesBlob(MediaType.DockerLayerGzip, Buffer.from('base layer bytes'));
   const base = {
-    ref: { registry: 'r.io', repository: 'base', tag: '1' },
+    ref: { registry: 'r.io', repository: 'base', tag: '1', digest: D3 },
     platform: { os: 'linux', architecture: 'amd64' },
     manifestDescriptor: { mediaType: MediaType.DockerManifest, digest: D3, size: 10 },
     config: { ...baseConfig(), architecture: 'amd64' },

@@ -3,7 +3,7 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { ImageConfig, ImageIndex, ImageManifest } from '../oci/manifest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import type { Platform } from '../oci/platform.js';
-import { type Reference, formatReference } from '../reference/reference.js';
+import { type Reference, formatReference, withIdentifier } from '../reference/reference.js';
 import { bytesBlob, cachedBlob, jsonBytes, withDescriptor } from './blobs.js';
 import { type ConfigOverrides, buildConfig } from './config.js';
 import type { BlobSource, PushableIndex, PushableManifest } from './pushable.js';
@@ -121,11 +121,16 @@ function platformOf(p: Platform): Platform {
   return out;
 }
 
-/** The image-spec annotations that say which base an image was built on (for rebase tools). */
+/**
+ * The image-spec annotations that say which base an image was built on (for rebase tools): the
+ * name as asked for (a tag, when there is one, not the digest it resolved to) and the digest of
+ * this platform's base image.
+ */
 function baseAnnotations(base: AssemblyBase): Record<string, string> | undefined {
   if (!base.ref || !base.manifestDescriptor) return undefined;
+  const named = base.ref.tag !== undefined ? withIdentifier(base.ref, { tag: base.ref.tag }) : base.ref;
   return {
     'org.opencontainers.image.base.digest': base.manifestDescriptor.digest,
-    'org.opencontainers.image.base.name': formatReference(base.ref),
+    'org.opencontainers.image.base.name': formatReference(named),
   };
 }
