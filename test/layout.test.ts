@@ -164,3 +164,14 @@ test('a corrupt blob already in a layout is replaced, not trusted', async () => 
   assert.equal(again.written, 1);
   assert.equal(fileHash(victim), m.layers[0]!.digest.slice(7));
 });
+
+test('the image digest depends on the inputs only: a fresh cache and another folder give the same digest', async () => {
+  const { dir, env } = setup();
+  const first = await publishTo(dir, env, 'oci:one', ['--repo', `${NOWHERE}/app:v1`]);
+  const second = await publishTo(dir, { KOCACHE: join(dir, 'cache-2') }, 'oci:two', ['--repo', `${NOWHERE}/app:v1`, '--jobs', '1']);
+  assert.equal(second.digest, first.digest);
+  const dated = await publishTo(dir, { ...env, SOURCE_DATE_EPOCH: '1700000000' }, 'oci:three');
+  assert.notEqual(dated.digest, first.digest);
+  const config = JSON.parse(await skopeo('inspect', '--config', `oci:${join(dir, 'three')}`)) as ImageConfig;
+  assert.equal(config.created, '2023-11-14T22:13:20Z');
+});
