@@ -10,6 +10,7 @@ import { type Digest, digestHex } from '../oci/digest.js';
 import type { ImageIndex } from '../oci/manifest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { bytesBlob } from '../image/blobs.js';
+import { runBounded } from '../remote/push.js';
 
 /** image-spec annotation naming an index.json entry; `skopeo copy oci:DIR:<name>` selects by it. */
 export const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -50,7 +51,7 @@ export async function writeLayout(dir: string, image: Pushable, o: LayoutWriteOp
 
   const blobs = imageBlobs(image);
   let written = 0;
-  await forEachLimit(blobs, o.jobs ?? 4, async (b) => {
+  await runBounded(blobs, o.jobs ?? 4, async (b) => {
     if (await writeBlobFile(blobDir, b)) written++;
   });
 
@@ -156,16 +157,4 @@ async function atomicWrite(path: string, bytes: Buffer): Promise<void> {
     await rm(tmp, { force: true });
     throw fsError(err, path, 'write');
   }
-}
-
-/** Runs `fn` over `items` with at most `limit` running at once; the first failure rejects. */
-export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
 }
