@@ -9,6 +9,7 @@ import { RegistryClient } from '../src/remote/client.js';
 import { pushImage } from '../src/remote/push.js';
 import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
 import { indexOf, randomImage } from './helpers/images.js';
+import { appTree, readDirManifest, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, freePort, startRegistry } from './helpers/registry.js';
 
 describe('kocache warm', () => {
@@ -112,5 +113,72 @@ describe('kocache warm', () => {
     assert.equal(build.code, 0, build.stderr);
     const b = JSON.parse(build.stdout) as { digest: string; cached: boolean };
     assert.deepEqual([b.digest, b.cached], [w.digest, true]);
+  });
+});
+
+describe('publish on a warmed base', () => {
+  let regA: RunningRegistry;
+  let regB: RunningRegistry;
+  let aStopped = false;
+  let work: string;
+  let base: string;
+  let index: ReturnType<typeof indexOf>;
+  let env: Record<string, string>;
+
+  before(async () => {
+    regA = await startRegistry();
+    regB = await startRegistry();
+    index = indexOf([randomImage([80_000, 5_000], 'amd64'), randomImage([60_000], 'arm64')]);
+    const client = new RegistryClient();
+    await pushImage(client, parseReference(`${regA.host}/lib/base:3`), index);
+    await client.close();
+    base = `${regA.host}/lib/base:3`;
+    work = tempDir('kocache-warm-publish-');
+    appTree(work);
+    env = { KOCACHE: join(work, 'cache') };
+    const warm = await runCli(['warm', base], env);
+    assert.equal(warm.code, 0, warm.stderr);
+  });
+  after(async () => {
+    if (!aStopped) await regA.stop();
+    await regB.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const publish = (target: string, extra: string[] = [], e = env) =>
+    runCli(['publish', 'app:/app', '--base', base, '--repo', target, '--platform', 'linux/amd64', ...extra], e, { cwd: work });
+
+  test('with the base registry up, a warm cache costs one manifest HEAD there and nothing else', async () => {
+    const heads = regA.requests('HEAD', /\/manifests\//);
+    const gets = regA.requests('GET');
+    const r = await publish(`${regB.host}/app:1`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(regA.requests('HEAD', /\/manifests\//) - heads, 1);
+    assert.equal(regA.requests('GET') - gets, 0, 'no manifest, config or layer fetched from the base registry');
+  });
+
+  test('with the base registry down, publish warns, takes the base from the cache and pushes it all', async () => {
+    await regA.stop();
+    aStopped = true;
+    const r = await publish(`${regB.host}/app:2`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`kocache: warning: cannot reach registry ${regA.host.replace(/\./g, '\\.')}: connection refused; using the cached ${base}`));
+    const out = join(work, 'copied');
+    await skopeo('copy', '--src-tls-verify=false', `docker://${regB.host}/app:2`, `dir:${out}`);
+    const { manifest } = readDirManifest(out);
+    const layers = (manifest.layers as { digest: string }[]).map((l) => l.digest);
+    assert.deepEqual(layers.slice(0, 2), index.manifests[0]!.layers.map((l) => l.descriptor.digest), 'base layers first');
+  });
+
+  test('an unwarmed base with its registry down, or --offline, fails naming the base', async () => {
+    const fresh = { KOCACHE: join(work, 'fresh-cache') };
+    const down = await publish(`${regB.host}/app:3`, [], fresh);
+    assert.ok(isOneLineError(down), down.stderr);
+    assert.ok(down.stderr.includes(`base image ${base} is not in the cache`), down.stderr);
+    const offline = await publish(`${regB.host}/app:3`, ['--offline'], fresh);
+    assert.ok(isOneLineError(offline), offline.stderr);
+    assert.ok(offline.stderr.includes(`${base} is not in the cache and --offline forbids fetching it`), offline.stderr);
+    const warmOffline = await publish(`${regB.host}/app:4`, ['--offline']);
+    assert.equal(warmOffline.code, 0, warmOffline.stderr);
   });
 });
