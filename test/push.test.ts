@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
@@ -127,6 +127,39 @@ describe('push ARCHIVE REF', () => {
       const diffIds = (JSON.parse(configBytes.toString()) as Config).rootfs.diff_ids;
       assert.deepEqual(diffIds, small.diffIds);
       assert.deepEqual(copiedDiffIds(ref), diffIds);
+    }
+  });
+
+  test('a multi-platform OCI layout is pushed as an index whose images carry the archive diffids', async () => {
+    const work = tempDir('kocache-multi-');
+    cleanup.push(work);
+    const amd = makeDockerArchive(join(work, 'amd'), standardLayers().slice(0, 2), { architecture: 'amd64' });
+    const arm = makeDockerArchive(join(work, 'arm'), standardLayers().slice(2, 4), { architecture: 'arm64' });
+    // Both images in one layout (skopeo adds each under its tag), then platforms written in.
+    const layout = makeOciLayout(amd.tarPath, work, 'amd64');
+    makeOciLayout(arm.tarPath, work, 'arm64');
+    const indexPath = join(layout, 'index.json');
+    const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { manifests: { annotations?: Record<string, string>; platform?: object }[] };
+    assert.equal(index.manifests.length, 2);
+    for (const m of index.manifests) {
+      m.platform = { os: 'linux', architecture: m.annotations?.['org.opencontainers.image.ref.name'] ?? 'unknown' };
+    }
+    writeFileSync(indexPath, JSON.stringify(index));
+
+    const r = await push(join(dir, 'cache-multi'), layout, `${reg.host}/multi/app:v1`);
+    assert.equal(r.code, 0, r.stderr);
+    const pushed = JSON.parse(skopeo('inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/multi/app:v1`).toString()) as {
+      mediaType: string;
+      manifests: { digest: string; platform: { architecture: string } }[];
+    };
+    assert.equal(pushed.mediaType, 'application/vnd.oci.image.index.v1+json');
+    assert.deepEqual(pushed.manifests.map((m) => m.platform.architecture), ['amd64', 'arm64']);
+    for (const [i, want] of [amd, arm].entries()) {
+      const ref = `${reg.host}/multi/app@${pushed.manifests[i]!.digest}`;
+      assert.deepEqual(copiedDiffIds(ref), want.diffIds);
+      // skopeo rewrote the docker config for its layout; the push must carry the layout's bytes.
+      const layoutManifest = JSON.parse(readFileSync(join(layout, 'blobs/sha256', (index.manifests[i] as { digest: string }).digest.slice(7)), 'utf8')) as Manifest;
+      assert.equal(sha256(inspect(ref).configBytes), layoutManifest.config.digest);
     }
   });
 

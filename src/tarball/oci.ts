@@ -1,6 +1,6 @@
 import { KocacheError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
-import { isDigest } from '../oci/digest.js';
+import { isDigest, sha256Digest } from '../oci/digest.js';
 import type { ImageConfig, ImageIndex, ImageManifest } from '../oci/manifest.js';
 import { MediaType, isIndexMediaType, isManifestMediaType } from '../oci/mediatypes.js';
 import { layoutBlobPath } from '../layout/read.js';
@@ -37,9 +37,12 @@ export function planOciArchive(contents: ArchiveContents): ImagePlan {
     }
     return { kind: 'manifest', manifest: planManifest(contents, only, 'index.json') };
   }
-  const descriptor: Descriptor = { mediaType: MediaType.OciIndex, digest: indexFile.digest, size: indexFile.size };
+  // index.json itself becomes the pushed index. Layouts often leave out its mediaType (it is
+  // optional on disk); a registry index should say what it is, so one is added when missing.
+  const bytes = index.mediaType ? indexBytes : Buffer.from(JSON.stringify({ ...index, mediaType: MediaType.OciIndex }));
   const normalized: ImageIndex = { ...index, mediaType: index.mediaType ?? MediaType.OciIndex };
-  return { kind: 'index', index: { original: { bytes: indexBytes, descriptor, index: normalized }, manifests: index.manifests.map((d) => planManifest(contents, d, 'index.json')) } };
+  const descriptor: Descriptor = { mediaType: normalized.mediaType!, digest: sha256Digest(bytes), size: bytes.length };
+  return { kind: 'index', index: { original: { bytes, descriptor, index: normalized }, manifests: index.manifests.map((d) => planManifest(contents, d, 'index.json')) } };
 }
 
 function readIndex(bytes: Buffer, what: string): ImageIndex {

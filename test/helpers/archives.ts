@@ -55,7 +55,7 @@ export function someBytes(n: number, seed = 'x'): Buffer {
  * right diff_ids, and manifest.json written LAST. The whole archive is gzipped as two members when
  * `gzip` is 'multi-member' (valid gzip that fflate's gunzipSync would cut short).
  */
-export function makeDockerArchive(dir: string, layers: LayerSpec[], opts: { gzip?: boolean | 'multi-member' } = {}): MadeArchive {
+export function makeDockerArchive(dir: string, layers: LayerSpec[], opts: { gzip?: boolean | 'multi-member'; architecture?: string } = {}): MadeArchive {
   const root = join(dir, 'archive-root');
   mkdirSync(root, { recursive: true });
   const diffIds: string[] = [];
@@ -91,7 +91,7 @@ export function makeDockerArchive(dir: string, layers: LayerSpec[], opts: { gzip
     }
   });
   const config = Buffer.from(JSON.stringify({
-    architecture: 'amd64',
+    architecture: opts.architecture ?? 'amd64',
     os: 'linux',
     config: { Env: ['PATH=/usr/bin:/bin'], Cmd: ['/bin/app'] },
     rootfs: { type: 'layers', diff_ids: diffIds },
@@ -119,9 +119,9 @@ export function makeDockerArchive(dir: string, layers: LayerSpec[], opts: { gzip
 }
 
 /** An OCI layout made by skopeo from a docker-archive: `skopeo copy docker-archive:X oci:DIR:latest`. */
-export function makeOciLayout(dockerArchive: string, dir: string): string {
+export function makeOciLayout(dockerArchive: string, dir: string, tag = 'latest'): string {
   const layout = join(dir, 'oci-layout-dir');
-  run('/usr/bin/skopeo', ['copy', '--quiet', `docker-archive:${dockerArchive}`, `oci:${layout}:latest`]);
+  run('/usr/bin/skopeo', ['copy', '--quiet', `docker-archive:${dockerArchive}`, `oci:${layout}:${tag}`]);
   return layout;
 }
 
