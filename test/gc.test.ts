@@ -194,8 +194,16 @@ describe('kocache gc', () => {
 
   test('--max-age removes content unused for longer; --verify drops corrupt blobs and their records', async () => {
     const { cacheDir, cache, built } = await fiveLayers();
+    mkdirSync(join(cacheDir, 'stat'), { recursive: true });
+    const oldStat = join(cacheDir, 'stat', 'old-tree.json');
+    const newStat = join(cacheDir, 'stat', 'new-tree.json');
+    writeFileSync(oldStat, '{}');
+    writeFileSync(newStat, '{}');
+    utimesSync(oldStat, new Date(Date.now() - 3 * HOUR), new Date(Date.now() - 3 * HOUR));
     const r = await runCli(['gc', '--max-age', '150m', '--json'], { KOCACHE: cacheDir });
     assert.equal(r.code, 0, r.stderr);
+    assert.equal(existsSync(oldStat), false, 'stat cache unused for longer than --max-age removed');
+    assert.equal(existsSync(newStat), true);
     for (const n of ['a', 'b']) assert.equal(await cache.verifyBlob(built[n]!.digest), 'ok');
     for (const n of ['c', 'd', 'e']) assert.equal(await cache.blobSize(built[n]!.digest), undefined);
 
@@ -251,31 +259,40 @@ describe('kocache gc', () => {
     });
     let stop = false;
     const failures: string[] = [];
-    const builds = async (file: string, ip: string) => {
-      let n = 0;
-      for (; n < 10; n++) {
+    let rebuilt = 0;
+    let evicted = 0;
+    // x is built back to back by two loops; y every few seconds, so gc evicts y between its
+    // builds while x's builds hold leases: both the eviction path and the protection are exercised.
+    const builds = async (file: string, ip: string, count: number, pauseMs: number) => {
+      for (let n = 0; n < count; n++) {
         const r = await runCli(['build', file, '--import-path', ip], { KOCACHE: cacheDir });
         if (r.code !== 0) failures.push(`build ${ip}: ${r.stderr}`);
+        else if (n > 0 && !(JSON.parse(r.stdout) as BuildOut).cached) rebuilt++;
+        if (pauseMs) await new Promise((res) => setTimeout(res, pauseMs));
       }
-      return n;
     };
     const gcs = async () => {
       let n = 0;
       while (!stop) {
         // Two gcs race for the lock as well as with the builds: one may be refused, never broken.
         const r = await runCli(['gc', '--max-size', '0', '--max-age', '1s', '--json'], { KOCACHE: cacheDir });
-        if (r.code !== 0 && !/another kocache gc is running/.test(r.stderr)) failures.push(`gc: ${r.stderr}`);
+        if (r.code === 0) evicted += (JSON.parse(r.stdout) as GcOut).counts.blob ?? 0;
+        else if (!/another kocache gc is running/.test(r.stderr)) failures.push(`gc: ${r.stderr}`);
         n++;
       }
       return n;
     };
     const g = [gcs(), gcs()];
-    const b = await Promise.all([builds(files[0]!, 'example.com/x'), builds(files[0]!, 'example.com/x'), builds(files[1]!, 'example.com/y')]);
+    await Promise.all([
+      builds(files[0]!, 'example.com/x', 8, 0),
+      builds(files[0]!, 'example.com/x', 8, 0),
+      builds(files[1]!, 'example.com/y', 4, 4_000),
+    ]);
     stop = true;
     const gcRuns = await Promise.all(g);
     assert.deepEqual(failures, []);
-    assert.ok(b.every((n) => n === 10));
     assert.ok(gcRuns.every((n) => n >= 1));
+    assert.ok(evicted > 0 && rebuilt > 0, `gc evicted ${evicted} blobs and ${rebuilt} builds had to rebuild: the race was real`);
     const cache = new CacheStore(cacheDir);
     for (const [i, f] of files.entries()) {
       const out = await build(cacheDir, f, `example.com/${i === 0 ? 'x' : 'y'}`);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { KocacheError, errnoCode } from '../errors.js';
@@ -150,9 +150,13 @@ export function acquireGcLock(cacheDir: string): () => void {
       if (errnoCode(err) === 'ENOENT') continue; // released between our open and read
       holder = undefined; // torn: the writer died between open and write
     }
-    const sameHost = holder === undefined || holder.hostname === hostname();
-    if (holder && (!sameHost || pidAlive(holder.pid))) {
-      throw new KocacheError('gc-locked', `another kocache gc is running on this cache (pid ${holder.pid} on ${holder.hostname}, ${path})`);
+    if (holder === undefined) {
+      // Empty or torn: a gc between creating the file and writing it, or one that died there.
+      const age = ageOf(path);
+      if (age !== undefined && age < 5_000) throw new KocacheError('gc-locked', `another kocache gc is starting on this cache (${path})`);
+    } else {
+      const alive = holder.hostname === hostname() ? pidAlive(holder.pid) : Date.now() - holder.start < FOREIGN_LEASE_MAX_AGE_MS;
+      if (alive) throw new KocacheError('gc-locked', `another kocache gc is running on this cache (pid ${holder.pid} on ${holder.hostname}, ${path})`);
     }
     removeStaleLock(path, holder);
   }
@@ -190,5 +194,13 @@ function removeStaleLock(path: string, seen: LeaseInfo | undefined): void {
     if (same) rmSync(path, { force: true });
   } finally {
     rmSync(guard, { force: true });
+  }
+}
+
+function ageOf(path: string): number | undefined {
+  try {
+    return Date.now() - statSync(path).mtimeMs;
+  } catch {
+    return undefined;
   }
 }
