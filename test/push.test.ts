@@ -165,7 +165,8 @@ describe('push ARCHIVE REF', () => {
 
   test('--also pushes several archives in parallel, one line each', async () => {
     const other = makeDockerArchive(tempDir('kocache-also-'), standardLayers().slice(1, 3), { gzip: true });
-    const r = await push(join(dir, 'cache-also'), archive.path, `${reg.host}/also/one:v1`, '--also', `${other.path}=${reg.host}/also/two:v1`);
+    // Options before the positionals too: --also must not swallow them.
+    const r = await push(join(dir, 'cache-also'), '--also', `${other.path}=${reg.host}/also/two:v1`, '--insecure-registry', reg.host, archive.path, `${reg.host}/also/one:v1`);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
     assert.equal(lines.length, 2);

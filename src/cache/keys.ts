@@ -9,6 +9,7 @@ import { formatPlatform } from '../oci/platform.js';
  *   bin/<import-path>/<platform>/diffid/<diffid>/<compression>   -> compressed blob, {descriptor}
  *   layer/diffid/<diffid>/<compression>                          -> compressed blob, {descriptor}
  *   tar/<diffid>                                                 -> uncompressed layer tar
+ *   archive/<sha256 of archive file>/<compression>               -> top manifest, {the imported image}
  *   img/<registry>/<repo>/...                                    -> base-image manifests, configs, layers
  */
 export function binNamespace(importPath: string, platform: Platform): string {

@@ -11,8 +11,8 @@ import { formatBytes } from '../output.js';
 interface PushArgs extends GlobalArgs {
   archive: string;
   reference: string;
-  also?: string[] | undefined;
-  'insecure-registry'?: string[] | undefined;
+  also?: string | string[] | undefined;
+  'insecure-registry'?: string | string[] | undefined;
 }
 
 /** One archive and where it goes. */
@@ -28,18 +28,23 @@ export const pushCommand: CommandModule<object, PushArgs> = {
     globalOptions(y)
       .positional('archive', { type: 'string', demandOption: true, describe: 'docker save / Nix / skopeo / Bazel output, or an OCI layout directory' })
       .positional('reference', { type: 'string', demandOption: true, describe: 'REGISTRY/REPO[:TAG] to push to' })
-      .option('also', { type: 'array', string: true, describe: 'More ARCHIVE=REFERENCE pairs, pushed in parallel with the first' })
-      .option('insecure-registry', { type: 'array', string: true, describe: 'Registries to reach over plain HTTP (loopback always is)' })
+      .option('also', { type: 'string', describe: 'Another ARCHIVE=REFERENCE pushed in parallel with the first (repeatable)' })
+      .option('insecure-registry', { type: 'string', describe: 'HOST[:PORT] reached over plain HTTP, repeatable (loopback always is)' })
       .example('$0 push result.tar.gz ghcr.io/you/app:v1', 'inflate once, compress each layer once, upload only missing blobs')
       .example('$0 push app.tar ghcr.io/you/app:v1 --also worker.tar=ghcr.io/you/worker:v1', 'two images at once') as unknown as Argv<PushArgs>,
   handler: async (args) => {
-    const jobs = [{ archive: args.archive, target: pushTarget(args.reference) }, ...(args.also ?? []).map((s) => parseAlso(String(s)))];
+    const jobs = [{ archive: args.archive, target: pushTarget(args.reference) }, ...many(args.also).map(parseAlso)];
     const ctx = makeContext(args);
-    const results = await pushArchives(ctx, jobs, (args['insecure-registry'] ?? []).map(String));
+    const results = await pushArchives(ctx, jobs, many(args['insecure-registry']));
     const rows = results.map((r, i) => ({ archive: jobs[i]!.archive, ...r }));
     ctx.out.result(rows.length === 1 ? rows[0] : rows, rows.map((r) => r.reference).join('\n'));
   },
 };
+
+/** A repeatable string option: absent, once, or several times. Options are not greedy arrays, so they never swallow the positionals. */
+function many(v: string | string[] | undefined): string[] {
+  return v === undefined ? [] : (Array.isArray(v) ? v : [v]).map(String);
+}
 
 /** A push target names a tag (default latest); a digest is what the push produces, not an input. */
 export function pushTarget(s: string): Reference {
