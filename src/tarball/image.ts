@@ -1,6 +1,6 @@
 import { diffIdKey, LAYER_NAMESPACE, tarKey } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
-import { gzipSpec, gzipStream, type GzipOptions } from '../compress/gzip.js';
+import type { GzipOptions } from '../compress/gzip.js';
 import { KocacheError } from '../errors.js';
 import type { DiffIdRecord } from '../layer/build.js';
 import type { Descriptor } from '../oci/descriptor.js';
@@ -9,15 +9,8 @@ import type { ImageIndex, ImageManifest } from '../oci/manifest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { inflate } from './inflate.js';
 import { bytesSource, type StoredFile } from './ingest.js';
-import { limiter } from './limit.js';
+import { ARCHIVE_GZIP, LayerCompressor, type LayerTar } from './compressor.js';
 import type { ArchiveImage, ArchiveLayer, ArchiveManifest, ImagePlan, LayerPlan, ManifestPlan } from './plan.js';
-
-/**
- * The compression label for gzip bytes that came in an archive as they were. They are not what
- * kocache's own gzip settings would make, so they get their own key; a later plain copy of the
- * same layer may still reuse them rather than compress again.
- */
-export const ARCHIVE_GZIP = 'gzip-archive';
 
 export interface FinishOptions {
   cache: CacheStore;
@@ -25,11 +18,8 @@ export interface FinishOptions {
   /** Layers compressed at once. */
   jobs: number;
   warn?: (message: string) => void;
-}
-
-interface LayerTar {
-  diffid: Digest;
-  size: number;
+  /** The compressor the pass already started layers on, if any. */
+  compressor?: LayerCompressor;
 }
 
 /**
@@ -43,14 +33,14 @@ export async function finishImage(plan: ImagePlan, opts: FinishOptions): Promise
   const tars = new Map<StoredFile, LayerTar>();
   for (const m of manifests) await checkDiffIds(m, tars, opts.cache);
 
-  const compress = limiter(Math.max(1, opts.jobs));
+  const compressor = opts.compressor ?? new LayerCompressor(opts);
   const byDiffid = new Map<Digest, Promise<Descriptor>>();
   const layerFor = (l: LayerPlan): Promise<ArchiveLayer> => {
     if (l.opaque) return storeOpaque(l, opts.cache);
     const tar = tars.get(l.file)!;
     let d = byDiffid.get(tar.diffid);
     if (!d) {
-      d = l.file.gzipped ? keepGzip(l, tar, opts.cache) : compress(() => compressedFor(tar, opts));
+      d = l.file.gzipped ? keepGzip(l, tar, opts.cache) : compressor.finish(tar);
       byDiffid.set(tar.diffid, d);
     }
     return d.then(async (descriptor) => {
@@ -122,29 +112,6 @@ async function keepGzip(l: LayerPlan, tar: LayerTar, cache: CacheStore): Promise
   if (l.declared?.annotations) descriptor.annotations = l.declared.annotations;
   const record: DiffIdRecord = { diffid: tar.diffid, compression: ARCHIVE_GZIP, descriptor: { mediaType: MediaType.OciLayerGzip, digest: l.file.digest, size: l.file.size } };
   await cache.putRecord(diffIdKey(LAYER_NAMESPACE, tar.diffid, ARCHIVE_GZIP), { digest: l.file.digest, size: l.file.size }, record);
-  return descriptor;
-}
-
-/**
- * The gzip blob for a plain layer: a cached one for this diffid (made by kocache's settings, or
- * kept from an archive that had it gzipped), re-hashed before reuse; else compressed now from the
- * stored tar and recorded, so no layer is compressed twice.
- */
-async function compressedFor(tar: LayerTar, opts: FinishOptions): Promise<Descriptor> {
-  const spec = gzipSpec(opts.gzip);
-  for (const compression of [spec, ARCHIVE_GZIP]) {
-    const rec = await opts.cache.getRecord<DiffIdRecord>(diffIdKey(LAYER_NAMESPACE, tar.diffid, compression));
-    if (!rec) continue;
-    const d = rec.metadata.descriptor;
-    const state = await opts.cache.verifyBlob(d.digest, d.size);
-    if (state === 'ok' && (await opts.cache.touchBlob(d.digest))) {
-      return { mediaType: MediaType.OciLayerGzip, digest: d.digest, size: d.size };
-    }
-    if (state === 'corrupt') opts.warn?.(`cached layer ${d.digest} was corrupt; dropped it and compressing again`);
-  }
-  const blob = await opts.cache.writeBlob(gzipStream(opts.cache.readBlob(tar.diffid, tar.size), opts.gzip));
-  const descriptor: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size };
-  await opts.cache.putRecord<DiffIdRecord>(diffIdKey(LAYER_NAMESPACE, tar.diffid, spec), blob, { diffid: tar.diffid, compression: spec, descriptor });
   return descriptor;
 }
 

@@ -35,8 +35,8 @@ export interface StoredFile {
  * bytes are teed: the compressed bytes are stored as they are AND inflated into a second blob, the
  * uncompressed layer tar, whose digest is the diffid. Nothing is read twice.
  */
-export async function ingestFile(cache: CacheStore, file: ArchiveFile, archive: string): Promise<StoredFile> {
-  const { head, body } = await peek(file.body, 3);
+export async function ingestFile(cache: CacheStore, file: ArchiveFile, archive: string, onPlainTar?: (tar: { diffid: Digest; size: number }) => void): Promise<StoredFile> {
+  const { head, body } = await peek(file.body, 512);
   const json = head[0] === 0x7b || head[0] === 0x5b; // '{' or '['
   if (file.size <= SMALL_ENTRY || (json && file.size <= SMALL_JSON)) {
     const parts: Buffer[] = [];
@@ -46,6 +46,7 @@ export async function ingestFile(cache: CacheStore, file: ArchiveFile, archive: 
   }
   if (!isGzipMagic(head)) {
     const blob = await cache.writeBlob(body);
+    if (looksLikeTar(head)) onPlainTar?.({ diffid: blob.digest, size: blob.size });
     return { name: file.name, size: blob.size, digest: blob.digest, gzipped: false };
   }
 
@@ -66,6 +67,11 @@ export async function ingestFile(cache: CacheStore, file: ArchiveFile, archive: 
 /** A held buffer as a stream, for the store's streaming writer. */
 export async function* bytesSource(b: Buffer): AsyncGenerator<Buffer> {
   yield b;
+}
+
+/** POSIX, PAX and GNU tar headers all carry "ustar" at offset 257. */
+function looksLikeTar(head: Buffer): boolean {
+  return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
 }
 
 function sha256(b: Uint8Array): Digest {

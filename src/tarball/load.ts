@@ -9,6 +9,7 @@ import { type Digest, sha256Digest } from '../oci/digest.js';
 import { readLayoutEntries } from '../layout/read.js';
 import { type ArchiveFormat, detectArchive, hashFile, unchangedSince } from './detect.js';
 import { planDockerArchive } from './docker.js';
+import { LayerCompressor, type LayerTar } from './compressor.js';
 import { finishImage } from './image.js';
 import { planOciArchive } from './oci.js';
 import type { ArchiveImage, ImagePlan } from './plan.js';
@@ -57,15 +58,18 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
   }
   if (seen) opts.warn?.(`some cached blobs of ${path} are gone; importing it again`);
 
+  // Plain layer tars start compressing while the rest of the archive is still being read.
+  const compressor = new LayerCompressor(opts);
+  const onPlainTar = (tar: LayerTar) => void compressor.start(tar);
   const contents = info.format === 'layout'
-    ? await collectEntries(opts.cache, readLayoutEntries(path), path)
-    : await scanTarArchive(opts.cache, path, info.format === 'gzip', opts.onRead && countingProgress(opts.onRead, info.stats.size));
+    ? await collectEntries(opts.cache, readLayoutEntries(path), path, onPlainTar)
+    : await scanTarArchive(opts.cache, path, { gzipped: info.format === 'gzip', onRead: opts.onRead && countingProgress(opts.onRead, info.stats.size), onPlainTar });
   const changed = info.format === 'layout'
     ? contents.files.get('index.json')?.digest !== archiveDigest
     : !(await unchangedSince(path, info.stats));
   if (changed) throw new KocacheError('archive', `${path} changed while it was being read; try again`);
 
-  const image = await finishImage(planArchive(contents), opts);
+  const image = await finishImage(planArchive(contents), { ...opts, compressor });
   const top = topDescriptor(image);
   await opts.cache.putRecord<ArchiveRecord>(key, { digest: top.digest, size: top.size }, { format: info.format, image });
   return { path, format: info.format, archiveDigest, image, cached: false };

@@ -5,6 +5,7 @@ import { KocacheError, fsError } from '../errors.js';
 import { readTarEntries, type ArchiveEntry } from './entries.js';
 import { inflate } from './inflate.js';
 import { ingestFile, type StoredFile } from './ingest.js';
+import type { Digest } from '../oci/digest.js';
 
 /** Everything one pass over an archive found: its files (hashed, stored or held) and its links. */
 export class ArchiveContents {
@@ -34,12 +35,15 @@ export class ArchiveContents {
   }
 }
 
+/** Told of each large plain tar entry once it is stored (a layer, most likely). */
+export type PlainTarHook = (tar: { diffid: Digest; size: number }) => void;
+
 /** Feeds entries (from a tar, or from a layout directory) through the store, one at a time. */
-export async function collectEntries(cache: CacheStore, entries: AsyncIterable<ArchiveEntry>, name: string): Promise<ArchiveContents> {
+export async function collectEntries(cache: CacheStore, entries: AsyncIterable<ArchiveEntry>, name: string, onPlainTar?: PlainTarHook): Promise<ArchiveContents> {
   const contents = new ArchiveContents(name);
   for await (const e of entries) {
     if (e.type === 'link') contents.links.set(e.name, e.target);
-    else contents.files.set(e.name, await ingestFile(cache, e, name));
+    else contents.files.set(e.name, await ingestFile(cache, e, name, onPlainTar));
   }
   return contents;
 }
@@ -49,10 +53,11 @@ export async function collectEntries(cache: CacheStore, entries: AsyncIterable<A
  * tar once, and store every file entry as it goes by. docker save writes manifest.json last, so
  * what is a layer is only known afterwards; see ingestFile.
  */
-export function scanTarArchive(cache: CacheStore, path: string, gzipped: boolean, onRead?: (bytes: number) => void): Promise<ArchiveContents> {
+export function scanTarArchive(cache: CacheStore, path: string, opts: { gzipped: boolean; onRead?: ((bytes: number) => void) | undefined; onPlainTar?: PlainTarHook }): Promise<ArchiveContents> {
+  const onRead = opts.onRead;
   const raw = onRead ? tap(readFile(path), (c) => onRead(c.length)) : readFile(path);
-  const tarBytes = gzipped ? inflate(raw, 'archive', path) : raw;
-  return collectEntries(cache, readTarEntries(tarBytes, path), path);
+  const tarBytes = opts.gzipped ? inflate(raw, 'archive', path) : raw;
+  return collectEntries(cache, readTarEntries(tarBytes, path), path, opts.onPlainTar);
 }
 
 async function* readFile(path: string): AsyncGenerator<Buffer> {

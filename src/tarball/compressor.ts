@@ -1,0 +1,83 @@
+import { diffIdKey, LAYER_NAMESPACE } from '../cache/keys.js';
+import type { CacheStore } from '../cache/store.js';
+import { gzipSpec, gzipStream, type GzipOptions } from '../compress/gzip.js';
+import type { DiffIdRecord } from '../layer/build.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import type { Digest } from '../oci/digest.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { limiter } from './limit.js';
+
+/**
+ * The compression label for gzip bytes that came in an archive as they were. They are not what
+ * kocache's own gzip settings would make, so they get their own key; a later plain copy of the
+ * same layer may still reuse them rather than compress again.
+ */
+export const ARCHIVE_GZIP = 'gzip-archive';
+
+/** An uncompressed layer tar in the store. */
+export interface LayerTar {
+  diffid: Digest;
+  size: number;
+}
+
+interface Made {
+  descriptor: Descriptor;
+  /** Compressed by this process: its diffid record is still to be written. */
+  fresh: boolean;
+}
+
+/**
+ * Gives each plain layer tar its gzip blob, at most once per diffid ever. `start` may run while
+ * the archive is still being read (a large plain tar entry is almost surely a layer, and reading
+ * an archive leaves a core idle), but records are only written by `finish`, after the archive
+ * was checked: a bad archive leaves unreferenced blobs for gc, never records.
+ */
+export class LayerCompressor {
+  private readonly made = new Map<Digest, Promise<Made>>();
+  private readonly slot: <T>(task: () => Promise<T>) => Promise<T>;
+
+  constructor(private readonly opts: { cache: CacheStore; gzip: GzipOptions; jobs: number; warn?: ((m: string) => void) | undefined }) {
+    this.slot = limiter(Math.max(1, opts.jobs));
+  }
+
+  start(tar: LayerTar): Promise<Made> {
+    let p = this.made.get(tar.diffid);
+    if (!p) {
+      p = this.slot(() => this.make(tar));
+      // Awaited by finish; a speculative start that nobody finishes must not be an unhandled rejection.
+      p.catch(() => undefined);
+      this.made.set(tar.diffid, p);
+    }
+    return p;
+  }
+
+  async finish(tar: LayerTar): Promise<Descriptor> {
+    const m = await this.start(tar);
+    if (m.fresh) {
+      const compression = gzipSpec(this.opts.gzip);
+      const record: DiffIdRecord = { diffid: tar.diffid, compression, descriptor: m.descriptor };
+      await this.opts.cache.putRecord(diffIdKey(LAYER_NAMESPACE, tar.diffid, compression), m.descriptor, record);
+    }
+    return m.descriptor;
+  }
+
+  /**
+   * A cached blob for this diffid (made by kocache's settings, or kept from an archive that had it
+   * gzipped), re-hashed before reuse; else the stored tar compressed now.
+   */
+  private async make(tar: LayerTar): Promise<Made> {
+    const { cache } = this.opts;
+    for (const compression of [gzipSpec(this.opts.gzip), ARCHIVE_GZIP]) {
+      const rec = await cache.getRecord<DiffIdRecord>(diffIdKey(LAYER_NAMESPACE, tar.diffid, compression));
+      if (!rec) continue;
+      const d = rec.metadata.descriptor;
+      const state = await cache.verifyBlob(d.digest, d.size);
+      if (state === 'ok' && (await cache.touchBlob(d.digest))) {
+        return { descriptor: { mediaType: MediaType.OciLayerGzip, digest: d.digest, size: d.size }, fresh: false };
+      }
+      if (state === 'corrupt') this.opts.warn?.(`cached layer ${d.digest} was corrupt; dropped it and compressing again`);
+    }
+    const blob = await cache.writeBlob(gzipStream(cache.readBlob(tar.diffid, tar.size), this.opts.gzip));
+    return { descriptor: { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size }, fresh: true };
+  }
+}
