@@ -16,13 +16,18 @@ export interface GlobalArgs {
   jobs?: number | undefined;
 }
 
-export function globalOptions<T>(y: Argv<T>): Argv<T & GlobalArgs> {
+/**
+ * Adds the options every command takes. main.ts adds them once more at the top level (so they may
+ * come before the command word) without the short aliases, which yargs would otherwise list twice.
+ */
+export function globalOptions<T>(y: Argv<T>, opts: { aliases?: boolean } = {}): Argv<T & GlobalArgs> {
+  const alias = (a: string) => (opts.aliases === false ? {} : { alias: a });
   return y
     .option('cache-dir', { type: 'string', describe: 'Cache folder (used when $KOCACHE is unset; default $XDG_CACHE_HOME/kocache)' })
     .option('cache', { type: 'boolean', default: true, describe: 'Use the cache (--no-cache, or KOCACHE=off, runs with a throwaway one)' })
     .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout' })
-    .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress or info on stderr' })
-    .option('jobs', { alias: 'j', type: 'number', describe: 'Parallel compression and transfer jobs (default: cores)' }) as Argv<T & GlobalArgs>;
+    .option('quiet', { ...alias('q'), type: 'boolean', default: false, describe: 'No progress or info on stderr' })
+    .option('jobs', { ...alias('j'), type: 'number', describe: 'Parallel compression and transfer jobs (default: cores)' }) as Argv<T & GlobalArgs>;
 }
 
 /** What a command handler works with: the cache, the output, and the parallelism. */

@@ -12,7 +12,7 @@ async function main(argv: string[]): Promise<number> {
   let failure: unknown;
   const commands = await loadCommands(argv);
   // Global options are known at the top level too, so `kocache --json ls` works like `kocache ls --json`.
-  const parser = globalOptions(yargs(argv))
+  const parser = globalOptions(yargs(argv), { aliases: false })
     .scriptName('kocache')
     .usage('$0 <command> [options]\n\nA content-addressed layer cache for building and publishing OCI images.')
     .command(commands)
