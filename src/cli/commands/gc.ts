@@ -81,7 +81,8 @@ function summary(r: GcReport): string {
     `${c.stat} stat file${c.stat === 1 ? '' : 's'}`,
     `${c.lease} stale lease${c.lease === 1 ? '' : 's'}`,
   ];
-  const lines = r.removed.map((x) => `${verb} ${x.kind} ${x.what} (${x.reason}, ${formatBytes(x.bytes)})`);
+  // Files one per line; index records (several per blob) only in the count, and in --json.
+  const lines = r.removed.filter((x) => x.kind !== 'record').map((x) => `${verb} ${x.kind} ${x.what} (${x.reason}, ${formatBytes(x.bytes)})`);
   lines.push(`gc: ${verb} ${parts.join(', ')}; ${formatBytes(r.bytesFreed)} freed; cache ${formatBytes(r.sizeBefore)} -> ${formatBytes(r.sizeAfter)}`
     + (r.liveLeases > 0 ? ` (${r.liveLeases} running command${r.liveLeases === 1 ? '' : 's'} protected ${formatBytes(r.protectedBytes)})` : ''));
   return lines.join('\n');
