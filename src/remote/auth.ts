@@ -68,7 +68,7 @@ export class Authenticator {
    * bearer token that the registry stopped accepting); false when the same credentials were
    * just refused.
    */
-  learn(registry: string, scopes: string[], res: HttpResponse, sent: string | undefined): boolean {
+  async learn(registry: string, scopes: string[], res: HttpResponse, sent: string | undefined): Promise<boolean> {
     const challenge = res.headerAll('www-authenticate').map(parseChallenge).find((c) => c !== undefined);
     if (!challenge) return false;
     const known = this.challenges.get(registry);
@@ -77,11 +77,17 @@ export class Authenticator {
       this.challenges.set(registry, challenge);
       return true;
     }
-    if (challenge.scheme === 'bearer' && sent?.startsWith('Bearer ')) {
+    // Sent before a concurrent request learned the challenge: now the header can be built.
+    if (sent === undefined) return true;
+    if (challenge.scheme === 'bearer' && sent.startsWith('Bearer ')) {
+      // The token may have lapsed early or been revoked: drop it (unless already replaced) and fetch another.
       const key = tokenKey(registry, scopes);
       const cached = this.tokens.get(key);
-      this.tokens.delete(key);
-      return cached !== undefined;
+      if (cached) {
+        const t = await cached.catch(() => undefined);
+        if ((t === undefined || `Bearer ${t.value}` === sent) && this.tokens.get(key) === cached) this.tokens.delete(key);
+      }
+      return true;
     }
     return false;
   }

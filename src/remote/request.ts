@@ -45,7 +45,7 @@ export class Requester {
       const res = await this.transport.send(req);
       if (res.status === 401) {
         // A streamed body is gone; the uploader only streams after a POST has settled auth.
-        if (learned < 2 && replayable && this.auth.learn(call.registry, call.scopes, res, authorization)) {
+        if (learned < 2 && replayable && await this.auth.learn(call.registry, call.scopes, res, authorization)) {
           await discard(res);
           continue;
         }
