@@ -78,7 +78,7 @@ export class Requester {
       });
     } catch (err) {
       if (err instanceof KocacheError) throw err;
-      if (err instanceof RetryableError) throw new KocacheError('registry', `${registry}: ${err.message}`, { cause: err });
+      if (err instanceof RetryableError) throw new KocacheError('registry', `${err.message}, ${this.policy.tries} tries`, { cause: err });
       throw networkError(registry, err);
     }
   }

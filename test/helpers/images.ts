@@ -4,8 +4,10 @@ import type { ImageConfig, ImageIndex, ImageManifest } from '../../src/oci/manif
 import { sha256Digest } from '../../src/oci/digest.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 
+export type CountedBlob = BlobSource & { opens: number };
+
 /** A blob held in memory, yielded in 64 KiB pieces like a file stream; counts how often it is opened. */
-export function memoryBlob(bytes: Buffer, mediaType: string = MediaType.OciLayerGzip): BlobSource & { opens: number } {
+export function memoryBlob(bytes: Buffer, mediaType: string = MediaType.OciLayerGzip): CountedBlob {
   const blob = {
     descriptor: { mediaType, digest: sha256Digest(bytes), size: bytes.length },
     opens: 0,
@@ -18,7 +20,7 @@ export function memoryBlob(bytes: Buffer, mediaType: string = MediaType.OciLayer
 }
 
 /** A small single-platform image with random layers (the registry does not inspect layer bytes). */
-export function randomImage(layerSizes: number[], arch = 'amd64'): PushableManifest {
+export function randomImage(layerSizes: number[], arch = 'amd64'): PushableManifest & { layers: CountedBlob[] } {
   const layers = layerSizes.map((n) => memoryBlob(randomBytes(n)));
   const config: ImageConfig = {
     architecture: arch,
