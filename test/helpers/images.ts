@@ -6,6 +6,10 @@ import { MediaType } from '../../src/oci/mediatypes.js';
 
 export type CountedBlob = BlobSource & { opens: number };
 
+export interface TestImage extends PushableManifest {
+  layers: CountedBlob[];
+}
+
 /** A blob held in memory, yielded in 64 KiB pieces like a file stream; counts how often it is opened. */
 export function memoryBlob(bytes: Buffer, mediaType: string = MediaType.OciLayerGzip): CountedBlob {
   const blob = {
@@ -20,7 +24,7 @@ export function memoryBlob(bytes: Buffer, mediaType: string = MediaType.OciLayer
 }
 
 /** A small single-platform image with random layers (the registry does not inspect layer bytes). */
-export function randomImage(layerSizes: number[], arch = 'amd64'): PushableManifest & { layers: CountedBlob[] } {
+export function randomImage(layerSizes: number[], arch = 'amd64'): TestImage {
   const layers = layerSizes.map((n) => memoryBlob(randomBytes(n)));
   const config: ImageConfig = {
     architecture: arch,
