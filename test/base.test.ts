@@ -91,6 +91,13 @@ describe('base images through the cache', () => {
     const parts: Uint8Array[] = [];
     for await (const c of layer.open()) parts.push(c);
     assert.equal(sha256Digest(Buffer.concat(parts)), layer.descriptor.digest);
+    // ...and is kept on the way through, with the record that keeps gc from calling it unreferenced.
+    assert.equal(await cache.verifyBlob(layer.descriptor.digest, layer.descriptor.size), 'ok');
+    assert.ok(await cache.getRecord(`img/${regA.host}/base/blob/${layer.descriptor.digest}`));
+    // A consumer that stops early leaves nothing half-stored behind.
+    const other = bases[1]!.layers[0]!;
+    for await (const _ of other.open()) break;
+    assert.equal(await cache.blobSize(other.descriptor.digest), undefined);
     await client.close();
   });
 

@@ -1,3 +1,4 @@
+import { keepWhileStreaming } from '../cache/keep.js';
 import { imageBlobKey, imageTagKey } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
 import { KocacheError, errnoCode } from '../errors.js';
@@ -275,7 +276,7 @@ async function jsonBlob(ref: Reference, d: Descriptor, opts: BaseOptions): Promi
   return { bytes };
 }
 
-/** A base layer: cache first (and marked used), else streamed from the base registry. */
+/** A base layer: cache first (and marked used), else streamed from the base registry and kept. */
 function layerSource(ref: Reference, d: Descriptor, opts: BaseOptions): BlobSource {
   const repo = withIdentifier(ref, {});
   return {
@@ -292,7 +293,8 @@ async function* openLayer(repo: Reference, d: Descriptor, opts: BaseOptions): As
     return;
   }
   if (opts.offline) throw notCached(`layer ${d.digest} of ${formatRepository(repo)}`);
-  yield* opts.client.getBlob(repo, d);
+  // Kept on the way through: the next publish on this base finds the layer cached.
+  yield* keepWhileStreaming(opts.cache, opts.client.getBlob(repo, d), { digest: d.digest, size: d.size }, () => recordBlob(opts.cache, repo, d));
 }
 
 async function readCached(cache: CacheStore, d: Descriptor, warn: ((m: string) => void) | undefined): Promise<Buffer | undefined> {
