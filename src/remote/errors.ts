@@ -21,7 +21,7 @@ export function parseRegistryErrors(body: string): RegistryErrorEntry[] {
 /** The registry's own words, squeezed onto one line and kept short. */
 export function describeRegistryErrors(entries: RegistryErrorEntry[], body: string): string {
   const text = entries.length > 0
-    ? entries.map((e) => (e.message ? `${e.code}: ${e.message}` : e.code)).join('; ')
+    ? [...new Set(entries.map((e) => (e.message ? `${e.code}: ${e.message}` : e.code)))].join('; ')
     : body.replace(/<[^>]*>/g, ' ');
   return oneLine(text).slice(0, 300);
 }
@@ -49,10 +49,7 @@ export function networkError(registry: string, err: unknown): KocacheError {
   for (const e of causes(err)) {
     const code = errnoCode(e);
     if (code === undefined) continue;
-    if (TLS_CODES.test(code)) {
-      const reason = e instanceof Error ? oneLine(e.message) : code;
-      return new KocacheError('tls', `TLS error talking to registry ${registry}: ${reason} (if it serves plain HTTP, list it in KOCACHE_INSECURE_REGISTRIES)`, { cause: err });
-    }
+    if (TLS_CODES.test(code)) return tlsError(registry, code, e, err);
     why =
       code === 'ECONNREFUSED' ? 'connection refused'
       : code === 'ENOTFOUND' ? 'host not found'
@@ -66,4 +63,17 @@ export function networkError(registry: string, err: unknown): KocacheError {
   }
   if (!why) why = err instanceof Error ? oneLine(err.message) : String(err);
   return new KocacheError('unreachable', `cannot reach registry ${registry}: ${why}`, { cause: err });
+}
+
+function tlsError(registry: string, code: string, e: unknown, err: unknown): KocacheError {
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
+    return new KocacheError('tls', `TLS error talking to registry ${registry}: it does not answer in TLS (if it serves plain HTTP, list it in KOCACHE_INSECURE_REGISTRIES)`, { cause: err });
+  }
+  const message = e instanceof Error ? oneLine(e.message) : '';
+  // OpenSSL's own messages are file-and-line dumps; Node's certificate messages read well.
+  const reason = message && !message.includes('routines:') ? message : code;
+  const hint = /CERT|ISSUER|SELF_SIGNED|VERIFY/.test(code)
+    ? ' (for a private CA, point NODE_EXTRA_CA_CERTS at its certificate; for plain HTTP, list the registry in KOCACHE_INSECURE_REGISTRIES)'
+    : '';
+  return new KocacheError('tls', `TLS error talking to registry ${registry}: ${reason}${hint}`, { cause: err });
 }

@@ -51,6 +51,8 @@ export class Transport {
 
   /** `http://` for loopback and listed insecure registries, `https://` for everything else. */
   baseUrl(registry: string): string {
+    // Docker Hub's name is not its API host.
+    if (registry === 'docker.io') return 'https://registry-1.docker.io';
     const plain = LOOPBACK.test(registry) || this.insecure.has(registry.toLowerCase());
     return `${plain ? 'http' : 'https'}://${registry}`;
   }

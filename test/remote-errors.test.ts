@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { KocacheError } from '../src/errors.js';
+import { sha256Digest } from '../src/oci/digest.js';
+import { MediaType } from '../src/oci/mediatypes.js';
+import { type Reference, parseReference } from '../src/reference/reference.js';
+import { RegistryClient } from '../src/remote/client.js';
+import { pushImage } from '../src/remote/push.js';
+import { memoryBlob, randomImage } from './helpers/images.js';
+import { type RunningRegistry, freePort, startRegistry } from './helpers/registry.js';
+
+async function oneLineError(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof KocacheError, `a KocacheError, got ${err instanceof Error ? err.stack : String(err)}`);
+    assert.ok(!err.message.includes('\n'), `one line: ${err.message}`);
+    return err.message;
+  }
+  assert.fail('expected a rejection');
+}
+
+test('an unreachable registry: "cannot reach registry HOST: connection refused"', async () => {
+  const port = await freePort();
+  const client = new RegistryClient();
+  try {
+    const msg = await oneLineError(client.resolve(parseReference(`127.0.0.1:${port}/app:v1`)));
+    assert.equal(msg, `cannot reach registry 127.0.0.1:${port}: connection refused`);
+    const push = await oneLineError(pushImage(client, parseReference(`127.0.0.1:${port}/app:v1`), randomImage([10])));
+    assert.equal(push, `cannot reach registry 127.0.0.1:${port}: connection refused`);
+  } finally {
+    await client.close();
+  }
+});
+
+test('a registry with a certificate nobody vouches for: a TLS error naming the reason', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kocache-tls-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  const server = createServer({ key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) }, (_req, res) => res.end('{}'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  const client = new RegistryClient();
+  try {
+    const msg = await oneLineError(client.resolve({ registry: `[::ffff:7f00:1]:${port}`, repository: 'app', tag: 'v1' }));
+    assert.match(msg, /^TLS error talking to registry \[::ffff:7f00:1\]:\d+: self[- ]signed certificate \(for a private CA, point NODE_EXTRA_CA_CERTS/);
+  } finally {
+    await client.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+describe('errors from a real registry', () => {
+  let reg: RunningRegistry;
+  let client: RegistryClient;
+  before(async () => {
+    reg = await startRegistry();
+    client = new RegistryClient();
+  });
+  after(async () => {
+    await client.close();
+    await reg.stop();
+  });
+
+  test('HTTPS to a plain-HTTP registry is a TLS error with a hint; listing it as insecure fixes it', async () => {
+    // The IPv4-mapped IPv6 form of 127.0.0.1 is not on the loopback list, so kocache speaks HTTPS to it.
+    const mapped: Reference = { registry: `[::ffff:7f00:1]:${reg.port}`, repository: 'app', tag: 'v1' };
+    const msg = await oneLineError(client.resolve(mapped));
+    assert.match(msg, /^TLS error talking to registry \[::ffff:7f00:1\]:\d+: .*KOCACHE_INSECURE_REGISTRIES/);
+    const insecure = new RegistryClient({ insecureRegistries: [mapped.registry] });
+    try {
+      assert.equal(await insecure.resolve(mapped), undefined);
+    } finally {
+      await insecure.close();
+    }
+    process.env.KOCACHE_INSECURE_REGISTRIES = ` other.example, ${mapped.registry} `;
+    const fromEnv = new RegistryClient();
+    try {
+      assert.equal(await fromEnv.resolve(mapped), undefined);
+    } finally {
+      delete process.env.KOCACHE_INSECURE_REGISTRIES;
+      await fromEnv.close();
+    }
+  });
+
+  test('a missing tag or repository: "REF: manifest not found"', async () => {
+    await pushImage(client, parseReference(`${reg.host}/there:v1`), randomImage([100]));
+    assert.equal(await oneLineError(client.getManifest(parseReference(`${reg.host}/there:v2`))), `${reg.host}/there:v2: manifest not found`);
+    const missingRepo = await oneLineError(client.getManifest(parseReference(`${reg.host}/nowhere/app:v1`)));
+    assert.match(missingRepo, new RegExp(`^${reg.host}/nowhere/app:v1: (manifest|repository) not found$`));
+    const d = sha256Digest('x');
+    assert.equal(await oneLineError(client.getManifest(parseReference(`${reg.host}/there@${d}`))), `${reg.host}/there@${d}: manifest not found`);
+  });
+
+  test('a blob that is not there: one line naming it', async () => {
+    const d = sha256Digest('no such blob');
+    const msg = await oneLineError((async () => {
+      for await (const _ of client.getBlob(parseReference(`${reg.host}/there`), { mediaType: MediaType.OciLayerGzip, digest: d, size: 12 })) { /* drain */ }
+    })());
+    assert.match(msg, new RegExp(`^${reg.host}/there@${d}: (not found in the registry|repository not found|manifest not found)`));
+  });
+
+  test('a manifest naming blobs the registry lacks is refused with the reason', async () => {
+    const image = randomImage([100]);
+    const msg = await oneLineError(client.putManifest(parseReference(`${reg.host}/lacking:v1`), image.bytes, image.descriptor.mediaType));
+    assert.match(msg, /^127\.0\.0\.1:\d+\/lacking:v1: the registry lacks a blob the manifest names \(MANIFEST_BLOB_UNKNOWN/);
+  });
+
+  test('a source whose bytes do not match its descriptor: digest mismatch, nothing tagged', async () => {
+    const good = memoryBlob(Buffer.from('the bytes the descriptor promises'));
+    const liar = { descriptor: good.descriptor, open: memoryBlob(Buffer.from('other bytes, the very same length!')).open };
+    assert.equal(Buffer.from('other bytes, the very same length!').length === good.descriptor.size, false);
+    const sameLength = { descriptor: good.descriptor, open: memoryBlob(Buffer.from('THE BYTES THE DESCRIPTOR PROMISES')).open };
+    for (const blob of [liar, sameLength]) {
+      const msg = await oneLineError(client.pushBlob(parseReference(`${reg.host}/liar`), blob));
+      assert.match(msg, /digest mismatch/);
+    }
+    assert.equal(await client.blobExists(parseReference(`${reg.host}/liar`), good.descriptor.digest), false);
+  });
+
+  test('a manifest fetched by digest is checked against that digest', async () => {
+    const image = randomImage([100]);
+    await pushImage(client, parseReference(`${reg.host}/bydigest:v1`), image);
+    const got = await client.getManifest(parseReference(`${reg.host}/bydigest@${image.descriptor.digest}`));
+    assert.deepEqual(got.descriptor, image.descriptor);
+    assert.deepEqual(got.bytes, image.bytes);
+  });
+});
