@@ -108,7 +108,8 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
   const sizeBefore = treeSize(dir);
   let protectedBytes = 0;
 
-  // Temp files: cacache's tmp/ (a writer killed mid-blob), the stat cache's *.tmp, our own trash.
+  // Temp files: cacache's tmp/ (a writer killed mid-blob) and the stat cache's *.tmp, once old enough
+  // that no running writer can own them.
   for (const f of listEntries(join(dir, 'tmp'))) {
     if (f.mtime < tmpCutoff) {
       note('tmp', rel(f.path), f.bytes, 'leftover');
