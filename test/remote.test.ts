@@ -8,6 +8,8 @@ import { parseReference } from '../src/reference/reference.js';
 import { RegistryClient } from '../src/remote/client.js';
 import { pushImage } from '../src/remote/push.js';
 import { sha256Digest } from '../src/oci/digest.js';
+import { CacheStore } from '../src/cache/store.js';
+import type { BlobSource } from '../src/image/pushable.js';
 import { indexOf, memoryBlob, randomImage } from './helpers/images.js';
 import { type RunningRegistry, skopeoPath, startRegistry } from './helpers/registry.js';
 
@@ -117,5 +119,68 @@ describe('registry client against a real registry', () => {
     }, /digest mismatch/);
     assert.equal(await client.blobExists(parseReference(`${reg.host}/verify`), real.digest), true);
     assert.equal(await client.blobExists(parseReference(`${reg.host}/verify`), sha256Digest('absent')), false);
+  });
+
+  test('where blobs were seen is kept in the cache: a later run mounts into another repository', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kocache-seen-'));
+    try {
+      const image = randomImage([40_000]);
+      const first = new RegistryClient({ cache: new CacheStore(dir) });
+      await pushImage(first, parseReference(`${reg.host}/seen-a:v1`), image);
+      await first.close();
+      // A new client (a new process, as far as it knows) with the same cache.
+      const second = new RegistryClient({ cache: new CacheStore(dir) });
+      const result = await pushImage(second, parseReference(`${reg.host}/seen-b:v1`), image);
+      await second.close();
+      assert.deepEqual([result.uploaded, result.mounted], [0, 2]);
+      // Without the cache nothing is known, so a third repository gets uploads.
+      const third = new RegistryClient();
+      const cold = await pushImage(third, parseReference(`${reg.host}/seen-c:v1`), image);
+      await third.close();
+      assert.deepEqual([cold.uploaded, cold.mounted], [2, 0]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a BlobSource naming an origin repository on the same registry is mounted from it', async () => {
+    const image = randomImage([30_000]);
+    await pushImage(client, parseReference(`${reg.host}/base:v1`), image);
+    const fresh = new RegistryClient();
+    try {
+      const layer = image.layers[0]!;
+      const withOrigin: BlobSource = { ...layer, open: layer.open, origins: [{ registry: 'elsewhere.example', repository: 'x' }, { registry: reg.host, repository: 'base' }] };
+      assert.equal(await fresh.pushBlob(parseReference(`${reg.host}/derived`), withOrigin), 'mounted');
+      assert.ok(reg.log().includes(`from=base`));
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  test('pushImage keeps at most `jobs` blob pushes in flight and reports progress to the total', async () => {
+    class CountingClient extends RegistryClient {
+      inFlight = 0;
+      peak = 0;
+      override async pushBlob(repo: Parameters<RegistryClient['pushBlob']>[0], blob: BlobSource) {
+        this.inFlight++;
+        this.peak = Math.max(this.peak, this.inFlight);
+        try {
+          return await super.pushBlob(repo, blob);
+        } finally {
+          this.inFlight--;
+        }
+      }
+    }
+    const counting = new CountingClient();
+    try {
+      const image = randomImage([1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 7_000]);
+      const events: { done: number; total: number }[] = [];
+      await pushImage(counting, parseReference(`${reg.host}/jobs:v1`), image, { jobs: 3, onProgress: (e) => events.push(e) });
+      assert.equal(counting.peak, 3);
+      assert.deepEqual(events.at(-1), { done: 9, total: 9 });
+      assert.deepEqual(events[0], { done: 0, total: 9 });
+    } finally {
+      await counting.close();
+    }
   });
 });
