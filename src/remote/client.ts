@@ -88,18 +88,15 @@ export class RegistryClient {
 
   async getManifest(ref: Reference): Promise<{ descriptor: Descriptor; bytes: Buffer }> {
     const what = formatReference(ref);
-    const res = await this.rq.call({
-      registry: ref.registry, scopes: pull(ref), method: 'GET', what,
-      url: this.manifestUrl(ref), headers: { accept: MANIFEST_ACCEPT.join(', ') },
+    // The body is read inside the retry, so a connection dropped mid-manifest is tried again.
+    const { res, bytes } = await this.rq.retrying(ref.registry, async () => {
+      const r = await this.rq.once({
+        registry: ref.registry, scopes: pull(ref), method: 'GET', what,
+        url: this.manifestUrl(ref), headers: { accept: MANIFEST_ACCEPT.join(', ') },
+      });
+      if (r.status !== 200) throw await this.rq.unexpected(r, { method: 'GET', what });
+      return { res: r, bytes: await readBytes(r, MAX_MANIFEST_BYTES) };
     });
-    if (res.status !== 200) throw await this.rq.unexpected(res, { method: 'GET', what });
-    let bytes: Buffer;
-    try {
-      bytes = await readBytes(res, MAX_MANIFEST_BYTES);
-    } catch (err) {
-      if (isRetryableNetworkError(err)) return this.getManifest(ref);
-      throw new KocacheError('registry', `${what}: manifest larger than ${MAX_MANIFEST_BYTES} bytes`, { cause: err });
-    }
     const digest = sha256Digest(bytes);
     if (ref.digest && digest !== ref.digest) {
       throw new KocacheError('digest', `${what}: digest mismatch: the registry sent a manifest hashing to ${digest}`);

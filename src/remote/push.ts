@@ -1,5 +1,6 @@
 import type { BlobSource, Pushable, PushableManifest } from '../image/pushable.js';
 import type { Digest } from '../oci/digest.js';
+import { MediaType } from '../oci/mediatypes.js';
 import { type Reference, formatRepository } from '../reference/reference.js';
 import type { RegistryClient } from './client.js';
 
@@ -25,7 +26,7 @@ export interface PushOptions {
  */
 export async function pushImage(client: RegistryClient, target: Reference, image: Pushable, opts: PushOptions = {}): Promise<PushResult> {
   const manifests: PushableManifest[] = image.kind === 'index' ? image.manifests : [image];
-  const blobs = uniqueBlobs(manifests.flatMap((m) => [...m.layers, m.config]));
+  const blobs = uniqueBlobs(manifests.flatMap((m) => [...m.layers.filter((l) => !isForeign(l)), m.config]));
   const total = blobs.length + manifests.length + (image.kind === 'index' ? 1 : 0);
   let done = 0;
   const progress = () => opts.onProgress?.({ done, total });
@@ -53,6 +54,15 @@ export async function pushImage(client: RegistryClient, target: Reference, image
   done++;
   progress();
   return { digest: pushed.digest, reference: `${formatRepository(repo)}@${pushed.digest}`, ...counts };
+}
+
+/**
+ * Foreign (non-distributable) layers, such as Windows base layers, live at their `urls` and may
+ * not be pushed; registries accept manifests naming them without holding the bytes.
+ */
+export function isForeign(blob: BlobSource): boolean {
+  const mt = blob.descriptor.mediaType;
+  return mt === MediaType.DockerForeignLayerGzip || mt.startsWith('application/vnd.oci.image.layer.nondistributable.');
 }
 
 /** One BlobSource per digest; the origins of duplicates are merged so any of them can serve a mount. */

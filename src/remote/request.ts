@@ -44,10 +44,11 @@ export class Requester {
       if (call.body !== undefined) req.body = call.body;
       const res = await this.transport.send(req);
       if (res.status === 401) {
-        // A streamed body is gone; the uploader only streams after a POST has settled auth.
-        if (learned < 2 && replayable && await this.auth.learn(call.registry, call.scopes, res, authorization)) {
+        if (learned < 2 && await this.auth.learn(call.registry, call.scopes, res, authorization)) {
           await discard(res);
-          continue;
+          if (replayable) continue;
+          // A streamed body is gone: the uploader starts over, now with a fresh token.
+          throw new RetryableError(`${call.method} ${call.what}: the registry refused the token; starting again`);
         }
         throw await this.auth.failure(call.registry, res, call.what);
       }
@@ -73,8 +74,8 @@ export class Requester {
   async retrying<T>(registry: string, attempt: (n: number) => Promise<T>): Promise<T> {
     try {
       return await withRetries(this.policy, attempt, (err, n, delay) => {
-        const why = err instanceof Error ? err.message : String(err);
-        this.warn(`${registry}: ${why.split('\n')[0] ?? ''}; retrying in ${(delay / 1000).toFixed(1)} s (try ${n + 1} of ${this.policy.tries})`);
+        const why = err instanceof RetryableError ? err.message : networkError(registry, err).message;
+        this.warn(`${why}; retrying in ${(delay / 1000).toFixed(1)} s (try ${n + 1} of ${this.policy.tries})`);
       });
     } catch (err) {
       if (err instanceof KocacheError) throw err;

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { Agent, type Dispatcher, interceptors, request } from 'undici';
+import { KocacheError } from '../errors.js';
 
 /** An HTTP exchange as the registry client sees it; bodies are Buffers (replayable) or streams (not). */
 export interface HttpRequest {
@@ -97,7 +98,7 @@ export async function readBytes(res: HttpResponse, limit = 4 << 20): Promise<Buf
     n += b.length;
     if (n > limit) {
       res.body.destroy();
-      throw new Error(`response body larger than ${limit} bytes`);
+      throw new KocacheError('registry', `${new URL(res.url).host}: response larger than ${limit} bytes from ${new URL(res.url).pathname}`);
     }
     parts.push(b);
   }
