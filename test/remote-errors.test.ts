@@ -11,6 +11,7 @@ import { MediaType } from '../src/oci/mediatypes.js';
 import { type Reference, parseReference } from '../src/reference/reference.js';
 import { RegistryClient } from '../src/remote/client.js';
 import { pushImage } from '../src/remote/push.js';
+import type { PushableManifest } from '../src/image/pushable.js';
 import { memoryBlob, randomImage } from './helpers/images.js';
 import { type RunningRegistry, freePort, startRegistry } from './helpers/registry.js';
 
@@ -132,4 +133,39 @@ describe('errors from a real registry', () => {
     assert.deepEqual(got.descriptor, image.descriptor);
     assert.deepEqual(got.bytes, image.bytes);
   });
+
+  test('a foreign layer is never opened or uploaded; a registry refusing its URL fails at once, not after retries', async () => {
+    const image = withForeignLayer(randomImage([100]));
+    const before = reg.requests('PUT', /^\/v2\/win\/manifests\//);
+    const msg = await oneLineError(pushImage(client, parseReference(`${reg.host}/win:v1`), image));
+    assert.match(msg, /the registry lacks a blob the manifest names/);
+    assert.equal(reg.requests('PUT', /^\/v2\/win\/manifests\//) - before, 1, 'a validation error is not retried');
+
+    const allowing = await startRegistry({ extraConfig: ['validation:', '  manifests:', '    urls:', '      allow:', "        - '^https://'"].join('\n') });
+    const c = new RegistryClient();
+    try {
+      const result = await pushImage(c, parseReference(`${allowing.host}/win:v1`), image);
+      assert.equal(result.uploaded, 2, 'config and the one ordinary layer');
+    } finally {
+      await c.close();
+      await allowing.stop();
+    }
+  });
 });
+
+/** The image with a Windows-style foreign layer appended, whose source must never be opened. */
+function withForeignLayer(image: PushableManifest): PushableManifest {
+  const foreign = { mediaType: MediaType.DockerForeignLayerGzip, digest: sha256Digest('foreign'), size: 7, urls: ['https://example.com/layer.tar.gz'] };
+  const manifest = JSON.parse(image.bytes.toString('utf8')) as { mediaType: string; config: { mediaType: string }; layers: object[] };
+  manifest.mediaType = MediaType.DockerManifest;
+  manifest.config.mediaType = MediaType.DockerConfig;
+  manifest.layers.push(foreign);
+  const bytes = Buffer.from(JSON.stringify(manifest));
+  return {
+    ...image,
+    bytes,
+    descriptor: { mediaType: MediaType.DockerManifest, digest: sha256Digest(bytes), size: bytes.length },
+    config: { ...image.config, descriptor: { ...image.config.descriptor, mediaType: MediaType.DockerConfig } },
+    layers: [...image.layers, { descriptor: foreign, open: () => { throw new Error('a foreign layer was opened'); } }],
+  };
+}

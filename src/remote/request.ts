@@ -55,7 +55,10 @@ export class Requester {
       if (res.status === 403) throw await this.auth.failure(call.registry, res, call.what);
       if (isRetryableStatus(res.status)) {
         const body = await readText(res).catch(() => '');
-        const detail = describeRegistryErrors(parseRegistryErrors(body), body);
+        const errors = parseRegistryErrors(body);
+        // distribution answers some validation failures with 500; trying again cannot help those.
+        if (errors.some((e) => PERMANENT_CODES.has(e.code))) throw this.unexpectedBody(res.status, body, call);
+        const detail = describeRegistryErrors(errors, body);
         throw new RetryableError(
           `${call.method} ${call.what}: registry answered ${res.status}${detail ? ` (${detail})` : ''}`,
           parseRetryAfter(res.header('retry-after')),
@@ -86,7 +89,11 @@ export class Requester {
 
   /** The error for a response that is none of the statuses the caller expected. */
   async unexpected(res: HttpResponse, call: Pick<RegistryCall, 'method' | 'what'>): Promise<KocacheError> {
-    const body = await readText(res).catch(() => '');
+    return this.unexpectedBody(res.status, await readText(res).catch(() => ''), call);
+  }
+
+  unexpectedBody(status: number, body: string, call: Pick<RegistryCall, 'method' | 'what'>): KocacheError {
+    const res = { status };
     const errors = parseRegistryErrors(body);
     const codes = new Set(errors.map((e) => e.code));
     if (res.status === 404 || codes.has('MANIFEST_UNKNOWN') || codes.has('NAME_UNKNOWN') || codes.has('BLOB_UNKNOWN')) {
@@ -100,6 +107,12 @@ export class Requester {
     return new KocacheError('registry', `${call.method} ${call.what}: registry answered ${res.status}${detail ? ` (${detail})` : ''}`);
   }
 }
+
+/** Error codes that say the request itself is wrong, whatever the status they come with. */
+const PERMANENT_CODES = new Set([
+  'BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID',
+  'MANIFEST_UNVERIFIED', 'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'TAG_INVALID', 'UNSUPPORTED', 'DENIED',
+]);
 
 /** Resolves a Location header against the URL that returned it (registries send both relative and absolute ones). */
 export function resolveLocation(res: HttpResponse, what: string): string {
