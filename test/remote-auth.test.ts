@@ -9,6 +9,8 @@ import { KocacheError } from '../src/errors.js';
 import { parseReference } from '../src/reference/reference.js';
 import { RegistryClient } from '../src/remote/client.js';
 import { pushImage } from '../src/remote/push.js';
+import { createServer } from 'node:http';
+import { startFaultProxy } from './helpers/fault-proxy.js';
 import { htpasswdConfig, writeHtpasswd } from './helpers/htpasswd.js';
 import { randomImage } from './helpers/images.js';
 import { type RunningRegistry, skopeoPath, startRegistry } from './helpers/registry.js';
@@ -20,6 +22,12 @@ function dockerConfig(root: string, name: string, config: object): string {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   return dir;
+}
+
+async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const c of source) parts.push(c);
+  return Buffer.concat(parts);
 }
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -102,6 +110,43 @@ describe('Basic auth (htpasswd)', () => {
       );
     } finally {
       await client.close();
+    }
+  });
+
+  test('a blob read redirected to a storage host follows the redirect without sending the credentials there', async () => {
+    const dir = dockerConfig(root, 'redirect', { auths: { [reg.host]: { auth: b64(`alice:${PASSWORD}`) } } });
+    const client = new RegistryClient({ dockerConfigDir: dir });
+    const image = randomImage([50_000]);
+    const layer = image.layers[0]!;
+    await pushImage(client, parseReference(`${reg.host}/private/redirected:v1`), image);
+    // The "storage host": another origin serving the blob's bytes, noting what headers it got.
+    const storageAuth: (string | undefined)[] = [];
+    const bytes = await collect(layer.open());
+    const storage = createServer((req, res) => {
+      storageAuth.push(req.headers.authorization);
+      res.writeHead(200, { 'content-length': String(bytes.length) });
+      res.end(bytes);
+    });
+    await new Promise<void>((resolve) => storage.listen(0, '127.0.0.1', resolve));
+    const addr = storage.address();
+    const storagePort = typeof addr === 'object' && addr ? addr.port : 0;
+    const proxy = await startFaultProxy(reg.port, [
+      { method: 'GET', path: /\/blobs\/sha256:/, times: 99, redirectTo: (p) => `http://localhost:${storagePort}/storage${p}?signature=abc` },
+    ]);
+    const viaProxy = new RegistryClient({ dockerConfigDir: dockerConfig(root, 'redirect-proxy', { auths: { [proxy.host]: { auth: b64(`alice:${PASSWORD}`) } } }) });
+    try {
+      assert.ok(await viaProxy.resolve(parseReference(`${proxy.host}/private/redirected:v1`)), 'authenticated through the proxy');
+      const got = await collect(viaProxy.getBlob(parseReference(`${proxy.host}/private/redirected`), layer.descriptor));
+      assert.deepEqual(got, bytes);
+      assert.deepEqual(proxy.injected, [`GET /v2/private/redirected/blobs/${layer.descriptor.digest} -> 307`]);
+      assert.equal(proxy.seen.find((r) => r.path.includes('/blobs/'))?.authorization, true, 'the registry got the credentials');
+      assert.deepEqual(storageAuth, [undefined], 'the storage host did not');
+    } finally {
+      await viaProxy.close();
+      await client.close();
+      await proxy.stop();
+      storage.closeAllConnections();
+      await new Promise((resolve) => storage.close(resolve));
     }
   });
 

@@ -75,6 +75,22 @@ describe('retries against a fault-injecting proxy in front of a real registry', 
     }
   });
 
+  test('relative Location headers are resolved against the URL that sent them', async () => {
+    proxy = await startFaultProxy(reg.port, [], { relativeLocations: true });
+    const client = new RegistryClient({ upload: SMALL_CHUNKS });
+    try {
+      const image = randomImage([100_000, 400_000]);
+      const result = await pushImage(client, parseReference(`${proxy.host}/relative:v1`), image);
+      assert.equal(result.uploaded, 3);
+      assert.ok(proxy.forwarded.some((r) => r.startsWith('PATCH /v2/relative/blobs/uploads/')), 'the chunked path ran');
+      execFileSync(skopeoPath(), ['copy', '--quiet', '--src-tls-verify=false', `docker://${reg.host}/relative:v1`, `dir:${reg.root}/relative`]);
+    } finally {
+      await client.close();
+      await proxy.stop();
+      proxy = undefined;
+    }
+  });
+
   test('a registry that keeps failing: one line after the last try', async () => {
     proxy = await startFaultProxy(reg.port, [{ method: 'PUT', path: /\/manifests\//, times: 99, status: 500 }]);
     const client = new RegistryClient({ retry: FAST });

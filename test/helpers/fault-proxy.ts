@@ -10,6 +10,8 @@ export interface Fault {
   headers?: Record<string, string>;
   /** Drop the connection after reading this many request-body bytes (0: at once), as a crashed proxy would. */
   resetAfterBytes?: number;
+  /** Answer 307 with this Location instead (a registry sending blob reads to a storage host). */
+  redirectTo?: (path: string) => string;
   /** Forward, but cut the response body off after this many bytes (a download that breaks). */
   cutResponseAfterBytes?: number;
 }
@@ -21,6 +23,8 @@ export interface FaultProxy {
   injected: string[];
   /** Requests forwarded to the registry, as `METHOD path`. */
   forwarded: string[];
+  /** Every request that reached the proxy, and whether it carried an Authorization header. */
+  seen: { method: string; path: string; authorization: boolean }[];
   stop(): Promise<void>;
 }
 
@@ -29,15 +33,29 @@ export interface FaultProxy {
  * or a dropped connection, everything else goes through unchanged (Host included, so the
  * registry's Location headers point back at the proxy).
  */
-export async function startFaultProxy(upstreamPort: number, faults: Fault[]): Promise<FaultProxy> {
+export interface ProxyOptions {
+  /** Rewrite absolute Location headers to bare paths (some registries send relative ones). */
+  relativeLocations?: boolean;
+}
+
+export async function startFaultProxy(upstreamPort: number, faults: Fault[], opts: ProxyOptions = {}): Promise<FaultProxy> {
   const left = faults.map((f) => ({ ...f }));
   const injected: string[] = [];
   const forwarded: string[] = [];
+  const seen: { method: string; path: string; authorization: boolean }[] = [];
   const server: Server = createServer((req: IncomingMessage, res) => {
     const path = req.url ?? '/';
+    seen.push({ method: req.method ?? '', path, authorization: req.headers.authorization !== undefined });
     const fault = left.find((f) => f.times > 0 && f.method === req.method && f.path.test(path));
     if (fault) {
       fault.times--;
+      if (fault.redirectTo) {
+        injected.push(`${req.method} ${path} -> 307`);
+        req.resume();
+        res.writeHead(307, { location: fault.redirectTo(path), 'content-length': '0' });
+        res.end();
+        return;
+      }
       if (fault.cutResponseAfterBytes !== undefined) {
         injected.push(`${req.method} ${path} -> cut`);
         const up = request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path, headers: req.headers }, (upRes) => {
@@ -82,7 +100,12 @@ export async function startFaultProxy(upstreamPort: number, faults: Fault[]): Pr
     }
     forwarded.push(`${req.method} ${path}`);
     const up = request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path, headers: req.headers }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      const headers = { ...upRes.headers };
+      if (opts.relativeLocations && typeof headers.location === 'string') {
+        const u = new URL(headers.location, 'http://x');
+        headers.location = `${u.pathname}${u.search}`;
+      }
+      res.writeHead(upRes.statusCode ?? 502, headers);
       upRes.pipe(res);
     });
     up.on('error', () => res.destroy());
@@ -95,6 +118,7 @@ export async function startFaultProxy(upstreamPort: number, faults: Fault[]): Pr
     host: `127.0.0.1:${port}`,
     injected,
     forwarded,
+    seen,
     stop: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
 }
