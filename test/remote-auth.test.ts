@@ -249,6 +249,22 @@ describe('Bearer tokens (token server beside the registry)', () => {
     }
   });
 
+  test('credentials that are good but lack the permission: one line saying which action on which repository', async () => {
+    const dir = dockerConfig(root, 'scoped', { auths: { [reg.host]: { auth: b64('bob:hunter2-pw') } } });
+    const client = new RegistryClient({ dockerConfigDir: dir });
+    denied.add('team/app');
+    try {
+      await rejectsOneLine(
+        client.getManifest(parseReference(`${reg.host}/team/app:v1`)),
+        /^authentication to 127\.0\.0\.1:\d+ failed: the credentials of user "bob" from .*config\.json may not team\/app:pull /,
+        ['hunter2-pw'],
+      );
+    } finally {
+      denied.delete('team/app');
+      await client.close();
+    }
+  });
+
   test('anonymous access the token server does not grant ends in one line', async () => {
     const client = new RegistryClient({ dockerConfigDir: join(root, 'nobody') });
     try {

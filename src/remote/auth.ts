@@ -8,6 +8,8 @@ export interface Challenge {
   scheme: 'basic' | 'bearer';
   realm?: string;
   service?: string;
+  /** Set on a refusal: `insufficient_scope` means authenticated but not allowed. */
+  error?: string;
 }
 
 export function parseChallenge(header: string | undefined): Challenge | undefined {
@@ -24,6 +26,7 @@ export function parseChallenge(header: string | undefined): Challenge | undefine
   const c: Challenge = { scheme };
   if (params.realm !== undefined) c.realm = params.realm;
   if (params.service !== undefined) c.service = params.service;
+  if (params.error !== undefined) c.error = params.error;
   return c;
 }
 
@@ -93,13 +96,16 @@ export class Authenticator {
   }
 
   /** The one-line error for a request the registry still refuses. */
-  async failure(registry: string, res: HttpResponse, what: string): Promise<KocacheError> {
+  async failure(registry: string, res: HttpResponse, what: string, scopes: string[] = []): Promise<KocacheError> {
     const body = await readText(res).catch(() => '');
     const detail = describeRegistryErrors(parseRegistryErrors(body), body);
     const challenge = this.challenges.get(registry);
     const creds = await this.credentials.get(registry).catch(() => undefined);
+    const refusal = res.headerAll('www-authenticate').map(parseChallenge).find((c) => c !== undefined);
     let why: string;
-    if (res.status === 403) {
+    if (creds && refusal?.error === 'insufficient_scope') {
+      why = `${describe(creds)} may not ${scopes.map((s) => s.replace(/^repository:/, '')).join(' and ') || 'access'} (${what})`;
+    } else if (res.status === 403) {
       why = `access to ${what} denied${creds ? ` for ${describe(creds)}` : ''}`;
     } else if (!creds && challenge) {
       why = `${what} needs credentials and none are configured for ${registry} (docker login ${registry}, or set DOCKER_CONFIG)`;

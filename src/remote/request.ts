@@ -50,9 +50,9 @@ export class Requester {
           // A streamed body is gone: the uploader starts over, now with a fresh token.
           throw new RetryableError(`${call.method} ${call.what}: the registry refused the token; starting again`);
         }
-        throw await this.auth.failure(call.registry, res, call.what);
+        throw await this.auth.failure(call.registry, res, call.what, call.scopes);
       }
-      if (res.status === 403) throw await this.auth.failure(call.registry, res, call.what);
+      if (res.status === 403) throw await this.auth.failure(call.registry, res, call.what, call.scopes);
       if (isRetryableStatus(res.status)) {
         const body = await readText(res).catch(() => '');
         const errors = parseRegistryErrors(body);
