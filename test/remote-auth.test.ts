@@ -274,3 +274,36 @@ describe('Bearer tokens (token server beside the registry)', () => {
     }
   });
 });
+
+describe('Bearer token lifetime', () => {
+  let root: string;
+  let reg: RunningRegistry;
+  let issuer: TokenIssuer;
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), 'kocache-expiry-'));
+    issuer = await startTokenIssuer(root, { users: { bob: 'pw' }, expiresIn: 2 });
+    reg = await startRegistry({ extraConfig: issuer.registryConfig });
+  });
+  after(async () => {
+    await reg.stop();
+    await issuer.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  test('a token is replaced before it is sent past its expires_in', async () => {
+    const client = new RegistryClient({ dockerConfigDir: dockerConfig(root, 'c', { auths: { [reg.host]: { username: 'bob', password: 'pw' } } }) });
+    try {
+      const ref = parseReference(`${reg.host}/app:v1`);
+      assert.equal(await client.resolve(ref), undefined);
+      assert.equal(issuer.requests.length, 1);
+      // Past the whole 2 s lifetime: the old token must not be sent again.
+      await new Promise((r) => setTimeout(r, 2100));
+      assert.equal(await client.resolve(ref), undefined);
+      assert.equal(issuer.requests.length, 2);
+      // 401 + retry for the first resolve, then one HEAD: the fresh token was fetched before sending, not after a refusal.
+      assert.equal(reg.requests('HEAD', /^\/v2\/app\/manifests\/v1$/), 3);
+    } finally {
+      await client.close();
+    }
+  });
+});
