@@ -183,4 +183,18 @@ describe('registry client against a real registry', () => {
       await counting.close();
     }
   });
+
+  test('two images sharing layers pushed at the same time transfer each shared blob once', async () => {
+    const a = randomImage([30_000, 40_000]);
+    const b = randomImage([50_000]);
+    b.layers.push(...a.layers);
+    // (b's manifest bytes name only its own layer; pushImage pushes every blob it is given, which is what counts here.)
+    const [ra, rb] = await Promise.all([
+      pushImage(client, parseReference(`${reg.host}/together:a`), a),
+      pushImage(client, parseReference(`${reg.host}/together:b`), b),
+    ]);
+    assert.equal(ra.uploaded + rb.uploaded, 5, 'two configs and three distinct layers, each uploaded once');
+    assert.equal(ra.present + rb.present, 2, 'the shared layers count as present for the push that waited');
+    assert.equal(reg.uploadsStarted('together'), 5);
+  });
 });

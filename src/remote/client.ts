@@ -47,6 +47,7 @@ export class RegistryClient {
   private readonly seen: BlobLocations;
   private readonly uploadOpts: UploadOptions;
   private readonly warn: (msg: string) => void;
+  private readonly pushing = new Map<string, Promise<unknown>>();
 
   constructor(opts: ClientOptions = {}) {
     this.warn = opts.warn ?? (() => {});
@@ -188,8 +189,28 @@ export class RegistryClient {
     await this.seen.record(canonicalRegistry(repo.registry), repo.repository, descriptor.digest, descriptor.size);
   }
 
-  /** HEAD, then a mount from a repository of the same registry known to hold the blob, then an upload. */
+  /**
+   * HEAD, then a mount from a repository of the same registry known to hold the blob, then an
+   * upload. Concurrent pushes of one blob to one repository (images sharing layers, pushed in
+   * parallel) share a single transfer; the later callers see it as 'present'.
+   */
   async pushBlob(repo: Reference, blob: BlobSource): Promise<'present' | 'mounted' | 'uploaded'> {
+    const key = `${canonicalRegistry(repo.registry)}/${repo.repository}@${blob.descriptor.digest}`;
+    const running = this.pushing.get(key);
+    if (running) {
+      await running;
+      return 'present';
+    }
+    const p = this.pushBlobOnce(repo, blob);
+    this.pushing.set(key, p);
+    try {
+      return await p;
+    } finally {
+      this.pushing.delete(key);
+    }
+  }
+
+  private async pushBlobOnce(repo: Reference, blob: BlobSource): Promise<'present' | 'mounted' | 'uploaded'> {
     const { digest, size } = blob.descriptor;
     const registry = canonicalRegistry(repo.registry);
     if (await this.headBlob(repo, digest, pushScope(repo))) {
