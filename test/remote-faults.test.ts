@@ -107,4 +107,21 @@ describe('retries against a fault-injecting proxy in front of a real registry', 
       proxy = undefined;
     }
   });
+
+  test('a Retry-After longer than kocache waits ends the push at once, saying so', async () => {
+    proxy = await startFaultProxy(reg.port, [{ method: 'PUT', path: /\/manifests\//, times: 99, status: 429, headers: { 'retry-after': '3600' } }]);
+    const client = new RegistryClient({ retry: FAST });
+    try {
+      await assert.rejects(pushImage(client, parseReference(`${proxy.host}/later:v1`), randomImage([1_000])), (err: unknown) => {
+        assert.ok(err instanceof KocacheError);
+        assert.equal(err.message, `PUT ${proxy?.host}/later:v1: registry answered 429 (UNAVAILABLE: injected fault); it asks to wait 3600 s, longer than kocache waits`);
+        return true;
+      });
+      assert.equal(proxy.injected.length, 1);
+    } finally {
+      await client.close();
+      await proxy.stop();
+      proxy = undefined;
+    }
+  });
 });

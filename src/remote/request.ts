@@ -82,7 +82,12 @@ export class Requester {
       });
     } catch (err) {
       if (err instanceof KocacheError) throw err;
-      if (err instanceof RetryableError) throw new KocacheError('registry', `${err.message}, ${this.policy.tries} tries`, { cause: err });
+      if (err instanceof RetryableError) {
+        const wait = err.retryAfterMs !== undefined && err.retryAfterMs > this.policy.maxRetryAfterMs
+          ? `; it asks to wait ${Math.ceil(err.retryAfterMs / 1000)} s, longer than kocache waits`
+          : `, ${err.attempts} ${err.attempts === 1 ? 'try' : 'tries'}`;
+        throw new KocacheError('registry', `${err.message}${wait}`, { cause: err });
+      }
       throw networkError(registry, err);
     }
   }

@@ -59,6 +59,9 @@ export function sleep(ms: number): Promise<void> {
 
 /** A failure that may succeed if tried again, with the server's requested wait if it gave one. */
 export class RetryableError extends Error {
+  /** How many attempts were made when this one was given up on (set by withRetries). */
+  attempts = 1;
+
   constructor(message: string, readonly retryAfterMs?: number, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'RetryableError';
@@ -79,6 +82,7 @@ export async function withRetries<T>(
     try {
       return await attempt(n);
     } catch (err) {
+      if (err instanceof RetryableError) err.attempts = n;
       const retryable = err instanceof RetryableError || isRetryableNetworkError(err);
       if (!retryable || n >= policy.tries) throw err;
       const requested = err instanceof RetryableError ? err.retryAfterMs : undefined;
