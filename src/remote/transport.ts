@@ -42,7 +42,9 @@ export class Transport {
   private readonly insecure: Set<string>;
 
   constructor(opts: { insecureRegistries?: string[]; userAgent?: string } = {}) {
-    this.agent = new Agent({ keepAliveTimeout: 30_000, connections: 16, connect: { timeout: 15_000 }, headersTimeout: 120_000, bodyTimeout: 300_000 });
+    // The headers timeout restarts when a body finishes sending; a registry re-hashing a
+    // multi-gigabyte blob before it answers the closing PUT needs minutes, not seconds.
+    this.agent = new Agent({ keepAliveTimeout: 30_000, connections: 16, connect: { timeout: 15_000 }, headersTimeout: 300_000, bodyTimeout: 300_000 });
     this.redirecting = this.agent.compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTS }));
     this.insecure = new Set([...(opts.insecureRegistries ?? []), ...insecureRegistriesFromEnv()].map((s) => s.toLowerCase()));
     this.userAgent = opts.userAgent ?? 'kocache';
