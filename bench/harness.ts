@@ -22,9 +22,10 @@ export function median(xs: number[]): number {
 /** Runs a shell command and returns its wall time in seconds; throws if it fails. */
 export function timeShell(cmd: string, env: Record<string, string> = {}): number {
   const t0 = performance.now();
-  const r = spawnSync('bash', ['-o', 'pipefail', '-c', cmd], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  // A bound per command, so a hang shows up as a failed benchmark rather than a stalled run.
+  const r = spawnSync('bash', ['-o', 'pipefail', '-c', cmd], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000 });
   const t = (performance.now() - t0) / 1000;
-  if (r.status !== 0) throw new Error(`benchmark command failed (${r.status}): ${cmd}\n${r.stderr?.toString() ?? ''}`);
+  if (r.status !== 0) throw new Error(`benchmark command failed (${r.status ?? r.signal}): ${cmd}\n${r.stderr?.toString() ?? ''}`);
   return t;
 }
 

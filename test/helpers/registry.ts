@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,20 +65,25 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
   ].join('\n');
   const configPath = join(root, 'config.yml');
   writeFileSync(configPath, config);
+  // The registry logs to a file, not a pipe: a parent whose event loop is busy (a benchmark timing a
+  // command with spawnSync) would stop draining a pipe, and the registry blocks once it is full.
   const logPath = join(root, 'registry.log');
-  let logText = '';
-  const child: ChildProcess = spawn(BINARY, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const onData = (b: Buffer) => {
-    logText += b.toString('utf8');
+  const logFd = openSync(logPath, 'a');
+  const child: ChildProcess = spawn(BINARY, ['serve', configPath], { stdio: ['ignore', logFd, logFd] });
+  closeSync(logFd);
+  const readLogText = () => {
+    try {
+      return readFileSync(logPath, 'utf8');
+    } catch {
+      return '';
+    }
   };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
   // Ready when /v2/ answers (200, or 401 with auth on).
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited at start:\n${logText}`);
+    if (child.exitCode !== null) throw new Error(`docker-registry exited at start:\n${readLogText()}`);
     try {
       const res = await fetch(`http://127.0.0.1:${port}/v2/`);
       await res.arrayBuffer();
@@ -88,17 +93,17 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`docker-registry did not start on port ${port}:\n${logText}`);
+      throw new Error(`docker-registry did not start on port ${port}:\n${readLogText()}`);
     }
     await new Promise((r) => setTimeout(r, 25));
   }
 
-  const accessLines = () => logText.split('\n').filter((l) => l.includes('HTTP/1.1"'));
+  const accessLines = () => readLogText().split('\n').filter((l) => l.includes('HTTP/1.1"'));
   return {
     host: `127.0.0.1:${port}`,
     port,
     root,
-    log: () => logText,
+    log: readLogText,
     uploadsStarted: (repo?: string) =>
       accessLines().filter((l) => new RegExp(`"POST /v2/${repo ? escapeRe(repo) : '.+'}/blobs/uploads/[^ ]* HTTP`).test(l)).length,
     requests: (method: string, path?: RegExp) =>
@@ -113,7 +118,6 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
         await exited;
         clearTimeout(timer);
       }
-      writeFileSync(logPath, logText);
       rmSync(root, { recursive: true, force: true });
     },
   };
