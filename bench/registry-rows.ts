@@ -58,11 +58,15 @@ export async function registryRows(cli: string, tree: string, work: string, arch
     const again = k(`push ${archive} ${host}/bench/archive-again:v1`, pushCache);
     timeShell(again.cmd, again.env);
     const second = medianOf(RUNS, () => timeShell(again.cmd, again.env));
-    const skopeoArchive = medianOf(RUNS, () => timeShell(`skopeo copy --quiet --dest-tls-verify=false docker-archive:${archive} docker://${host}/bench/skopeo-archive-${run++}:v1`));
+    // Debian's skopeo cannot read a gzipped docker-archive ("invalid tar header"), so it gets the
+    // same archive inflated beforehand (not timed): the comparison favours skopeo.
+    const plain = archive.replace(/\.gz$/, '');
+    timeShell(`[ -f ${plain} ] || gzip -dc ${archive} > ${plain}`);
+    const skopeoArchive = medianOf(RUNS, () => timeShell(`skopeo copy --quiet --dest-tls-verify=false docker-archive:${plain} docker://${host}/bench/skopeo-archive-${run++}:v1`));
     const label = `${archiveLayers}-layer gzipped docker-archive (${(size / 1e6).toFixed(0)} MB, ${archiveMb} MB of layers)`;
     rows.push({ what: `push ${label}, first`, kocache: first, baselineName: 'gzip -dc | gzip -6', baseline: gz, note: 'goal <= 1.2x' });
     rows.push({ what: 'push the same archive again', kocache: second, baselineName: 'kocache first push', baseline: first, note: 'goal <= 0.1x' });
-    rows.push({ what: 'push the same archive, first', kocache: first, baselineName: 'skopeo copy docker-archive:', baseline: skopeoArchive });
+    rows.push({ what: 'push the same archive, first', kocache: first, baselineName: 'skopeo copy docker-archive: (pre-inflated)', baseline: skopeoArchive });
   } finally {
     await reg.stop();
   }
