@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { lstatSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { errnoCode } from '../errors.js';
@@ -167,7 +168,7 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
   if (opts.verify) {
     for (const blob of blobs.values()) {
       // verifyBlob drops a corrupt blob itself, so a dry run hashes a copy of the decision only.
-      const state = dryRun ? await hashState(cache, blob.digest) : await cache.verifyBlob(blob.digest);
+      const state = dryRun ? await cache.checkBlob(blob.digest) : await cache.verifyBlob(blob.digest);
       if (state === 'corrupt') {
         note('blob', rel(blob.path), blob.bytes, 'corrupt');
         blobs.delete(blob.digest);
@@ -353,22 +354,6 @@ function finishEviction(path: string, cutoff: number): boolean {
     return true;
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return false;
-    throw err;
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function hashState(cache: CacheStore, digest: Digest): Promise<'ok' | 'corrupt' | 'missing'> {
-  try {
-    for await (const _ of cache.readBlob(digest)) { /* hashing happens in the stream */ }
-    return 'ok';
-  } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'ENOENT') return 'missing';
-    if (code === 'EINTEGRITY' || code === 'EBADSIZE') return 'corrupt';
     throw err;
   }
 }

@@ -108,23 +108,27 @@ export class CacheStore {
     return Readable.from(verifiedRead(this.blobPath(digest), digest, size), { objectMode: false });
   }
 
-  /**
-   * Re-hashes a stored blob. A corrupt or truncated one is removed, so the next caller rebuilds
-   * or refetches it instead of serving it. Returns whether the blob is present and intact.
-   */
-  async verifyBlob(digest: Digest, size?: number): Promise<'ok' | 'missing' | 'corrupt'> {
+  /** Re-hashes a stored blob and says whether it is present and intact; changes nothing. */
+  async checkBlob(digest: Digest, size?: number): Promise<'ok' | 'missing' | 'corrupt'> {
     try {
       for await (const _ of this.readBlob(digest, size)) { /* hashing happens in the stream */ }
       return 'ok';
     } catch (err) {
       const code = errnoCode(err);
       if (code === 'ENOENT') return 'missing';
-      if (code === 'EINTEGRITY' || code === 'EBADSIZE') {
-        await this.dropBlob(digest);
-        return 'corrupt';
-      }
+      if (code === 'EINTEGRITY' || code === 'EBADSIZE') return 'corrupt';
       throw err;
     }
+  }
+
+  /**
+   * Re-hashes a stored blob. A corrupt or truncated one is removed, so the next caller rebuilds
+   * or refetches it instead of serving it. Returns whether the blob is present and intact.
+   */
+  async verifyBlob(digest: Digest, size?: number): Promise<'ok' | 'missing' | 'corrupt'> {
+    const state = await this.checkBlob(digest, size);
+    if (state === 'corrupt') await this.dropBlob(digest);
+    return state;
   }
 
   async dropBlob(digest: Digest): Promise<void> {

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { CacheStore } from '../cache/store.js';
-import type { Digest } from '../oci/digest.js';
+import { type Digest, sha256Digest } from '../oci/digest.js';
 import type { ArchiveFile } from './entries.js';
 import { inflate, isGzipMagic } from './inflate.js';
 import { tee } from './tee.js';
@@ -42,7 +41,7 @@ export async function ingestFile(cache: CacheStore, file: ArchiveFile, archive: 
     const parts: Buffer[] = [];
     for await (const chunk of body) parts.push(chunk);
     const bytes = Buffer.concat(parts);
-    return { name: file.name, size: bytes.length, digest: sha256(bytes), bytes, gzipped: isGzipMagic(bytes) };
+    return { name: file.name, size: bytes.length, digest: sha256Digest(bytes), bytes, gzipped: isGzipMagic(bytes) };
   }
   if (!isGzipMagic(head)) {
     const blob = await cache.writeBlob(body);
@@ -72,10 +71,6 @@ export async function* bytesSource(b: Buffer): AsyncGenerator<Buffer> {
 /** POSIX, PAX and GNU tar headers all carry "ustar" at offset 257. */
 function looksLikeTar(head: Buffer): boolean {
   return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
-}
-
-function sha256(b: Uint8Array): Digest {
-  return `sha256:${createHash('sha256').update(b).digest('hex')}`;
 }
 
 /** Reads at least `n` bytes of a stream (fewer if it is shorter) and returns them with the whole stream. */
