@@ -142,15 +142,7 @@ test('a flipped byte in a cached blob is detected, dropped and rebuilt; the comm
   const args = ['build', `${src}:/app`, '--import-path', 'example.com/corrupt'];
   const first = JSON.parse((await runCli(args, env)).stdout) as BuildOut;
   const store = new CacheStore(join(dir, 'cache'));
-  const path = store.blobPath(first.digest as `sha256:${string}`);
-  chmodSync(path, 0o644); // cacache leaves content read-only
-  const fd = openSync(path, 'r+');
-  const b = Buffer.alloc(1);
-  const at = Math.floor(statSync(path).size / 2);
-  readSync(fd, b, 0, 1, at);
-  b[0] = b[0]! ^ 0xff;
-  writeSync(fd, b, 0, 1, at);
-  closeSync(fd);
+  rewriteByteInPlace(store.blobPath(first.digest as `sha256:${string}`), true);
 
   const again = await runCli(args, env);
   assert.equal(again.code, 0, again.stderr);
@@ -161,6 +153,52 @@ test('a flipped byte in a cached blob is detected, dropped and rebuilt; the comm
   assert.equal(await store.verifyBlob(out.digest as `sha256:${string}`, out.size), 'ok');
   const third = JSON.parse((await runCli(args, env)).stdout) as BuildOut;
   assert.equal(third.cached, true);
+});
+
+function rewriteByteInPlace(path: string, flip: boolean): void {
+  chmodSync(path, 0o644); // cacache leaves content read-only
+  const fd = openSync(path, 'r+');
+  const b = Buffer.alloc(1);
+  const at = Math.floor(statSync(path).size / 2);
+  readSync(fd, b, 0, 1, at);
+  if (flip) b[0] = b[0]! ^ 0xff;
+  writeSync(fd, b, 0, 1, at);
+  closeSync(fd);
+}
+
+test('a hit re-hashes its blob only when the file was written since it last hashed right (verified stamp)', async () => {
+  const dir = tempDir();
+  const src = tree(dir, 2);
+  const env = { KOCACHE: join(dir, 'cache'), KOCACHE_TRACE: '1' };
+  const args = ['build', `${src}:/app`, '--import-path', 'example.com/stamp'];
+  const cold = JSON.parse((await runCli(args, env)).stdout) as BuildOut;
+  const hashed = async (): Promise<{ out: BuildOut; verified: number; stderr: string }> => {
+    const r = await runCli(args, env);
+    assert.equal(r.code, 0, r.stderr);
+    return { out: JSON.parse(r.stdout) as BuildOut, verified: traceOf(r.stderr)['blob.verify'] ?? 0, stderr: r.stderr };
+  };
+  const first = await hashed();
+  assert.equal(first.out.cached, true);
+  assert.equal(first.verified, cold.size, 'the first hit hashes the whole blob');
+  const second = await hashed();
+  assert.equal(second.out.cached, true);
+  assert.equal(second.verified, 0, 'an untouched, stamped blob is not read again');
+
+  const path = new CacheStore(join(dir, 'cache')).blobPath(cold.digest as `sha256:${string}`);
+  rewriteByteInPlace(path, false); // same bytes, but written: the stamp no longer vouches for them
+  const rewritten = await hashed();
+  assert.equal(rewritten.out.cached, true);
+  assert.equal(rewritten.verified, cold.size);
+
+  rewriteByteInPlace(path, true); // a flipped byte after the blob was stamped
+  const flipped = await hashed();
+  assert.match(flipped.stderr, /corrupt/);
+  assert.equal(flipped.out.cached, false);
+  assert.equal(flipped.out.digest, cold.digest);
+  const healed = await hashed();
+  assert.equal(healed.out.cached, true);
+  assert.equal(healed.verified, cold.size, 'the rebuilt blob is hashed once, then stamped');
+  assert.equal((await hashed()).verified, 0);
 });
 
 test('bad input: one line on stderr, non-zero exit, no stack trace, cache untouched', async () => {

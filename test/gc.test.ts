@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { listFiles } from '../src/cache/buckets.js';
 import { CacheStore } from '../src/cache/store.js';
+import { stampPath, writeStamp } from '../src/cache/stamp.js';
 import { tarKey } from '../src/cache/keys.js';
 import { parseDuration, parseSize } from '../src/cli/commands/gc.js';
 import type { Digest } from '../src/oci/digest.js';
@@ -200,12 +201,16 @@ describe('kocache gc', () => {
     writeFileSync(oldStat, '{}');
     writeFileSync(newStat, '{}');
     utimesSync(oldStat, new Date(Date.now() - 3 * HOUR), new Date(Date.now() - 3 * HOUR));
+    // Verified stamps as hits leave them (written directly: a hit would also touch the blob).
+    for (const b of Object.values(built)) writeStamp(cacheDir, b.digest, statSync(cache.blobPath(b.digest), { bigint: true }));
     const r = await runCli(['gc', '--max-age', '150m', '--json'], { KOCACHE: cacheDir });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(existsSync(oldStat), false, 'stat cache unused for longer than --max-age removed');
     assert.equal(existsSync(newStat), true);
     for (const n of ['a', 'b']) assert.equal(await cache.verifyBlob(built[n]!.digest), 'ok');
     for (const n of ['c', 'd', 'e']) assert.equal(await cache.blobSize(built[n]!.digest), undefined);
+    for (const n of ['a', 'b']) assert.equal(existsSync(stampPath(cacheDir, built[n]!.digest)), true, `stamp of kept ${n} kept`);
+    for (const n of ['c', 'd', 'e']) assert.equal(existsSync(stampPath(cacheDir, built[n]!.digest)), false, `stamp of evicted ${n} removed`);
 
     const path = cache.blobPath(built.a!.digest);
     const bytes = readFileSync(path);

@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { lstatSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { basename, join, relative, sep } from 'node:path';
 import { errnoCode } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { type Bucket, type IndexLine, listFiles, liveLines, readBuckets, rewriteBucket, toLiveRecord } from './buckets.js';
 import { acquireGcLock, scanLeases } from './lease.js';
+import { STAMP_DIR } from './stamp.js';
 import { type CacheStore, trashPath } from './store.js';
 
 export interface GcOptions {
@@ -236,6 +237,17 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
     }
     note('blob', rel(blob.path), blob.bytes, reason);
     blobs.delete(digest);
+  }
+
+  // Verified stamps (src/cache/stamp.ts) of blobs that are gone: a small file each, of no use now.
+  // The blob is looked up again on disk, so a stamp written for a blob stored after the scan stays.
+  for (const f of listEntries(join(dir, STAMP_DIR))) {
+    const hex = basename(f.path);
+    if (!/^[a-f0-9]{64}$/.test(hex)) continue;
+    const digest: Digest = `sha256:${hex}`;
+    if (blobs.has(digest) || (!dryRun && statFile(cache.blobPath(digest)) !== undefined)) continue;
+    note('stat', rel(f.path), f.bytes, 'unreferenced');
+    if (!dryRun) rmSync(f.path, { force: true });
   }
 
   // Compaction: per bucket keep the newest line of each key whose blob is still here. Every

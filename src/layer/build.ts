@@ -1,6 +1,4 @@
-import { createHash } from 'node:crypto';
-import { gzipSpec, gzipStream, type GzipOptions, DEFAULT_GZIP } from '../compress/gzip.js';
-import { rechunk, tap } from '../compress/chunks.js';
+import { gzipSpec, type GzipOptions, DEFAULT_GZIP } from '../compress/gzip.js';
 import { binNamespace, buildIdKey, diffIdKey } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
 import type { Descriptor } from '../oci/descriptor.js';
@@ -8,12 +6,11 @@ import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import type { Platform } from '../oci/platform.js';
 import { KocacheError } from '../errors.js';
-import { traceAdd } from '../util/trace.js';
 import { fingerprint } from './fingerprint.js';
 import { readGoBuildId } from './gobuildid.js';
 import type { LayerSource } from './source.js';
 import { StatCache } from './statcache.js';
-import { packLayer, tarSpec, type TarOptions } from './tar.js';
+import { tarSpec, type TarOptions } from './tarspec.js';
 import { walkSource, type SourceEntry } from './walk.js';
 
 export interface BuildLayerOptions {
@@ -82,13 +79,8 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const hit = await lookup(cache, idKey, namespace, compression, opts.warn);
   if (hit) return { ...hit, buildId, cached: true };
 
-  const diffHash = createHash('sha256');
-  const tarBytes = tap(rechunk(packLayer(entries, tarOpts, opts.onBytes), gzip.blockSize), (c) => {
-    diffHash.update(c);
-    traceAdd('tar.out', c.length);
-  });
-  const blob = await cache.writeBlob(gzipStream(tarBytes, gzip));
-  const diffid: Digest = `sha256:${diffHash.digest('hex')}`;
+  const { packToCache } = await import('./pack.js');
+  const { blob, diffid } = await packToCache(entries, tarOpts, gzip, cache, opts.onBytes);
   const descriptor: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size };
 
   // diffid record first: a build-id record must never point at a diffid that has no descriptor.
@@ -109,16 +101,14 @@ async function lookup(
   const byDiff = await cache.getRecord<DiffIdRecord>(diffIdKey(namespace, byId.metadata.diffid, compression));
   if (!byDiff) return undefined;
   const d = byDiff.metadata.descriptor;
-  // The blob is re-hashed on every hit (sha256 runs at >1 GB/s): a flipped byte is caught here,
-  // dropped, and the layer rebuilt, instead of being pushed or handed on.
-  const state = await cache.verifyBlob(d.digest, d.size);
+  // A flipped byte is caught here (re-hashed unless its verified stamp shows it untouched since
+  // the last good hash), dropped, and the layer rebuilt, instead of being pushed or handed on.
+  const state = await cache.useBlob(d.digest, d.size);
   if (state === 'corrupt') {
     warn?.(`cached layer ${d.digest} was corrupt; dropped it and rebuilding`);
     return undefined;
   }
   if (state === 'missing') return undefined;
-  // false when a concurrent gc evicted it just now: then this is a miss, not a hit on nothing.
-  if (!(await cache.touchBlob(d.digest))) return undefined;
   return { descriptor: d, diffid: byDiff.metadata.diffid };
 }
 

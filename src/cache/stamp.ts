@@ -1,0 +1,51 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync, type BigIntStats } from 'node:fs';
+import { join } from 'node:path';
+import { errnoCode } from '../errors.js';
+import { type Digest, digestHex } from '../oci/digest.js';
+
+/**
+ * Verified stamps: `<cache>/verified/<hex>` holds the (size, inode, mtime, ctime) a blob file had
+ * when its bytes last hashed to its digest. While the file still has exactly that stat, nothing
+ * has written to it since (any write, chmod or utimes moves ctime, which no caller can set back),
+ * so a cache hit need not re-read it: re-hashing a 48 MB layer was ~40 ms of a ~500 ms hit.
+ * Bytes that are served (uploaded, exported) are still hashed as they stream; `kocache gc
+ * --verify` re-hashes everything regardless of stamps, for damage that leaves the stat alone.
+ *
+ * A stamp is only a hint that saves work: a missing, torn or stale one means "hash it again".
+ */
+export const STAMP_DIR = 'verified';
+
+export function stampPath(cacheDir: string, digest: Digest): string {
+  return join(cacheDir, STAMP_DIR, digestHex(digest));
+}
+
+function render(st: BigIntStats): string {
+  return `${st.size} ${st.ino} ${st.mtimeNs} ${st.ctimeNs}\n`;
+}
+
+export function stampMatches(cacheDir: string, digest: Digest, st: BigIntStats): boolean {
+  try {
+    return readFileSync(stampPath(cacheDir, digest), 'utf8') === render(st);
+  } catch {
+    return false;
+  }
+}
+
+export function writeStamp(cacheDir: string, digest: Digest, st: BigIntStats): void {
+  const path = stampPath(cacheDir, digest);
+  try {
+    writeFileSync(path, render(st));
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') return;
+    try {
+      mkdirSync(join(cacheDir, STAMP_DIR), { recursive: true });
+      writeFileSync(path, render(st));
+    } catch {
+      // Without a stamp the next hit hashes the blob again; nothing is wrong.
+    }
+  }
+}
+
+export function dropStamp(cacheDir: string, digest: Digest): void {
+  rmSync(stampPath(cacheDir, digest), { force: true });
+}

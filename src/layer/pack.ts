@@ -1,0 +1,29 @@
+import { createHash } from 'node:crypto';
+import { gzipStream, type GzipOptions } from '../compress/gzip.js';
+import { rechunk, tap } from '../compress/chunks.js';
+import type { BlobInfo, CacheStore } from '../cache/store.js';
+import type { Digest } from '../oci/digest.js';
+import { traceAdd } from '../util/trace.js';
+import { packLayer } from './tar.js';
+import type { TarOptions } from './tarspec.js';
+import type { SourceEntry } from './walk.js';
+
+/**
+ * The work a cache miss does, in one pass: tar -> sha256 (diffid) -> gzip -> sha256 (digest) ->
+ * content store. A module of its own so a cache hit never loads the tar writer.
+ */
+export async function packToCache(
+  entries: readonly SourceEntry[],
+  tarOpts: TarOptions,
+  gzip: GzipOptions,
+  cache: CacheStore,
+  onBytes?: (n: number) => void,
+): Promise<{ blob: BlobInfo; diffid: Digest }> {
+  const diffHash = createHash('sha256');
+  const tarBytes = tap(rechunk(packLayer(entries, tarOpts, onBytes), gzip.blockSize), (c) => {
+    diffHash.update(c);
+    traceAdd('tar.out', c.length);
+  });
+  const blob = await cache.writeBlob(gzipStream(tarBytes, gzip));
+  return { blob, diffid: `sha256:${diffHash.digest('hex')}` };
+}
