@@ -2,7 +2,11 @@
 // command. Node 20 has no compile cache, and resolving, reading and compiling ~150 separate
 // module files was a third of a cache hit's wall time (see the README's "Start-up" section).
 // The library (dist/src) stays tsc's plain output.
+import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
+
+// Chunk names carry content hashes: without a clean folder, old chunks pile up beside new ones.
+rmSync('dist/bin', { recursive: true, force: true });
 
 await build({
   entryPoints: { kocache: 'dist/src/cli/main.js' },

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CacheStore } from '../src/cache/store.js';
+import { DEFAULT_GZIP, gzipSpec } from '../src/compress/gzip.js';
 import { CLI, isOneLineError, runCli, tempDir, traceOf } from './helpers/cli.js';
 
 interface BuildOut {
@@ -64,7 +65,23 @@ test('build prints one JSON descriptor; a hit does no tar and no gzip', async ()
   const ls = await runCli(['ls', '--json'], env);
   const rows = JSON.parse(ls.stdout) as { key: string }[];
   assert.ok(rows.some((r) => r.key.startsWith('bin/example.com/app/linux/arm64/buildid/')));
-  assert.ok(rows.some((r) => r.key === `bin/example.com/app/linux/arm64/diffid/${first.diffid}/gzip-l6-b1048576`));
+  assert.ok(rows.some((r) => r.key === `bin/example.com/app/linux/arm64/diffid/${first.diffid}/${gzipSpec(DEFAULT_GZIP)}`));
+});
+
+test('the gzip level is part of the key: another level is another blob of the same diffid', async () => {
+  const dir = tempDir();
+  const src = tree(dir);
+  const env = { KOCACHE: join(dir, 'cache') };
+  const base = ['build', `${src}:/app`, '--import-path', 'example.com/level'];
+  const dflt = JSON.parse((await runCli(base, env)).stdout) as BuildOut;
+  const l9 = JSON.parse((await runCli([...base, '--level', '9'], env)).stdout) as BuildOut;
+  assert.equal(l9.cached, false, 'a level not built before is a miss');
+  assert.equal(l9.diffid, dflt.diffid);
+  assert.notEqual(l9.digest, dflt.digest);
+  const again = JSON.parse((await runCli([...base, '--level', String(DEFAULT_GZIP.level)], env)).stdout) as BuildOut;
+  assert.deepEqual(again, { ...dflt, cached: true });
+  const gz = execFileSync('gzip', ['-dc'], { maxBuffer: 64 << 20, input: readFileSync(new CacheStore(join(dir, 'cache')).blobPath(l9.digest as `sha256:${string}`)) });
+  assert.equal(`sha256:${createHash('sha256').update(gz).digest('hex')}`, dflt.diffid, 'gzip reads the level-9 blob back to the same tar');
 });
 
 test('the platform is part of the key', async () => {
@@ -219,6 +236,7 @@ test('bad input: one line on stderr, non-zero exit, no stack trace, cache untouc
     ['relative destination', ['build', `${src}:/app/../..`, '--import-path', 'x'], /must not contain \.\./],
     ['a named pipe', ['build', join(dir, 'with-fifo'), '--import-path', 'x'], /named pipe/],
     ['unknown command', ['frobnicate'], /Unknown argument|Unknown command/i],
+    ['level out of range', ['build', src, '--import-path', 'x', '--level', '10'], /--level must be a whole number from 1 to 9/],
   ];
   for (const [name, args, re] of cases) {
     const r = await runCli(args, env);

@@ -14,6 +14,7 @@ export interface GlobalArgs {
   json?: boolean | undefined;
   quiet?: boolean | undefined;
   jobs?: number | undefined;
+  level?: number | undefined;
 }
 
 /**
@@ -27,7 +28,8 @@ export function globalOptions<T>(y: Argv<T>, opts: { aliases?: boolean } = {}): 
     .option('cache', { type: 'boolean', default: true, describe: 'Use the cache (--no-cache, or KOCACHE=off, runs with a throwaway one)' })
     .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout' })
     .option('quiet', { ...alias('q'), type: 'boolean', default: false, describe: 'No progress or info on stderr' })
-    .option('jobs', { ...alias('j'), type: 'number', describe: 'Parallel compression and transfer jobs (default: cores)' }) as Argv<T & GlobalArgs>;
+    .option('jobs', { ...alias('j'), type: 'number', describe: 'Parallel compression and transfer jobs (default: cores)' })
+    .option('level', { type: 'number', describe: `gzip level 1-9 of the layers kocache compresses (default ${DEFAULT_GZIP.level}); part of the cache key` }) as Argv<T & GlobalArgs>;
 }
 
 /** What a command handler works with: the cache, the output, and the parallelism. */
@@ -47,10 +49,12 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): C
   const out = new Output({ json: Boolean(args.json), quiet: Boolean(args.quiet) });
   const jobs = args.jobs ?? availableParallelism();
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw usageError(`--jobs must be a whole number from 1 to 256, not ${String(args.jobs)}`);
+  const level = args.level ?? DEFAULT_GZIP.level;
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw usageError(`--level must be a whole number from 1 to 9, not ${String(args.level)}`);
   const loc = resolveCacheLocation({ cacheDir: args['cache-dir'], noCache: args.cache === false });
   ensureDir(loc.dir);
   if (!loc.ephemeral && opts.lease !== false) acquireLease(loc.dir, process.argv.slice(2, 3).join(' '));
-  return { cache: new CacheStore(loc.dir), out, jobs, gzip: { ...DEFAULT_GZIP, jobs }, ephemeralCache: loc.ephemeral };
+  return { cache: new CacheStore(loc.dir), out, jobs, gzip: { ...DEFAULT_GZIP, level, jobs }, ephemeralCache: loc.ephemeral };
 }
 
 /** SOURCE_DATE_EPOCH as seconds, validated; 0 when unset. */

@@ -15,7 +15,12 @@ export interface GzipOptions {
   jobs: number;
 }
 
-export const DEFAULT_GZIP: GzipOptions = { level: 6, blockSize: 1 << 20, jobs: availableParallelism() };
+/**
+ * Level 5, not gzip's 6: on the benchmark tree it is ~25% less CPU for layers 0.8% larger than
+ * `gzip -6` (48.56 vs 48.17 MB); level 6 bought that 0.8% with a quarter of a cold build's time.
+ * `--level` picks another; the level is part of every compressed descriptor's cache key.
+ */
+export const DEFAULT_GZIP: GzipOptions = { level: 5, blockSize: 1 << 20, jobs: availableParallelism() };
 
 const WINDOW = 32 * 1024;
 
@@ -41,7 +46,10 @@ export function gzipSpec(o: Pick<GzipOptions, 'level' | 'blockSize'>): string {
  * The bytes depend only on the input, level and block size, never on `jobs` or on timing.
  */
 export async function* gzipStream(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: GzipOptions = DEFAULT_GZIP): AsyncGenerator<Buffer> {
-  const jobs = Math.max(1, opts.jobs);
+  // One block more in flight than there are jobs: when a block finishes, the next is already
+  // queued on the thread pool, so a core never idles while the main thread (busy with tar and
+  // hashing) gets round to handing it one. Measured on 2 cores: 5% off a cold 100 MB build.
+  const jobs = Math.max(1, opts.jobs) + 1;
   const inflight: Promise<Buffer>[] = [];
   let crc = 0;
   let isize = 0;
@@ -62,7 +70,7 @@ export async function* gzipStream(source: AsyncIterable<Uint8Array> | Iterable<U
   };
 
   yield GZIP_HEADER;
-  for await (const block of readAhead(rechunk(source, opts.blockSize), jobs * 2 + 2)) {
+  for await (const block of readAhead(rechunk(source, opts.blockSize), jobs * 2)) {
     traceAdd('gzip.in', block.length);
     crc = zlib.crc32(block, crc);
     isize = (isize + block.length) >>> 0;
