@@ -1,5 +1,5 @@
 import { lstatSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
-import { join } from 'node:path';
+import { resolve } from 'node:path';
 import { KocacheError, fsError } from '../errors.js';
 
 export type EntryType = 'file' | 'directory' | 'symlink';
@@ -73,10 +73,14 @@ export function walkSource(root: string): SourceEntry[] {
     return out;
   }
   out.push(toEntry('', root, rootStat));
+  // Paths joined by hand from a normalised root: path.join per entry was 12 ms of a 1,159-file hit.
+  const rootAbs = resolve(root);
+  const base = rootAbs === '/' ? '' : rootAbs; // so that `${base}/${name}` is right under / too
   const stack: string[] = [''];
   while (stack.length > 0) {
     const rel = stack.pop()!;
-    const dirAbs = rel === '' ? root : join(root, rel);
+    const prefix = rel === '' ? base : `${base}/${rel}`;
+    const dirAbs = prefix || '/';
     let names: string[];
     try {
       names = readdirSync(dirAbs);
@@ -85,7 +89,7 @@ export function walkSource(root: string): SourceEntry[] {
     }
     for (const name of names) {
       const childRel = rel === '' ? name : `${rel}/${name}`;
-      const abs = join(dirAbs, name);
+      const abs = `${prefix}/${name}`;
       let st: BigIntStats;
       try {
         st = lstatSync(abs, { bigint: true });

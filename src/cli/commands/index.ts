@@ -17,7 +17,7 @@ export const commandLoaders: Record<string, () => Promise<AnyCommand>> = {
 };
 
 // Global options that take a value, so the command word can be told from an option's value.
-const VALUE_OPTIONS = new Set(['--cache-dir', '--jobs', '-j']);
+const VALUE_OPTIONS = new Set(['--cache-dir', '--jobs', '-j', '--level']);
 
 /** The subcommands needed to parse `argv`: the one named, or all of them (for help and errors). */
 export async function loadCommands(argv: readonly string[]): Promise<AnyCommand[]> {
