@@ -2,14 +2,14 @@
 // command. Node 20 has no compile cache, and resolving, reading and compiling ~150 separate
 // module files was a third of a cache hit's wall time (see the README's "Start-up" section).
 // The library (dist/src) stays tsc's plain output.
-import { rmSync } from 'node:fs';
+import { copyFileSync, rmSync } from 'node:fs';
 import { build } from 'esbuild';
 
 // Chunk names carry content hashes: without a clean folder, old chunks pile up beside new ones.
 rmSync('dist/bin', { recursive: true, force: true });
 
 await build({
-  entryPoints: { kocache: 'dist/src/cli/main.js' },
+  entryPoints: { main: 'dist/src/cli/main.js' },
   outdir: 'dist/bin',
   bundle: true,
   splitting: true,
@@ -21,3 +21,6 @@ await build({
   banner: { js: "import { createRequire as kocacheRequire } from 'node:module'; const require = kocacheRequire(import.meta.url);" },
   chunkNames: 'chunks/[name]-[hash]',
 });
+
+// The executable: a CommonJS launcher that sizes libuv's thread pool, then imports ./main.js.
+copyFileSync('dist/src/cli/launch.cjs', 'dist/bin/kocache.cjs');

@@ -5,6 +5,8 @@ import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { CacheStore } from '../src/cache/store.js';
 import { DEFAULT_GZIP, gzipSpec } from '../src/compress/gzip.js';
 import { CLI, isOneLineError, runCli, tempDir, traceOf } from './helpers/cli.js';
@@ -280,4 +282,28 @@ test('KOCACHE=off builds with a throwaway cache and leaves nothing behind', asyn
   assert.equal(r.code, 0, r.stderr);
   assert.equal((JSON.parse(r.stdout) as BuildOut).cached, false);
   assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('kocache-ephemeral-')), []);
+});
+
+test('the executable sizes libuv\'s thread pool (where gzip runs) to the cores, keeping a size the user set', async () => {
+  const require = createRequire(import.meta.url);
+  const launch = require(CLI) as { threadPoolSize(cores: number): number };
+  assert.equal(launch.threadPoolSize(2), 4);
+  assert.equal(launch.threadPoolSize(16), 18);
+  // The size really reaches the pool: count the process's threads while it compresses.
+  const dir = tempDir();
+  const src = tree(dir, 24);
+  for (const [env, want] of [[{ UV_THREADPOOL_SIZE: '13' }, 13], [{}, launch.threadPoolSize(availableParallelism())]] as const) {
+    const child = spawn(process.execPath, [CLI, 'build', `${src}:/app`, '--import-path', 'x', '--level', '9'], { env: { ...process.env, KOCACHE: join(dir, `cache-${want}`), ...env }, stdio: 'ignore' });
+    let most = 0;
+    while (child.exitCode === null) {
+      try {
+        most = Math.max(most, readdirSync(`/proc/${child.pid}/task`).length);
+      } catch { /* exited between checks */ }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(child.exitCode, 0);
+    // Node's own threads (main, V8 platform workers, inspector, signal) come on top of the pool's.
+    const base = readdirSync(`/proc/self/task`).length; // this test process: same Node, pool started
+    assert.ok(most >= want && most <= base - 4 + want + 2, `threads ${most}, want a pool of ${want} (this process has ${base} with a pool of 4)`);
+  }
 });

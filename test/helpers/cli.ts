@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The CLI as installed: the bundle in dist/bin/ (tests run from dist/test/helpers/). */
-export const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'kocache.js');
+export const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'kocache.cjs');
 
 export interface CliResult {
   code: number | null;
