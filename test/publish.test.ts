@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { sha256Digest } from '../src/oci/digest.js';
@@ -104,6 +104,58 @@ describe('publish to a registry', () => {
     const dated = await runCli(['publish', '--json', ...args], { ...env, SOURCE_DATE_EPOCH: '1700000000' }, { cwd: dir });
     assert.equal(dated.code, 0, dated.stderr);
     assert.notEqual((JSON.parse(dated.stdout) as PublishJson).digest, first.digest);
+  });
+
+  test('a layer is uploaded as soon as it is ready, while a bigger one is still compressing', async () => {
+    const dir = join(work, 'early');
+    mkdirSync(join(dir, 'big'), { recursive: true });
+    writeFileSync(join(dir, 'small.txt'), 'small layer\n');
+    // ~24 MB of text made of random words: compresses slowly at level 9 on one job (seconds),
+    // while the small layer's upload takes milliseconds.
+    const words = Array.from({ length: 512 }, (_, i) => `w${(i * 2654435761) % 100003}`);
+    let x = 12345;
+    const parts: string[] = [];
+    for (let n = 0; n < 24 << 20; ) {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      const w = `${words[x % words.length]!} `;
+      parts.push(w);
+      n += w.length;
+    }
+    writeFileSync(join(dir, 'big', 'words.txt'), parts.join(''));
+    const layerArgs = ['--level', '9', '--jobs', '1'];
+    // The layers' digests, known ahead from a build of each into a scratch cache (same bytes).
+    const digestOf = async (spec: string) => {
+      const r = await runCli(['build', spec, '--import-path', 'ahead', ...layerArgs], { KOCACHE: join(dir, 'ahead-cache') }, { cwd: dir });
+      assert.equal(r.code, 0, r.stderr);
+      return (JSON.parse(r.stdout) as { digest: string }).digest;
+    };
+    const small = await digestOf('small.txt:/small.txt');
+    const big = await digestOf('big:/big');
+    const cacheDir = join(dir, 'cache');
+    const bigInCache = join(cacheDir, 'content-v2', 'sha256', big.slice(7, 9), big.slice(9, 11), big.slice(11));
+
+    const run = runCli(['publish', '--json', 'small.txt:/small.txt', 'big:/big', '--base', 'scratch', '--repo', `${reg.host}/early:v1`, ...layerArgs], { KOCACHE: cacheDir }, { cwd: dir });
+    let smallInRegistryAt: number | undefined;
+    let bigBuiltAt: number | undefined;
+    let exited = false;
+    void run.then(() => { exited = true; });
+    while (!exited && (smallInRegistryAt === undefined || bigBuiltAt === undefined)) {
+      const now = performance.now();
+      if (smallInRegistryAt === undefined) {
+        const head = await fetch(`http://${reg.host}/v2/early/blobs/${small}`, { method: 'HEAD' });
+        if (head.status === 200) smallInRegistryAt = now;
+      }
+      if (bigBuiltAt === undefined && existsSync(bigInCache)) bigBuiltAt = now;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const r = await run;
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(smallInRegistryAt !== undefined, 'the small layer was seen in the registry while publish ran');
+    assert.ok(bigBuiltAt !== undefined && smallInRegistryAt < bigBuiltAt, 'the small layer was in the registry before the big one had finished building');
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as PublishJson;
+    assert.deepEqual([out.uploaded, out.mounted, out.present], [3, 0, 0], 'the early upload is counted once, as an upload');
+    const raw = JSON.parse(await rawManifest(`${reg.host}/early:v1`)) as ImageManifest;
+    assert.deepEqual(raw.layers.map((l) => l.digest), [small, big]);
   });
 
   test('several platforms with {arch} in SRC become an OCI index with one image per platform', async () => {

@@ -1,6 +1,7 @@
 import type { CacheStore } from '../cache/store.js';
 import type { GzipOptions } from '../compress/gzip.js';
 import { buildLayer } from '../layer/build.js';
+import type { Descriptor } from '../oci/descriptor.js';
 import type { Platform } from '../oci/platform.js';
 import { type AppendLayer, type AssemblyBase, assembleIndex, assembleManifest } from './assemble.js';
 import { type ConfigOverrides, imagePlatform } from './config.js';
@@ -24,8 +25,11 @@ export interface BuildImageOptions {
   overrides: ConfigOverrides;
   gzip?: GzipOptions;
   warn?: (m: string) => void;
-  /** Called once per layer when it is ready, for progress lines. */
-  onLayer?: (e: { platform: Platform; spec: string; digest: string; cached: boolean }) => void;
+  /**
+   * Called once per layer the moment it is ready (built or found in the cache), before the other
+   * layers are: progress lines, and `kocache publish` starting that layer's upload right away.
+   */
+  onLayer?: (e: { platform: Platform; spec: string; descriptor: Descriptor; cached: boolean }) => void;
   onBytes?: (n: number) => void;
 }
 
@@ -42,7 +46,7 @@ export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOption
         warn: o.warn,
         onBytes: o.onBytes,
       });
-      o.onLayer?.({ platform: plan.platform, spec, digest: r.descriptor.digest, cached: r.cached });
+      o.onLayer?.({ platform: plan.platform, spec, descriptor: r.descriptor, cached: r.cached });
       return { descriptor: r.descriptor, diffid: r.diffid, spec };
     }),
   );

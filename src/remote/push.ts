@@ -2,6 +2,7 @@ import type { BlobSource, Pushable, PushableManifest } from '../image/pushable.j
 import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { type Reference, formatRepository } from '../reference/reference.js';
+import { BlobPusher } from './blob-pusher.js';
 import type { RegistryClient } from './client.js';
 
 export interface PushResult {
@@ -15,12 +16,18 @@ export interface PushResult {
 
 export interface PushOptions {
   jobs?: number;
+  /**
+   * Pushes already started for this image (by `kocache publish`, as each layer was built): they
+   * are awaited, not repeated, and their outcomes counted. Must be for the same repository.
+   */
+  pusher?: BlobPusher;
   onProgress?: (e: { done: number; total: number }) => void;
 }
 
 /**
  * Pushes an image or index: every blob of every manifest once (deduplicated by digest), a bounded
- * number at a time, each starting as soon as a slot frees; then each platform manifest by digest,
+ * number at a time, each starting as soon as a slot frees (or earlier, through `opts.pusher`);
+ * then each platform manifest by digest,
  * then the top manifest under the target's tag (or its digest). Manifests go last because a
  * registry rejects a manifest whose blobs it lacks, and the tag must never point at a half image.
  */
@@ -34,12 +41,15 @@ export async function pushImage(client: RegistryClient, target: Reference, image
 
   const counts = { uploaded: 0, mounted: 0, present: 0 };
   const repo: Reference = { registry: target.registry, repository: target.repository };
-  await runBounded(blobs, opts.jobs ?? client.jobs ?? 4, async (blob) => {
-    const outcome = await client.pushBlob(repo, blob);
-    counts[outcome]++;
-    done++;
-    progress();
-  });
+  const pusher = opts.pusher ?? new BlobPusher(client, repo, opts.jobs ?? client.jobs ?? 4);
+  await Promise.all(
+    blobs.map(async (blob) => {
+      const outcome = await pusher.push(blob);
+      counts[outcome]++;
+      done++;
+      progress();
+    }),
+  );
 
   if (image.kind === 'index') {
     for (const m of manifests) {

@@ -5,6 +5,7 @@ import { loadBase, scratchBase } from '../../image/base.js';
 import { type PlatformPlan, buildImage } from '../../image/build.js';
 import { type ConfigOverrides, createdTime, parseCommand, parseKeyValue } from '../../image/config.js';
 import type { Pushable } from '../../image/pushable.js';
+import { cachedBlob } from '../../image/blobs.js';
 import { layerSpecsFor } from '../../image/sources.js';
 import { type OutputTarget, parseOutput, parseRepo } from '../../image/target.js';
 import { validateImportPath } from '../../layer/build.js';
@@ -12,7 +13,8 @@ import { writeLayout } from '../../layout/write.js';
 import { type Platform, formatPlatform, parsePlatform } from '../../oci/platform.js';
 import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
 import { RegistryClient } from '../../remote/client.js';
-import { pushImage } from '../../remote/push.js';
+import { BlobPusher } from '../../remote/blob-pusher.js';
+import { isForeign, pushImage } from '../../remote/push.js';
 import { writeDockerArchive } from '../../tarball/write.js';
 import { type Context, type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
 import { formatBytes } from '../output.js';
@@ -166,6 +168,13 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
       client && req.output.kind === 'registry' ? probeTarget(client, req.repo!) : undefined,
     ]);
 
+    // Registry output: every blob's push starts as soon as the blob is known (base layers now,
+    // each new layer the moment it is built), not once the whole image is; pushImage then waits
+    // for those pushes instead of starting its own.
+    const pusher = client && req.output.kind === 'registry' ? new BlobPusher(client, { registry: req.repo!.registry, repository: req.repo!.repository }, ctx.jobs) : undefined;
+    for (const base of pusher ? bases : []) {
+      for (const layer of base.layers) if (!isForeign(layer)) void pusher!.push(layer);
+    }
     let read = 0;
     let built = 0;
     const image = await buildImage(
@@ -183,6 +192,7 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
           out.progress(`building layers: ${formatBytes(read)} read`);
         },
         onLayer: (e) => {
+          void pusher?.push(cachedBlob(ctx.cache, e.descriptor));
           if (!e.cached) built++;
           const where = req.platforms.length > 1 ? ` (${formatPlatform(e.platform)})` : '';
           out.progress(`layer ${e.spec}${where}: ${e.cached ? 'cached' : 'built'}`);
@@ -191,7 +201,7 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
     );
     const total = req.plans.length * req.specs.length;
     // Said only once the image is delivered: on failure the error is the one line on stderr.
-    await deliver(req, ctx, image, client, `layers ${built} built, ${total - built} cached`);
+    await deliver(req, ctx, image, client, `layers ${built} built, ${total - built} cached`, pusher);
   } finally {
     await client?.close();
   }
@@ -211,7 +221,14 @@ async function probeTarget(client: RegistryClient, repo: Reference): Promise<voi
   }
 }
 
-async function deliver(req: PublishRequest, ctx: Context, image: Pushable, client: RegistryClient | undefined, layers: string): Promise<void> {
+async function deliver(
+  req: PublishRequest,
+  ctx: Context,
+  image: Pushable,
+  client: RegistryClient | undefined,
+  layers: string,
+  pusher: BlobPusher | undefined,
+): Promise<void> {
   const out = ctx.out;
   const digest = image.descriptor.digest;
   const named = req.repo ? `${formatRepository(req.repo)}@${digest}` : digest;
@@ -220,6 +237,7 @@ async function deliver(req: PublishRequest, ctx: Context, image: Pushable, clien
       const repo = req.repo!;
       const pushed = await pushImage(client!, repo, image, {
         jobs: ctx.jobs,
+        pusher,
         onProgress: (e) => out.progress(`pushing ${formatReference(repo)}: ${e.done}/${e.total}`),
       });
       out.info(`pushed ${formatReference(repo)}: ${layers}; blobs ${pushed.uploaded} uploaded, ${pushed.mounted} mounted, ${pushed.present} already present`);
