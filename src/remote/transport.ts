@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
-import { Agent, type Dispatcher, interceptors, request } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent, redirect } from './undici.js';
 import { KocacheError } from '../errors.js';
 
 /** An HTTP exchange as the registry client sees it; bodies are Buffers (replayable) or streams (not). */
@@ -37,7 +38,7 @@ const MAX_REDIRECTS = 5;
  * its body anyway.
  */
 export class Transport {
-  private readonly agent: Agent;
+  private readonly agent: InstanceType<typeof Agent>;
   private readonly redirecting: Dispatcher;
   private readonly insecure: Set<string>;
 
@@ -45,7 +46,7 @@ export class Transport {
     // The headers timeout restarts when a body finishes sending; a registry re-hashing a
     // multi-gigabyte blob before it answers the closing PUT needs minutes, not seconds.
     this.agent = new Agent({ keepAliveTimeout: 30_000, connections: 16, connect: { timeout: 15_000 }, headersTimeout: 300_000, bodyTimeout: 300_000 });
-    this.redirecting = this.agent.compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTS }));
+    this.redirecting = this.agent.compose(redirect({ maxRedirections: MAX_REDIRECTS }));
     this.insecure = new Set([...(opts.insecureRegistries ?? []), ...insecureRegistriesFromEnv()].map((s) => s.toLowerCase()));
     this.userAgent = opts.userAgent ?? 'kocache';
   }
@@ -62,11 +63,13 @@ export class Transport {
 
   async send(req: HttpRequest): Promise<HttpResponse> {
     const follow = req.method === 'GET' || req.method === 'HEAD';
-    const res = await request(req.url, {
-      method: req.method,
+    const url = new URL(req.url);
+    const res = await (follow ? this.redirecting : this.agent).request({
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
+      method: req.method as Dispatcher.HttpMethod,
       headers: { 'user-agent': this.userAgent, ...req.headers },
       body: req.body === undefined ? null : Buffer.isBuffer(req.body) ? req.body : Readable.from(req.body, { objectMode: false }),
-      dispatcher: follow ? this.redirecting : this.agent,
     });
     const headers = res.headers;
     const all = (name: string): string[] => {
