@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { gunzipSync as zlibGunzip, gzipSync as zlibGzip } from 'node:zlib';
 import { gunzipSync as fflateGunzip, gzipSync as fflateGzip } from 'fflate';
-import { DEFAULT_GZIP, gzipStream } from '../src/compress/gzip.js';
+import { gzipStream } from '../src/compress/gzip.js';
 import { median, pairMedians, RUNS, timeShell, type Row } from './harness.js';
 
 function timeIt(fn: () => void): number {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -60,6 +60,26 @@ describe('warm --tarball: one pass over the archive', () => {
     assert.equal(second.trace['inflate.archive'] ?? 0, 0);
     assert.equal(second.trace['inflate.layer'] ?? 0, 0);
     assert.equal(second.trace['gzip.in'] ?? 0, 0);
+  });
+
+  test('an unchanged archive file is recognised by its stat, not read again; a touched one is hashed again', async () => {
+    const dir = scratch();
+    const cache = join(dir, 'cache');
+    const a = makeDockerArchive(dir, standardLayers(), { gzip: 'multi-member' });
+    const size = statSync(a.path).size;
+    // A file written within the last 2 s may change again without its timestamps moving (the
+    // stat cache's racy-timestamp rule), so its stat is not trusted until that window has passed.
+    await new Promise((r) => setTimeout(r, 2_100));
+    const first = await warm(cache, a.path);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.trace['file.hash'], size, 'the first import hashes the archive');
+    const second = await warm(cache, a.path);
+    assert.equal((JSON.parse(second.stdout) as { cached: boolean }).cached, true);
+    assert.equal(second.trace['file.hash'] ?? 0, 0, 'recognised by its stat');
+    utimesSync(a.path, new Date(), new Date());
+    const touched = await warm(cache, a.path);
+    assert.equal((JSON.parse(touched.stdout) as { cached: boolean }).cached, true, 'same bytes, same archive');
+    assert.equal(touched.trace['file.hash'], size, 'a touched archive is hashed again');
   });
 
   test('a plain archive inflates nothing; another archive holding the same plain layers compresses nothing', async () => {

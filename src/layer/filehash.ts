@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { fsError } from '../errors.js';
+import { traceAdd } from '../util/trace.js';
 
 const BUF = Buffer.allocUnsafe(1 << 20);
 
@@ -18,6 +19,7 @@ export function hashFileSync(path: string): string {
       const n = readSync(fd, BUF, 0, BUF.length, null);
       if (n === 0) break;
       h.update(BUF.subarray(0, n));
+      traceAdd('file.hash', n);
     }
   } catch (err) {
     throw fsError(err, path, 'read');

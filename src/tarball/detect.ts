@@ -1,9 +1,6 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { KocacheError, fsError } from '../errors.js';
-import type { Digest } from '../oci/digest.js';
 import { isGzipMagic } from './inflate.js';
 
 /** How an archive is packaged, told by its first bytes (a file name says nothing reliable). */
@@ -47,17 +44,6 @@ export async function detectArchive(path: string): Promise<ArchiveFileInfo> {
   // POSIX and GNU tar both put "ustar" at offset 257 of the first header.
   if (n === 512 && head.subarray(257, 262).toString('latin1') === 'ustar') return { path, format: 'tar', stats };
   throw new KocacheError('archive', `${path} is not a tar archive, a gzipped tar archive or an OCI layout directory`);
-}
-
-/** sha256 of a whole file: how an archive seen before is recognised without unpacking it. */
-export async function hashFile(path: string): Promise<Digest> {
-  const hash = createHash('sha256');
-  try {
-    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  } catch (err) {
-    throw fsError(err, path, 'read archive');
-  }
-  return `sha256:${hash.digest('hex')}`;
 }
 
 /** Whether a file is still the one that was hashed (an archive rewritten mid-import must not be recorded). */
