@@ -3,10 +3,21 @@
 // module files was a third of a cache hit's wall time (see the README's "Start-up" section).
 // The library (dist/src) stays tsc's plain output.
 import { copyFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 // Chunk names carry content hashes: without a clean folder, old chunks pile up beside new ones.
 rmSync('dist/bin', { recursive: true, force: true });
+
+const asciiWidth = fileURLToPath(new URL('./string-width-ascii.mjs', import.meta.url));
+
+// Every `string-width` import but the shim's own resolves to the shim (see string-width-ascii.mjs).
+const lazyStringWidth = {
+  name: 'lazy-string-width',
+  setup(b) {
+    b.onResolve({ filter: /^string-width$/ }, (args) => (args.importer === asciiWidth ? undefined : { path: asciiWidth }));
+  },
+};
 
 await build({
   entryPoints: { main: 'dist/src/cli/main.js' },
@@ -20,6 +31,7 @@ await build({
   // Bundled CommonJS (cacache, its helpers) calls require() for Node's built-ins.
   banner: { js: "import { createRequire as kocacheRequire } from 'node:module'; const require = kocacheRequire(import.meta.url);" },
   chunkNames: 'chunks/[name]-[hash]',
+  plugins: [lazyStringWidth],
 });
 
 // The executable: a CommonJS launcher that sizes libuv's thread pool, then imports ./main.js.
