@@ -45,7 +45,11 @@ export class Transport {
   constructor(opts: { insecureRegistries?: string[]; userAgent?: string } = {}) {
     // The headers timeout restarts when a body finishes sending; a registry re-hashing a
     // multi-gigabyte blob before it answers the closing PUT needs minutes, not seconds.
-    this.agent = new Agent({ keepAliveTimeout: 30_000, connections: 16, connect: { timeout: 15_000 }, headersTimeout: 300_000, bodyTimeout: 300_000 });
+    // HTTP/2 where the registry offers it (over TLS, by ALPN): undici closes an HTTP/1.1
+    // connection after every HEAD unless the server says `Connection: keep-alive`, which Go's
+    // server (the distribution registry) does not, so each HEAD-before-upload cost a new TLS
+    // handshake; over HTTP/2 the HEADs share connections (test/remote-tls.test.ts).
+    this.agent = new Agent({ allowH2: true, keepAliveTimeout: 30_000, connections: 16, connect: { timeout: 15_000 }, headersTimeout: 300_000, bodyTimeout: 300_000 });
     this.redirecting = this.agent.compose(redirect({ maxRedirections: MAX_REDIRECTS }));
     this.insecure = new Set([...(opts.insecureRegistries ?? []), ...insecureRegistriesFromEnv()].map((s) => s.toLowerCase()));
     this.userAgent = opts.userAgent ?? 'kocache';

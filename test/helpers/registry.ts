@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { get as httpsGet } from 'node:https';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const BINARY = '/usr/bin/docker-registry';
@@ -9,12 +10,19 @@ const BINARY = '/usr/bin/docker-registry';
 export interface RegistryOptions {
   /** Extra YAML appended under the top level (e.g. an `auth:` section). */
   extraConfig?: string;
+  /**
+   * Serve HTTPS on this IP address with a certificate made for it (written to `caPath`). Not a
+   * loopback address: kocache talks plain HTTP to loopback registries, as Docker does.
+   */
+  tlsAddress?: string;
 }
 
 /** A real CNCF distribution registry on 127.0.0.1, with throwaway storage. */
 export interface RunningRegistry {
-  /** `127.0.0.1:PORT` */
+  /** `127.0.0.1:PORT` (or `tlsAddress:PORT`) */
   host: string;
+  /** With `tlsAddress`: the PEM certificate the registry serves (self-signed, so also its CA). */
+  caPath?: string;
   port: number;
   root: string;
   /** The registry's whole log so far (access lines look like `"POST /v2/<repo>/blobs/uploads/ HTTP/1.1" 202`). */
@@ -47,6 +55,16 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run 'npm run test:setup' (apt-get install docker-registry skopeo)`);
   const root = mkdtempSync(join(tmpdir(), 'kocache-registry-'));
   const port = await freePort();
+  const address = opts.tlsAddress ?? '127.0.0.1';
+  let tlsConfig: string[] = [];
+  let caPath: string | undefined;
+  if (opts.tlsAddress) {
+    caPath = join(root, 'cert.pem');
+    const keyPath = join(root, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', caPath, '-days', '2',
+      '-subj', '/CN=kocache-test-registry', '-addext', `subjectAltName=IP:${opts.tlsAddress}`], { stdio: 'ignore' });
+    tlsConfig = ['  tls:', `    certificate: ${caPath}`, `    key: ${keyPath}`];
+  }
   const config = [
     'version: 0.1',
     'log:',
@@ -59,8 +77,9 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
     '  delete:',
     '    enabled: true',
     'http:',
-    `  addr: 127.0.0.1:${port}`,
+    `  addr: ${address}:${port}`,
     '  secret: kocache-test-secret',
+    ...tlsConfig,
     opts.extraConfig ?? '',
   ].join('\n');
   const configPath = join(root, 'config.yml');
@@ -85,9 +104,8 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
   for (;;) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited at start:\n${readLogText()}`);
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/v2/`);
-      await res.arrayBuffer();
-      if (res.status === 200 || res.status === 401) break;
+      const status = caPath ? await httpsStatus(`https://${address}:${port}/v2/`, readFileSync(caPath)) : await httpStatus(`http://127.0.0.1:${port}/v2/`);
+      if (status === 200 || status === 401) break;
     } catch {
       // not listening yet
     }
@@ -98,9 +116,10 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
     await new Promise((r) => setTimeout(r, 25));
   }
 
-  const accessLines = () => readLogText().split('\n').filter((l) => l.includes('HTTP/1.1"'));
+  const accessLines = () => readLogText().split('\n').filter((l) => /HTTP\/[0-9.]+" \d/.test(l));
   return {
-    host: `127.0.0.1:${port}`,
+    host: `${address}:${port}`,
+    ...(caPath ? { caPath } : {}),
     port,
     root,
     log: readLogText,
@@ -108,7 +127,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
       accessLines().filter((l) => new RegExp(`"POST /v2/${repo ? escapeRe(repo) : '.+'}/blobs/uploads/[^ ]* HTTP`).test(l)).length,
     requests: (method: string, path?: RegExp) =>
       accessLines().filter((l) => {
-        const m = /"([A-Z]+) (\S+) HTTP\/1\.1"/.exec(l);
+        const m = /"([A-Z]+) (\S+) HTTP\/[0-9.]+"/.exec(l);
         return m !== null && m[1] === method && (!path || path.test(m[2] ?? ''));
       }).length,
     stop: async () => {
@@ -121,6 +140,30 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+async function httpStatus(url: string): Promise<number> {
+  const res = await fetch(url);
+  await res.arrayBuffer();
+  return res.status;
+}
+
+function httpsStatus(url: string, ca: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpsGet(url, { ca }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+  });
+}
+
+/** An address of this machine that is not loopback, for a registry kocache must reach over TLS. */
+export function nonLoopbackAddress(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  throw new Error('this machine has no non-loopback IPv4 address to serve a TLS registry on');
 }
 
 function escapeRe(s: string): string {
