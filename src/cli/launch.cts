@@ -5,6 +5,7 @@
 // 16-core machine would gzip on 4. Set from an ES module, the variable comes too late (measured:
 // the pool already had its 4 threads). A value the user set is kept.
 import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
 
 /** Threads for libuv's pool: a block per core in flight plus one queued, and room for file I/O. */
 export function threadPoolSize(cores: number): number {
@@ -13,5 +14,10 @@ export function threadPoolSize(cores: number): number {
 
 if (require.main === module) {
   process.env['UV_THREADPOOL_SIZE'] ??= String(threadPoolSize(availableParallelism()));
+  // undici parses HTTP with llhttp compiled to WebAssembly. V8 first compiles it with its fast
+  // baseline compiler, then re-compiles hot functions in the background, and a process does not
+  // exit until those background jobs finish: 70-90 ms at the end of every publish, push and warm
+  // here, for parsing a few dozen small responses. Baseline code is what a short run uses anyway.
+  setFlagsFromString('--liftoff-only');
   void import('./main.js');
 }
