@@ -94,8 +94,11 @@ describe('publish to a registry', () => {
     const uploads = reg.uploadsStarted('again');
     assert.ok(uploads >= 2);
 
+    const manifestPuts = reg.requests('PUT', /^\/v2\/again\/manifests\//);
+    assert.equal(manifestPuts, 1);
     const second = await publish(args, dir);
     assert.equal(second.digest, first.digest);
+    assert.equal(reg.requests('PUT', /^\/v2\/again\/manifests\//), manifestPuts, 'the tag already named this manifest: not put again');
     assert.equal(second.reference, first.reference);
     assert.deepEqual([second.uploaded, second.mounted, second.present], [0, 0, 3]);
     assert.equal(reg.uploadsStarted('again'), uploads, 'no upload session was even started');

@@ -21,6 +21,12 @@ export interface PushOptions {
    * are awaited, not repeated, and their outcomes counted. Must be for the same repository.
    */
   pusher?: BlobPusher;
+  /**
+   * What the target's tag pointed at when looked up before the push. When that is the image being
+   * pushed, no manifest is put again: the registry holds it, and accepted it only because it held
+   * every blob it names.
+   */
+  current?: Digest | undefined;
   onProgress?: (e: { done: number; total: number }) => void;
 }
 
@@ -51,6 +57,12 @@ export async function pushImage(client: RegistryClient, target: Reference, image
     }),
   );
 
+  const top = image.kind === 'index' ? image : manifests[0]!;
+  if (opts.current !== undefined && opts.current === top.descriptor.digest) {
+    done = total;
+    progress();
+    return { digest: top.descriptor.digest, reference: `${formatRepository(repo)}@${top.descriptor.digest}`, ...counts };
+  }
   if (image.kind === 'index') {
     for (const m of manifests) {
       await client.putManifest({ ...repo, digest: m.descriptor.digest }, m.bytes, m.descriptor.mediaType);
@@ -58,7 +70,6 @@ export async function pushImage(client: RegistryClient, target: Reference, image
       progress();
     }
   }
-  const top = image.kind === 'index' ? image : manifests[0]!;
   const topRef: Reference = target.tag !== undefined ? { ...repo, tag: target.tag } : { ...repo, digest: top.descriptor.digest };
   const pushed = await client.putManifest(topRef, top.bytes, top.descriptor.mediaType);
   done++;

@@ -10,6 +10,8 @@ import { layerSpecsFor } from '../../image/sources.js';
 import { type OutputTarget, parseOutput, parseRepo } from '../../image/target.js';
 import { validateImportPath } from '../../layer/build.js';
 import { writeLayout } from '../../layout/write.js';
+import type { Descriptor } from '../../oci/descriptor.js';
+import type { Digest } from '../../oci/digest.js';
 import { type Platform, formatPlatform, parsePlatform } from '../../oci/platform.js';
 import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
 import { RegistryClient } from '../../remote/client.js';
@@ -161,7 +163,7 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
   const needsRegistry = req.base !== 'scratch' || req.output.kind === 'registry';
   const client = needsRegistry ? new RegistryClient({ insecureRegistries: req.insecure, jobs: ctx.jobs, warn, cache: ctx.cache }) : undefined;
   try {
-    const [bases] = await Promise.all([
+    const [bases, current] = await Promise.all([
       req.base === 'scratch' || !client
         ? req.platforms.map(scratchBase)
         : loadBase(req.base, req.platforms, { client, cache: ctx.cache, offline: req.offline, warn }),
@@ -201,7 +203,7 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
     );
     const total = req.plans.length * req.specs.length;
     // Said only once the image is delivered: on failure the error is the one line on stderr.
-    await deliver(req, ctx, image, client, `layers ${built} built, ${total - built} cached`, pusher);
+    await deliver(req, ctx, image, client, `layers ${built} built, ${total - built} cached`, pusher, current?.digest);
   } finally {
     await client?.close();
   }
@@ -211,13 +213,15 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
  * One HEAD on the target before any layer is built, so a mistyped or unreachable registry fails
  * in milliseconds rather than after minutes of compression. Only a failure to connect is final
  * here: some registries refuse reads of a repository that does not exist yet, and the push
- * itself reports any refusal to write.
+ * itself reports any refusal to write. The answer is what the tag points at now: when that is
+ * the image just built, publishing it again puts no manifest (PushOptions.current).
  */
-async function probeTarget(client: RegistryClient, repo: Reference): Promise<void> {
+async function probeTarget(client: RegistryClient, repo: Reference): Promise<Descriptor | undefined> {
   try {
-    await client.resolve(repo);
+    return await client.resolve(repo);
   } catch (err) {
     if (err instanceof KocacheError && (err.code === 'unreachable' || err.code === 'tls')) throw err;
+    return undefined;
   }
 }
 
@@ -228,6 +232,7 @@ async function deliver(
   client: RegistryClient | undefined,
   layers: string,
   pusher: BlobPusher | undefined,
+  current: Digest | undefined,
 ): Promise<void> {
   const out = ctx.out;
   const digest = image.descriptor.digest;
@@ -238,6 +243,7 @@ async function deliver(
       const pushed = await pushImage(client!, repo, image, {
         jobs: ctx.jobs,
         pusher,
+        current,
         onProgress: (e) => out.progress(`pushing ${formatReference(repo)}: ${e.done}/${e.total}`),
       });
       out.info(`pushed ${formatReference(repo)}: ${layers}; blobs ${pushed.uploaded} uploaded, ${pushed.mounted} mounted, ${pushed.present} already present`);
