@@ -2,7 +2,7 @@
 // command. Node 20 has no compile cache, and resolving, reading and compiling ~150 separate
 // module files was a third of a cache hit's wall time (see the README's "Start-up" section).
 // The library (dist/src) stays tsc's plain output.
-import { copyFileSync, rmSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -32,6 +32,7 @@ await build({
   banner: { js: "import { createRequire as kocacheRequire } from 'node:module'; const require = kocacheRequire(import.meta.url);" },
   chunkNames: 'chunks/[name]-[hash]',
   plugins: [lazyStringWidth],
+  define: { KOCACHE_VERSION: JSON.stringify(JSON.parse(readFileSync('package.json', 'utf8')).version) },
 });
 
 // The executable: a CommonJS launcher that sizes libuv's thread pool, then imports ./main.js.

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { CacheStore } from '../src/cache/store.js';
 import { buildLayer } from '../src/layer/build.js';
 import { parseLayerSource } from '../src/layer/source.js';
+import { walkSource } from '../src/layer/walk.js';
 import { parsePlatform } from '../src/oci/platform.js';
 import { tempDir } from './helpers/cli.js';
 
@@ -203,4 +204,22 @@ test('an ELF Go build ID note is found', async () => {
   assert.equal(readGoBuildId(file), id);
   writeFileSync(join(dir, 'plain'), 'not a go binary');
   assert.equal(readGoBuildId(join(dir, 'plain')), undefined);
+});
+
+test('the walk orders paths by their UTF-8 bytes, also where UTF-16 order differs (U+E000 and up, surrogate pairs)', () => {
+  const dir = tempDir();
+  // UTF-16 puts the emoji (a surrogate pair, D83D...) before U+E000; UTF-8 puts it after (F0 > EE).
+  const names = ['a-b', 'a.b', 'Z', 'é', '\uE000', '😀', '\uFF21'];
+  for (const n of names) writeFileSync(join(dir, n), n);
+  mkdirSync(join(dir, 'a'));
+  writeFileSync(join(dir, 'a', 'b'), '');
+  const rels = walkSource(dir).map((e) => e.rel).filter((r) => r !== '');
+  const bytewise = [...rels].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+  assert.deepEqual(rels, bytewise);
+  assert.ok(rels.indexOf('\uE000') < rels.indexOf('😀'));
+  // Without any such name the fast path is taken; its order must be the same bytes order.
+  const ascii = tempDir();
+  for (const n of ['a-b', 'a.b', 'Z', 'a', '_x']) writeFileSync(join(ascii, n), n);
+  const plain = walkSource(ascii).map((e) => e.rel).filter((r) => r !== '');
+  assert.deepEqual(plain, [...plain].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))));
 });

@@ -7,12 +7,18 @@ import { reportError } from './output.js';
 import { globalOptions } from './context.js';
 import { traceEnabled, traceSnapshot } from '../util/trace.js';
 
+// The bundler (scripts/bundle-cli.mjs) writes the package version in here, which spares yargs
+// looking for package.json through the folders above it at every start; unbundled, yargs looks.
+declare const KOCACHE_VERSION: string | undefined;
+const BUNDLED_VERSION = typeof KOCACHE_VERSION === 'string' ? KOCACHE_VERSION : undefined;
+
 async function main(argv: string[]): Promise<number> {
   const wantsJson = argv.includes('--json');
   let failure: unknown;
   const commands = await loadCommands(argv);
   // Global options are known at the top level too, so `kocache --json ls` works like `kocache ls --json`.
-  const parser = globalOptions(yargs(argv), { aliases: false })
+  const base = globalOptions(yargs(argv), { aliases: false });
+  const parser = (BUNDLED_VERSION ? base.version(BUNDLED_VERSION) : base.version())
     .scriptName('kocache')
     .usage('$0 <command> [options]\n\nA content-addressed layer cache for building and publishing OCI images.')
     .command(commands)
@@ -21,7 +27,7 @@ async function main(argv: string[]): Promise<number> {
     .recommendCommands()
     .help()
     .alias('h', 'help')
-    .version()
+    .detectLocale(false)
     .wrap(process.stdout.isTTY ? Math.min(110, process.stdout.columns || 100) : null)
     .fail((msg, err) => {
       // yargs reports its own validation failures and handler errors here; both become one line.
