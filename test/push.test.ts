@@ -83,10 +83,15 @@ describe('push ARCHIVE REF', () => {
 
   test('a second push of the same archive uploads nothing, inflates nothing, compresses nothing', async () => {
     const before = reg.uploadsStarted('nix/app');
+    const heads = reg.requests('HEAD', /^\/v2\/nix\/app\/blobs\//);
+    const puts = reg.requests('PUT', /^\/v2\/nix\/app\/manifests\//);
     const r = await push(cache(), archive.path, `${reg.host}/nix/app:v1`, '--json');
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as PushJson;
     assert.equal(reg.uploadsStarted('nix/app'), before);
+    // The tag already names this very image: the registry accepted it with all its blobs.
+    assert.equal(reg.requests('HEAD', /^\/v2\/nix\/app\/blobs\//), heads, 'no blob was even asked about');
+    assert.equal(reg.requests('PUT', /^\/v2\/nix\/app\/manifests\//), puts, 'no manifest put again');
     assert.equal(out.uploaded, 0);
     assert.equal(out.present, 5, 'the four distinct layers and the config were all there already');
     assert.equal(r.trace['inflate.archive'] ?? 0, 0);

@@ -56,10 +56,11 @@ describe('a registry over TLS', () => {
 
   test('requests share connections: HEADs over HTTP/2 do not each open a new TLS connection', async () => {
     const before = connections(reg).length;
-    const r = await publish('tls/app:v1', { NODE_EXTRA_CA_CERTS: reg.caPath });
+    // A new tag of an image whose blobs are all there: a HEAD per blob, then the manifest.
+    const r = await publish('tls/app:v2', { NODE_EXTRA_CA_CERTS: reg.caPath });
     assert.equal(r.code, 0, r.stderr);
     const lines = connections(reg).slice(before);
-    assert.ok(lines.length >= 4, `a no-op publish makes several requests (${lines.length})`);
+    assert.ok(lines.length >= 4, `several requests (${lines.length})`);
     assert.ok(lines.every((l) => l.proto === 'HTTP/2.0'), 'spoken over HTTP/2');
     assert.ok(new Set(lines.map((l) => l.addr)).size < lines.length, `fewer connections than requests: ${JSON.stringify(lines)}`);
   });

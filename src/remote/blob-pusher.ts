@@ -24,6 +24,11 @@ export class BlobPusher {
     private readonly jobs: number,
   ) {}
 
+  /** Whether a push of this blob was started. */
+  has(digest: Digest): boolean {
+    return this.started.has(digest);
+  }
+
   /** The push of this blob: started now if it was not yet, else the one already under way or done. */
   push(blob: BlobSource): Promise<PushOutcome> {
     const digest = blob.descriptor.digest;

@@ -2,6 +2,7 @@ import type { BlobSource, Pushable, PushableManifest } from '../image/pushable.j
 import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { type Reference, formatRepository } from '../reference/reference.js';
+import { KocacheError } from '../errors.js';
 import { BlobPusher } from './blob-pusher.js';
 import type { RegistryClient } from './client.js';
 
@@ -22,9 +23,10 @@ export interface PushOptions {
    */
   pusher?: BlobPusher;
   /**
-   * What the target's tag pointed at when looked up before the push. When that is the image being
-   * pushed, no manifest is put again: the registry holds it, and accepted it only because it held
-   * every blob it names.
+   * What the target's tag pointed at when looked up before the push (targetDigest). When that is
+   * the image being pushed, nothing is checked, sent or put: the registry holds that manifest, and
+   * accepted it only because it held every blob it names. Pushes already started (publish's early
+   * ones) are still awaited, for their counts.
    */
   current?: Digest | undefined;
   onProgress?: (e: { done: number; total: number }) => void;
@@ -48,17 +50,18 @@ export async function pushImage(client: RegistryClient, target: Reference, image
   const counts = { uploaded: 0, mounted: 0, present: 0 };
   const repo: Reference = { registry: target.registry, repository: target.repository };
   const pusher = opts.pusher ?? new BlobPusher(client, repo, opts.jobs ?? client.jobs ?? 4);
+  const top = image.kind === 'index' ? image : manifests[0]!;
+  const already = opts.current !== undefined && opts.current === top.descriptor.digest;
   await Promise.all(
     blobs.map(async (blob) => {
-      const outcome = await pusher.push(blob);
+      const outcome = already && !pusher.has(blob.descriptor.digest) ? 'present' : await pusher.push(blob);
       counts[outcome]++;
       done++;
       progress();
     }),
   );
 
-  const top = image.kind === 'index' ? image : manifests[0]!;
-  if (opts.current !== undefined && opts.current === top.descriptor.digest) {
+  if (already) {
     done = total;
     progress();
     return { digest: top.descriptor.digest, reference: `${formatRepository(repo)}@${top.descriptor.digest}`, ...counts };
@@ -75,6 +78,22 @@ export async function pushImage(client: RegistryClient, target: Reference, image
   done++;
   progress();
   return { digest: pushed.digest, reference: `${formatRepository(repo)}@${pushed.digest}`, ...counts };
+}
+
+/**
+ * What `ref`'s tag points at now, if anything: asked before a push, so that an unreachable
+ * registry fails in milliseconds rather than after minutes of work, and so that pushing an image
+ * the tag already names does nothing (PushOptions.current). Only a failure to connect is final
+ * here: some registries refuse reads of a repository that does not exist yet, and the push itself
+ * reports any refusal to write.
+ */
+export async function targetDigest(client: RegistryClient, ref: Reference): Promise<Digest | undefined> {
+  try {
+    return (await client.resolve(ref))?.digest;
+  } catch (err) {
+    if (err instanceof KocacheError && (err.code === 'unreachable' || err.code === 'tls')) throw err;
+    return undefined;
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { KocacheError, usageError } from '../../errors.js';
+import { usageError } from '../../errors.js';
 import { loadBase, scratchBase } from '../../image/base.js';
 import { type PlatformPlan, buildImage } from '../../image/build.js';
 import { type ConfigOverrides, createdTime, parseCommand, parseKeyValue } from '../../image/config.js';
@@ -10,13 +10,12 @@ import { layerSpecsFor } from '../../image/sources.js';
 import { type OutputTarget, parseOutput, parseRepo } from '../../image/target.js';
 import { validateImportPath } from '../../layer/build.js';
 import { writeLayout } from '../../layout/write.js';
-import type { Descriptor } from '../../oci/descriptor.js';
 import type { Digest } from '../../oci/digest.js';
 import { type Platform, formatPlatform, parsePlatform } from '../../oci/platform.js';
 import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
 import { RegistryClient } from '../../remote/client.js';
 import { BlobPusher } from '../../remote/blob-pusher.js';
-import { isForeign, pushImage } from '../../remote/push.js';
+import { isForeign, pushImage, targetDigest } from '../../remote/push.js';
 import { writeDockerArchive } from '../../tarball/write.js';
 import { type Context, type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
 import { formatBytes } from '../output.js';
@@ -167,7 +166,7 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
       req.base === 'scratch' || !client
         ? req.platforms.map(scratchBase)
         : loadBase(req.base, req.platforms, { client, cache: ctx.cache, offline: req.offline, warn }),
-      client && req.output.kind === 'registry' ? probeTarget(client, req.repo!) : undefined,
+      client && req.output.kind === 'registry' ? targetDigest(client, req.repo!) : undefined,
     ]);
 
     // Registry output: every blob's push starts as soon as the blob is known (base layers now,
@@ -203,25 +202,9 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
     );
     const total = req.plans.length * req.specs.length;
     // Said only once the image is delivered: on failure the error is the one line on stderr.
-    await deliver(req, ctx, image, client, `layers ${built} built, ${total - built} cached`, pusher, current?.digest);
+    await deliver(req, ctx, image, client, `layers ${built} built, ${total - built} cached`, pusher, current);
   } finally {
     await client?.close();
-  }
-}
-
-/**
- * One HEAD on the target before any layer is built, so a mistyped or unreachable registry fails
- * in milliseconds rather than after minutes of compression. Only a failure to connect is final
- * here: some registries refuse reads of a repository that does not exist yet, and the push
- * itself reports any refusal to write. The answer is what the tag points at now: when that is
- * the image just built, publishing it again puts no manifest (PushOptions.current).
- */
-async function probeTarget(client: RegistryClient, repo: Reference): Promise<Descriptor | undefined> {
-  try {
-    return await client.resolve(repo);
-  } catch (err) {
-    if (err instanceof KocacheError && (err.code === 'unreachable' || err.code === 'tls')) throw err;
-    return undefined;
   }
 }
 

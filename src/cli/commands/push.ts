@@ -2,7 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { usageError } from '../../errors.js';
 import { type Reference, formatReference, parseReference } from '../../reference/reference.js';
 import { RegistryClient } from '../../remote/client.js';
-import { type PushResult, pushImage } from '../../remote/push.js';
+import { type PushResult, pushImage, targetDigest } from '../../remote/push.js';
 import { loadArchive } from '../../tarball/load.js';
 import { archivePushable } from '../../tarball/pushable.js';
 import { type Context, type GlobalArgs, globalOptions, makeContext } from '../context.js';
@@ -78,13 +78,17 @@ export async function pushArchives(ctx: Context, jobs: PushJob[], insecureRegist
 
 async function pushOne(ctx: Context, client: RegistryClient, job: PushJob, several: boolean): Promise<PushResult> {
   const label = several ? `${job.archive}: ` : '';
-  const loaded = await loadArchive(job.archive, {
-    cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m),
-    onRead: (read, total) => ctx.out.progress(`${label}reading ${job.archive}: ${formatBytes(read)} of ${formatBytes(total)}`),
-  });
+  const [loaded, current] = await Promise.all([
+    loadArchive(job.archive, {
+      cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m),
+      onRead: (read, total) => ctx.out.progress(`${label}reading ${job.archive}: ${formatBytes(read)} of ${formatBytes(total)}`),
+    }),
+    targetDigest(client, job.target),
+  ]);
   const image = await archivePushable(ctx.cache, loaded.image);
   return pushImage(client, job.target, image, {
     jobs: ctx.jobs,
+    current,
     onProgress: ({ done, total }) => ctx.out.progress(`${label}pushing ${formatReference(job.target)}: ${done}/${total}`),
   });
 }
