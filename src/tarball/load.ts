@@ -98,11 +98,10 @@ export function imageBlobs(image: ArchiveImage): Descriptor[] {
 }
 
 async function allPresent(cache: CacheStore, image: ArchiveImage): Promise<boolean> {
-  for (const d of imageBlobs(image)) {
-    // Touched, not just looked at: a concurrent gc spares what this command uses (src/cache/lease.ts).
-    if (!(await cache.touchBlob(d.digest)) || (await cache.blobSize(d.digest)) !== d.size) return false;
-  }
-  return true;
+  // Touched, not just looked at: a concurrent gc spares what this command uses (src/cache/lease.ts).
+  // All at once: one after the other, a 50-layer image's checks were a hundred file-system round trips.
+  const each = await Promise.all(imageBlobs(image).map(async (d) => (await cache.touchBlob(d.digest)) && (await cache.blobSize(d.digest)) === d.size));
+  return each.every(Boolean);
 }
 
 /**
