@@ -37,6 +37,23 @@ async function publish(args: string[], cwd = work): Promise<PublishJson> {
   return JSON.parse(lines[lines.length - 1]!) as PublishJson;
 }
 
+/**
+ * ~24 MB of text made of random words: compresses slowly at level 9 on one job (seconds), while
+ * a small layer's upload takes milliseconds.
+ */
+function slowToCompress(path: string): void {
+  const words = Array.from({ length: 512 }, (_, i) => `w${(i * 2654435761) % 100003}`);
+  let x = 12345;
+  const parts: string[] = [];
+  for (let n = 0; n < 24 << 20; ) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    const w = `${words[x % words.length]!} `;
+    parts.push(w);
+    n += w.length;
+  }
+  writeFileSync(path, parts.join(''));
+}
+
 async function rawManifest(ref: string): Promise<string> {
   return skopeo('inspect', '--raw', '--tls-verify=false', `docker://${ref}`);
 }
@@ -113,18 +130,7 @@ describe('publish to a registry', () => {
     const dir = join(work, 'early');
     mkdirSync(join(dir, 'big'), { recursive: true });
     writeFileSync(join(dir, 'small.txt'), 'small layer\n');
-    // ~24 MB of text made of random words: compresses slowly at level 9 on one job (seconds),
-    // while the small layer's upload takes milliseconds.
-    const words = Array.from({ length: 512 }, (_, i) => `w${(i * 2654435761) % 100003}`);
-    let x = 12345;
-    const parts: string[] = [];
-    for (let n = 0; n < 24 << 20; ) {
-      x = (x * 1103515245 + 12345) % 2147483648;
-      const w = `${words[x % words.length]!} `;
-      parts.push(w);
-      n += w.length;
-    }
-    writeFileSync(join(dir, 'big', 'words.txt'), parts.join(''));
+    slowToCompress(join(dir, 'big', 'words.txt'));
     const layerArgs = ['--level', '9', '--jobs', '1'];
     // The layers' digests, known ahead from a build of each into a scratch cache (same bytes).
     const digestOf = async (spec: string) => {
@@ -289,10 +295,19 @@ describe('publish refuses bad input with one line', () => {
     writeHtpasswd(htpasswd, { alice: 'correct horse' });
     const locked = await startRegistry({ extraConfig: htpasswdConfig(htpasswd) });
     try {
-      const r = await runCli(['publish', 'app:/app', '--base', 'scratch', '--repo', `${locked.host}/x`], { ...env, DOCKER_CONFIG: root }, { cwd: dir });
+      // A second layer that takes seconds to compress: the refused upload of the first must end
+      // the publish before that build is done, not after.
+      mkdirSync(join(root, 'slow'));
+      slowToCompress(join(root, 'slow', 'words.txt'));
+      const cacheDir = join(root, 'cache');
+      const r = await runCli(['publish', 'app:/app', `${join(root, 'slow')}:/slow`, '--base', 'scratch', '--repo', `${locked.host}/x`, '--level', '9', '--jobs', '1'],
+        { ...env, KOCACHE: cacheDir, DOCKER_CONFIG: root }, { cwd: dir });
       assert.ok(isOneLineError(r), `want one error line, got code ${r.code}:\n${r.stderr}`);
       assert.match(r.stderr, /401|auth|credentials|denied/i);
       assert.doesNotMatch(r.stderr, /correct horse/);
+      const ls = await runCli(['ls', '--json'], { KOCACHE: cacheDir });
+      const built = (JSON.parse(ls.stdout) as { key: string }[]).filter((x) => x.key.includes('/buildid/'));
+      assert.equal(built.length, 1, 'the small layer was built; the slow one was abandoned when its sibling\'s upload was refused');
     } finally {
       await locked.stop();
     }

@@ -59,11 +59,11 @@ if (traceEnabled()) {
   process.once('exit', () => process.stderr.write(`kocache-trace: ${JSON.stringify(traceSnapshot())}\n`));
 }
 
-main(hideBin(process.argv)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.exitCode = reportError(err, false);
-  },
-);
+// On failure the process ends as soon as the error is out: work still under way (a build whose
+// publish already failed on an upload) is not waited for. The cache stays whole: blobs are renamed
+// into place only when complete and records written only after them.
+const finish = (code: number) => {
+  process.exitCode = code;
+  if (code !== 0) process.stderr.write('', () => process.exit(code));
+};
+main(hideBin(process.argv)).then(finish, (err: unknown) => finish(reportError(err, false)));

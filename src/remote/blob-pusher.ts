@@ -17,12 +17,23 @@ export class BlobPusher {
   private readonly queue: (() => void)[] = [];
   private running = 0;
   private failed = false;
+  private fail!: (err: unknown) => void;
+  /**
+   * Rejects with the first push failure, for callers with other work under way that is pointless
+   * once a push failed (publish stops waiting for its builds: wrong credentials should not cost
+   * the whole build first).
+   */
+  readonly failure: Promise<never> = new Promise<never>((_, reject) => {
+    this.fail = reject;
+  });
 
   constructor(
     private readonly client: RegistryClient,
     private readonly repo: Reference,
     private readonly jobs: number,
-  ) {}
+  ) {
+    this.failure.catch(() => undefined);
+  }
 
   /** Whether a push of this blob was started. */
   has(digest: Digest): boolean {
@@ -50,6 +61,7 @@ export class BlobPusher {
       if (this.failed) throw new Error('not started: another blob push of this image failed');
       return await this.client.pushBlob(this.repo, blob);
     } catch (err) {
+      if (!this.failed) this.fail(err);
       this.failed = true;
       throw err;
     } finally {

@@ -178,7 +178,7 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
     }
     let read = 0;
     let built = 0;
-    const image = await buildImage(
+    const building = buildImage(
       req.plans.map((p, i) => ({ ...p, base: bases[i]! })),
       {
         cache: ctx.cache,
@@ -200,6 +200,10 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
         },
       },
     );
+    // A failed early upload ends the publish now, not once every layer is built (a build that
+    // fails after that has nobody left to tell).
+    building.catch(() => undefined);
+    const image = await (pusher ? Promise.race([building, pusher.failure]) : building);
     const total = req.plans.length * req.specs.length;
     // Said only once the image is delivered: on failure the error is the one line on stderr.
     await deliver(req, ctx, image, client, `layers ${built} built, ${total - built} cached`, pusher, current);
