@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
+import { abandonTempFile } from '../util/tmpfile.js';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { join } from 'node:path';
@@ -130,8 +131,7 @@ async function writeBlobFile(blobDir: string, blob: BlobSource): Promise<boolean
     await rename(tmp, path);
     return true;
   } catch (err) {
-    out.destroy();
-    await rm(tmp, { force: true });
+    await abandonTempFile(out, tmp);
     throw err;
   }
 }

@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { abandonTempFile } from '../util/tmpfile.js';
+import { rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import tar from 'tar-stream';
 import { KocacheError, fsError } from '../errors.js';
@@ -71,8 +72,7 @@ export async function writeDockerArchive(file: string, image: PushableManifest, 
     await Promise.race([once(out, 'finish'), failed]);
     await rename(tmp, file);
   } catch (err) {
-    out.destroy();
-    await rm(tmp, { force: true });
+    await abandonTempFile(out, tmp);
     if (err instanceof KocacheError) throw err;
     throw fsError(err, file, 'write');
   }
