@@ -14,6 +14,7 @@ export * from './layer/source.js';
 export * from './reference/reference.js';
 export * from './remote/client.js';
 export * from './remote/push.js';
+export * from './remote/blob-pusher.js';
 export * from './image/pushable.js';
 export * from './image/assemble.js';
 export * from './image/build.js';
