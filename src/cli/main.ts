@@ -64,6 +64,7 @@ if (traceEnabled()) {
 // into place only when complete and records written only after them.
 const finish = (code: number) => {
   process.exitCode = code;
-  if (code !== 0) process.stderr.write('', () => process.exit(code));
+  // Both streams flushed first (`--json` errors go to stdout; pipes are asynchronous on macOS).
+  if (code !== 0) process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
 };
 main(hideBin(process.argv)).then(finish, (err: unknown) => finish(reportError(err, false)));
