@@ -37,7 +37,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       warn: (m) => ctx.out.warn(m),
       onBytes: (n) => {
         read += n;
-        ctx.out.progress(`building layer: ${formatBytes(read)} read`);
+        ctx.out.progress(() => `building layer: ${formatBytes(read)} read`);
       },
     });
     ctx.out.result({

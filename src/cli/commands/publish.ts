@@ -190,13 +190,13 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
         warn,
         onBytes: (n) => {
           read += n;
-          out.progress(`building layers: ${formatBytes(read)} read`);
+          out.progress(() => `building layers: ${formatBytes(read)} read`);
         },
         onLayer: (e) => {
           void pusher?.push(cachedBlob(ctx.cache, e.descriptor));
           if (!e.cached) built++;
           const where = req.platforms.length > 1 ? ` (${formatPlatform(e.platform)})` : '';
-          out.progress(`layer ${e.spec}${where}: ${e.cached ? 'cached' : 'built'}`);
+          out.progress(() => `layer ${e.spec}${where}: ${e.cached ? 'cached' : 'built'}`);
         },
       },
     );
@@ -231,7 +231,7 @@ async function deliver(
         jobs: ctx.jobs,
         pusher,
         current,
-        onProgress: (e) => out.progress(`pushing ${formatReference(repo)}: ${e.done}/${e.total}`),
+        onProgress: (e) => out.progress(() => `pushing ${formatReference(repo)}: ${e.done}/${e.total}`),
       });
       out.info(`pushed ${formatReference(repo)}: ${layers}; blobs ${pushed.uploaded} uploaded, ${pushed.mounted} mounted, ${pushed.present} already present`);
       out.result(

@@ -81,7 +81,7 @@ async function pushOne(ctx: Context, client: RegistryClient, job: PushJob, sever
   const [loaded, current] = await Promise.all([
     loadArchive(job.archive, {
       cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m),
-      onRead: (read, total) => ctx.out.progress(`${label}reading ${job.archive}: ${formatBytes(read)} of ${formatBytes(total)}`),
+      onRead: (read, total) => ctx.out.progress(() => `${label}reading ${job.archive}: ${formatBytes(read)} of ${formatBytes(total)}`),
     }),
     targetDigest(client, job.target),
   ]);
@@ -89,6 +89,6 @@ async function pushOne(ctx: Context, client: RegistryClient, job: PushJob, sever
   return pushImage(client, job.target, image, {
     jobs: ctx.jobs,
     current,
-    onProgress: ({ done, total }) => ctx.out.progress(`${label}pushing ${formatReference(job.target)}: ${done}/${total}`),
+    onProgress: ({ done, total }) => ctx.out.progress(() => `${label}pushing ${formatReference(job.target)}: ${done}/${total}`),
   });
 }

@@ -65,10 +65,10 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
 export async function warmTarballs(ctx: Context, paths: string[]): Promise<void> {
   const results: LoadedArchive[] = [];
   for (const path of paths) {
-    ctx.out.progress(`importing ${path}`);
+    ctx.out.progress(() => `importing ${path}`);
     results.push(await loadArchive(path, {
       cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m),
-      onRead: (read, total) => ctx.out.progress(`reading ${path}: ${formatBytes(read)} of ${formatBytes(total)}`),
+      onRead: (read, total) => ctx.out.progress(() => `reading ${path}: ${formatBytes(read)} of ${formatBytes(total)}`),
     }));
   }
   const rows = results.map((r) => {
@@ -98,7 +98,7 @@ export async function warmBases(ctx: Context, refs: string[], platforms: Platfor
         offline,
         jobs: ctx.jobs,
         warn: (m) => ctx.out.warn(m),
-        onProgress: (e) => ctx.out.progress(`warming ${ref}: ${e.done}/${e.total} layers, ${formatBytes(e.bytes)} fetched`),
+        onProgress: (e) => ctx.out.progress(() => `warming ${ref}: ${e.done}/${e.total} layers, ${formatBytes(e.bytes)} fetched`),
       }));
     }
   } finally {
