@@ -157,18 +157,28 @@ describe('registry client against a real registry', () => {
     }
   });
 
-  test('pushImage keeps at most `jobs` blob pushes in flight and reports progress to the total', async () => {
-    class CountingClient extends RegistryClient {
-      inFlight = 0;
-      peak = 0;
-      override async pushBlob(repo: Parameters<RegistryClient['pushBlob']>[0], blob: BlobSource) {
-        this.inFlight++;
-        this.peak = Math.max(this.peak, this.inFlight);
+  test('pushImage keeps at most `jobs` uploads in flight, asks about every blob at once, and reports progress to the total', async () => {
+    /** Counts calls in flight, and the most at once. */
+    const gauge = () => {
+      const g = { now: 0, peak: 0, async track<T>(fn: () => Promise<T>): Promise<T> {
+        g.now++;
+        g.peak = Math.max(g.peak, g.now);
         try {
-          return await super.pushBlob(repo, blob);
+          return await fn();
         } finally {
-          this.inFlight--;
+          g.now--;
         }
+      } };
+      return g;
+    };
+    class CountingClient extends RegistryClient {
+      readonly checks = gauge();
+      readonly transfers = gauge();
+      override pushBlob(...args: Parameters<RegistryClient['pushBlob']>) {
+        return this.checks.track(() => super.pushBlob(...args));
+      }
+      protected override transferBlob(...args: Parameters<RegistryClient['transferBlob']>) {
+        return this.transfers.track(() => super.transferBlob(...args));
       }
     }
     const counting = new CountingClient();
@@ -176,7 +186,8 @@ describe('registry client against a real registry', () => {
       const image = randomImage([1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 7_000]);
       const events: { done: number; total: number }[] = [];
       await pushImage(counting, parseReference(`${reg.host}/jobs:v1`), image, { jobs: 3, onProgress: (e) => events.push(e) });
-      assert.equal(counting.peak, 3);
+      assert.equal(counting.transfers.peak, 3, 'uploads: at most jobs at once');
+      assert.equal(counting.checks.peak, 8, 'all seven layers and the config asked about at once');
       assert.deepEqual(events.at(-1), { done: 9, total: 9 });
       assert.deepEqual(events[0], { done: 0, total: 9 });
     } finally {

@@ -2,6 +2,7 @@ import type { BlobSource } from '../image/pushable.js';
 import type { Digest } from '../oci/digest.js';
 import type { Reference } from '../reference/reference.js';
 import type { RegistryClient } from './client.js';
+import { Limiter } from '../util/limit.js';
 
 export type PushOutcome = 'present' | 'mounted' | 'uploaded';
 
@@ -10,12 +11,13 @@ export type PushOutcome = 'present' | 'mounted' | 'uploaded';
  * known: `kocache publish` hands a layer over the moment it is built, so its upload runs while
  * the other layers are still compressing, and pushImage later asks for every blob of the finished
  * image and gets the same push (and its outcome, for the counts) instead of a second one.
- * At most `jobs` transfers run at once; after the first failure no queued push starts.
+ * At most `jobs` mounts or uploads run at once; the HEADs before them are not held to that (only
+ * to the HTTP client's connections per registry): asking `jobs` at a time cost a round trip per
+ * `jobs` blobs, for blobs the registry mostly has. After the first failure no push starts.
  */
 export class BlobPusher {
   private readonly started = new Map<Digest, Promise<PushOutcome>>();
-  private readonly queue: (() => void)[] = [];
-  private running = 0;
+  private readonly transfers: Limiter;
   private failed = false;
   private fail!: (err: unknown) => void;
   /**
@@ -30,8 +32,9 @@ export class BlobPusher {
   constructor(
     private readonly client: RegistryClient,
     private readonly repo: Reference,
-    private readonly jobs: number,
+    jobs: number,
   ) {
+    this.transfers = new Limiter(jobs);
     this.failure.catch(() => undefined);
   }
 
@@ -55,18 +58,13 @@ export class BlobPusher {
   }
 
   private async run(blob: BlobSource): Promise<PushOutcome> {
-    if (this.running >= Math.max(1, this.jobs)) await new Promise<void>((resolve) => this.queue.push(resolve));
-    this.running++;
     try {
       if (this.failed) throw new Error('not started: another blob push of this image failed');
-      return await this.client.pushBlob(this.repo, blob);
+      return await this.client.pushBlob(this.repo, blob, this.transfers);
     } catch (err) {
       if (!this.failed) this.fail(err);
       this.failed = true;
       throw err;
-    } finally {
-      this.running--;
-      this.queue.shift()?.();
     }
   }
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { CacheStore } from '../cache/store.js';
 import { KocacheError } from '../errors.js';
 import type { BlobSource } from '../image/pushable.js';
+import type { Limiter } from '../util/limit.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { type Digest, isDigest, sha256Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
@@ -192,16 +193,17 @@ export class RegistryClient {
   /**
    * HEAD, then a mount from a repository of the same registry known to hold the blob, then an
    * upload. Concurrent pushes of one blob to one repository (images sharing layers, pushed in
-   * parallel) share a single transfer; the later callers see it as 'present'.
+   * parallel) share a single transfer; the later callers see it as 'present'. `transfer`, when
+   * given, bounds the mount-or-upload part only: a HEAD is cheap and need not wait for a slot.
    */
-  async pushBlob(repo: Reference, blob: BlobSource): Promise<'present' | 'mounted' | 'uploaded'> {
+  async pushBlob(repo: Reference, blob: BlobSource, transfer?: Limiter): Promise<'present' | 'mounted' | 'uploaded'> {
     const key = `${canonicalRegistry(repo.registry)}/${repo.repository}@${blob.descriptor.digest}`;
     const running = this.pushing.get(key);
     if (running) {
       await running;
       return 'present';
     }
-    const p = this.pushBlobOnce(repo, blob);
+    const p = this.pushBlobOnce(repo, blob, transfer);
     this.pushing.set(key, p);
     try {
       return await p;
@@ -210,7 +212,7 @@ export class RegistryClient {
     }
   }
 
-  private async pushBlobOnce(repo: Reference, blob: BlobSource): Promise<'present' | 'mounted' | 'uploaded'> {
+  private async pushBlobOnce(repo: Reference, blob: BlobSource, transfer: Limiter | undefined): Promise<'present' | 'mounted' | 'uploaded'> {
     const { digest, size } = blob.descriptor;
     const registry = canonicalRegistry(repo.registry);
     if (await this.headBlob(repo, digest, pushScope(repo))) {
@@ -221,9 +223,15 @@ export class RegistryClient {
       ...(blob.origins ?? []).filter((o) => canonicalRegistry(o.registry) === registry).map((o) => o.repository),
       ...(await this.seen.repositories(registry, digest)),
     ].filter((r) => r !== repo.repository);
-    const outcome = await uploadBlob(this.rq, repo, blob, candidates[0], this.uploadOpts);
+    const send = () => this.transferBlob(repo, blob, candidates[0]);
+    const outcome = await (transfer ? transfer.run(send) : send());
     await this.seen.record(registry, repo.repository, digest, size);
     return outcome;
+  }
+
+  /** A mount from `from` when given and the registry allows it, else an upload. */
+  protected transferBlob(repo: Reference, blob: BlobSource, from: string | undefined): Promise<'mounted' | 'uploaded'> {
+    return uploadBlob(this.rq, repo, blob, from, this.uploadOpts);
   }
 
   async close(): Promise<void> {
