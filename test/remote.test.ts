@@ -209,3 +209,4 @@ describe('registry client against a real registry', () => {
     assert.equal(reg.uploadsStarted('together'), 5);
   });
 });
+

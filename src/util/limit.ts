@@ -1,5 +1,7 @@
 /**
- * At most `size` calls of `run` at once; the others wait their turn in order.
+ * At most `size` calls of `run` at once; the others wait their turn in order. A finished call
+ * hands its slot straight to the next waiter: freeing it first would let a call arriving in
+ * between take it too, one over the limit.
  */
 export class Limiter {
   private running = 0;
@@ -9,12 +11,13 @@ export class Limiter {
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.running >= Math.max(1, this.size)) await new Promise<void>((resolve) => this.queue.push(resolve));
-    this.running++;
+    else this.running++;
     try {
       return await fn();
     } finally {
-      this.running--;
-      this.queue.shift()?.();
+      const next = this.queue.shift();
+      if (next) next();
+      else this.running--;
     }
   }
 }
