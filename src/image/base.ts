@@ -9,7 +9,7 @@ import { isIndexMediaType, isManifestMediaType } from '../oci/mediatypes.js';
 import { type Platform, formatPlatform, platformMatches } from '../oci/platform.js';
 import { type Reference, formatReference, formatRepository, parseReference, withIdentifier } from '../reference/reference.js';
 import type { RegistryClient } from '../remote/client.js';
-import { runBounded } from '../remote/push.js';
+import { runBounded } from '../util/limit.js';
 import { RetryableError } from '../remote/retry.js';
 import type { BlobSource } from './pushable.js';
 

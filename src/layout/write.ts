@@ -11,7 +11,7 @@ import { type Digest, digestHex } from '../oci/digest.js';
 import type { ImageIndex } from '../oci/manifest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { bytesBlob } from '../image/blobs.js';
-import { runBounded } from '../remote/push.js';
+import { runBounded } from '../util/limit.js';
 
 /** image-spec annotation naming an index.json entry; `skopeo copy oci:DIR:<name>` selects by it. */
 export const REF_NAME = 'org.opencontainers.image.ref.name';

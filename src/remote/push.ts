@@ -118,24 +118,3 @@ function uniqueBlobs(all: BlobSource[]): BlobSource[] {
   }
   return [...byDigest.values()];
 }
-
-/**
- * Runs `work` over `items` with at most `limit` in flight. The first failure stops new starts and
- * is thrown once the running ones settle, so no upload is left running behind a returned error.
- */
-export async function runBounded<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: { err: unknown } | undefined;
-  const worker = async () => {
-    while (failure === undefined && next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await work(item);
-      } catch (err) {
-        failure ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failure) throw failure.err;
-}
