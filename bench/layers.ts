@@ -11,7 +11,7 @@ export function layerRows(cli: string, tree: string, work: string, jobs: number)
   const cache = join(work, 'cache-layers');
   const gzOut = join(work, 'tree.tar.gz');
   const pigzOut = join(work, 'tree.pigz.tar.gz');
-  const build = `node ${cli} build ${tree}:/app --import-path bench/tree --jobs ${jobs} > ${join(work, 'build.json')}`;
+  const build = `${cli} build ${tree}:/app --import-path bench/tree --jobs ${jobs} > ${join(work, 'build.json')}`;
   const env = { KOCACHE: cache };
   const tarGzip = `tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C ${tree} -cf - . | gzip -6 > ${gzOut}`;
   const tarPigz = `tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C ${tree} -cf - . | pigz -6 -p ${jobs} > ${pigzOut}`;
@@ -29,23 +29,11 @@ export function layerRows(cli: string, tree: string, work: string, jobs: number)
   timeShell(build, env);
   // More runs than elsewhere: a hit is short, and a shared machine's noise is a larger share of it.
   const hit = medianOf(Math.max(RUNS, 9), () => timeShell(build, env));
-  // Node reads every certificate in NODE_EXTRA_CA_CERTS as it starts, before any JavaScript runs;
-  // where that is set to a whole CA bundle (as on the machine the README's table comes from) it
-  // adds the same ~85 ms to every command. The same pair without it shows what is kocache's own.
-  const extraCa: Row[] | undefined = process.env.NODE_EXTRA_CA_CERTS ? [] : undefined;
-  if (extraCa) {
-    const bare = `env -u NODE_EXTRA_CA_CERTS ${build}`;
-    const coldBare = medianOf(RUNS, () => timeShell(bare, env), wipe);
-    timeShell(bare, env);
-    const hitBare = medianOf(Math.max(RUNS, 9), () => timeShell(bare, env));
-    extraCa.push({ what: 'cache hit, NODE_EXTRA_CA_CERTS unset', kocache: hitBare, baselineName: 'kocache cold build, unset too', baseline: coldBare, note: 'Node start-up without the CA bundle' });
-  }
   const sizeNote = `layer ${(result.size / 1e6).toFixed(1)} MB, gzip -6 ${(gzSize / 1e6).toFixed(1)} MB (${(((result.size - gzSize) / gzSize) * 100).toFixed(2)}%)`;
   return [
     { what: `cold layer build (level ${DEFAULT_GZIP.level}, tar+gzip into the cache)`, kocache: cold, baselineName: 'tar | gzip -6', baseline: gzip, note: sizeNote },
     { what: `cold layer build (level ${DEFAULT_GZIP.level})`, kocache: cold2, baselineName: `tar | pigz -6 -p ${jobs}`, baseline: pigz, note: 'goal <= 1.0x pigz' },
     { what: 'cold layer build, --level 6', kocache: cold6, baselineName: `tar | pigz -6 -p ${jobs}`, baseline: pigz6, note: 'like for like' },
     { what: 'cache hit, unchanged tree (incl. Node start-up)', kocache: hit, baselineName: 'kocache cold build', baseline: coldMedian, note: 'goal <= 0.1x' },
-    ...(extraCa ?? []),
   ];
 }

@@ -26,13 +26,13 @@ export async function registryRows(cli: string, tree: string, work: string, arch
   let run = 0;
   try {
     const host = reg.host;
-    const k = (args: string, cache: string) => ({ cmd: `node ${cli} ${args} --insecure-registry ${host} --quiet`, env: { KOCACHE: cache } });
+    const k = (args: string, cache: string) => ({ cmd: `${cli} ${args} --insecure-registry ${host} --quiet`, env: { KOCACHE: cache } });
 
     // publish
     const pubCache = join(work, 'cache-publish');
     const layout = join(work, 'publish-layout');
     rmSync(layout, { recursive: true, force: true });
-    timeShell(`node ${cli} publish --base scratch --output oci:${layout} ${tree}:/app --quiet`, { KOCACHE: pubCache });
+    timeShell(`${cli} publish --base scratch --output oci:${layout} ${tree}:/app --quiet`, { KOCACHE: pubCache });
     const coldPublish = medianOf(
       RUNS,
       () => {
@@ -48,11 +48,6 @@ export async function registryRows(cli: string, tree: string, work: string, arch
     const skopeoCold = medianOf(RUNS, () => timeShell(`skopeo copy --quiet --dest-tls-verify=false oci:${layout} docker://${host}/bench/skopeo-cold-${run++}:v1`), forgetSkopeoBlobs);
     rows.push({ what: 'publish one ~100 MB layer, empty cache and registry', kocache: coldPublish, baselineName: 'skopeo copy oci: (layer prebuilt)', baseline: skopeoCold });
     rows.push({ what: 'publish again, every blob present (no-op)', kocache: noop, baselineName: 'skopeo copy oci:, all present', baseline: skopeoNoop, note: 'goal < 0.3 s wall' });
-    if (process.env.NODE_EXTRA_CA_CERTS) {
-      // Node parses that CA bundle at every start (see layers.ts); skopeo is a Go program and does not.
-      const noopBare = medianOf(RUNS, () => timeShell(`env -u NODE_EXTRA_CA_CERTS ${warm.cmd}`, warm.env));
-      rows.push({ what: 'publish again (no-op), NODE_EXTRA_CA_CERTS unset', kocache: noopBare, baselineName: 'skopeo copy oci:, all present', baseline: skopeoNoop, note: 'goal < 0.3 s wall' });
-    }
 
     // archive push
     const archive = join(work, `archive-${archiveMb}mb-${archiveLayers}l.tar.gz`);

@@ -14,7 +14,8 @@ import { registryRows } from './registry-rows.js';
 // (default 300), BENCH_ARCHIVE_LAYERS (default 50), BENCH_RUNS (default 3).
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
-const cli = join(root, 'dist', 'bin', 'kocache.cjs');
+// The command as npm installs it: the shell launcher, which starts Node.
+const cli = join(root, 'dist', 'bin', 'kocache');
 const work = resolve(process.env.BENCH_DIR ?? join(root, 'bench', '.work'));
 const sizeMb = Number(process.env.BENCH_SIZE_MB ?? 100);
 const jobs = availableParallelism();

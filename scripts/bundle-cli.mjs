@@ -2,7 +2,7 @@
 // command. Node 20 has no compile cache, and resolving, reading and compiling ~150 separate
 // module files was a third of a cache hit's wall time (see the README's "Start-up" section).
 // The library (dist/src) stays tsc's plain output.
-import { copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -35,5 +35,9 @@ await build({
   define: { KOCACHE_VERSION: JSON.stringify(JSON.parse(readFileSync('package.json', 'utf8')).version) },
 });
 
-// The executable: a CommonJS launcher that sizes libuv's thread pool, then imports ./main.js.
+// The executable: a shell launcher (defers NODE_EXTRA_CA_CERTS), then a CommonJS one that sizes
+// libuv's thread pool and imports ./main.js.
+copyFileSync('src/cli/kocache.sh', 'dist/bin/kocache');
+chmodSync('dist/bin/kocache', 0o755);
 copyFileSync('dist/src/cli/launch.cjs', 'dist/bin/kocache.cjs');
+chmodSync('dist/bin/kocache.cjs', 0o755);

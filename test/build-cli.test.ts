@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, symlinkSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { CacheStore } from '../src/cache/store.js';
 import { DEFAULT_GZIP, gzipSpec } from '../src/compress/gzip.js';
-import { CLI, isOneLineError, runCli, tempDir, traceOf } from './helpers/cli.js';
+import { CLI, CLI_JS, isOneLineError, runCli, tempDir, traceOf } from './helpers/cli.js';
 
 interface BuildOut {
   mediaType: string;
@@ -133,9 +133,9 @@ test('SIGKILL in the middle of a build leaves nothing that serves wrong bytes; t
   const dir = tempDir();
   const src = tree(dir, 48);
   const cacheDir = join(dir, 'cache');
-  const args = [CLI, 'build', `${src}:/app`, '--import-path', 'example.com/kill', '--jobs', '1'];
+  const args = ['build', `${src}:/app`, '--import-path', 'example.com/kill', '--jobs', '1'];
   // Kill once the writer has started its temp file, i.e. truly mid-write.
-  const child = spawn(process.execPath, args, { env: { ...process.env, KOCACHE: cacheDir }, stdio: 'ignore' });
+  const child = spawn(CLI, args, { env: { ...process.env, KOCACHE: cacheDir }, stdio: 'ignore' });
   const tmp = join(cacheDir, 'tmp');
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline && !(existsSync(tmp) && readdirSync(tmp).length > 0)) await new Promise((r) => setTimeout(r, 5));
@@ -145,11 +145,11 @@ test('SIGKILL in the middle of a build leaves nothing that serves wrong bytes; t
   const store = new CacheStore(cacheDir);
   assert.equal((await store.listRecords()).length, 0, 'no index entry from the killed build');
 
-  const after = await runCli(args.slice(1), { KOCACHE: cacheDir });
+  const after = await runCli(args, { KOCACHE: cacheDir });
   assert.equal(after.code, 0, after.stderr);
   const out = JSON.parse(after.stdout) as BuildOut;
   assert.equal(out.cached, false);
-  const fresh = JSON.parse((await runCli(args.slice(1), { KOCACHE: join(dir, 'fresh-cache') })).stdout) as BuildOut;
+  const fresh = JSON.parse((await runCli(args, { KOCACHE: join(dir, 'fresh-cache') })).stdout) as BuildOut;
   assert.equal(out.digest, fresh.digest, 'same bytes as a build that was never interrupted');
   for (const r of await store.listRecords()) assert.equal(await store.verifyBlob(r.digest, r.size), 'ok', r.key);
 });
@@ -284,16 +284,34 @@ test('KOCACHE=off builds with a throwaway cache and leaves nothing behind', asyn
   assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('kocache-ephemeral-')), []);
 });
 
+test('the launcher keeps NODE_EXTRA_CA_CERTS from Node\'s start-up, and works through a symlink as npm links it', async () => {
+  const dir = tempDir();
+  // Node warns at start-up about a CA file it cannot load: the warning shows when it read the file.
+  const missing = { NODE_EXTRA_CA_CERTS: join(dir, 'no-such-ca.pem') };
+  const direct = spawnSync(process.execPath, [CLI_JS, '--version'], { env: { ...process.env, ...missing }, encoding: 'utf8' });
+  assert.match(direct.stderr, /extra certs/i, 'Node itself reads the file as it starts');
+  const link = join(dir, 'bin', 'kocache');
+  mkdirSync(join(dir, 'bin'));
+  symlinkSync(CLI, link);
+  const r = spawnSync(link, ['--version'], { env: { ...process.env, ...missing }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, '', 'not read at start-up through the launcher');
+  assert.equal(r.stdout.trim(), direct.stdout.trim());
+  // A NODE_OPTIONS that chooses a CA store is left to Node.
+  const chosen = spawnSync(link, ['--version'], { env: { ...process.env, ...missing, NODE_OPTIONS: '--use-bundled-ca' }, encoding: 'utf8' });
+  assert.match(chosen.stderr, /extra certs/i);
+});
+
 test('the executable sizes libuv\'s thread pool (where gzip runs) to the cores, keeping a size the user set', async () => {
   const require = createRequire(import.meta.url);
-  const launch = require(CLI) as { threadPoolSize(cores: number): number };
+  const launch = require(CLI_JS) as { threadPoolSize(cores: number): number };
   assert.equal(launch.threadPoolSize(2), 4);
   assert.equal(launch.threadPoolSize(16), 18);
   // The size really reaches the pool: count the process's threads while it compresses.
   const dir = tempDir();
   const src = tree(dir, 24);
   for (const [env, want] of [[{ UV_THREADPOOL_SIZE: '13' }, 13], [{}, launch.threadPoolSize(availableParallelism())]] as const) {
-    const child = spawn(process.execPath, [CLI, 'build', `${src}:/app`, '--import-path', 'x', '--level', '9'], { env: { ...process.env, KOCACHE: join(dir, `cache-${want}`), ...env }, stdio: 'ignore' });
+    const child = spawn(CLI, ['build', `${src}:/app`, '--import-path', 'x', '--level', '9'], { env: { ...process.env, KOCACHE: join(dir, `cache-${want}`), ...env }, stdio: 'ignore' });
     let most = 0;
     while (child.exitCode === null) {
       try {

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
+import { htpasswdConfig, writeHtpasswd } from './helpers/htpasswd.js';
 import { appTree, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, nonLoopbackAddress, startRegistry } from './helpers/registry.js';
 
@@ -63,6 +64,31 @@ describe('a registry over TLS', () => {
     assert.ok(lines.length >= 4, `several requests (${lines.length})`);
     assert.ok(lines.every((l) => l.proto === 'HTTP/2.0'), 'spoken over HTTP/2');
     assert.ok(new Set(lines.map((l) => l.addr)).size < lines.length, `fewer connections than requests: ${JSON.stringify(lines)}`);
+  });
+
+  test('the CA file reaches TLS connections although Node never saw it at start-up, and credential helpers still get it', async () => {
+    // The launcher hands NODE_EXTRA_CA_CERTS over for a late load (src/cli/kocache.sh); the
+    // publishes above prove the late load trusts the registry. Here, behind a password: the
+    // credential helper kocache runs sees the variable as the user set it.
+    const htpasswd = join(work, 'htpasswd');
+    writeHtpasswd(htpasswd, { alice: 'tls secret' });
+    const locked = await startRegistry({ tlsAddress: nonLoopbackAddress(), extraConfig: htpasswdConfig(htpasswd) });
+    try {
+      const bin = mkdtempSync(join(work, 'helper-'));
+      const seen = join(bin, 'seen');
+      writeFileSync(join(bin, 'docker-credential-kotls'),
+        `#!/bin/sh\nprintf '%s' "$NODE_EXTRA_CA_CERTS" > ${seen}\nread server\nprintf '{"ServerURL":"%s","Username":"alice","Secret":"tls secret"}' "$server"\n`);
+      chmodSync(join(bin, 'docker-credential-kotls'), 0o755);
+      const config = mkdtempSync(join(work, 'docker-config-'));
+      writeFileSync(join(config, 'config.json'), JSON.stringify({ credHelpers: { [locked.host]: 'kotls' } }));
+      const r = await runCli(['publish', '--json', 'app:/app', '--base', 'scratch', '--repo', `${locked.host}/tls/helped:v1`],
+        { KOCACHE: join(work, 'cache'), NODE_EXTRA_CA_CERTS: locked.caPath, DOCKER_CONFIG: config, PATH: `${bin}${delimiter}${process.env.PATH ?? ''}` }, { cwd: work });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(readFileSync(seen, 'utf8'), locked.caPath);
+      assert.equal(locked.uploadsStarted('tls/helped'), 2);
+    } finally {
+      await locked.stop();
+    }
   });
 
   test('a certificate nobody vouches for is one line naming the registry, and nothing is pushed', async () => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `kocache` executable. CommonJS on purpose: it runs before Node's ESM loader has touched libuv's
+// The `kocache` program, started by dist/bin/kocache (src/cli/kocache.sh). CommonJS on purpose: it runs before Node's ESM loader has touched libuv's
 // thread pool, which is created on first use with UV_THREADPOOL_SIZE threads (4 by default) and
 // never resized. Compression runs on that pool (src/compress/gzip.ts), so with the default a
 // 16-core machine would gzip on 4. Set from an ES module, the variable comes too late (measured:
@@ -14,6 +14,10 @@ export function threadPoolSize(cores: number): number {
 
 if (require.main === module) {
   process.env['UV_THREADPOOL_SIZE'] ??= String(threadPoolSize(availableParallelism()));
+  // The shell launcher (kocache.sh) kept NODE_EXTRA_CA_CERTS from Node's start-up; programs
+  // kocache runs (credential helpers) still get it. src/remote/extra-ca.ts loads it when needed.
+  const deferredCa = process.env['KOCACHE_DEFERRED_CA_CERTS'];
+  if (deferredCa) process.env['NODE_EXTRA_CA_CERTS'] ??= deferredCa;
   // undici parses HTTP with llhttp compiled to WebAssembly. V8 first compiles it with its fast
   // baseline compiler, then re-compiles hot functions in the background, and a process does not
   // exit until those background jobs finish: 70-90 ms at the end of every publish, push and warm

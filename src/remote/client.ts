@@ -53,7 +53,7 @@ export class RegistryClient {
   constructor(opts: ClientOptions = {}) {
     this.warn = opts.warn ?? (() => {});
     this.jobs = opts.jobs;
-    const transportOpts: { insecureRegistries?: string[]; userAgent?: string } = {};
+    const transportOpts: { insecureRegistries?: string[]; userAgent?: string; warn: (msg: string) => void } = { warn: this.warn };
     if (opts.insecureRegistries) transportOpts.insecureRegistries = opts.insecureRegistries;
     if (opts.userAgent) transportOpts.userAgent = opts.userAgent;
     this.transport = new Transport(transportOpts);

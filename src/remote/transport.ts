@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { Agent, redirect } from './undici.js';
 import { KocacheError } from '../errors.js';
+import { connectorTrusting, deferredCaCertsPath } from './extra-ca.js';
 
 /** An HTTP exchange as the registry client sees it; bodies are Buffers (replayable) or streams (not). */
 export interface HttpRequest {
@@ -42,14 +43,19 @@ export class Transport {
   private readonly redirecting: Dispatcher;
   private readonly insecure: Set<string>;
 
-  constructor(opts: { insecureRegistries?: string[]; userAgent?: string } = {}) {
+  constructor(opts: { insecureRegistries?: string[]; userAgent?: string; warn?: (msg: string) => void } = {}) {
     // The headers timeout restarts when a body finishes sending; a registry re-hashing a
     // multi-gigabyte blob before it answers the closing PUT needs minutes, not seconds.
     // HTTP/2 where the registry offers it (over TLS, by ALPN): undici closes an HTTP/1.1
     // connection after every HEAD unless the server says `Connection: keep-alive`, which Go's
     // server (the distribution registry) does not, so each HEAD-before-upload cost a new TLS
     // handshake; over HTTP/2 the HEADs share connections (test/remote-tls.test.ts).
-    this.agent = new Agent({ allowH2: true, keepAliveTimeout: 30_000, connections: 16, connect: { timeout: 15_000 }, headersTimeout: 300_000, bodyTimeout: 300_000 });
+    const connect = { allowH2: true, timeout: 15_000 };
+    const deferredCa = deferredCaCertsPath();
+    this.agent = new Agent({
+      allowH2: true, keepAliveTimeout: 30_000, connections: 16, headersTimeout: 300_000, bodyTimeout: 300_000,
+      connect: deferredCa ? connectorTrusting(deferredCa, connect, opts.warn ?? (() => {})) : connect,
+    });
     this.redirecting = this.agent.compose(redirect({ maxRedirections: MAX_REDIRECTS }));
     this.insecure = new Set([...(opts.insecureRegistries ?? []), ...insecureRegistriesFromEnv()].map((s) => s.toLowerCase()));
     this.userAgent = opts.userAgent ?? 'kocache';

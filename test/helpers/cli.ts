@@ -4,8 +4,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The CLI as installed: the bundle in dist/bin/ (tests run from dist/test/helpers/). */
-export const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'kocache.cjs');
+const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin');
+/** The CLI as installed: the launcher in dist/bin/ (tests run from dist/test/helpers/). */
+export const CLI = join(BIN, 'kocache');
+/** The Node half of the launcher, for tests that need the node process itself. */
+export const CLI_JS = join(BIN, 'kocache.cjs');
 
 export interface CliResult {
   code: number | null;
@@ -17,7 +20,7 @@ export interface CliResult {
 /** Runs `kocache ARGS` to completion with the given environment additions. */
 export function runCli(args: string[], env: Record<string, string | undefined> = {}, opts: SpawnOptions = {}): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(CLI, args, {
       ...opts,
       env: { ...process.env, CI: 'true', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -32,7 +35,7 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
 }
 
 export function runCliSync(args: string[], env: Record<string, string | undefined> = {}): CliResult {
-  const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, CI: 'true', ...env }, encoding: 'utf8' });
+  const r = spawnSync(CLI, args, { env: { ...process.env, CI: 'true', ...env }, encoding: 'utf8' });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
