@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { buildConnector as BuildConnector } from 'undici';
 import { buildConnector } from './undici.js';
 
@@ -23,12 +23,14 @@ let trusted: { path: string; context: tls.SecureContext } | undefined;
  */
 export function secureContextWith(path: string, warn: (msg: string) => void): tls.SecureContext {
   if (trusted?.path === path) return trusted.context;
+  // Loaded here, not imported: most runs never open a TLS connection (loopback registries, hits).
+  const { createSecureContext, rootCertificates } = process.getBuiltinModule('node:tls');
   let context: tls.SecureContext;
   try {
-    context = tls.createSecureContext({ ca: [...tls.rootCertificates, readFileSync(path, 'utf8')] });
+    context = createSecureContext({ ca: [...rootCertificates, readFileSync(path, 'utf8')] });
   } catch (err) {
     warn(`ignoring extra CA certificates from ${path}: ${err instanceof Error ? err.message : String(err)}`);
-    context = tls.createSecureContext({ ca: [...tls.rootCertificates] });
+    context = createSecureContext({ ca: [...rootCertificates] });
   }
   trusted = { path, context };
   return context;
