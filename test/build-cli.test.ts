@@ -63,6 +63,8 @@ test('build prints one JSON descriptor; a hit does no tar and no gzip', async ()
   const t = traceOf(warm.stderr);
   assert.equal(t['tar.out'] ?? 0, 0, 'a hit writes no tar');
   assert.equal(t['gzip.in'] ?? 0, 0, 'a hit runs no gzip');
+  // Start-up is most of a hit: the launcher ran the CLI from the code cache the build made.
+  assert.equal(t['codecache.used'], 1, `V8 took the code cache: ${JSON.stringify(t)}`);
 
   const ls = await runCli(['ls', '--json'], env);
   const rows = JSON.parse(ls.stdout) as { key: string }[];
