@@ -30,7 +30,7 @@ export async function* rechunk(source: AsyncIterable<Uint8Array> | Iterable<Uint
 }
 
 /** Passes chunks through while feeding each to `observe` (a hash, a byte counter). */
-export async function* tap<T extends Uint8Array>(source: AsyncIterable<T>, observe: (chunk: T) => void): AsyncGenerator<T> {
+export async function* tap<T extends Uint8Array>(source: AsyncIterable<T> | Iterable<T>, observe: (chunk: T) => void): AsyncGenerator<T> {
   for await (const chunk of source) {
     observe(chunk);
     yield chunk;

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { gzipStream, type GzipOptions } from '../compress/gzip.js';
-import { rechunk, tap } from '../compress/chunks.js';
+import { tap } from '../compress/chunks.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
 import { traceAdd } from '../util/trace.js';
-import { packLayer } from './tar.js';
+import { tarBlocks } from './tar.js';
 import type { TarOptions } from './tarspec.js';
 import type { SourceEntry } from './walk.js';
 
@@ -20,7 +20,7 @@ export async function packToCache(
   onBytes?: (n: number) => void,
 ): Promise<{ blob: BlobInfo; diffid: Digest }> {
   const diffHash = createHash('sha256');
-  const tarBytes = tap(rechunk(packLayer(entries, tarOpts, onBytes), gzip.blockSize), (c) => {
+  const tarBytes = tap(tarBlocks(entries, tarOpts, gzip.blockSize, onBytes), (c) => {
     diffHash.update(c);
     traceAdd('tar.out', c.length);
   });
