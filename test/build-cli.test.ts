@@ -262,18 +262,23 @@ test('an unreadable file is named in a one-line error', async (t) => {
     const cacheDir = join(dir, 'cache');
     mkdirSync(cacheDir, { mode: 0o777 });
     chmodSync(cacheDir, 0o777);
+    // Another file first, so the unreadable one is met mid-layer (a first build reads as it tars).
+    writeFileSync(join(src, 'a-readable'), randomBytes(3 << 20), { mode: 0o644 });
     const r = await runCli(['build', src, '--import-path', 'x'], { KOCACHE: cacheDir, HOME: dir }, { uid: 65534, gid: 65534 });
     assert.ok(isOneLineError(r), r.stderr);
     assert.match(r.stderr, /secret: permission denied/);
+    assert.deepEqual(listFiles(cacheDir).filter((f) => !f.startsWith('/leases/')), [], 'nothing left in the cache');
     return;
   }
   const dir = tempDir();
   const src = join(dir, 'src');
   mkdirSync(src);
   writeFileSync(join(src, 'secret'), 'x', { mode: 0o000 });
+  writeFileSync(join(src, 'a-readable'), randomBytes(3 << 20));
   const r = await runCli(['build', src, '--import-path', 'x'], { KOCACHE: join(dir, 'cache') });
   assert.ok(isOneLineError(r), r.stderr);
   assert.match(r.stderr, /secret: permission denied/);
+  assert.deepEqual(listFiles(join(dir, 'cache')).filter((f) => !f.startsWith('/leases/')), [], 'nothing left in the cache');
   t.diagnostic('ran as an unprivileged user');
 });
 

@@ -5,7 +5,10 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
+import { markBuilt } from '../src/cache/built.js';
+import { binNamespace } from '../src/cache/keys.js';
 import { CacheStore } from '../src/cache/store.js';
+import { traceSnapshot } from '../src/util/trace.js';
 import { buildLayer } from '../src/layer/build.js';
 import { parseLayerSource } from '../src/layer/source.js';
 import { walkSource } from '../src/layer/walk.js';
@@ -222,4 +225,36 @@ test('the walk orders paths by their UTF-8 bytes, also where UTF-16 order differ
   for (const n of ['a-b', 'a.b', 'Z', 'a', '_x']) writeFileSync(join(ascii, n), n);
   const plain = walkSource(ascii).map((e) => e.rel).filter((r) => r !== '');
   assert.deepEqual(plain, [...plain].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))));
+});
+
+test('a first build under an import path reads the tree once, fingerprinting what it tars; the id is the one a separate pass gives', async () => {
+  const dir = tempDir();
+  const src = sampleTree(dir);
+  writeFileSync(join(src, 'data.bin'), Buffer.alloc(3 << 20, 7));
+  const bytes = walkSource(src).reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0);
+  // Past the stat cache's racy window (files changed within 2 s of a build are always re-read).
+  await new Promise((r) => setTimeout(r, 2100));
+  const reads = async (f: () => Promise<unknown>) => {
+    const before = traceSnapshot()['file.read'] ?? 0;
+    await f();
+    return (traceSnapshot()['file.read'] ?? 0) - before;
+  };
+
+  let once!: Awaited<ReturnType<typeof build>>;
+  assert.equal(await reads(async () => (once = await build(join(dir, 'fresh'), `${src}:/app`))), bytes, 'each file read once');
+  assert.equal(once.layer.cached, false);
+
+  // A cache that has built under the namespace before fingerprints the tree first (a hit is
+  // possible), then tars it: two reads. Same id, same layer.
+  const seen = join(dir, 'seen');
+  markBuilt(seen, binNamespace('example.com/app', platform));
+  let twice!: Awaited<ReturnType<typeof build>>;
+  assert.equal(await reads(async () => (twice = await build(seen, `${src}:/app`))), 2 * bytes, 'fingerprint pass, then tar');
+  assert.equal(twice.layer.buildId, once.layer.buildId);
+  assert.deepEqual(twice.layer.descriptor, once.layer.descriptor);
+
+  // The first build left its hashes in the stat cache: the next one is a hit that reads nothing.
+  let hit!: Awaited<ReturnType<typeof build>>;
+  assert.equal(await reads(async () => (hit = await build(join(dir, 'fresh'), `${src}:/app`))), 0);
+  assert.equal(hit.layer.cached, true);
 });

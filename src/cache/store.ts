@@ -90,7 +90,8 @@ export class CacheStore {
       ws.end();
       await done;
     } catch (err) {
-      ws.emit('error', err);
+      done.catch(() => undefined);
+      await abandonWrite(ws, err);
       throw mapIntegrityError(err, expect?.digest);
     }
     if (!integrity) throw new KocacheError('cache', 'cache write finished without a digest');
@@ -273,5 +274,22 @@ export function ensureDir(dir: string): void {
     mkdirSync(dir, { recursive: true });
   } catch (err) {
     throw new KocacheError('cache', `cannot create cache directory ${dir}: ${errnoCode(err) ?? String(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Fails a cacache content write and waits until cacache has removed its temp file. cacache has no
+ * abort: failing its input stream is what makes its pipeline reject and its clean-up run, and a
+ * command that exits right after a failed build (an unreadable file met mid-layer) would
+ * otherwise leave the temp file in tmp/. These are the write stream's own fields, as cacache 20
+ * has them; without them the stream is failed as before and gc sweeps the temp file later.
+ */
+async function abandonWrite(ws: NodeJS.EventEmitter, err: unknown): Promise<void> {
+  const inner = ws as unknown as { inputStream?: NodeJS.EventEmitter; handleContentP?: Promise<unknown> | null };
+  if (inner.inputStream && inner.handleContentP) {
+    inner.inputStream.emit('error', err);
+    await inner.handleContentP.catch(() => undefined);
+  } else {
+    ws.emit('error', err);
   }
 }

@@ -20,6 +20,7 @@ export function hashFileSync(path: string): string {
       if (n === 0) break;
       h.update(BUF.subarray(0, n));
       traceAdd('file.hash', n);
+      traceAdd('file.read', n);
     }
   } catch (err) {
     throw fsError(err, path, 'read');

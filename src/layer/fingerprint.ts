@@ -6,15 +6,18 @@ import type { SourceEntry } from './walk.js';
 /**
  * A build id computed from the input itself: every entry's relative path, type, permission bits,
  * size, link target and content hash, in sorted order. Any byte change in any file, a rename, a
- * chmod or a new empty directory gives another id.
+ * chmod or a new empty directory gives another id. `read` holds content hashes already taken (by
+ * the tar writer, of the bytes it read), which are used instead of reading the files again.
  */
-export function fingerprint(entries: readonly SourceEntry[], stats?: StatCache): string {
+export function fingerprint(entries: readonly SourceEntry[], stats?: StatCache, read?: ReadonlyMap<SourceEntry, string>): string {
   const h = createHash('sha256');
   for (const e of entries) {
     let content = '';
     if (e.type === 'file') {
-      content = stats?.lookup(e) ?? '';
-      if (!content) {
+      content = read?.get(e) ?? stats?.lookup(e) ?? '';
+      if (read?.has(e)) {
+        stats?.record(e, content);
+      } else if (!content) {
         content = hashFileSync(e.abs);
         stats?.record(e, content);
       }

@@ -18,9 +18,10 @@ export async function packToCache(
   gzip: GzipOptions,
   cache: CacheStore,
   onBytes?: (n: number) => void,
+  onFileHash?: (e: SourceEntry, sha256: string) => void,
 ): Promise<{ blob: BlobInfo; diffid: Digest }> {
   const diffHash = createHash('sha256');
-  const tarBytes = tap(tarBlocks(entries, tarOpts, gzip.blockSize, onBytes), (c) => {
+  const tarBytes = tap(tarBlocks(entries, tarOpts, gzip.blockSize, onBytes, onFileHash), (c) => {
     diffHash.update(c);
     traceAdd('tar.out', c.length);
   });

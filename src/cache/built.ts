@@ -1,0 +1,27 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * Namespaces (`bin/<import-path>/<platform>`) this cache has recorded a build under, one small
+ * file each: `built/<hash of namespace>`, holding the namespace. Where there is none, no build id
+ * can hit, so `kocache build` need not fingerprint a tree before tarring it: it fingerprints the
+ * bytes as the tar writer reads them, and the tree is read once (src/layer/build.ts). The mark is
+ * made before the first build-id record, so a namespace with records always has it; a mark
+ * without records (gc dropped them) only costs the fingerprint pass it used to.
+ */
+function markPath(cacheDir: string, namespace: string): string {
+  return join(cacheDir, 'built', createHash('sha256').update(namespace).digest('hex').slice(0, 32));
+}
+
+export function hasBuilt(cacheDir: string, namespace: string): boolean {
+  return existsSync(markPath(cacheDir, namespace));
+}
+
+export function markBuilt(cacheDir: string, namespace: string): void {
+  const path = markPath(cacheDir, namespace);
+  if (existsSync(path)) return;
+  mkdirSync(join(cacheDir, 'built'), { recursive: true });
+  // The content is only for people looking in; a torn write still leaves the file, which is the mark.
+  writeFileSync(path, `${namespace}\n`);
+}
