@@ -26,7 +26,8 @@ export function threadPoolSize(cores: number): number {
  * A cache V8 rejects (another Node, other V8 flags) costs nothing but the speed: V8 compiles as usual.
  */
 export function runBundle(file: string, cacheFile: string, writeCache: boolean): void {
-  const source = readFileSync(file, 'utf8');
+  // ASCII by construction (scripts/bundle-cli.mjs checks): Latin-1 makes a one-byte string directly.
+  const source = readFileSync(file, 'latin1');
   let cachedData: Buffer | undefined;
   if (!writeCache) {
     try {
