@@ -45,7 +45,12 @@ export function gzipSpec(o: Pick<GzipOptions, 'level' | 'blockSize'>): string {
  * without worker_threads (no start-up cost, no copies: the block is handed to zlib as it is).
  * The bytes depend only on the input, level and block size, never on `jobs` or on timing.
  */
-export async function* gzipStream(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: GzipOptions = DEFAULT_GZIP): AsyncGenerator<Buffer> {
+export async function* gzipStream(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  opts: GzipOptions = DEFAULT_GZIP,
+  /** Where a block goes once compressed, for its producer to fill again (see BlockPool). */
+  recycle?: (block: Buffer) => void,
+): AsyncGenerator<Buffer> {
   // One block more in flight than there are jobs: when a block finishes, the next is already
   // queued on the thread pool, so a core never idles while the main thread (busy with tar and
   // hashing) gets round to handing it one. Measured on 2 cores: 5% off a cold 100 MB build.
@@ -64,6 +69,7 @@ export async function* gzipStream(source: AsyncIterable<Uint8Array> | Iterable<U
     const done = deflateRaw(block, zopts);
     // Awaited in order below; this only keeps a failure from being reported as unhandled meanwhile.
     done.catch(() => undefined);
+    if (recycle) void done.then(() => recycle(block), () => undefined);
     inflight.push(done);
     // The next block's dictionary is this block's tail; copied so the block itself can be freed.
     dictionary = Buffer.from(block.subarray(Math.max(0, block.length - WINDOW)));

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { BlockPool } from '../compress/blockpool.js';
 import { gzipStream, type GzipOptions } from '../compress/gzip.js';
 import { tap } from '../compress/chunks.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
@@ -21,10 +22,12 @@ export async function packToCache(
   onFileHash?: (e: SourceEntry, sha256: string) => void,
 ): Promise<{ blob: BlobInfo; diffid: Digest }> {
   const diffHash = createHash('sha256');
-  const tarBytes = tap(tarBlocks(entries, tarOpts, gzip.blockSize, onBytes, onFileHash), (c) => {
+  // Blocks go round: the tar writer fills them, gzip hands each back once it is compressed.
+  const pool = new BlockPool(gzip.blockSize, gzip.jobs * 4 + 4);
+  const tarBytes = tap(tarBlocks(entries, tarOpts, gzip.blockSize, onBytes, onFileHash, pool), (c) => {
     diffHash.update(c);
     traceAdd('tar.out', c.length);
   });
-  const blob = await cache.writeBlob(gzipStream(tarBytes, gzip));
+  const blob = await cache.writeBlob(gzipStream(tarBytes, gzip, (b) => pool.give(b)));
   return { blob, diffid: `sha256:${diffHash.digest('hex')}` };
 }

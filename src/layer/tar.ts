@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { KocacheError, fsError } from '../errors.js';
+import type { BlockPool } from '../compress/blockpool.js';
 import { traceAdd } from '../util/trace.js';
 import { headerBytes, padding, type EntryHeader } from './tarheader.js';
 import type { SourceEntry } from './walk.js';
@@ -42,17 +43,19 @@ export function* tarBlocks(
   blockSize: number,
   onBytes?: (n: number) => void,
   onFileHash?: (e: SourceEntry, sha256: string) => void,
+  pool?: BlockPool,
 ): Generator<Buffer> {
   const mtime = new Date(opts.mtime * 1000);
   const dest = opts.dest.replace(/^\/+/, '');
   const base = { uid: 0, gid: 0, uname: '', gname: '', mtime, size: 0 };
-  let block = Buffer.allocUnsafe(blockSize);
+  const fresh = () => (pool ? pool.take() : Buffer.allocUnsafe(blockSize));
+  let block = fresh();
   let fill = 0;
 
   // The full block goes to the consumer, which keeps it (gzip holds it until its deflate is done).
   const take = (): Buffer => {
     const full = block;
-    block = Buffer.allocUnsafe(blockSize);
+    block = fresh();
     fill = 0;
     return full;
   };
