@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { markBuilt } from '../src/cache/built.js';
 import { binNamespace } from '../src/cache/keys.js';
@@ -257,4 +257,27 @@ test('a first build under an import path reads the tree once, fingerprinting wha
   let hit!: Awaited<ReturnType<typeof build>>;
   assert.equal(await reads(async () => (hit = await build(join(dir, 'fresh'), `${src}:/app`))), 0);
   assert.equal(hit.layer.cached, true);
+});
+
+test('a layer of many blocks: what gunzips is what was hashed, whatever the jobs (blocks are reused once compressed)', async () => {
+  const dir = tempDir();
+  const src = join(dir, 'many');
+  mkdirSync(src);
+  // Files of several sizes, random bytes, so a block overwritten too early would show.
+  const files: [string, Buffer][] = [];
+  for (let i = 0; i < 24; i++) files.push([`f${String(i).padStart(2, '0')}.bin`, randomBytes(((i * 379_991) % 900_000) + 100_000)]);
+  for (const [name, body] of files) writeFileSync(join(src, name), body);
+  const digests = new Set<string>();
+  for (const jobs of [1, 3]) {
+    const { cache, layer } = await build(join(dir, `cache-${jobs}`), `${src}:/data`, { gzip: { level: 1, blockSize: 1 << 20, jobs } });
+    const tar = gunzipSync(readFileSync(cache.blobPath(layer.descriptor.digest)));
+    assert.ok(tar.length > 10 << 20, 'many blocks');
+    assert.equal(`sha256:${createHash('sha256').update(tar).digest('hex')}`, layer.diffid);
+    const out = join(dir, `out-${jobs}`);
+    mkdirSync(out);
+    execFileSync('tar', ['-x', '-C', out], { input: tar });
+    for (const [name, body] of files) assert.ok(readFileSync(join(out, 'data', name)).equals(body), name);
+    digests.add(layer.descriptor.digest);
+  }
+  assert.equal(digests.size, 1);
 });
