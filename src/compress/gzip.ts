@@ -51,12 +51,19 @@ export async function* gzipStream(
   /** Where a block goes once compressed, for its producer to fill again (see BlockPool). */
   recycle?: (block: Buffer) => void,
 ): AsyncGenerator<Buffer> {
-  // Two blocks in flight per job: when a block finishes, others are already running or queued on
+  // Two blocks compressing per job: when a block finishes, others are already running or queued on
   // the thread pool, so a core never idles while the main thread (busy with tar and hashing) gets
   // round to handing it one. Measured on 2 cores, cold 100 MB build: one more block than jobs took
   // 5% off one per job; twice the jobs another 5% (paired runs, median 0.95x wall).
-  const jobs = Math.max(1, opts.jobs) * 2;
-  const inflight: Promise<Buffer>[] = [];
+  const running = Math.max(1, opts.jobs) * 2;
+  // Output is yielded in order, but a block that finishes early frees its slot at once: waiting
+  // for the oldest block before starting another left a core idle whenever a later block was
+  // quicker. Finished blocks wait their turn, at most this many.
+  const window = running * 2;
+  const inflight: { finished: boolean; out: Promise<Buffer> }[] = [];
+  let busy = 0;
+  let notify!: () => void;
+  let changed = new Promise<void>((resolve) => (notify = resolve));
   let crc = 0;
   let isize = 0;
   let dictionary: Buffer | undefined;
@@ -67,27 +74,57 @@ export async function* gzipStream(
     // between the thread pool and the main thread, and two blocks in flight used 1.1 cores, not 2.
     const zopts: zlib.ZlibOptions = { level: opts.level, chunkSize: 1 << 20, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
     if (dictionary) zopts.dictionary = dictionary;
-    const done = deflateRaw(block, zopts);
-    // Awaited in order below; this only keeps a failure from being reported as unhandled meanwhile.
-    done.catch(() => undefined);
-    if (recycle) void done.then(() => recycle(block), () => undefined);
-    inflight.push(done);
-    // The next block's dictionary is this block's tail; copied so the block itself can be freed.
+    const job = { finished: false, out: deflateRaw(block, zopts) };
+    busy++;
+    const settle = () => {
+      job.finished = true;
+      busy--;
+      const wake = notify;
+      changed = new Promise<void>((resolve) => (notify = resolve));
+      wake();
+    };
+    // A failure is thrown where the job's output is awaited, in order; this only settles the job.
+    job.out.then(() => {
+      settle();
+      recycle?.(block);
+    }, settle);
+    inflight.push(job);
+    // The next block's dictionary is this block's tail; copied so the block itself can be reused.
     dictionary = Buffer.from(block.subarray(Math.max(0, block.length - WINDOW)));
   };
 
   yield GZIP_HEADER;
-  for await (const block of readAhead(rechunk(source, opts.blockSize), jobs * 2)) {
-    traceAdd('gzip.in', block.length);
-    crc = zlib.crc32(block, crc);
-    isize = (isize + block.length) >>> 0;
-    // A block is known not to be the last only once the next one arrives.
-    if (held) dispatch(held, false);
-    held = block;
-    while (inflight.length >= jobs) yield await inflight.shift()!;
+  const blocks = readAhead(rechunk(source, opts.blockSize), running * 2)[Symbol.asyncIterator]();
+  let ended = false;
+  try {
+    for (;;) {
+      while (!ended && busy < running && inflight.length < window) {
+        const next = await blocks.next();
+        if (next.done) {
+          ended = true;
+          dispatch(held ?? Buffer.alloc(0), true);
+          break;
+        }
+        const block = next.value;
+        traceAdd('gzip.in', block.length);
+        crc = zlib.crc32(block, crc);
+        isize = (isize + block.length) >>> 0;
+        // A block is known not to be the last only once the next one arrives.
+        if (held) dispatch(held, false);
+        held = block;
+      }
+      const head = inflight[0];
+      if (!head) break;
+      if (head.finished) {
+        inflight.shift();
+        yield await head.out;
+      } else {
+        await changed;
+      }
+    }
+  } finally {
+    await blocks.return?.(undefined);
   }
-  dispatch(held ?? Buffer.alloc(0), true);
-  while (inflight.length > 0) yield await inflight.shift()!;
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE(isize, 4);
