@@ -11,6 +11,7 @@ import { CacheStore } from '../src/cache/store.js';
 import { traceSnapshot } from '../src/util/trace.js';
 import { buildLayer } from '../src/layer/build.js';
 import { parseLayerSource } from '../src/layer/source.js';
+import { tarBlocks } from '../src/layer/tar.js';
 import { walkSource } from '../src/layer/walk.js';
 import { parsePlatform } from '../src/oci/platform.js';
 import { tempDir } from './helpers/cli.js';
@@ -280,4 +281,21 @@ test('a layer of many blocks: what gunzips is what was hashed, whatever the jobs
     digests.add(layer.descriptor.digest);
   }
   assert.equal(digests.size, 1);
+});
+
+test('a file that grows or shrinks between the walk and the tar fails the layer, naming the file', () => {
+  const dir = tempDir();
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  writeFileSync(join(src, 'a.txt'), 'a'.repeat(5000));
+  writeFileSync(join(src, 'b.txt'), 'b'.repeat(5000));
+  const entries = walkSource(src);
+  const drain = () => {
+    for (const block of tarBlocks(entries, { dest: '/app', mtime: 0 }, 1 << 20)) assert.ok(block.length > 0);
+  };
+  drain(); // as walked: fine
+  for (const body of ['b'.repeat(6000), 'b'.repeat(4000)]) {
+    writeFileSync(join(src, 'b.txt'), body);
+    assert.throws(drain, (err: Error) => err.message === `${join(src, 'b.txt')} changed while it was being read; build again`);
+  }
 });
