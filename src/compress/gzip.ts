@@ -41,8 +41,9 @@ export function gzipSpec(o: Pick<GzipOptions, 'level' | 'blockSize'>): string {
  * previous 32 KiB as its preset dictionary and ends with a sync flush, the last one with a final
  * block; one header and one CRC-32/ISIZE trailer wrap them into a single ordinary gzip member.
  *
- * zlib's async calls run on libuv's thread pool, so `jobs` blocks in flight use that many cores
- * without worker_threads (no start-up cost, no copies: the block is handed to zlib as it is).
+ * zlib's async calls run on libuv's thread pool, so blocks in flight use `jobs` cores (the pool
+ * is sized to them by the launcher) without worker_threads (no start-up cost, no copies: the block
+ * is handed to zlib as it is).
  * The bytes depend only on the input, level and block size, never on `jobs` or on timing.
  */
 export async function* gzipStream(
