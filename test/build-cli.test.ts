@@ -312,8 +312,8 @@ test('the launcher keeps NODE_EXTRA_CA_CERTS from Node\'s start-up, and works th
 test('the executable sizes libuv\'s thread pool (where gzip runs) to the cores, keeping a size the user set', async () => {
   const require = createRequire(import.meta.url);
   const launch = require(CLI_JS) as { threadPoolSize(cores: number): number };
-  assert.equal(launch.threadPoolSize(2), 6);
-  assert.equal(launch.threadPoolSize(16), 34);
+  assert.equal(launch.threadPoolSize(2), 4);
+  assert.equal(launch.threadPoolSize(16), 18);
   // The size really reaches the pool: count the process's threads while it compresses.
   const dir = tempDir();
   const src = tree(dir, 24);

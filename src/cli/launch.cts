@@ -13,9 +13,9 @@ import { dirname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { Script } from 'node:vm';
 
-/** Threads for libuv's pool: two blocks per core in flight (src/compress/gzip.ts), and room for file I/O. */
+/** Threads for libuv's pool: a block per core in flight plus one queued, and room for file I/O. */
 export function threadPoolSize(cores: number): number {
-  return Math.min(1024, Math.max(4, cores * 2 + 2));
+  return Math.min(1024, Math.max(4, cores + 2));
 }
 
 /**

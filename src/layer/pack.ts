@@ -23,7 +23,7 @@ export async function packToCache(
 ): Promise<{ blob: BlobInfo; diffid: Digest }> {
   const diffHash = createHash('sha256');
   // Blocks go round: the tar writer fills them, gzip hands each back once it is compressed.
-  const pool = new BlockPool(gzip.blockSize, gzip.jobs * 6 + 2);
+  const pool = new BlockPool(gzip.blockSize, gzip.jobs * 4 + 4);
   const tarBytes = tap(tarBlocks(entries, tarOpts, gzip.blockSize, onBytes, onFileHash, pool), (c) => {
     diffHash.update(c);
     traceAdd('tar.out', c.length);
