@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { gunzipSync as zlibGunzip, gzipSync as zlibGzip } from 'node:zlib';
 import { gunzipSync as fflateGunzip, gzipSync as fflateGzip } from 'fflate';
 import { gzipStream } from '../src/compress/gzip.js';
+import { hashFileSync } from '../src/layer/filehash.js';
 import { median, pairMedians, RUNS, timeShell, type Row } from './harness.js';
 
 function timeIt(fn: () => void): number {
@@ -28,7 +28,7 @@ export async function compressionRows(tarPath: string, jobs: number): Promise<Ro
   const rows: Row[] = [];
   // The same primitives kocache uses beside the command-line tools: sha256 (digests, diffids,
   // archive identity) and gunzip (archive import), each reading the file itself.
-  const [sha, sum] = pairMedians(RUNS, () => timeIt(() => sha256File(tarPath)), () => timeShell(`sha256sum ${tarPath} > /dev/null`));
+  const [sha, sum] = pairMedians(RUNS, () => timeIt(() => hashFileSync(tarPath)), () => timeShell(`sha256sum ${tarPath} > /dev/null`));
   const size = readFileSync(tarPath).length;
   rows.push({ what: `sha256 of the ${(size / 1e6).toFixed(0)} MB tar: node:crypto, 1 MiB reads`, kocache: sha, baselineName: 'sha256sum', baseline: sum, note: mbps(size, sha) });
   const gzPath = `${tarPath}.gz`;
@@ -55,16 +55,4 @@ export async function compressionRows(tarPath: string, jobs: number): Promise<Ro
   const par = median(parTimes);
   rows.push({ what: `kocache block-parallel gzip -6, ${jobs} jobs (single-thread zlib as baseline)`, kocache: par, baselineName: 'zlib.gzipSync', baseline: z6, note: mbps(data.length, par) });
   return rows;
-}
-
-function sha256File(path: string): string {
-  const h = createHash('sha256');
-  const buf = Buffer.allocUnsafe(1 << 20);
-  const fd = openSync(path, 'r');
-  try {
-    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) h.update(buf.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
-  return h.digest('hex');
 }

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { StatCache } from './statcache.js';
-import { hashFileSync } from './filehash.js';
 import type { SourceEntry } from './walk.js';
 
 /**
@@ -9,17 +8,17 @@ import type { SourceEntry } from './walk.js';
  * chmod or a new empty directory gives another id. `read` holds content hashes already taken (by
  * the tar writer, of the bytes it read), which are used instead of reading the files again.
  */
-export function fingerprint(entries: readonly SourceEntry[], stats?: StatCache, read?: ReadonlyMap<SourceEntry, string>): string {
+export function fingerprint(entries: readonly SourceEntry[], stats: StatCache, read?: ReadonlyMap<SourceEntry, string>): string {
   const h = createHash('sha256');
   for (const e of entries) {
     let content = '';
     if (e.type === 'file') {
-      content = read?.get(e) ?? stats?.lookup(e) ?? '';
-      if (read?.has(e)) {
-        stats?.record(e, content);
-      } else if (!content) {
-        content = hashFileSync(e.abs);
-        stats?.record(e, content);
+      const taken = read?.get(e);
+      if (taken === undefined) {
+        content = stats.hash(e);
+      } else {
+        stats.record(e, taken);
+        content = taken;
       }
     } else if (e.type === 'symlink') {
       content = e.linkTarget ?? '';

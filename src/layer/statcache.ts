@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hashFileSync } from './filehash.js';
 import type { SourceEntry } from './walk.js';
 
 // A file whose mtime or ctime is this close to the moment its stat was taken may be written again
@@ -49,6 +50,15 @@ export class StatCache {
     }
     this.next[e.abs] = s;
     return s.sha256;
+  }
+
+  /** The file's sha256: the cached one if it holds, else read and hashed now (and remembered). */
+  hash(e: SourceEntry): string {
+    const known = this.lookup(e);
+    if (known) return known;
+    const sha256 = hashFileSync(e.abs);
+    this.record(e, sha256);
+    return sha256;
   }
 
   record(e: SourceEntry, sha256: string): void {

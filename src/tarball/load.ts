@@ -115,11 +115,7 @@ function archiveFileDigest(path: string, cacheDir: string): Digest {
   const abs = resolve(path);
   const [entry] = walkSource(abs); // a file's own entry: the stat the cache compares
   const stats = new StatCache(cacheDir, `archive:${abs}`, takenAtNs);
-  let hex = entry ? stats.lookup(entry) : undefined;
-  if (!hex) {
-    hex = hashFileSync(abs);
-    if (entry) stats.record(entry, hex);
-  }
+  const hex = entry ? stats.hash(entry) : hashFileSync(abs);
   stats.save();
   return `sha256:${hex}`;
 }
