@@ -21,8 +21,9 @@ export function threadPoolSize(cores: number): number {
 /**
  * Runs the bundle with the code cache written beside it at build time (scripts/bundle-cli.mjs):
  * V8 then skips parsing and compiling the functions a run uses. Node 20 has no compile cache of its
- * own. Measured on a cache hit: ~165 ms run as a plain CommonJS file, ~115 ms from the code cache,
- * ~205 ms as the ES-module bundle it replaced (Node's ESM loader is itself ~20 modules to load).
+ * own. Measured on a cache hit (median of 9): ~200 ms run as a plain CommonJS file, ~150 ms from
+ * the code cache, ~205 ms as the ES-module bundle it replaced (Node's ESM loader is itself ~20
+ * modules to load).
  * A cache V8 rejects (another Node, other V8 flags) costs nothing but the speed: V8 compiles as usual.
  */
 export function runBundle(file: string, cacheFile: string, writeCache: boolean): void {

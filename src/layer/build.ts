@@ -69,6 +69,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const cache = opts.cache;
   const gzip = opts.gzip ?? DEFAULT_GZIP;
   const tarOpts: TarOptions = { dest: source.dest, mtime: opts.mtime ?? 0 };
+  const spec = tarSpec(tarOpts);
   const namespace = binNamespace(opts.importPath, opts.platform);
   const compression = gzipSpec(gzip);
 
@@ -84,7 +85,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     markBuilt(cache.dir, namespace);
     // diffid record first: a build-id record must never point at a diffid that has no descriptor.
     await cache.putRecord<DiffIdRecord>(diffIdKey(namespace, diffid, compression), blob, { diffid, compression, descriptor });
-    await cache.putRecord<BuildIdRecord>(buildIdKey(namespace, buildId, tarSpec(tarOpts)), blob, { diffid, tarSpec: tarSpec(tarOpts) });
+    await cache.putRecord<BuildIdRecord>(buildIdKey(namespace, buildId, spec), blob, { diffid, tarSpec: spec });
     return { descriptor, diffid, buildId, cached: false };
   };
 
@@ -102,7 +103,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   }
 
   const buildId = known ?? idFromTree(cache.dir, source.src, entries, startedNs);
-  const hit = await lookup(cache, buildIdKey(namespace, buildId, tarSpec(tarOpts)), namespace, compression, opts.warn);
+  const hit = await lookup(cache, buildIdKey(namespace, buildId, spec), namespace, compression, opts.warn);
   if (hit) return { ...hit, buildId, cached: true };
   const { blob, diffid } = await pack();
   return record(buildId, blob, diffid);

@@ -9,6 +9,10 @@ import type { TarOptions } from './tarspec.js';
 
 /** Two zero records end a tar. */
 const END_OF_ARCHIVE = 1024;
+/** Zero bytes for padding (at most 511) and the end of the archive. */
+const ZEROS = Buffer.alloc(END_OF_ARCHIVE);
+/** Where the one byte more that a grown file would have is read. */
+const PROBE = Buffer.alloc(1);
 
 /**
  * A file executable by its owner becomes 0755, any other file 0644, directories 0755: the layer is
@@ -71,15 +75,6 @@ export function* tarBlocks(
     }
   }
 
-  function* zeros(count: number): Generator<Buffer> {
-    while (count > 0) {
-      const n = Math.min(blockSize - fill, count);
-      block.fill(0, fill, fill + n);
-      fill += n;
-      count -= n;
-      if (fill === blockSize) yield take();
-    }
-  }
 
   function* entry(h: EntryHeader, e?: SourceEntry): Generator<Buffer> {
     for (const b of headerBytes(h)) yield* put(b);
@@ -112,7 +107,7 @@ export function* tarBlocks(
         if (fill === blockSize) yield take();
       }
       // One byte more would mean it grew since the walk: the header already promised the size.
-      if (readSync(fd, Buffer.allocUnsafe(1), 0, 1, null) !== 0) throw changedError(e);
+      if (readSync(fd, PROBE, 0, 1, null) !== 0) throw changedError(e);
       if (hash) onFileHash!(e, hash.digest('hex'));
     } catch (err) {
       if (err instanceof KocacheError) throw err;
@@ -120,7 +115,7 @@ export function* tarBlocks(
     } finally {
       closeSync(fd);
     }
-    yield* zeros(padding(h.size));
+    yield* put(ZEROS.subarray(0, padding(h.size)));
   }
 
   // The folders above the destination, so the image has them with known modes.
@@ -135,7 +130,7 @@ export function* tarBlocks(
     else if (e.type === 'symlink') yield* entry({ ...base, name, type: 'symlink', mode, linkname: e.linkTarget ?? '' });
     else yield* entry({ ...base, name, type: 'file', mode, size: e.size }, e);
   }
-  yield* zeros(END_OF_ARCHIVE);
+  yield* put(ZEROS);
   if (fill > 0) yield block.subarray(0, fill);
 }
 
