@@ -4,6 +4,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { gzipStream, gzipSpec } from '../src/compress/gzip.js';
+import { CHUNK, looksIncompressible } from '../src/compress/incompressible.js';
+import { traceSnapshot } from '../src/util/trace.js';
 
 async function gz(data: Buffer, jobs: number, blockSize = 64 * 1024, pieces = 7): Promise<Buffer> {
   // Feed the input in uneven pieces: block boundaries must not depend on how it arrives.
@@ -62,4 +64,41 @@ test('size stays close to single-stream zlib (dictionary carried across blocks)'
   const { gzipSync } = await import('node:zlib');
   const single = gzipSync(text, { level: 6 });
   assert.ok(parallel.length <= single.length * 1.02, `${parallel.length} vs ${single.length}`);
+});
+
+test('incompressible chunks are judged by their bytes: random yes, text no, 2^n-byte records no', () => {
+  assert.equal(looksIncompressible(randomBytes(CHUNK)), true);
+  assert.equal(looksIncompressible(Buffer.from('func main() { return layer.digest }\n'.repeat(2000)).subarray(0, CHUNK)), false);
+  // A random byte then 15 zeros, over and over: a sample every 16th byte would see only the random
+  // bytes and call it incompressible; deflate shrinks it to a fraction.
+  const records = Buffer.alloc(CHUNK);
+  const ids = randomBytes(CHUNK / 16);
+  for (let i = 0; i < ids.length; i++) records[i * 16] = ids[i]!;
+  assert.equal(looksIncompressible(records), false);
+  // Random bytes behind a 512-byte zero tar header: still stored (deflate would gain ~500 bytes).
+  assert.equal(looksIncompressible(Buffer.concat([Buffer.alloc(512), randomBytes(CHUNK - 512)])), true);
+  // Too short to judge: compressed as usual.
+  assert.equal(looksIncompressible(randomBytes(4096)), false);
+});
+
+test('random stretches are stored verbatim, text around them compressed, and it all gunzips', async () => {
+  // 64 KiB-aligned pieces of text and random bytes, then a short random tail. In blocks of three
+  // chunks the second block is text, random, text: its last run must take the random chunk's tail
+  // as dictionary, not the previous block's (text: deflate would match into it, and the output
+  // would gunzip to the wrong bytes).
+  const text = (n: number) => Buffer.from('the quick brown fox jumps over the lazy dog\n'.repeat(Math.ceil(n / 44))).subarray(0, n);
+  const pieces = [text(4 * CHUNK), randomBytes(CHUNK), text(CHUNK), randomBytes(2 * CHUNK), text(CHUNK + 5000), randomBytes(3000)];
+  const data = Buffer.concat(pieces);
+  const before = traceSnapshot()['gzip.stored'] ?? 0;
+  for (const blockSize of [CHUNK, 3 * CHUNK, 1 << 20]) {
+    const out = await gz(data, 2, blockSize);
+    assert.deepEqual(gunzipSync(out), data, `block size ${blockSize}`);
+    assert.deepEqual(execFileSync('gzip', ['-dc'], { input: out, maxBuffer: 1 << 26 }), data);
+    // Stored blocks carry their bytes as they are; Huffman-coded ones never would.
+    assert.ok(out.includes(pieces[3]!.subarray(1000, 1200)), 'a random stretch is stored verbatim');
+    assert.ok(!out.includes(pieces[2]!.subarray(1000, 1200)), 'text is compressed');
+    assert.ok(out.length < data.length - 5 * CHUNK, `${out.length} vs ${data.length}`);
+  }
+  // The three whole random chunks each time; the short tail is too short to judge.
+  assert.equal((traceSnapshot()['gzip.stored'] ?? 0) - before, 3 * 3 * CHUNK);
 });

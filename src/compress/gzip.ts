@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { readAhead, rechunk } from './chunks.js';
+import { STORE_RULE, storedRuns } from './incompressible.js';
 import { traceAdd } from '../util/trace.js';
 
 const deflateRaw = promisify(zlib.deflateRaw);
@@ -33,18 +34,20 @@ const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]
  * compressed descriptor: a blob made with other settings is another entry.
  */
 export function gzipSpec(o: Pick<GzipOptions, 'level' | 'blockSize'>): string {
-  return `gzip-l${o.level}-b${o.blockSize}`;
+  return `gzip-l${o.level}-b${o.blockSize}-${STORE_RULE}`;
 }
 
 /**
  * Parallel gzip (pgzip-style). The input is cut into fixed blocks; each is raw-deflated with the
  * previous 32 KiB as its preset dictionary and ends with a sync flush, the last one with a final
  * block; one header and one CRC-32/ISIZE trailer wrap them into a single ordinary gzip member.
+ * Stretches of a block that look incompressible are stored, not compressed (incompressible.ts).
  *
  * zlib's async calls run on libuv's thread pool, so blocks in flight use `jobs` cores (the pool
  * is sized to them by the launcher) without worker_threads (no start-up cost, no copies: the block
  * is handed to zlib as it is).
- * The bytes depend only on the input, level and block size, never on `jobs` or on timing.
+ * The bytes depend only on the input, level and block size (and the store rule), never on `jobs`
+ * or on timing.
  */
 export async function* gzipStream(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -61,7 +64,7 @@ export async function* gzipStream(
   // for the oldest block before starting another left a core idle whenever a later block was
   // quicker. Finished blocks wait their turn, at most this many.
   const window = running * 2;
-  const inflight: { finished: boolean; out: Promise<Buffer> }[] = [];
+  const inflight: { finished: boolean; out: Promise<Buffer[]> }[] = [];
   let busy = 0;
   let notify!: () => void;
   let changed = new Promise<void>((resolve) => (notify = resolve));
@@ -71,11 +74,7 @@ export async function* gzipStream(
   let held: Buffer | undefined;
 
   const dispatch = (block: Buffer, last: boolean) => {
-    // A 1 MiB output buffer: with zlib's default 16 KiB, every 16 KiB of output is a round trip
-    // between the thread pool and the main thread, and two blocks in flight used 1.1 cores, not 2.
-    const zopts: zlib.ZlibOptions = { level: opts.level, chunkSize: 1 << 20, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH };
-    if (dictionary) zopts.dictionary = dictionary;
-    const job = { finished: false, out: deflateRaw(block, zopts) };
+    const job = { finished: false, out: deflateBlock(block, dictionary, opts.level, last) };
     busy++;
     const settle = () => {
       job.finished = true;
@@ -118,7 +117,7 @@ export async function* gzipStream(
       if (!head) break;
       if (head.finished) {
         inflight.shift();
-        yield await head.out;
+        yield* await head.out;
       } else {
         await changed;
       }
@@ -130,4 +129,36 @@ export async function* gzipStream(
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE(isize, 4);
   yield trailer;
+}
+
+/**
+ * One block as raw deflate: its runs (incompressible.ts) one after another, each stored or
+ * compressed with the 32 KiB of input before it as dictionary, each ending in a sync flush but the
+ * very last. The runs of a block go through the thread pool in turn, so a block keeps to one core
+ * and `jobs` still bounds the cores compressing.
+ */
+async function deflateBlock(block: Buffer, previous: Buffer | undefined, level: number, last: boolean): Promise<Buffer[]> {
+  const runs = storedRuns(block);
+  const out: Buffer[] = [];
+  for (let i = 0; i < runs.length; i++) {
+    const { start, end, stored } = runs[i]!;
+    const n = end - start;
+    const zopts: zlib.ZlibOptions = {
+      level: stored ? 0 : level,
+      // Output room for the whole run (stored adds 5 bytes per 16 KiB): with zlib's default
+      // 16 KiB, every 16 KiB of output was a round trip between the thread pool and the main
+      // thread, and two blocks in flight used 1.1 cores, not 2.
+      chunkSize: Math.max(16 * 1024, n + (n >> 10) + 64),
+      finishFlush: last && i === runs.length - 1 ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
+    };
+    if (!stored) {
+      // A run starts at the block's start or a whole chunk (64 KiB, more than the window) into it.
+      const dictionary = start === 0 ? previous : block.subarray(start - WINDOW, start);
+      if (dictionary) zopts.dictionary = dictionary;
+    } else {
+      traceAdd('gzip.stored', n);
+    }
+    out.push(await deflateRaw(block.subarray(start, end), zopts));
+  }
+  return out;
 }
