@@ -21,6 +21,21 @@ const lazyStringWidth = {
   },
 };
 
+// yargs' factory calls .version() with no argument on every instance, which walks up from the
+// script's folder reading each directory until it finds a package.json (~5 ms a start); main.ts
+// gives the version itself. The build fails if a yargs update moves the call.
+const yargsFactory = {
+  name: 'yargs-factory-no-version-lookup',
+  setup(b) {
+    b.onLoad({ filter: /yargs[\\/]build[\\/]lib[\\/]yargs-factory\.js$/ }, (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      const call = /(yargs\.help\(\);\s*)yargs\.version\(\);/;
+      if (!call.test(source)) throw new Error(`${args.path}: the factory's yargs.version() call was not found`);
+      return { contents: source.replace(call, '$1'), loader: 'js' };
+    });
+  },
+};
+
 // One file, no chunks: a command's modules are still evaluated only when it runs (esbuild keeps
 // each dynamic import() a lazy initialiser), and V8 only pre-parses the functions it does not run.
 await build({
@@ -39,7 +54,7 @@ await build({
   charset: 'ascii',
   // yargs (an ES module) finds its own files through import.meta.url.
   banner: { js: "const kocacheImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
-  plugins: [lazyStringWidth],
+  plugins: [lazyStringWidth, yargsFactory],
   define: {
     KOCACHE_VERSION: JSON.stringify(JSON.parse(readFileSync('package.json', 'utf8')).version),
     'import.meta.url': 'kocacheImportMetaUrl',

@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import { acquireLease } from '../cache/lease.js';
 import { resolveCacheLocation } from '../cache/location.js';
 import { CacheStore, ensureDir } from '../cache/store.js';
-import { DEFAULT_GZIP, type GzipOptions } from '../compress/gzip.js';
+import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
 import { usageError } from '../errors.js';
 import { Output } from './output.js';
 

@@ -29,4 +29,5 @@ if [ -n "${NODE_EXTRA_CA_CERTS:-}" ]; then
       ;;
   esac
 fi
-exec node "$here/kocache.cjs" "$@"
+# --liftoff-only: see kocache.cjs; given here, the launcher need not load node:v8 to set it.
+exec node --liftoff-only "$here/kocache.cjs" "$@"

@@ -1,41 +1,20 @@
-import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { readAhead, rechunk } from './chunks.js';
-import { STORE_RULE, storedRuns } from './incompressible.js';
+import { storedRuns } from './incompressible.js';
+import { DEFAULT_GZIP, type GzipOptions } from './options.js';
 import { traceAdd } from '../util/trace.js';
 
+// The options live apart so that a cache hit, which compresses nothing, never loads node:zlib.
+export { DEFAULT_GZIP, gzipSpec, type GzipOptions } from './options.js';
+
 const deflateRaw = promisify(zlib.deflateRaw);
-
-export interface GzipOptions {
-  /** zlib level 1-9. */
-  level: number;
-  /** Bytes of input per independently compressed block. Changing it changes the output bytes. */
-  blockSize: number;
-  /** Blocks compressed at once. Never changes the output bytes. */
-  jobs: number;
-}
-
-/**
- * Level 5, not gzip's 6: on the benchmark tree it is ~25% less CPU for layers 0.8% larger than
- * `gzip -6` (48.56 vs 48.17 MB); level 6 bought that 0.8% with a quarter of a cold build's time.
- * `--level` picks another; the level is part of every compressed descriptor's cache key.
- */
-export const DEFAULT_GZIP: GzipOptions = { level: 5, blockSize: 1 << 20, jobs: availableParallelism() };
 
 const WINDOW = 32 * 1024;
 
 // A fixed 10-byte header: no mtime, no name, XFL 0, OS 255 ("unknown"). zlib's own header writes
 // the OS it was built on, which would make the same layer differ between Linux and macOS.
 const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]);
-
-/**
- * Names the settings that decide the compressed bytes. It is part of the cache key of every
- * compressed descriptor: a blob made with other settings is another entry.
- */
-export function gzipSpec(o: Pick<GzipOptions, 'level' | 'blockSize'>): string {
-  return `gzip-l${o.level}-b${o.blockSize}-${STORE_RULE}`;
-}
 
 /**
  * Parallel gzip (pgzip-style). The input is cut into fixed blocks; each is raw-deflated with the

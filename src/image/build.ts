@@ -1,5 +1,5 @@
 import type { CacheStore } from '../cache/store.js';
-import type { GzipOptions } from '../compress/gzip.js';
+import type { GzipOptions } from '../compress/options.js';
 import { buildLayer } from '../layer/build.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { Platform } from '../oci/platform.js';

@@ -1,4 +1,4 @@
-import { gzipSpec, type GzipOptions, DEFAULT_GZIP } from '../compress/gzip.js';
+import { gzipSpec, type GzipOptions, DEFAULT_GZIP } from '../compress/options.js';
 import { binNamespace, buildIdKey, diffIdKey } from '../cache/keys.js';
 import { hasBuilt, markBuilt } from '../cache/built.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';

@@ -1,6 +1,6 @@
 import { diffIdKey, LAYER_NAMESPACE, tarKey } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
-import type { GzipOptions } from '../compress/gzip.js';
+import type { GzipOptions } from '../compress/options.js';
 import { KocacheError } from '../errors.js';
 import type { DiffIdRecord } from '../layer/build.js';
 import type { Descriptor } from '../oci/descriptor.js';

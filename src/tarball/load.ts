@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { archiveKey } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
-import { gzipSpec, type GzipOptions } from '../compress/gzip.js';
+import { gzipSpec, type GzipOptions } from '../compress/options.js';
 import { KocacheError, errnoCode, fsError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { type Digest, sha256Digest } from '../oci/digest.js';
