@@ -21,6 +21,17 @@ const lazyStringWidth = {
   },
 };
 
+const lazyAssert = fileURLToPath(new URL('./assert-lazy.mjs', import.meta.url));
+
+// yargs' platform shim's `assert` resolves to a lazy stand-in (see assert-lazy.mjs); undici's own
+// imports of node:assert are left alone (only registry commands load undici).
+const lazyYargsAssert = {
+  name: 'lazy-yargs-assert',
+  setup(b) {
+    b.onResolve({ filter: /^assert$/ }, (args) => (/yargs[\\/]lib[\\/]platform-shims[\\/]/.test(args.importer) ? { path: lazyAssert } : undefined));
+  },
+};
+
 // yargs' factory calls .version() with no argument on every instance, which walks up from the
 // script's folder reading each directory until it finds a package.json (~5 ms a start); main.ts
 // gives the version itself. The build fails if a yargs update moves the call.
@@ -54,7 +65,7 @@ await build({
   charset: 'ascii',
   // yargs (an ES module) finds its own files through import.meta.url.
   banner: { js: "const kocacheImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
-  plugins: [lazyStringWidth, yargsFactory],
+  plugins: [lazyStringWidth, lazyYargsAssert, yargsFactory],
   define: {
     KOCACHE_VERSION: JSON.stringify(JSON.parse(readFileSync('package.json', 'utf8')).version),
     'import.meta.url': 'kocacheImportMetaUrl',
