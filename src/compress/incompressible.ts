@@ -6,13 +6,14 @@
  * benchmark tree a 64 KiB chunk of random bytes took ~25 ms/MB at level 5 (level 1: the same;
  * the cost is coding every byte as a literal, not the match search), and zlib then emitted it
  * stored anyway, while storing it outright costs ~1.8 ms/MB. Deflate only, one core: the
- * benchmark tree 1.84 s -> 1.22 s, 150 MB of /usr/share 3.59 s -> 2.81 s, a node_modules
- * 1.33 s -> 1.21 s, 150 MB of /usr/lib 3.46 s -> 3.43 s; sizes within 0.01%.
+ * benchmark tree 1.90 s -> 1.12 s, 150 MB of /usr/share 3.38 s -> 2.87 s; node_modules and
+ * /usr/lib within the noise (hardly a chunk qualifies); sizes within 0.01%.
  *
- * The test is an order-0 entropy estimate from a sample of each 64 KiB chunk. It only ever looks
- * at the bytes, so the output still depends on the input alone. The sample takes every 13th
- * byte: a stride that is no power of two, so records of 2^n bytes (a random id, then zeros) do
- * not alias into a sample of random bytes only.
+ * The test is a collision count (order-2 Renyi entropy) over a sample of each 64 KiB chunk, in
+ * whole numbers only, so the same bytes get the same answer under every CPU and every V8 (a
+ * floating-point logarithm need not round alike everywhere, and the answer decides output bytes).
+ * The sample takes every 13th byte: a stride that is no power of two, so records of 2^n bytes (a
+ * random id, then zeros) do not alias into a sample of random bytes only.
  */
 
 /**
@@ -24,15 +25,16 @@ const STRIDE = 13;
 /** Too few samples to judge (a short last chunk): compressed as usual. */
 const MIN_SAMPLES = 1024;
 /**
- * Bits per byte at or above which a chunk is stored. The estimate of 64 KiB of random bytes
- * averages 7.963 (a sample of 5,041 underestimates 8 bits) with a standard deviation of 0.0033;
- * 7.94 is seven of those below, so random chunks are all caught. Anything above it can gain at
- * most ~1% from deflate's codes: 2 KiB of text in 62 KiB of random bytes estimates 7.951
- * (deflate: 0.8% smaller than stored), 4 KiB estimates 7.933 and is compressed (2.1% smaller).
- * What the estimate cannot see is a repeat (the same random bytes twice within deflate's 32 KiB
- * window): that chunk is stored where deflate would have matched it.
+ * A chunk is stored when 256 * sum(count^2) / n^2 is at most 43/40 = 1.075 (1 for a perfectly
+ * even sample). A sample of 5,042 random bytes averages 1.0506 with a standard deviation of
+ * 0.0045 (the largest of 20,000 random chunks: 1.068), so 1.075 is 5.4 of those above: random
+ * chunks are caught, and what is caught gains little from deflate's codes: 2 KiB of text in
+ * 62 KiB of random bytes scores 1.067 and is stored (deflate: 0.8% smaller), 3 KiB scores 1.079 and
+ * is compressed (1.5% smaller). What the count cannot see is a repeat (the same random bytes twice
+ * within deflate's 32 KiB window): that chunk is stored where deflate would have matched it.
  */
-const THRESHOLD = 7.94;
+const LIMIT_NUM = 43;
+const LIMIT_DEN = 40;
 
 export interface Run {
   start: number;
@@ -44,26 +46,18 @@ export interface Run {
 /** The change of version names this rule in cache keys (gzipSpec): other rules, other bytes. */
 export const STORE_RULE = 'st1';
 
-let nLogN: Float64Array | undefined;
 const counts = new Uint32Array(256);
 
 /** Whether a chunk's sampled bytes look random enough that deflate would store it anyway. */
 export function looksIncompressible(chunk: Uint8Array): boolean {
   const n = Math.ceil(chunk.length / STRIDE);
   if (n < MIN_SAMPLES) return false;
-  if (!nLogN) {
-    nLogN = new Float64Array(Math.ceil(CHUNK / STRIDE) + 1);
-    for (let i = 1; i < nLogN.length; i++) nLogN[i] = i * Math.log2(i);
-  }
   counts.fill(0);
   for (let i = 0; i < chunk.length; i += STRIDE) counts[chunk[i]!]!++;
-  // H = log2(n) - sum(c log2 c) / n
-  let sum = 0;
-  for (let k = 0; k < 256; k++) {
-    const c = counts[k]!;
-    sum += c < nLogN.length ? nLogN[c]! : c * Math.log2(c);
-  }
-  return Math.log2(n) - sum / n >= THRESHOLD;
+  let squares = 0;
+  for (let k = 0; k < 256; k++) squares += counts[k]! * counts[k]!;
+  // Exact: every product stays far below 2^53 (n is at most 5,042 for a 64 KiB chunk).
+  return squares * 256 * LIMIT_DEN <= n * n * LIMIT_NUM;
 }
 
 /** A block cut into runs of chunks to store and chunks to compress, in order; never empty. */
