@@ -124,9 +124,11 @@ async function deflateBlock(block: Buffer, previous: Buffer | undefined, level: 
     const n = end - start;
     const zopts: zlib.ZlibOptions = {
       level: stored ? 0 : level,
-      // Output room for the whole run (stored adds 5 bytes per 16 KiB): with zlib's default
-      // 16 KiB, every 16 KiB of output was a round trip between the thread pool and the main
-      // thread, and two blocks in flight used 1.1 cores, not 2.
+      // Output room for the whole run (stored blocks add 5 bytes per block of up to 64 KiB):
+      // with zlib's default 16 KiB, every 16 KiB of output was a round trip between the thread
+      // pool and the main thread, and two blocks in flight used 1.1 cores, not 2. It also decides
+      // where zlib cuts a stored run into stored blocks, so it is part of the output bytes: a
+      // change here needs a new STORE_RULE (incompressible.ts).
       chunkSize: Math.max(16 * 1024, n + (n >> 10) + 64),
       finishFlush: last && i === runs.length - 1 ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
     };

@@ -22,19 +22,21 @@
  */
 export const CHUNK = 64 * 1024;
 const STRIDE = 13;
-/** Too few samples to judge (a short last chunk): compressed as usual. */
-const MIN_SAMPLES = 1024;
+/** Too few samples to judge (a chunk under 26 KiB, the short last one): compressed as usual. */
+const MIN_SAMPLES = 2048;
 /**
- * A chunk is stored when 256 * sum(count^2) / n^2 is at most 43/40 = 1.075 (1 for a perfectly
- * even sample). A sample of 5,042 random bytes averages 1.0506 with a standard deviation of
- * 0.0045 (the largest of 20,000 random chunks: 1.068), so 1.075 is 5.4 of those above: random
- * chunks are caught, and what is caught gains little from deflate's codes: 2 KiB of text in
- * 62 KiB of random bytes scores 1.067 and is stored (deflate: 0.8% smaller), 3 KiB scores 1.079 and
- * is compressed (1.5% smaller). What the count cannot see is a repeat (the same random bytes twice
- * within deflate's 32 KiB window): that chunk is stored where deflate would have matched it.
+ * A chunk is stored when 256 * sum(count^2) / n^2 is at most 1 + 377/n (1 for a perfectly even
+ * sample). For n random bytes it averages 1 + 255/n with a standard deviation of about 22.6/n, so
+ * the limit sits 5.4 of those above the mean whatever the chunk's length (a fixed limit stored no
+ * random chunk under ~44 KB: the estimate's bias grows as the sample shrinks). For a full 64 KiB
+ * chunk (5,042 samples) that is 1.0748: random chunks score 1.0506 on average (the largest of
+ * 20,000: 1.068), 2 KiB of text in 62 KiB of random bytes scores 1.067 and is stored (deflate:
+ * 0.8% smaller), 3 KiB scores 1.079 and is compressed (1.5% smaller). What the count cannot see:
+ * a repeat (the same random bytes twice within deflate's 32 KiB window), and records whose size is
+ * a multiple of 13 with one random byte each, which the sample would see as all random; both are
+ * stored where deflate would have shrunk them.
  */
-const LIMIT_NUM = 43;
-const LIMIT_DEN = 40;
+const MARGIN = 377;
 
 export interface Run {
   start: number;
@@ -43,7 +45,10 @@ export interface Run {
   stored: boolean;
 }
 
-/** The change of version names this rule in cache keys (gzipSpec): other rules, other bytes. */
+/**
+ * Names this rule (and the stored runs' output buffer in gzip.ts, which decides where zlib cuts
+ * stored blocks) in cache keys (gzipSpec): another rule makes other bytes, so another name.
+ */
 export const STORE_RULE = 'st1';
 
 const counts = new Uint32Array(256);
@@ -56,8 +61,8 @@ export function looksIncompressible(chunk: Uint8Array): boolean {
   for (let i = 0; i < chunk.length; i += STRIDE) counts[chunk[i]!]!++;
   let squares = 0;
   for (let k = 0; k < 256; k++) squares += counts[k]! * counts[k]!;
-  // Exact: every product stays far below 2^53 (n is at most 5,042 for a 64 KiB chunk).
-  return squares * 256 * LIMIT_DEN <= n * n * LIMIT_NUM;
+  // Exact in doubles for any chunk under ~100 MB (both sides stay below 2^53).
+  return squares * 256 <= n * (n + MARGIN);
 }
 
 /** A block cut into runs of chunks to store and chunks to compress, in order; never empty. */
