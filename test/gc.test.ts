@@ -315,6 +315,24 @@ describe('kocache gc', () => {
     }
   });
 
+  test('a misspelt option stops gc before it removes anything', async () => {
+    // yargs ran a command's handler even after its unknown-option check had failed: a typo for
+    // --dry-run collected garbage, then reported the typo.
+    const cacheDir = newDir();
+    const src = join(newDir(), 'layer.bin');
+    writeFileSync(src, randomBytes(50_000));
+    await build(cacheDir, src, 'example.com/typo');
+    const files = () => (readdirSync(cacheDir, { recursive: true }) as string[]).filter((f) => !f.startsWith('leases')).sort();
+    const before = files();
+    assert.ok(before.some((f) => f.startsWith('content-v2')), 'the build stored a blob');
+    const r = await runCli(['gc', '--max-size', '0', '--dry-rn'], { KOCACHE: cacheDir });
+    assert.ok(isOneLineError(r), r.stderr);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /Unknown arguments?: dry-rn/);
+    assert.equal(r.stdout, '');
+    assert.deepEqual(files(), before);
+  });
+
   test('sizes and durations', () => {
     assert.equal(parseSize('500MB'), 500_000_000);
     assert.equal(parseSize('2GiB'), 2 * 1024 ** 3);

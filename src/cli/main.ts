@@ -30,7 +30,10 @@ async function main(argv: string[]): Promise<number> {
     .wrap(process.stdout.isTTY ? Math.min(110, process.stdout.columns || 100) : null)
     .fail((msg, err) => {
       // yargs reports its own validation failures and handler errors here; both become one line.
-      failure = err ?? usageError(msg);
+      // Thrown, not only kept: yargs goes on to run the command's handler after a failed check
+      // unless this throws, so `kocache gc --dry-rn` collected garbage before saying so.
+      failure ??= err ?? usageError(msg);
+      throw failure;
     });
   skipHelpCache(parser);
   try {
