@@ -61,7 +61,7 @@ export function looksIncompressible(chunk: Uint8Array): boolean {
   for (let i = 0; i < chunk.length; i += STRIDE) counts[chunk[i]!]!++;
   let squares = 0;
   for (let k = 0; k < 256; k++) squares += counts[k]! * counts[k]!;
-  // Exact in doubles for any chunk under ~100 MB (both sides stay below 2^53).
+  // Exact in doubles for any chunk under ~75 MB (both sides stay below 2^53).
   return squares * 256 <= n * (n + MARGIN);
 }
 
