@@ -29,5 +29,5 @@ if [ -n "${NODE_EXTRA_CA_CERTS:-}" ]; then
       ;;
   esac
 fi
-# --liftoff-only: see kocache.cjs; given here, the launcher need not load node:v8 to set it.
-exec node --liftoff-only "$here/kocache.cjs" "$@"
+# No V8 flags: they would make Node refuse the code cache of its built-in modules (kocache.cjs).
+exec node "$here/kocache.cjs" "$@"

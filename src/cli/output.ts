@@ -12,10 +12,20 @@ export interface OutputOptions {
 export class Output {
   private lastDraw = 0;
   private drawn = false;
-  readonly showProgress: boolean;
+  private progressOn: boolean | undefined;
 
-  constructor(readonly opts: OutputOptions, private readonly stderr: NodeJS.WriteStream = process.stderr) {
-    this.showProgress = !opts.json && !opts.quiet && Boolean(stderr.isTTY) && !process.env.CI;
+  /**
+   * stderr is looked at only when there is something to say: making process.stderr loads Node's
+   * socket code when it is a pipe or a terminal (2-4 ms), and a cache hit says nothing there.
+   */
+  constructor(readonly opts: OutputOptions) {}
+
+  private get stderr(): NodeJS.WriteStream {
+    return process.stderr;
+  }
+
+  get showProgress(): boolean {
+    return (this.progressOn ??= !this.opts.json && !this.opts.quiet && Boolean(this.stderr.isTTY) && !process.env.CI);
   }
 
   warn(message: string): void {

@@ -73,7 +73,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const namespace = binNamespace(opts.importPath, opts.platform);
   const compression = gzipSpec(gzip);
 
-  const startedNs = BigInt(Date.now()) * 1_000_000n;
+  const startedMs = Date.now();
   const entries = walkSource(source.src);
   const known = opts.buildId ?? goBuildId(entries);
   const pack = async (onFileHash?: (e: SourceEntry, sha256: string) => void) => {
@@ -94,7 +94,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     // of reading and hashing the whole tree before tarring it, take each file's hash from the
     // bytes the tar writer reads. The tree is read once, and the hashing runs on the main thread
     // while the compression threads work (a cold 100 MB build: ~150 ms less here).
-    const stats = new StatCache(cache.dir, source.src, startedNs);
+    const stats = new StatCache(cache.dir, source.src, startedMs);
     const read = new Map<SourceEntry, string>();
     const { blob, diffid } = await pack((e, sha256) => read.set(e, sha256));
     const buildId = fingerprint(entries, stats, read);
@@ -102,7 +102,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     return record(buildId, blob, diffid);
   }
 
-  const buildId = known ?? idFromTree(cache.dir, source.src, entries, startedNs);
+  const buildId = known ?? idFromTree(cache.dir, source.src, entries, startedMs);
   const hit = await lookup(cache, buildIdKey(namespace, buildId, spec), namespace, compression, opts.warn);
   if (hit) return { ...hit, buildId, cached: true };
   const { blob, diffid } = await pack();
@@ -140,8 +140,8 @@ function goBuildId(entries: readonly SourceEntry[]): string | undefined {
   return id ? `go:${id}:${root.size}:${(root.mode & 0o111).toString(8)}` : undefined;
 }
 
-function idFromTree(cacheDir: string, root: string, entries: readonly SourceEntry[], takenAtNs: bigint): string {
-  const stats = new StatCache(cacheDir, root, takenAtNs);
+function idFromTree(cacheDir: string, root: string, entries: readonly SourceEntry[], takenAtMs: number): string {
+  const stats = new StatCache(cacheDir, root, takenAtMs);
   const id = fingerprint(entries, stats);
   stats.save();
   return id;

@@ -10,6 +10,8 @@ import type { SourceEntry } from './walk.js';
  */
 export function fingerprint(entries: readonly SourceEntry[], stats: StatCache, read?: ReadonlyMap<SourceEntry, string>): string {
   const h = createHash('sha256');
+  // Lines go to the hash ~64 KB at a time: an update per entry was ~1 ms of a 1,346-entry hit.
+  let pending = '';
   for (const e of entries) {
     let content = '';
     if (e.type === 'file') {
@@ -24,7 +26,11 @@ export function fingerprint(entries: readonly SourceEntry[], stats: StatCache, r
       content = e.linkTarget ?? '';
     }
     // NUL separates fields: it cannot occur in a path or a link target.
-    h.update(`${e.type}\0${e.mode.toString(8)}\0${e.size}\0${e.rel}\0${content}\n`);
+    pending += `${e.type}\0${e.mode.toString(8)}\0${e.size}\0${e.rel}\0${content}\n`;
+    if (pending.length >= 65536) {
+      h.update(pending);
+      pending = '';
+    }
   }
-  return `fp:${h.digest('hex')}`;
+  return `fp:${h.update(pending).digest('hex')}`;
 }

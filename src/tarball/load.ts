@@ -111,10 +111,10 @@ async function allPresent(cache: CacheStore, image: ArchiveImage): Promise<boole
  * again: hashing the bench's 212 MB archive was ~100 ms of a ~800 ms second push.
  */
 function archiveFileDigest(path: string, cacheDir: string): Digest {
-  const takenAtNs = BigInt(Date.now()) * 1_000_000n;
+  const takenAtMs = Date.now();
   const abs = resolve(path);
   const [entry] = walkSource(abs); // a file's own entry: the stat the cache compares
-  const stats = new StatCache(cacheDir, `archive:${abs}`, takenAtNs);
+  const stats = new StatCache(cacheDir, `archive:${abs}`, takenAtMs);
   const hex = entry ? stats.hash(entry) : hashFileSync(abs);
   stats.save();
   return `sha256:${hex}`;

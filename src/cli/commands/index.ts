@@ -11,10 +11,16 @@ export const commandLoaders: Record<string, () => Promise<AnyCommand>> = {
   build: async () => (await import('./build.js')).buildCommand,
   gc: async () => (await import('./gc.js')).gcCommand,
   ls: async () => (await import('./ls.js')).lsCommand,
-  publish: async () => (await import('./publish.js')).publishCommand,
-  push: async () => (await import('./push.js')).pushCommand,
-  warm: async () => (await import('./warm.js')).warmCommand,
+  publish: async () => talksToRegistries((await import('./publish.js')).publishCommand),
+  push: async () => talksToRegistries((await import('./push.js')).pushCommand),
+  warm: async () => talksToRegistries((await import('./warm.js')).warmCommand),
 };
+
+/** Registry commands parse HTTP with WebAssembly: see wasm.ts (loaded after the command's modules). */
+async function talksToRegistries(command: AnyCommand): Promise<AnyCommand> {
+  (await import('../wasm.js')).baselineWasmOnly();
+  return command;
+}
 
 // Global options that take a value, so the command word can be told from an option's value.
 const VALUE_OPTIONS = new Set(['--cache-dir', '--jobs', '-j', '--level']);

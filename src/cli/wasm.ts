@@ -1,0 +1,16 @@
+import { setFlagsFromString } from 'node:v8';
+
+/**
+ * undici parses HTTP with llhttp compiled to WebAssembly (at the first connection). V8 compiles it
+ * with its baseline compiler, then re-compiles hot functions in the background, and a process does
+ * not exit until those jobs finish: 70-90 ms at the end of every publish, push and warm here, for
+ * parsing a few dozen small responses. Baseline code is what a short run uses anyway.
+ *
+ * Called once the command's modules, undici among them, are loaded, and only for the commands that
+ * talk to registries: after a V8 flag changes, V8 refuses Node's code cache for the built-in
+ * modules loaded from then on (see src/cli/launch.cts). The CLI's choice, not the library's: a
+ * V8 flag applies to the whole process.
+ */
+export function baselineWasmOnly(): void {
+  setFlagsFromString('--liftoff-only');
+}
