@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { KocacheError, errnoCode } from '../errors.js';
@@ -50,7 +50,12 @@ export function acquireLease(cacheDir: string, command: string): Lease {
     if (released) return;
     released = true;
     process.removeListener('exit', release);
-    rmSync(path, { force: true });
+    // unlinkSync, not rmSync: rmSync loads Node's recursive-removal module on first use.
+    try {
+      unlinkSync(path);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err; // ENOENT: a gc judged it stale and removed it
+    }
   };
   process.once('exit', release);
   return { path, info, release };
