@@ -68,6 +68,8 @@ describe('push ARCHIVE REF', () => {
     const last = r.stdout.trimEnd().split('\n').pop()!;
     assert.match(last, new RegExp(`^${reg.host.replace(/\./g, '\\.')}/nix/app@sha256:[0-9a-f]{64}$`));
     assert.equal(r.trace['inflate.archive'], archive.tarSize);
+    // The HTTP parser kept on V8's baseline compiler (src/cli/wasm.ts), set by the command itself.
+    assert.equal(r.trace['wasm.baseline'], 1);
     assert.equal(r.trace['inflate.layer'], archive.gzippedLayerTarBytes);
     assert.equal(r.trace['gzip.in'], archive.plainLayerTarBytes);
 

@@ -40,6 +40,10 @@ export function runBundle(file: string, cacheFile: string, writeCache: boolean):
   // Seen by KOCACHE_TRACE (src/util/trace.ts keeps its counters on this symbol).
   const trace = new Map<string, number>([[cachedData && !script.cachedDataRejected ? 'codecache.used' : 'codecache.compiled', 1]]);
   (globalThis as Record<symbol, unknown>)[Symbol.for('kocache.trace')] = trace;
+  // V8's cache tag: a hash of its version and flags. Equal to a plain `node`'s when no V8 flag was
+  // set, which is what lets V8 take Node's code cache of its built-in modules (see below); traced
+  // at exit, before the trace is printed, so tests can hold every command that needs no flag to it.
+  if (process.env['KOCACHE_TRACE']) process.once('exit', () => trace.set('v8.tag', (require('node:v8') as typeof import('node:v8')).cachedDataVersionTag()));
   const mod = new Module(file, module);
   mod.filename = file;
   mod.paths = (Module as unknown as { _nodeModulePaths(dir: string): string[] })._nodeModulePaths(dirname(file));

@@ -1,4 +1,5 @@
 import { setFlagsFromString } from 'node:v8';
+import { traceAdd } from '../util/trace.js';
 
 /**
  * undici parses HTTP with llhttp compiled to WebAssembly (at the first connection). V8 compiles it
@@ -13,4 +14,5 @@ import { setFlagsFromString } from 'node:v8';
  */
 export function baselineWasmOnly(): void {
   setFlagsFromString('--liftoff-only');
+  traceAdd('wasm.baseline', 1);
 }
