@@ -47,9 +47,9 @@ const yargsFactory = {
   },
 };
 
-// cacache's index and temp-name modules take one or two functions from @npmcli/fs at load time,
-// which loads all of it: its file-copy code and semver, whose ~40 regular expressions are built
-// on load (~3 ms of every cache hit, which uses neither). Inside cacache, `@npmcli/fs` resolves to
+// cacache's index, temp-name and content-writer modules each take a function from @npmcli/fs at
+// load time, which loads all of it: its file-copy code and semver, whose ~40 regular expressions
+// are built on load (~6 ms of every cache hit's index lookup, which uses neither). Inside cacache, `@npmcli/fs` resolves to
 // a module of stand-ins that load the real one on first call. Only the destructuring form is
 // accepted, and only the names found there are made, so the build fails if cacache starts using
 // @npmcli/fs in a way the stand-ins do not cover.

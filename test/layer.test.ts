@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { createHash, randomBytes } from 'node:crypto';
@@ -12,6 +12,7 @@ import { traceSnapshot } from '../src/util/trace.js';
 import { buildLayer } from '../src/layer/build.js';
 import { parseLayerSource } from '../src/layer/source.js';
 import { tarBlocks } from '../src/layer/tar.js';
+import { StatCache } from '../src/layer/statcache.js';
 import { walkSource } from '../src/layer/walk.js';
 import { parsePlatform } from '../src/oci/platform.js';
 import { tempDir } from './helpers/cli.js';
@@ -162,6 +163,46 @@ test('stat cache: a same-size rewrite that restores the old mtime is still seen 
   const third = await build(cacheDir, `${src}:/`);
   assert.equal(third.layer.cached, false);
   assert.notEqual(third.layer.diffid, first.layer.diffid);
+});
+
+test('stat cache: a stamp holds only while size, mtime, ctime, inode and device all match', () => {
+  const dir = tempDir();
+  const cacheDir = join(dir, 'cache');
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  const content: Record<string, string> = { f: 'one', ['__proto__']: 'two', constructor: 'three' }; // computed: an own key
+  for (const [name, text] of Object.entries(content)) writeFileSync(join(src, name), text);
+  const files = walkSource(src).filter((e) => e.type === 'file');
+  assert.equal(files.length, 3);
+  const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+  // Taken "later": past the racy window, so every stamp is kept (a fresh file's never is).
+  const later = Date.now() + 10_000;
+  const first = new StatCache(cacheDir, src, later);
+  for (const e of files) assert.equal(first.hash(e), sha(content[e.rel]!));
+  first.save();
+
+  const again = new StatCache(cacheDir, src, later);
+  for (const e of files) assert.equal(again.lookup(e), sha(content[e.rel]!), `stamp of ${e.rel} kept`);
+  const f = files.find((e) => e.rel === 'f')!;
+  for (const field of ['size', 'mtimeMs', 'ctimeMs', 'ino', 'dev'] as const) {
+    assert.equal(again.lookup({ ...f, [field]: f[field] + 1 }), undefined, `${field} differs`);
+  }
+  // Sub-millisecond times survive the file: a microsecond apart is another stamp.
+  assert.equal(again.lookup({ ...f, mtimeMs: f.mtimeMs + 0.001 }), undefined);
+  assert.equal(again.lookup({ ...f, ctimeMs: f.ctimeMs + 0.001 }), undefined);
+
+  // Not within the racy window of the walk: not kept.
+  const racy = new StatCache(join(dir, 'cache2'), src, Math.max(f.mtimeMs, f.ctimeMs) + 1000);
+  racy.record(f, sha('one'));
+  racy.save();
+  assert.equal(new StatCache(join(dir, 'cache2'), src, later).lookup(f), undefined);
+
+  // A damaged file or one of another version is no stamp at all, and no error.
+  const [name] = readdirSync(join(cacheDir, 'stat'));
+  for (const body of ['{"version":1,"entries":{"f":{"size":3}}}', '{"version":2,"entries":{"f":[3]}}', 'null', '[', '{"version":2,"entries":{"f":"x"}}']) {
+    writeFileSync(join(cacheDir, 'stat', name!), body);
+    assert.equal(new StatCache(cacheDir, src, later).lookup(f), undefined, body);
+  }
 });
 
 test('a Go binary is keyed by its embedded Go build ID, as ko does', async () => {

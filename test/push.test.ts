@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { cachedDataVersionTag } from 'node:v8';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -70,6 +71,7 @@ describe('push ARCHIVE REF', () => {
     assert.equal(r.trace['inflate.archive'], archive.tarSize);
     // The HTTP parser kept on V8's baseline compiler (src/cli/wasm.ts), set by the command itself.
     assert.equal(r.trace['wasm.baseline'], 1);
+    assert.notEqual(r.trace['v8.tag'], cachedDataVersionTag(), 'the flag took effect');
     assert.equal(r.trace['inflate.layer'], archive.gzippedLayerTarBytes);
     assert.equal(r.trace['gzip.in'], archive.plainLayerTarBytes);
 

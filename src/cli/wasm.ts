@@ -1,3 +1,6 @@
+// Loaded here, before the flag: undici loads node:tls at its first TLS connection, and after a V8
+// flag change Node's code cache for it is refused (tls + https: ~3-6 ms to load, ~8-12 ms after).
+import 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { traceAdd } from '../util/trace.js';
 
@@ -7,10 +10,10 @@ import { traceAdd } from '../util/trace.js';
  * not exit until those jobs finish: 70-90 ms at the end of every publish, push and warm here, for
  * parsing a few dozen small responses. Baseline code is what a short run uses anyway.
  *
- * Called once the command's modules, undici among them, are loaded, and only for the commands that
- * talk to registries: after a V8 flag changes, V8 refuses Node's code cache for the built-in
- * modules loaded from then on (see src/cli/launch.cts). The CLI's choice, not the library's: a
- * V8 flag applies to the whole process.
+ * Called once the command's modules, undici among them, are loaded, for the commands that talk to
+ * registries (and for --help or a mistyped command, which load every command): after a V8 flag
+ * changes, V8 refuses Node's code cache for the built-in modules loaded from then on (see
+ * src/cli/launch.cts). The CLI's choice, not the library's: a V8 flag applies to the whole process.
  */
 export function baselineWasmOnly(): void {
   setFlagsFromString('--liftoff-only');

@@ -31,7 +31,8 @@ interface StatFile {
 export class StatCache {
   private readonly path: string;
   private readonly old: Record<string, Stamp>;
-  private readonly next: Record<string, Stamp> = {};
+  // No prototype: a file named __proto__ is a key like any other.
+  private readonly next: Record<string, Stamp> = Object.create(null) as Record<string, Stamp>;
   private changed = false;
 
   constructor(cacheDir: string, root: string, private readonly takenAtMs: number) {
@@ -42,8 +43,10 @@ export class StatCache {
 
   /** The cached hash if the file is unchanged and not racy; undefined otherwise. */
   lookup(e: SourceEntry): string | undefined {
-    const s = this.old[e.rel];
-    if (!s || s[0] !== e.size || s[1] !== e.mtimeMs || s[2] !== e.ctimeMs || s[3] !== e.ino || s[4] !== e.dev) return undefined;
+    const s = Object.hasOwn(this.old, e.rel) ? this.old[e.rel] : undefined;
+    // Anything but a stamp of this shape (a damaged file) is no stamp: the file is hashed again.
+    if (!Array.isArray(s) || typeof s[5] !== 'string') return undefined;
+    if (s[0] !== e.size || s[1] !== e.mtimeMs || s[2] !== e.ctimeMs || s[3] !== e.ino || s[4] !== e.dev) return undefined;
     this.next[e.rel] = s;
     return s[5];
   }
