@@ -49,10 +49,10 @@ const yargsFactory = {
 
 // cacache's index, temp-name and content-writer modules each take a function from @npmcli/fs at
 // load time, which loads all of it: its file-copy code and semver, whose ~40 regular expressions
-// are built on load (~6 ms of every cache hit's index lookup, which uses neither). Inside cacache, `@npmcli/fs` resolves to
-// a module of stand-ins that load the real one on first call. Only the destructuring form is
-// accepted, and only the names found there are made, so the build fails if cacache starts using
-// @npmcli/fs in a way the stand-ins do not cover.
+// are built on load (~6 ms of every cache hit's index lookup, which uses neither). Inside
+// cacache, `@npmcli/fs` resolves to a module of stand-ins that load the real one on first call.
+// Only the destructuring form is accepted, and only the names found there are made, so the build
+// fails if cacache starts using @npmcli/fs in a way the stand-ins do not cover.
 const lazyNpmcliFs = {
   name: 'lazy-npmcli-fs',
   setup(b) {

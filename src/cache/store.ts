@@ -53,7 +53,7 @@ export class CacheStore {
 
   // The metadata calls below (stat, utimes, rename) are synchronous on purpose: each is one system
   // call of a few microseconds, where a round trip through libuv's thread pool costs more than
-  // the call, and a cache hit makes several (~1 ms of one, measured). They stay async to callers.
+  // the call (a hit's blob check: 2.1 -> 1.5 ms, medians of 31). They stay async to callers.
 
   /** Size of a stored blob, or undefined when it is absent. Does not verify the content. */
   async blobSize(digest: Digest): Promise<number | undefined> {

@@ -12,8 +12,8 @@ const VERSION = 2;
 
 /**
  * What a file had when its content hashed to `sha256`: size, mtime, ctime (ms), inode, device.
- * A tuple rather than an object: the file of a 1,159-file tree is ~40% smaller and parses in
- * about half the time, and every cache hit reads it.
+ * A tuple rather than an object, keyed by relative path: every cache hit reads this file, and the
+ * bench tree's (1,159 files) went from 263 KB to 181 KB.
  */
 type Stamp = [size: number, mtimeMs: number, ctimeMs: number, ino: number, dev: number, sha256: string];
 

@@ -16,7 +16,7 @@ export interface SourceEntry {
   linkTarget?: string;
   /**
    * For the stat cache: what must be unchanged for a cached content hash to be trusted. Plain
-   * numbers, not BigInts: lstat with `bigint` cost ~5 ms more over the 1,346 entries of a
+   * numbers, not BigInts: lstat with `bigint` cost ~4 ms more over the 1,346 entries of a
    * 1,159-file hit (18 BigInts made per call). Times are ms with a fraction, exact to ~0.25 us
    * today; the stat cache re-hashes anything changed within 2 s of a walk, so two states of a
    * file it trusts are seconds apart. An inode above 2^53 loses its low bits, and is still one
