@@ -57,12 +57,8 @@ export class CacheStore {
 
   /** Size of a stored blob, or undefined when it is absent. Does not verify the content. */
   async blobSize(digest: Digest): Promise<number | undefined> {
-    try {
-      return statSync(this.blobPath(digest)).size;
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return undefined;
-      throw err;
-    }
+    const st = statBlob(this.blobPath(digest));
+    return st === undefined ? undefined : Number(st.size);
   }
 
   /**
