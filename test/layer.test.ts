@@ -12,8 +12,9 @@ import { traceSnapshot } from '../src/util/trace.js';
 import { buildLayer } from '../src/layer/build.js';
 import { parseLayerSource } from '../src/layer/source.js';
 import { tarBlocks } from '../src/layer/tar.js';
+import { fingerprint } from '../src/layer/fingerprint.js';
 import { StatCache } from '../src/layer/statcache.js';
-import { walkSource } from '../src/layer/walk.js';
+import { walkSource, type SourceEntry } from '../src/layer/walk.js';
 import { parsePlatform } from '../src/oci/platform.js';
 import { tempDir } from './helpers/cli.js';
 
@@ -165,6 +166,22 @@ test('stat cache: a same-size rewrite that restores the old mtime is still seen 
   assert.notEqual(third.layer.diffid, first.layer.diffid);
 });
 
+test("stat cache: a hit of an unchanged tree is answered by the tree's listing, without the file of stamps", async () => {
+  const dir = tempDir();
+  const src = sampleTree(dir);
+  // Past the racy window (a file changed within 2 s of a walk is never trusted; ctime cannot be set back).
+  await new Promise((r) => setTimeout(r, 2100));
+  const cacheDir = join(dir, 'cache');
+  const first = await build(cacheDir, `${src}:/`);
+  const stat = join(cacheDir, 'stat');
+  for (const name of readdirSync(stat)) if (!name.includes('.listing.')) writeFileSync(join(stat, name), '[');
+  const before = traceSnapshot()['file.read'] ?? 0;
+  const again = await build(cacheDir, `${src}:/`);
+  assert.equal(again.layer.cached, true);
+  assert.equal(again.layer.buildId, first.layer.buildId);
+  assert.equal((traceSnapshot()['file.read'] ?? 0) - before, 0, 'no file hashed again');
+});
+
 test('stat cache: a stamp holds only while size, mtime, ctime, inode and device all match', () => {
   const dir = tempDir();
   const cacheDir = join(dir, 'cache');
@@ -202,6 +219,57 @@ test('stat cache: a stamp holds only while size, mtime, ctime, inode and device 
   for (const body of ['{"version":1,"entries":{"f":{"size":3}}}', '{"version":2,"entries":{"f":[3]}}', 'null', '[', '{"version":2,"entries":{"f":"x"}}']) {
     writeFileSync(join(cacheDir, 'stat', name!), body);
     assert.equal(new StatCache(cacheDir, src, later).lookup(f), undefined, body);
+  }
+});
+
+test("stat cache: a tree's fingerprint is known again only while every entry's stat is the same and every file was trusted", () => {
+  const dir = tempDir();
+  const cacheDir = join(dir, 'cache');
+  const src = sampleTree(dir);
+  const later = Date.now() + 10_000;
+  const entries = walkSource(src);
+  const first = new StatCache(cacheDir, src, later);
+  assert.equal(first.knownFingerprint(entries), undefined, 'nothing known in an empty cache');
+  const id = fingerprint(entries, first);
+  first.save();
+  first.saveFingerprint(entries, id);
+  assert.equal(new StatCache(cacheDir, src, later).knownFingerprint(entries), id);
+  // The file of stamps is not needed for it (the listing file stands alone).
+  const stat = join(cacheDir, 'stat');
+  const stamps = readdirSync(stat).find((n) => !n.includes('.listing.'))!;
+  writeFileSync(join(stat, stamps), '[');
+  assert.equal(new StatCache(cacheDir, src, later).knownFingerprint(entries), id);
+
+  // Any field of any kind of entry changed, an entry more or less, or another order: not known.
+  const changed = (i: number, patch: Partial<SourceEntry>) => entries.map((e, j) => (j === i ? { ...e, ...patch } : e));
+  const kinds = (['file', 'directory', 'symlink'] as const).map((t) => entries.findIndex((e) => e.type === t));
+  const variants: [string, SourceEntry[]][] = [];
+  for (const i of kinds) {
+    const e = entries[i]!;
+    for (const field of ['mode', 'size', 'mtimeMs', 'ctimeMs', 'ino', 'dev'] as const) variants.push([`${e.type} ${field}`, changed(i, { [field]: e[field] + 1 })]);
+    variants.push([`${e.type} mtime by a microsecond`, changed(i, { mtimeMs: e.mtimeMs + 0.001 })]);
+    variants.push([`${e.type} path`, changed(i, { rel: `${e.rel}x` })]);
+    variants.push([`${e.type} type`, changed(i, { type: e.type === 'file' ? 'directory' : 'file' })]);
+  }
+  const link = kinds[2]!;
+  variants.push(['link target', changed(link, { linkTarget: `${entries[link]!.linkTarget}x` })]);
+  variants.push(['one entry less', entries.slice(1)]);
+  variants.push(['one entry more', [...entries, { ...entries[kinds[0]!]!, rel: 'zzz' }]]);
+  variants.push(['another order', [...entries].reverse()]);
+  for (const [what, listing] of variants) assert.equal(new StatCache(cacheDir, src, later).knownFingerprint(listing), undefined, what);
+
+  // A file too fresh to trust at this walk: its stamp is not kept, so neither is the tree's.
+  const fresh = join(dir, 'cache-fresh');
+  const f = entries.find((e) => e.type === 'file')!;
+  const racy = new StatCache(fresh, src, Math.max(f.mtimeMs, f.ctimeMs) + 1000);
+  racy.saveFingerprint(entries, fingerprint(entries, racy));
+  assert.equal(new StatCache(fresh, src, later).knownFingerprint(entries), undefined);
+
+  // A damaged listing file or one of another version is no answer, and no error.
+  const listing = readdirSync(stat).find((n) => n.includes('.listing.'))!;
+  for (const body of ['[', 'null', '{"version":2,"listing":"x","fingerprint":"y"}', '{"version":1,"listing":3}']) {
+    writeFileSync(join(stat, listing), body);
+    assert.equal(new StatCache(cacheDir, src, later).knownFingerprint(entries), undefined, body);
   }
 });
 

@@ -99,6 +99,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     const { blob, diffid } = await pack((e, sha256) => read.set(e, sha256));
     const buildId = fingerprint(entries, stats, read);
     stats.save();
+    stats.saveFingerprint(entries, buildId);
     return record(buildId, blob, diffid);
   }
 
@@ -142,7 +143,10 @@ function goBuildId(entries: readonly SourceEntry[]): string | undefined {
 
 function idFromTree(cacheDir: string, root: string, entries: readonly SourceEntry[], takenAtMs: number): string {
   const stats = new StatCache(cacheDir, root, takenAtMs);
+  const known = stats.knownFingerprint(entries);
+  if (known !== undefined) return known;
   const id = fingerprint(entries, stats);
   stats.save();
+  stats.saveFingerprint(entries, id);
   return id;
 }
