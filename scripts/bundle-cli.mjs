@@ -47,6 +47,24 @@ const yargsFactory = {
   },
 };
 
+// yargs checks the arguments of each of its own API calls (argsert: ~60 calls, each parsing a
+// signature string) and only ever warns, on the console, about a program misusing yargs' API: never
+// about anything a user typed. Our calls are typed and the same on every run, and the check was
+// ~1-1.5 ms of every start (parser built and run, medians of 25 hits). In the bundle it does
+// nothing; the build fails if a yargs update renames it.
+const yargsArgsertOff = {
+  name: 'yargs-argsert-off',
+  setup(b) {
+    b.onLoad({ filter: /yargs[\\/]build[\\/]lib[\\/]argsert\.js$/ }, (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      if (!/export function argsert\(/.test(source) || !/console\.warn\(/.test(source)) {
+        throw new Error(`${args.path}: argsert is not the warning-only check yargs-argsert-off expects`);
+      }
+      return { contents: 'export function argsert() {}\n', loader: 'js' };
+    });
+  },
+};
+
 // cacache's index, temp-name and content-writer modules each take a function from @npmcli/fs at
 // load time, which loads all of it: its file-copy code and semver, whose ~40 regular expressions
 // are built on load (~6 ms of every cache hit's index lookup, which uses neither). Inside
@@ -74,6 +92,30 @@ const lazyNpmcliFs = {
   },
 };
 
+// cacache's index (and its temp-name helper) take fs/promises at load, and Node's fs/promises
+// module loads its directory, watcher and readline modules with it: ~2 ms of every cache hit, whose
+// only use of it is reading one bucket file. Inside cacache, `fs/promises` resolves to stand-ins
+// for every function Node's has (listed from Node itself at build time), each calling the real one
+// when called; `readFile` goes through the callback API instead, so a hit never loads the module.
+// cacache calls it with a path and an encoding, which both take alike.
+const lazyFsPromises = {
+  name: 'lazy-fs-promises',
+  setup(b) {
+    b.onResolve({ filter: /^fs\/promises$/ }, (args) =>
+      args.namespace === 'file' && /[\\/]node_modules[\\/]cacache[\\/]lib[\\/]/.test(args.importer) ? { path: 'fs/promises', namespace: 'lazy-fs-promises' } : undefined);
+    b.onLoad({ filter: /.*/, namespace: 'lazy-fs-promises' }, async () => {
+      const real = (await import('node:fs/promises')).default;
+      const stands = Object.keys(real).map((name) =>
+        name === 'readFile'
+          ? 'exports.readFile = (path, options) => new Promise((resolve, reject) => fs.readFile(path, options, (err, data) => (err ? reject(err) : resolve(data))));'
+          : typeof real[name] === 'function'
+            ? `exports.${name} = (...args) => fs.promises.${name}(...args);`
+            : `Object.defineProperty(exports, '${name}', { get: () => fs.promises.${name}, enumerable: true });`);
+      return { contents: `const fs = require('node:fs');\n${stands.join('\n')}\n`, loader: 'js' };
+    });
+  },
+};
+
 // One file, no chunks: a command's modules are still evaluated only when it runs (esbuild keeps
 // each dynamic import() a lazy initialiser), and V8 only pre-parses the functions it does not run.
 await build({
@@ -92,7 +134,7 @@ await build({
   charset: 'ascii',
   // yargs (an ES module) finds its own files through import.meta.url.
   banner: { js: "const kocacheImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
-  plugins: [lazyStringWidth, lazyYargsAssert, yargsFactory, lazyNpmcliFs],
+  plugins: [lazyStringWidth, lazyYargsAssert, yargsFactory, lazyNpmcliFs, yargsArgsertOff, lazyFsPromises],
   define: {
     KOCACHE_VERSION: JSON.stringify(JSON.parse(readFileSync('package.json', 'utf8')).version),
     'import.meta.url': 'kocacheImportMetaUrl',

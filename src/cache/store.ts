@@ -1,6 +1,5 @@
 import { once } from 'node:events';
-import { mkdirSync, renameSync, statSync, utimesSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { mkdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -140,7 +139,7 @@ export class CacheStore {
 
   async dropBlob(digest: Digest): Promise<void> {
     dropStamp(this.dir, digest);
-    await rm(this.blobPath(digest), { force: true });
+    rmSync(this.blobPath(digest), { force: true });
   }
 
   /**

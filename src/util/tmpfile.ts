@@ -1,6 +1,5 @@
 import { once } from 'node:events';
-import type { WriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rmSync, type WriteStream } from 'node:fs';
 
 /**
  * Gives up on a temp file being written: closes its stream, then removes it. In that order: the
@@ -13,5 +12,5 @@ export async function abandonTempFile(out: WriteStream, tmp: string): Promise<vo
     out.destroy();
     await closed.catch(() => undefined);
   }
-  await rm(tmp, { force: true });
+  rmSync(tmp, { force: true });
 }
