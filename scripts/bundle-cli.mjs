@@ -136,9 +136,11 @@ await build({
   logLevel: 'warning',
   // Less to read and deserialise at every start: 939 -> 696 KB with identifiers shortened, ~3 ms of
   // a hit (40 paired runs, 0.97x). Names in profiles and stack traces are the bundle's short ones:
-  // profile the unbundled CLI (node dist/src/cli/main.js), which answers the same (tested).
+  // profile the unbundled CLI (node dist/src/cli/main.js), which answers the same (tested), and
+  // decode a stack trace from a bug report with cli.cjs.map (written beside it, never loaded).
   minifyWhitespace: true,
   minifyIdentifiers: true,
+  sourcemap: 'external',
   // Licence comments go beside the bundle: what is left is ASCII, which the launcher reads as
   // Latin-1 (a one-byte string, no UTF-8 decoding).
   legalComments: 'external',

@@ -267,6 +267,20 @@ test('bad input: one line on stderr, non-zero exit, no stack trace, cache untouc
   assert.deepEqual(listFiles(cacheDir), before, 'the cache did not change');
 });
 
+test('a cache folder that cannot be made is a one-line error, also under /proc (where Node 20\'s recursive mkdir spins)', () => {
+  const dir = tempDir();
+  const src = tree(dir);
+  for (const [cacheDir, re] of [
+    ['/proc/kocache-test/cache', /cannot create cache directory \/proc\/kocache-test\/cache: ENOENT/],
+    [join(src, 'big.bin', 'cache'), /cannot create cache directory .*: ENOTDIR/],
+  ] as const) {
+    const r = spawnSync(process.execPath, [CLI_JS, 'build', src, '--import-path', 'x'], { env: { ...process.env, KOCACHE: cacheDir }, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.signal, null, `${cacheDir}: still running after 30 s`);
+    assert.ok(isOneLineError({ code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }), r.stderr);
+    assert.match(r.stderr, re);
+  }
+});
+
 test('an unreadable file is named in a one-line error', async (t) => {
   if (process.getuid?.() === 0) {
     // root reads anything, so the build runs as an unprivileged user for this check.

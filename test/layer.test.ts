@@ -12,7 +12,7 @@ import { traceSnapshot } from '../src/util/trace.js';
 import { buildLayer } from '../src/layer/build.js';
 import { parseLayerSource } from '../src/layer/source.js';
 import { tarBlocks } from '../src/layer/tar.js';
-import { fingerprint } from '../src/layer/fingerprint.js';
+import { FINGERPRINT_FORMAT, fingerprint } from '../src/layer/fingerprint.js';
 import { StatCache } from '../src/layer/statcache.js';
 import { walkSource, type SourceEntry } from '../src/layer/walk.js';
 import { parsePlatform } from '../src/oci/platform.js';
@@ -231,8 +231,7 @@ test("stat cache: a tree's fingerprint is known again only while every entry's s
   const first = new StatCache(cacheDir, src, later);
   assert.equal(first.knownFingerprint(entries), undefined, 'nothing known in an empty cache');
   const id = fingerprint(entries, first);
-  first.save();
-  first.saveFingerprint(entries, id);
+  first.save({ entries, fingerprint: id });
   assert.equal(new StatCache(cacheDir, src, later).knownFingerprint(entries), id);
   // The file of stamps is not needed for it (the listing file stands alone).
   const stat = join(cacheDir, 'stat');
@@ -262,7 +261,7 @@ test("stat cache: a tree's fingerprint is known again only while every entry's s
   const fresh = join(dir, 'cache-fresh');
   const f = entries.find((e) => e.type === 'file')!;
   const racy = new StatCache(fresh, src, Math.max(f.mtimeMs, f.ctimeMs) + 1000);
-  racy.saveFingerprint(entries, fingerprint(entries, racy));
+  racy.save({ entries, fingerprint: fingerprint(entries, racy) });
   assert.equal(new StatCache(fresh, src, later).knownFingerprint(entries), undefined);
 
   // A damaged listing file or one of another version is no answer, and no error.
@@ -271,6 +270,24 @@ test("stat cache: a tree's fingerprint is known again only while every entry's s
     writeFileSync(join(stat, listing), body);
     assert.equal(new StatCache(cacheDir, src, later).knownFingerprint(entries), undefined, body);
   }
+});
+
+test('the fingerprint of fixed input is pinned, with its format number (listing files trust fingerprints of one format)', () => {
+  const base = { abs: '/x', mtimeMs: 1, ctimeMs: 1, ino: 1, dev: 1 };
+  const entries: SourceEntry[] = [
+    { ...base, rel: '', type: 'directory', mode: 0o755, size: 0 },
+    { ...base, rel: 'bin', type: 'directory', mode: 0o755, size: 0 },
+    { ...base, rel: 'bin/app', type: 'file', mode: 0o755, size: 12 },
+    { ...base, rel: 'link', type: 'symlink', mode: 0o777, size: 0, linkTarget: 'bin/app' },
+    { ...base, rel: 'grüße.txt', type: 'file', mode: 0o644, size: 3 },
+  ];
+  const stats = { hash: (e: SourceEntry) => (e.rel === 'bin/app' ? 'a' : 'b').repeat(64), record: () => {} } as unknown as StatCache;
+  // A change to the fingerprint changes this id: then bump FINGERPRINT_FORMAT too, with the id here,
+  // or an unchanged tree keeps the id of the old format from its listing file.
+  assert.deepEqual(
+    { format: FINGERPRINT_FORMAT, id: fingerprint(entries, stats) },
+    { format: 1, id: 'fp:4048d89d766dc8a7c5632f48583c61648247a76e2264b14d6d37f1bfd5f537e7' },
+  );
 });
 
 test('a Go binary is keyed by its embedded Go build ID, as ko does', async () => {

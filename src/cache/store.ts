@@ -1,7 +1,7 @@
 import { once } from 'node:events';
-import { mkdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -270,6 +270,16 @@ export function trashPath(blobPath: string): string {
 /** Ensures the folder exists; used once per process before the first write. */
 export function ensureDir(dir: string): void {
   try {
+    // Node 20's recursive mkdir never returns where a folder exists but nothing can be made in it
+    // (`KOCACHE=/proc/x` spun a core forever: it retries the same ENOENT). So the first missing
+    // folder is made on its own, which fails once and plainly there.
+    let first = resolve(dir);
+    while (!existsSync(dirname(first))) first = dirname(first);
+    try {
+      mkdirSync(first);
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') throw err;
+    }
     mkdirSync(dir, { recursive: true });
   } catch (err) {
     throw new KocacheError('cache', `cannot create cache directory ${dir}: ${errnoCode(err) ?? String(err)}`, { cause: err });

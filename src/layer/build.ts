@@ -98,8 +98,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     const read = new Map<SourceEntry, string>();
     const { blob, diffid } = await pack((e, sha256) => read.set(e, sha256));
     const buildId = fingerprint(entries, stats, read);
-    stats.save();
-    stats.saveFingerprint(entries, buildId);
+    stats.save({ entries, fingerprint: buildId });
     return record(buildId, blob, diffid);
   }
 
@@ -146,7 +145,6 @@ function idFromTree(cacheDir: string, root: string, entries: readonly SourceEntr
   const known = stats.knownFingerprint(entries);
   if (known !== undefined) return known;
   const id = fingerprint(entries, stats);
-  stats.save();
-  stats.saveFingerprint(entries, id);
+  stats.save({ entries, fingerprint: id });
   return id;
 }

@@ -28,21 +28,23 @@ const NODE_CALL = /binding\.lstat\(\s*pathModule\.toNamespacedPath\(path\),\s*op
 
 /**
  * lstat through Node's file-system binding, the call fs.lstatSync makes itself, keeping the numbers
- * and skipping what lstatSync builds around them. Node 20's fs.Stats makes four Date objects per
- * call, eagerly; over the 1,346 entries of a 1,159-file tree that was ~5 ms of a cache hit's walk
- * (walk 21.6-26.2 -> 14.6-19.1 ms, medians of 25 interleaved hits), and less garbage to collect.
+ * and skipping what lstatSync builds around them: Node 20's fs.Stats makes four Date objects per
+ * call, eagerly, which was ~5 ms of a cache hit's walk of 1,346 entries, and garbage to collect.
  * Undefined where that binding is not there to use in exactly this way: see `chooseLstat`.
  */
 export function bindingLstat(): Lstat | undefined {
-  // The permission model checks access in lstatSync, not in the binding: never go around it.
-  if ('permission' in process && (process as { permission?: unknown }).permission) return undefined;
-  // process.binding warns (DEP0111) only under --pending-deprecation: then stay on the public API.
-  const options = `${process.execArgv.join(' ')} ${process.env['NODE_OPTIONS'] ?? ''}`;
-  if (options.includes('pending-deprecation')) return undefined;
+  const proc = process as unknown as { binding?: (name: string) => FsBinding; permission?: unknown };
+  if (typeof proc.binding !== 'function') return undefined;
+  // Under --pending-deprecation (or NODE_PENDING_DEPRECATION=1) Node wraps process.binding in a
+  // function that warns (DEP0111) and names it so: then stay on the public API.
+  if (proc.binding.name !== 'binding') return undefined;
+  // The permission model checks access in lstatSync, not in the binding: never go around it. (Node
+  // 20 also refuses process.binding itself there; this does not rely on that.)
+  if (proc.permission) return undefined;
   if (!NODE_CALL.test(lstatSync.toString())) return undefined;
   let binding: FsBinding;
   try {
-    binding = (process as unknown as { binding(name: string): FsBinding }).binding('fs');
+    binding = proc.binding('fs');
   } catch {
     return undefined;
   }
@@ -51,6 +53,8 @@ export function bindingLstat(): Lstat | undefined {
   // nlink, uid, gid, rdev, blksize, ino, size, blocks, then seconds and nanoseconds of atime,
   // mtime, ctime, birthtime; ms computed as Node does, so the doubles are the same bits.
   return (path) => {
+    // lstatSync refuses a NUL in a path; the binding would stop reading the path there.
+    if (path.includes('\0')) return statsLstat(path);
     const s = binding.lstat(path, false, undefined, true);
     return {
       mode: s[1]!,
@@ -63,20 +67,30 @@ export function bindingLstat(): Lstat | undefined {
   };
 }
 
-function sameStat(a: FileStat, b: FileStat): boolean {
-  return a.mode === b.mode && a.size === b.size && a.ino === b.ino && a.dev === b.dev && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
-}
+const FIELDS = ['mode', 'size', 'ino', 'dev', 'mtimeMs', 'ctimeMs'] as const satisfies readonly (keyof FileStat)[];
+
+// Decided once per process, by the first probe that could be read.
+let chosen: Lstat | undefined;
 
 /**
  * The binding's lstat if, on `probe` (an existing path), it gives exactly what fs.lstatSync gives;
  * else the public API. Either way the result is the same: the choice is only one of speed.
  */
 export function chooseLstat(probe: string): Lstat {
+  if (chosen) return chosen;
   const fast = bindingLstat();
-  if (!fast) return statsLstat;
+  if (!fast) return (chosen = statsLstat);
+  let expected: FileStat;
   try {
-    return sameStat(fast(probe), statsLstat(probe)) ? fast : statsLstat;
+    expected = statsLstat(probe);
   } catch {
-    return statsLstat;
+    return statsLstat; // nothing to compare with: decide at the next walk
   }
+  try {
+    const got = fast(probe);
+    chosen = FIELDS.every((f) => got[f] === expected[f]) ? fast : statsLstat;
+  } catch {
+    chosen = statsLstat;
+  }
+  return chosen;
 }

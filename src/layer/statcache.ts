@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { FINGERPRINT_FORMAT } from './fingerprint.js';
 import { hashFileSync } from './filehash.js';
 import type { SourceEntry } from './walk.js';
 
@@ -9,7 +10,7 @@ import type { SourceEntry } from './walk.js';
 // is always re-hashed. 2 s covers the coarsest common granularity (FAT, some network mounts).
 const RACY_MS = 2000;
 const VERSION = 2;
-// Of the listing file; a change to what fingerprint.ts hashes must change it too.
+// Of the listing file's own layout; the fingerprint's format is hashed into each listing.
 const LISTING_VERSION = 1;
 
 /**
@@ -69,18 +70,6 @@ export class StatCache {
     return known?.listing === listingDigest(entries) ? known.fingerprint : undefined;
   }
 
-  /**
-   * Remembers `fingerprint` for this listing, if every file in it has a trusted stamp after this
-   * walk (none too fresh to trust), the same condition under which each stamp would answer.
-   */
-  saveFingerprint(entries: readonly SourceEntry[], fingerprint: string): void {
-    for (const e of entries) {
-      if (e.type === 'file' && !Object.hasOwn(this.next, e.rel)) return;
-    }
-    const body: ListingFile = { version: LISTING_VERSION, listing: listingDigest(entries), fingerprint };
-    writeAtomically(this.listingPath, JSON.stringify(body));
-  }
-
   /** The cached hash if the file is unchanged and not racy; undefined otherwise. */
   lookup(e: SourceEntry): string | undefined {
     const s = Object.hasOwn(this.old, e.rel) ? this.old[e.rel] : undefined;
@@ -106,11 +95,19 @@ export class StatCache {
     this.changed = true;
   }
 
-  /** Writes the stamps seen in this walk (dropping files that are gone), if anything changed. */
-  save(): void {
-    if (!this.changed && Object.keys(this.next).length === Object.keys(this.old).length) return;
-    const body: StatFile = { version: VERSION, entries: this.next };
-    writeAtomically(this.path, JSON.stringify(body));
+  /**
+   * Writes the stamps seen in this walk (dropping files that are gone), if anything changed. Given
+   * the tree's fingerprint, also the listing file, if every file in the tree has a trusted stamp
+   * after this walk (none too fresh to trust): the condition under which each stamp would answer.
+   */
+  save(tree?: { entries: readonly SourceEntry[]; fingerprint: string }): void {
+    if (this.changed || Object.keys(this.next).length !== Object.keys(this.old).length) {
+      const body: StatFile = { version: VERSION, entries: this.next };
+      writeAtomically(this.path, JSON.stringify(body));
+    }
+    if (!tree || tree.entries.some((e) => e.type === 'file' && !Object.hasOwn(this.next, e.rel))) return;
+    const body: ListingFile = { version: LISTING_VERSION, listing: listingDigest(tree.entries), fingerprint: tree.fingerprint };
+    writeAtomically(this.listingPath, JSON.stringify(body));
   }
 }
 
@@ -126,7 +123,8 @@ function writeAtomically(path: string, text: string): void {
 }
 
 /**
- * sha256 of every entry's stat, in walk order: the numbers as one array of doubles (this machine's
+ * sha256 of every entry's stat, in walk order, after the fingerprint's format and the number of
+ * entries (which also marks where the numbers end and the names begin): the numbers as one array of doubles (this machine's
  * byte order: the file never leaves it in a form another machine could match, inode and device
  * differ anyway), the paths and link targets as one string. Strings of the numbers were ~2 ms
  * of a 1,346-entry hit; this is a few tenths.
@@ -148,7 +146,11 @@ function listingDigest(entries: readonly SourceEntry[]): string {
     // NUL ends each: it cannot occur in a path or a link target.
     names += `${e.rel}\0${e.linkTarget ?? ''}\0`;
   }
-  return createHash('sha256').update(new Uint8Array(numbers.buffer)).update(names).digest('hex');
+  return createHash('sha256')
+    .update(`fingerprint ${FINGERPRINT_FORMAT}, ${entries.length} entries\n`)
+    .update(new Uint8Array(numbers.buffer))
+    .update(names)
+    .digest('hex');
 }
 
 function loadListingFile(path: string): ListingFile | undefined {
