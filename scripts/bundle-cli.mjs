@@ -65,6 +65,12 @@ const yargsArgsertOff = {
   },
 };
 
+// For the two sets of stand-ins below, which only cacache's own modules get.
+const fromCacache = (args) => args.namespace === 'file' && /[\\/]node_modules[\\/]cacache[\\/]lib[\\/]/.test(args.importer);
+
+/** Module lines exporting each of `names` as a function that calls `target`'s, found when called. */
+const forwarders = (names, target) => names.map((n) => `exports.${n} = function (...args) { return ${target}.${n}.apply(this, args); };`);
+
 // cacache's index, temp-name and content-writer modules each take a function from @npmcli/fs at
 // load time, which loads all of it: its file-copy code and semver, whose ~40 regular expressions
 // are built on load (~6 ms of every cache hit's index lookup, which uses neither). Inside
@@ -75,8 +81,7 @@ const lazyNpmcliFs = {
   name: 'lazy-npmcli-fs',
   setup(b) {
     // The stand-ins' own require (namespace lazy-npmcli-fs) resolves to the real package.
-    b.onResolve({ filter: /^@npmcli\/fs$/ }, (args) =>
-      args.namespace === 'file' && /[\\/]node_modules[\\/]cacache[\\/]lib[\\/]/.test(args.importer) ? { path: relative(process.cwd(), args.importer), namespace: 'lazy-npmcli-fs' } : undefined);
+    b.onResolve({ filter: /^@npmcli\/fs$/ }, (args) => (fromCacache(args) ? { path: relative(process.cwd(), args.importer), namespace: 'lazy-npmcli-fs' } : undefined));
     b.onLoad({ filter: /.*/, namespace: 'lazy-npmcli-fs' }, (args) => {
       const file = resolve(args.path);
       const source = readFileSync(file, 'utf8');
@@ -86,8 +91,7 @@ const lazyNpmcliFs = {
       if (uses === 0 || uses !== destructured.length) {
         throw new Error(`${file}: uses @npmcli/fs other than as \`const { ... } = require('@npmcli/fs')\`; update lazy-npmcli-fs`);
       }
-      const stubs = names.map((n) => `exports.${n} = function (...args) { return load().${n}.apply(this, args); };`);
-      return { contents: `let real;\nconst load = () => (real ??= require('@npmcli/fs'));\n${stubs.join('\n')}\n`, loader: 'js', resolveDir: dirname(file) };
+      return { contents: `let real;\nconst load = () => (real ??= require('@npmcli/fs'));\n${forwarders(names, 'load()').join('\n')}\n`, loader: 'js', resolveDir: dirname(file) };
     });
   },
 };
@@ -105,7 +109,7 @@ const lazyFsPromises = {
   name: 'lazy-fs-promises',
   setup(b) {
     b.onResolve({ filter: /^fs\/promises$/ }, (args) => {
-      if (args.namespace !== 'file' || !/[\\/]node_modules[\\/]cacache[\\/]lib[\\/]/.test(args.importer)) return undefined;
+      if (!fromCacache(args)) return undefined;
       if (/\breadFile\b/.test(readFileSync(args.importer, 'utf8')) && !/[\\/]lib[\\/]entry-index\.js$/.test(args.importer)) {
         throw new Error(`${args.importer} uses readFile; lazy-fs-promises makes it synchronous for the index's buckets only`);
       }
@@ -113,12 +117,12 @@ const lazyFsPromises = {
     });
     b.onLoad({ filter: /.*/, namespace: 'lazy-fs-promises' }, async () => {
       const real = (await import('node:fs/promises')).default;
-      const stands = Object.keys(real).map((name) =>
-        name === 'readFile'
-          ? 'exports.readFile = async (path, options) => fs.readFileSync(path, options);'
-          : typeof real[name] === 'function'
-            ? `exports.${name} = (...args) => fs.promises.${name}(...args);`
-            : `Object.defineProperty(exports, '${name}', { get: () => fs.promises.${name}, enumerable: true });`);
+      const names = Object.keys(real).filter((n) => n !== 'readFile');
+      const stands = [
+        ...forwarders(names.filter((n) => typeof real[n] === 'function'), 'fs.promises'),
+        ...names.filter((n) => typeof real[n] !== 'function').map((n) => `Object.defineProperty(exports, '${n}', { get: () => fs.promises.${n}, enumerable: true });`),
+        'exports.readFile = async (path, options) => fs.readFileSync(path, options);',
+      ];
       return { contents: `const fs = require('node:fs');\n${stands.join('\n')}\n`, loader: 'js' };
     });
   },
