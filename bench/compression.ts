@@ -21,7 +21,7 @@ const mbps = (bytes: number, s: number) => `${(bytes / s / 1e6).toFixed(0)} MB/s
 
 /**
  * fflate against node:zlib on the same tar, in process, at the level kocache uses: the reason
- * the layer path uses node:zlib (see README). Also kocache's block-parallel gzip against
+ * the layer path uses node:zlib (see docs/compression.md). Also kocache's block-parallel gzip against
  * single-threaded zlib.
  */
 export async function compressionRows(tarPath: string, jobs: number): Promise<Row[]> {
@@ -55,7 +55,7 @@ export async function compressionRows(tarPath: string, jobs: number): Promise<Ro
     );
   }
   const par = median(parTimes);
-  // Not the same work: kocache stores the chunks that look incompressible (README, "Compression").
+  // Not the same work: kocache stores the chunks that look incompressible (docs/compression.md).
   const sizes = `${(parSize / 1e6).toFixed(2)} MB vs ${(gz.length / 1e6).toFixed(2)} MB`;
   rows.push({ what: `kocache block-parallel gzip -6, ${jobs} jobs (single-thread zlib as baseline)`, kocache: par, baselineName: 'zlib.gzipSync', baseline: z6, note: `${mbps(data.length, par)}; ${sizes}` });
   return rows;

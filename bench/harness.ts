@@ -74,7 +74,7 @@ function fmt(s: number | undefined): string {
   return s < 1 ? `${(s * 1000).toFixed(0)} ms` : `${s.toFixed(2)} s`;
 }
 
-/** A Markdown table, so the README can show a real run as it was printed. */
+/** A Markdown table, so the docs can show a real run as it was printed. */
 export function renderTable(rows: Row[]): string {
   const head = ['benchmark', 'kocache', 'baseline', 'baseline time', 'ratio', 'notes'];
   const body = rows.map((r) => [

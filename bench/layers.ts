@@ -21,7 +21,7 @@ export function layerRows(cli: string, tree: string, work: string, jobs: number)
   const [cold2, pigz] = pairMedians(RUNS, () => timeShell(build, env), () => timeShell(tarPigz), wipe);
   const result = JSON.parse(readFileSync(join(work, 'build.json'), 'utf8')) as { size: number };
   const gzSize = statSync(gzOut).size;
-  // The same level as pigz, for a like-for-like row (kocache's default is level 5: see README).
+  // The same level as pigz, for a like-for-like row (kocache's default is level 5: see docs/compression.md).
   const [cold6, pigz6] = pairMedians(RUNS, () => timeShell(`${build.replace(' > ', ' --level 6 > ')}`, env), () => timeShell(tarPigz), wipe);
 
   // The hit, from a cache of its own filled once, paired with cold builds (A B A B) as every other

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,7 +43,20 @@ async function main(): Promise<void> {
   const table = renderTable(rows);
   const text = `Machine: ${machineLine()}\nInput: ${made.files} files, ${(made.bytes / 1e6).toFixed(0)} MB; median of ${RUNS} runs\n\n${table}\n`;
   writeFileSync(join(work, 'results.md'), text);
+  for (const doc of ['docs/benchmarks.md', 'README.md']) writeTable(join(root, doc), text);
   process.stdout.write(text);
+}
+
+// The table goes between the markers of the docs that show it, so they never hold figures of
+// another run than the last one.
+function writeTable(file: string, text: string): void {
+  const begin = '<!-- bench:begin -->\n';
+  const end = '<!-- bench:end -->';
+  const doc = readFileSync(file, 'utf8');
+  const a = doc.indexOf(begin);
+  const b = doc.indexOf(end, a);
+  if (a < 0 || b < 0) throw new Error(`${file} has no bench markers`);
+  writeFileSync(file, doc.slice(0, a + begin.length) + text + doc.slice(b));
 }
 
 main().catch((err: unknown) => {

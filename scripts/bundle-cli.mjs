@@ -1,7 +1,7 @@
 // Bundles the CLI into dist/bin/: one CommonJS file (cli.cjs) and the V8 code cache of a real run
 // (cli.cjs.codecache) that the launcher (dist/bin/kocache.cjs) hands to V8. Node 20 has no
 // compile cache, and as separate modules the CLI spent most of a cache hit resolving, reading and
-// compiling them (see the README's "Start-up" section). The library (dist/src) stays tsc's output.
+// compiling them (see docs/performance.md). The library (dist/src) stays tsc's output.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

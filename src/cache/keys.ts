@@ -3,7 +3,7 @@ import type { Platform } from '../oci/platform.js';
 import { formatPlatform } from '../oci/platform.js';
 
 /**
- * Every index key kocache writes, in one place so the layout in the README is the layout on disk.
+ * Every index key kocache writes, in one place so the layout in docs/cache.md is the layout on disk.
  *
  *   bin/<import-path>/<platform>/buildid/<build-id>/<tar-spec>   -> compressed blob, {diffid, ...}
  *   bin/<import-path>/<platform>/diffid/<diffid>/<compression>   -> compressed blob, {descriptor}
