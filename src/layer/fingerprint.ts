@@ -3,13 +3,6 @@ import type { StatCache } from './statcache.js';
 import type { SourceEntry } from './walk.js';
 
 /**
- * Changed with any change to what `fingerprint` hashes or how: stat caches keep fingerprints
- * (src/layer/statcache.ts, the listing file) and trust only those of this format. A test pins the
- * output on fixed input, so a change cannot go unnoticed.
- */
-export const FINGERPRINT_FORMAT = 1;
-
-/**
  * A build id computed from the input itself: every entry's relative path, type, permission bits,
  * size, link target and content hash, in sorted order. Any byte change in any file, a rename, a
  * chmod or a new empty directory gives another id. `read` holds content hashes already taken (by

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FINGERPRINT_FORMAT } from './fingerprint.js';
+import { FINGERPRINT_FORMAT } from './formats.js';
 import { hashFileSync } from './filehash.js';
 import type { SourceEntry } from './walk.js';
 

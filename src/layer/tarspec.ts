@@ -1,3 +1,5 @@
+import { TAR_FORMAT } from './formats.js';
+
 /** Everything besides the input that changes a layer's tar bytes. */
 export interface TarOptions {
   /** Absolute destination path inside the image, without a trailing slash ('' means /). */
@@ -6,8 +8,6 @@ export interface TarOptions {
   mtime: number;
 }
 
-// Bump when the bytes this writer produces change for the same input, so old cache entries miss.
-const TAR_FORMAT = 'tar1';
 
 /**
  * Names the tar settings for the cache key: the destination path (ko forgot it: ko#1704), the
