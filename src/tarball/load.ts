@@ -1,12 +1,10 @@
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { archiveKey } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
 import { gzipSpec, type GzipOptions } from '../compress/options.js';
-import { KocacheError, errnoCode, fsError } from '../errors.js';
+import { KocacheError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { type Digest, sha256Digest } from '../oci/digest.js';
-import { readLayoutEntries } from '../layout/read.js';
 import { hashFileSync } from '../layer/filehash.js';
 import { StatCache } from '../layer/statcache.js';
 import { walkSource } from '../layer/walk.js';
@@ -16,6 +14,7 @@ import { LayerCompressor, type LayerTar } from './compressor.js';
 import { finishImage } from './image.js';
 import { planOciArchive } from './oci.js';
 import type { ArchiveImage, ImagePlan } from './plan.js';
+import { readLayoutEntries, readLayoutIndex } from './layout.js';
 import { type ArchiveContents, collectEntries, scanTarArchive } from './scan.js';
 
 export interface LoadArchiveOptions {
@@ -51,7 +50,7 @@ export interface ArchiveRecord {
  */
 export async function loadArchive(path: string, opts: LoadArchiveOptions): Promise<LoadedArchive> {
   const info = await detectArchive(path);
-  const archiveDigest = info.format === 'layout' ? sha256Digest(readIndexJson(path)) : archiveFileDigest(path, opts.cache.dir);
+  const archiveDigest = info.format === 'layout' ? sha256Digest(readLayoutIndex(path)) : archiveFileDigest(path, opts.cache.dir);
   const id = info.format === 'layout' ? `layout-${archiveDigest.slice('sha256:'.length)}` : archiveDigest.slice('sha256:'.length);
   const key = archiveKey(id, gzipSpec(opts.gzip));
 
@@ -123,14 +122,4 @@ function archiveFileDigest(path: string, cacheDir: string): Digest {
 function countingProgress(report: (read: number, total: number) => void, total: number): (n: number) => void {
   let read = 0;
   return (n) => report((read += n), total);
-}
-
-function readIndexJson(dir: string): Buffer {
-  const p = join(dir, 'index.json');
-  try {
-    return readFileSync(p);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') throw new KocacheError('archive', `${dir} is a directory but not an OCI image layout (no index.json)`);
-    throw fsError(err, p, 'read');
-  }
 }
