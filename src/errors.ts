@@ -1,14 +1,38 @@
 /**
+ * What went wrong, one meaning per code (the `code` of `--json` errors and of KocacheError):
+ * - `usage`: a command line kocache cannot run (exit 2).
+ * - `input`: an option or a layer source the library cannot use (an empty import path, a relative
+ *   destination, a file that changed while it was read).
+ * - `reference`, `platform`: an image reference or platform that does not parse, or a platform
+ *   the image does not have.
+ * - `invalid-digest`: a string that is not a sha256 digest.
+ * - `digest-mismatch`: bytes whose digest or size is not the one they were asked for.
+ * - `archive`, `layout`: an image archive or OCI layout that cannot be read or written as one.
+ * - `base`: a base image that cannot be used; `offline`: something not cached, asked for offline.
+ * - `not-found`: a registry has no such repository, manifest or blob.
+ * - `unreachable`, `tls`: a registry that cannot be reached, or whose TLS cannot be trusted.
+ * - `registry`: a registry answered with an error; `auth`: it refused the credentials;
+ *   `credentials`: the credentials could not be read (docker config, credential helper).
+ * - `cache`: the cache folder cannot be used as one; `gc-locked`: another gc is running.
+ * - `fs`: a file outside the cache cannot be read or written.
+ * - `internal`: a bug (only the CLI uses it, for anything that is not a KocacheError).
+ */
+export type ErrorCode =
+  | 'usage' | 'input' | 'reference' | 'platform' | 'invalid-digest' | 'digest-mismatch'
+  | 'archive' | 'layout' | 'base' | 'offline' | 'not-found' | 'unreachable' | 'tls'
+  | 'registry' | 'auth' | 'credentials' | 'cache' | 'gc-locked' | 'fs' | 'internal';
+
+/**
  * Errors a user can act on. The CLI prints `kocache: <message>` on one line and exits non-zero;
  * anything that is not a KocacheError is a bug and is reported as one.
  */
 export class KocacheError extends Error {
   /** A short machine-readable kind, included in `--json` error output. */
-  readonly code: string;
+  readonly code: ErrorCode;
   /** Process exit code used by the CLI. */
   readonly exitCode: number;
 
-  constructor(code: string, message: string, options?: { cause?: unknown; exitCode?: number }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; exitCode?: number }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'KocacheError';
     this.code = code;

@@ -105,8 +105,8 @@ export class CacheStore {
   }
 
   /**
-   * A read stream of a blob that fails with an EINTEGRITY KocacheError if the bytes do not hash to
-   * the digest, or EBADSIZE if the size is wrong (checked as they stream, so a caller must not trust
+   * A read stream of a blob that fails with a digest-mismatch KocacheError if the bytes do not hash to
+   * the digest or the size is wrong (checked as they stream, so a caller must not trust
    * data until the stream ends). Hashes in 1 MiB reads: measured 4x faster than cacache's own
    * verifying read (42 ms vs 190 ms for a 48 MB blob), which matters because every hit re-hashes.
    */
@@ -122,7 +122,7 @@ export class CacheStore {
     } catch (err) {
       const code = errnoCode(err);
       if (code === 'ENOENT') return 'missing';
-      if (code === 'EINTEGRITY' || code === 'EBADSIZE') return 'corrupt';
+      if (code === 'EINTEGRITY' || code === 'EBADSIZE' || code === 'digest-mismatch') return 'corrupt';
       throw err;
     }
   }
@@ -245,10 +245,10 @@ async function* verifiedRead(path: string, digest: Digest, size: number | undefi
     yield buf;
   }
   if (size !== undefined && n !== size) {
-    throw new KocacheError('EBADSIZE', `cached blob ${digest} has the wrong size (${n} bytes, want ${size})`);
+    throw new KocacheError('digest-mismatch', `cached blob ${digest} has the wrong size (${n} bytes, want ${size})`);
   }
   const got = `sha256:${hash.digest('hex')}`;
-  if (got !== digest) throw new KocacheError('EINTEGRITY', `cached blob ${digest} is corrupt (its bytes hash to ${got})`);
+  if (got !== digest) throw new KocacheError('digest-mismatch', `cached blob ${digest} is corrupt (its bytes hash to ${got})`);
 }
 
 function mapIntegrityError(err: unknown, want: Digest | undefined): unknown {
@@ -257,7 +257,7 @@ function mapIntegrityError(err: unknown, want: Digest | undefined): unknown {
     return new KocacheError('digest-mismatch', `content does not match its digest${want ? ` ${want}` : ''}`, { cause: err });
   }
   if (code === 'EBADSIZE') {
-    return new KocacheError('size-mismatch', `content is not the expected size${want ? ` for ${want}` : ''}`, { cause: err });
+    return new KocacheError('digest-mismatch', `content is not the expected size${want ? ` for ${want}` : ''}`, { cause: err });
   }
   return err;
 }

@@ -306,7 +306,7 @@ async function readCached(cache: CacheStore, d: Descriptor, warn: ((m: string) =
   } catch (err) {
     const code = errnoCode(err);
     if (code === 'ENOENT') return undefined;
-    if (code === 'EINTEGRITY' || code === 'EBADSIZE') {
+    if (code === 'EINTEGRITY' || code === 'EBADSIZE' || code === 'digest-mismatch') {
       await cache.dropBlob(d.digest);
       warn?.(`cached ${d.digest} was corrupt; dropped it and fetching it again`);
       return undefined;

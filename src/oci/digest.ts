@@ -12,7 +12,7 @@ export function isDigest(s: string): s is Digest {
 
 export function parseDigest(s: string, what = 'digest'): Digest {
   if (!isDigest(s)) {
-    throw new KocacheError('digest', `invalid ${what} ${JSON.stringify(s)}: want sha256: and 64 lowercase hex digits`);
+    throw new KocacheError('invalid-digest', `invalid ${what} ${JSON.stringify(s)}: want sha256: and 64 lowercase hex digits`);
   }
   return s;
 }
@@ -33,7 +33,7 @@ export function digestToIntegrity(d: Digest): string {
 export function integrityToDigest(integrity: string): Digest {
   const m = /^sha256-([A-Za-z0-9+/=]+)/.exec(integrity.trim());
   if (!m || m[1] === undefined) {
-    throw new KocacheError('digest', `unexpected integrity ${integrity}: kocache stores sha256 only`);
+    throw new KocacheError('invalid-digest', `unexpected integrity ${integrity}: kocache stores sha256 only`);
   }
   return `sha256:${Buffer.from(m[1], 'base64').toString('hex')}`;
 }

@@ -84,7 +84,7 @@ export class RegistryClient {
         throw err;
       }
     }
-    if (ref.digest && digest !== ref.digest) throw new KocacheError('digest', `${what}: digest mismatch: the registry answered for ${digest}`);
+    if (ref.digest && digest !== ref.digest) throw new KocacheError('digest-mismatch', `${what}: digest mismatch: the registry answered for ${digest}`);
     return { mediaType, digest, size };
   }
 
@@ -101,7 +101,7 @@ export class RegistryClient {
     });
     const digest = sha256Digest(bytes);
     if (ref.digest && digest !== ref.digest) {
-      throw new KocacheError('digest', `${what}: digest mismatch: the registry sent a manifest hashing to ${digest}`);
+      throw new KocacheError('digest-mismatch', `${what}: digest mismatch: the registry sent a manifest hashing to ${digest}`);
     }
     const served = baseMediaType(res.header('content-type'));
     const mediaType = served && (MANIFEST_ACCEPT as string[]).includes(served) ? served : embeddedMediaType(bytes) ?? served;
@@ -114,7 +114,7 @@ export class RegistryClient {
   async putManifest(ref: Reference, bytes: Buffer, mediaType: string): Promise<Descriptor> {
     const digest = sha256Digest(bytes);
     if (ref.digest && ref.tag === undefined && ref.digest !== digest) {
-      throw new KocacheError('digest', `${formatReference(ref)}: digest mismatch: the manifest to push hashes to ${digest}`);
+      throw new KocacheError('digest-mismatch', `${formatReference(ref)}: digest mismatch: the manifest to push hashes to ${digest}`);
     }
     // A tag names the upload when there is one; otherwise the content's own digest does.
     const target: Reference = ref.tag !== undefined
@@ -168,7 +168,7 @@ export class RegistryClient {
           received += chunk.length;
           if (received > descriptor.size) {
             res.body.destroy();
-            throw new KocacheError('digest', `${what}: digest mismatch: the registry sent more than ${descriptor.size} bytes`);
+            throw new KocacheError('digest-mismatch', `${what}: digest mismatch: the registry sent more than ${descriptor.size} bytes`);
           }
           hash.update(chunk);
           yield chunk;
@@ -185,7 +185,7 @@ export class RegistryClient {
     }
     const got = `sha256:${hash.digest('hex')}`;
     if (received !== descriptor.size || got !== descriptor.digest) {
-      throw new KocacheError('digest', `${what}: digest mismatch: received ${received} bytes hashing to ${got}`);
+      throw new KocacheError('digest-mismatch', `${what}: digest mismatch: received ${received} bytes hashing to ${got}`);
     }
     await this.seen.record(canonicalRegistry(repo.registry), repo.repository, descriptor.digest, descriptor.size);
   }

@@ -106,7 +106,7 @@ export class Requester {
       if (codes.has('BLOB_UNKNOWN') || codes.has('BLOB_UPLOAD_UNKNOWN')) return new KocacheError('not-found', `${call.what}: not found in the registry`);
       if (codes.has('MANIFEST_UNKNOWN') || res.status === 404) return new KocacheError('not-found', `${call.what}: manifest not found`);
     }
-    if (codes.has('DIGEST_INVALID')) return new KocacheError('digest', `${call.what}: digest mismatch: the registry computed a different digest for the bytes sent`);
+    if (codes.has('DIGEST_INVALID')) return new KocacheError('digest-mismatch', `${call.what}: digest mismatch: the registry computed a different digest for the bytes sent`);
     if (codes.has('MANIFEST_BLOB_UNKNOWN')) return new KocacheError('registry', `${call.what}: the registry lacks a blob the manifest names (${describeRegistryErrors(errors, body)})`);
     const detail = describeRegistryErrors(errors, body);
     return new KocacheError('registry', `${call.method} ${call.what}: registry answered ${res.status}${detail ? ` (${detail})` : ''}`);

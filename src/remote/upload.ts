@@ -114,17 +114,17 @@ async function* sizeGuard(source: AsyncIterable<Uint8Array>, blob: BlobSource): 
   const d = blob.descriptor;
   for await (const chunk of source) {
     n += chunk.byteLength;
-    if (n > d.size) throw new KocacheError('digest', `digest mismatch: the source of ${d.digest} yields more than its ${d.size} bytes`);
+    if (n > d.size) throw new KocacheError('digest-mismatch', `digest mismatch: the source of ${d.digest} yields more than its ${d.size} bytes`);
     yield chunk;
   }
-  if (n !== d.size) throw new KocacheError('digest', `digest mismatch: the source of ${d.digest} yields ${n} bytes, not ${d.size}`);
+  if (n !== d.size) throw new KocacheError('digest-mismatch', `digest mismatch: the source of ${d.digest} yields ${n} bytes, not ${d.size}`);
 }
 
 /** The source must produce exactly the bytes its descriptor names; a bad source is a bug upstream, not the registry's. */
 function checkSource(blob: BlobSource, hex: string, count: number): void {
   const d = blob.descriptor;
   if (count !== d.size || `sha256:${hex}` !== d.digest) {
-    throw new KocacheError('digest', `digest mismatch: the bytes read for ${d.digest} (${d.size} bytes) hash to sha256:${hex} (${count} bytes)`);
+    throw new KocacheError('digest-mismatch', `digest mismatch: the bytes read for ${d.digest} (${d.size} bytes) hash to sha256:${hex} (${count} bytes)`);
   }
 }
 
@@ -132,6 +132,6 @@ function checkSource(blob: BlobSource, hex: string, count: number): void {
 export function checkDigestHeader(res: HttpResponse, digest: Digest, what: string): void {
   const got = res.header('docker-content-digest');
   if (got !== undefined && got !== digest) {
-    throw new KocacheError('digest', `${what}: digest mismatch: the registry stored ${got}`);
+    throw new KocacheError('digest-mismatch', `${what}: digest mismatch: the registry stored ${got}`);
   }
 }
