@@ -70,8 +70,10 @@ function tlsError(registry: string, code: string, e: unknown, err: unknown): Koc
     return new KocacheError('tls', `TLS error talking to registry ${registry}: it does not answer in TLS (if it serves plain HTTP, list it in KOCACHE_INSECURE_REGISTRIES)`, { cause: err });
   }
   const message = e instanceof Error ? oneLine(e.message) : '';
-  // OpenSSL's own messages are file-and-line dumps; Node's certificate messages read well.
-  const reason = message && !message.includes('routines:') ? message : code;
+  // OpenSSL's own messages are file-and-line dumps; Node's certificate messages read well, up to
+  // the advice Node 24 appends ("; if the root CA is installed locally, try running Node.js with
+  // --use-system-ca"): the hint below is the one for kocache.
+  const reason = message && !message.includes('routines:') ? message.split('; ')[0]! : code;
   const hint = /CERT|ISSUER|SELF_SIGNED|VERIFY/.test(code)
     ? ' (for a private CA, point NODE_EXTRA_CA_CERTS at its certificate; for plain HTTP, list the registry in KOCACHE_INSECURE_REGISTRIES)'
     : '';
