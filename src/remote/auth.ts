@@ -31,7 +31,7 @@ export function parseChallenge(header: string | undefined): Challenge | undefine
 }
 
 /** `repository:<name>:<actions>`, the token scope grammar of the distribution token spec. */
-export function repositoryScope(repository: string, actions: 'pull' | 'pull,push'): string {
+export function repositoryScope(repository: string, actions: 'pull' | 'pull,push' | 'delete'): string {
   return `repository:${repository}:${actions}`;
 }
 

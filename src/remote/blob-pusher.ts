@@ -43,6 +43,14 @@ export class BlobPusher {
     return this.started.has(digest);
   }
 
+  /**
+   * A blob someone else already put there (the registry cache mounted it while looking it up):
+   * its push is that outcome, and no request is sent for it.
+   */
+  settle(digest: Digest, outcome: PushOutcome): void {
+    if (!this.started.has(digest)) this.started.set(digest, Promise.resolve(outcome));
+  }
+
   /** The push of this blob: started now if it was not yet, else the one already under way or done. */
   push(blob: BlobSource): Promise<PushOutcome> {
     const digest = blob.descriptor.digest;

@@ -9,7 +9,7 @@ import { MediaType } from '../oci/mediatypes.js';
 import { type Reference, canonicalRegistry, formatReference, formatRepository } from '../reference/reference.js';
 import { Authenticator, repositoryScope } from './auth.js';
 import { CredentialStore } from './credentials.js';
-import { Requester } from './request.js';
+import { Requester, withQuery } from './request.js';
 import { DEFAULT_RETRY, type RetryPolicy, isRetryableNetworkError } from './retry.js';
 import { BlobLocations } from './seen.js';
 import { Transport, discard, readBytes, type HttpResponse } from './transport.js';
@@ -88,7 +88,8 @@ export class RegistryClient {
     return { mediaType, digest, size };
   }
 
-  async getManifest(ref: Reference): Promise<{ descriptor: Descriptor; bytes: Buffer }> {
+  /** `maxBytes` bounds the body (a cache record is a few KB; anything larger is refused unread). */
+  async getManifest(ref: Reference, maxBytes = MAX_MANIFEST_BYTES): Promise<{ descriptor: Descriptor; bytes: Buffer }> {
     const what = formatReference(ref);
     // The body is read inside the retry, so a connection dropped mid-manifest is tried again.
     const { res, bytes } = await this.rq.retrying(ref.registry, async () => {
@@ -97,7 +98,7 @@ export class RegistryClient {
         url: this.manifestUrl(ref), headers: { accept: MANIFEST_ACCEPT.join(', ') },
       });
       if (r.status !== 200) throw await this.rq.unexpected(r, { method: 'GET', what });
-      return { res: r, bytes: await readBytes(r, MAX_MANIFEST_BYTES) };
+      return { res: r, bytes: await readBytes(r, maxBytes) };
     });
     const digest = sha256Digest(bytes);
     if (ref.digest && digest !== ref.digest) {
@@ -134,6 +135,98 @@ export class RegistryClient {
 
   async blobExists(repo: Reference, digest: Digest): Promise<boolean> {
     return this.headBlob(repo, digest, pull(repo));
+  }
+
+  /** A blob's size as the registry reports it (HEAD), or undefined when it lacks the blob. */
+  async blobSize(repo: Reference, digest: Digest, scopes: string[] = pull(repo)): Promise<number | undefined> {
+    const what = `${formatRepository(repo)}@${digest}`;
+    const res = await this.rq.call({
+      registry: repo.registry, scopes, method: 'HEAD', what,
+      url: this.rq.url(repo.registry, `/v2/${repo.repository}/blobs/${digest}`),
+    });
+    await discard(res);
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw await this.rq.unexpected(res, { method: 'HEAD', what });
+    const size = Number(res.header('content-length'));
+    return Number.isSafeInteger(size) && size >= 0 ? size : -1;
+  }
+
+  /**
+   * Links a blob from another repository of the same registry, and nothing else: true when the
+   * registry mounted it, false when it could not (it lacks the blob there, or mounts are off). The
+   * upload session a refused mount opens is cancelled, never used: unlike pushBlob, no byte is sent.
+   */
+  async mountBlob(repo: Reference, digest: Digest, from: string): Promise<boolean> {
+    const what = `${formatRepository(repo)}@${digest}`;
+    const start = this.rq.url(repo.registry, `/v2/${repo.repository}/blobs/uploads/`);
+    const res = await this.rq.call({
+      registry: repo.registry, method: 'POST', what,
+      url: withQuery(start, { mount: digest, from }),
+      scopes: [repositoryScope(repo.repository, 'pull,push'), repositoryScope(from, 'pull')],
+      headers: { 'content-length': '0' },
+    });
+    await discard(res);
+    if (res.status === 201) {
+      checkDigestHeader(res, digest, what);
+      await this.seen.record(canonicalRegistry(repo.registry), repo.repository, digest, 0);
+      return true;
+    }
+    if (res.status !== 202) throw await this.rq.unexpected(res, { method: 'POST', what });
+    const location = res.header('location');
+    if (location) {
+      const url = new URL(location, res.url).href;
+      await this.rq.call({ registry: repo.registry, method: 'DELETE', what, url, scopes: [repositoryScope(repo.repository, 'pull,push')] })
+        .then(discard, () => undefined);
+    }
+    return false;
+  }
+
+  /**
+   * Removes a manifest by digest (distribution removes every tag on it). False when the registry
+   * does not allow deletes (distribution answers 405 UNSUPPORTED unless delete.enabled).
+   */
+  async deleteManifest(repo: Reference, digest: Digest): Promise<'deleted' | 'absent' | 'unsupported'> {
+    const what = `${formatRepository(repo)}@${digest}`;
+    let res: HttpResponse;
+    try {
+      res = await this.rq.call({
+        registry: repo.registry, scopes: [repositoryScope(repo.repository, 'delete')], method: 'DELETE', what,
+        url: this.rq.url(repo.registry, `/v2/${repo.repository}/manifests/${digest}`),
+      });
+    } catch (err) {
+      if (err instanceof KocacheError && /\bUNSUPPORTED\b/.test(err.message)) return 'unsupported';
+      throw err;
+    }
+    await discard(res);
+    if (res.status === 202 || res.status === 200) return 'deleted';
+    if (res.status === 404) return 'absent';
+    if (res.status === 405) return 'unsupported';
+    throw await this.rq.unexpected(res, { method: 'DELETE', what });
+  }
+
+  /** Every tag of a repository, following `Link` pagination; [] for a repository that does not exist. */
+  async listTags(repo: Reference): Promise<string[]> {
+    const what = `${formatRepository(repo)} tags`;
+    const tags: string[] = [];
+    let url: string | undefined = this.rq.url(repo.registry, `/v2/${repo.repository}/tags/list?n=1000`);
+    for (let page = 0; url && page < 10_000; page++) {
+      const res = await this.rq.call({ registry: repo.registry, scopes: pull(repo), method: 'GET', what, url });
+      if (res.status === 404) {
+        await discard(res);
+        return tags;
+      }
+      if (res.status !== 200) throw await this.rq.unexpected(res, { method: 'GET', what });
+      let body: { tags?: unknown };
+      try {
+        body = JSON.parse((await readBytes(res, 64 << 20)).toString('utf8')) as { tags?: unknown };
+      } catch {
+        throw new KocacheError('registry', `${what}: the registry sent a tag list that is not JSON`);
+      }
+      if (Array.isArray(body.tags)) for (const t of body.tags) if (typeof t === 'string') tags.push(t);
+      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.header('link') ?? '')?.[1];
+      url = next ? new URL(next, res.url).href : undefined;
+    }
+    return tags;
   }
 
   /**

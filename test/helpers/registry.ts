@@ -15,6 +15,8 @@ export interface RegistryOptions {
    * loopback address: kocache talks plain HTTP to loopback registries, as Docker does.
    */
   tlsAddress?: string;
+  /** Manifest and blob DELETE allowed (storage.delete.enabled); default true. */
+  deletes?: boolean;
 }
 
 /** A real CNCF distribution registry on 127.0.0.1, with throwaway storage. */
@@ -75,7 +77,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
     '  filesystem:',
     `    rootdirectory: ${join(root, 'data')}`,
     '  delete:',
-    '    enabled: true',
+    `    enabled: ${opts.deletes === false ? 'false' : 'true'}`,
     'http:',
     `  addr: ${address}:${port}`,
     '  secret: kocache-test-secret',

@@ -1,0 +1,384 @@
+import type { CacheStore } from '../cache/store.js';
+import { KocacheError } from '../errors.js';
+import type { BlobSource } from '../image/pushable.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import type { Digest } from '../oci/digest.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { type Reference, canonicalRegistry, formatRepository } from '../reference/reference.js';
+import type { RegistryClient } from '../remote/client.js';
+import type { ArchiveImage } from '../tarball/plan.js';
+import { Limiter } from '../util/limit.js';
+import { traceAdd } from '../util/trace.js';
+import {
+  type ArchiveRecord, type LayerRecord, BrokenRecord, MAX_ARCHIVE_RECORD_BYTES, MAX_LAYER_RECORD_BYTES, RECORD_CONFIG,
+  RECORD_CONFIG_BYTES, archivePins, archiveRecordManifest, layerRecordManifest, parseArchiveRecord, parseLayerRecord,
+  recordDay, recordTag,
+} from './record.js';
+
+/** Which registry repositories hold records: read in order, written to all. */
+export interface CacheRepos {
+  /** --cache-repo, then each --cache-from, in the order given. */
+  read: Reference[];
+  /** --cache-repo and --cache-to. */
+  write: Reference[];
+  /** --cache-check: what the registry cache answers is rebuilt and compared, never trusted. */
+  check: boolean;
+}
+
+/**
+ * Where a record's blobs must be once it answers:
+ * - registry: in the repository being pushed to (present, mounted from the cache repository on
+ *   the same registry, or copied from another registry), never downloaded to learn a digest;
+ *   `settle` tells the image push the outcome so it does not ask again;
+ * - local: in the local content store (the output is a file, or `kocache build`);
+ * - none: anywhere in the cache repository (`kocache warm`: records only).
+ */
+export type Target =
+  | { kind: 'registry'; repo: Reference; settle?: (digest: Digest, outcome: 'present' | 'mounted' | 'uploaded') => void }
+  | { kind: 'local' }
+  | { kind: 'none' };
+
+export interface RegistryCacheOptions {
+  repos: CacheRepos;
+  cache: CacheStore;
+  warn: (message: string) => void;
+  jobs: number;
+  insecureRegistries?: string[];
+  dockerConfigDir?: string;
+  /** A client of its own, or one given (tests); by default made on first use, with few retries. */
+  client?: RegistryClient;
+  /** The clock, for tests of gc (records carry the UTC day they were written). */
+  now?: () => number;
+}
+
+/** Where a layer or archive found in the registry cache came from, for exporting it elsewhere. */
+export interface Found<R> {
+  record: R;
+  repo: Reference;
+}
+
+/** Local memo of a record known to exist in a repository: `regcache/<registry>/<repo>/<tag>`. */
+interface Memo {
+  created: string;
+  layer?: { descriptor: Descriptor; diffid: Digest };
+}
+
+/**
+ * The registry cache: records (src/regcache/record.ts) in OCI repositories, read after the local
+ * cache misses and written after a build. Nothing here can fail a command: an unreachable or
+ * refusing repository, a broken record, a blob gone missing, each is one warning and a miss; a
+ * failed write is one warning. A repository that failed as a whole is not asked again this run.
+ */
+export class RegistryCache {
+  private clientP: Promise<RegistryClient> | undefined;
+  private readonly down = new Set<string>();
+  private readonly writeDown = new Set<string>();
+  private readonly pending: Promise<void>[] = [];
+  private readonly configs = new Map<string, Promise<unknown>>();
+  private readonly transfers: Limiter;
+  private readonly now: () => number;
+  private readonly warned = new Set<string>();
+
+  constructor(private readonly o: RegistryCacheOptions) {
+    this.transfers = new Limiter(Math.max(1, o.jobs));
+    this.now = o.now ?? Date.now;
+    if (o.client) this.clientP = Promise.resolve(o.client);
+  }
+
+  get repos(): CacheRepos {
+    return this.o.repos;
+  }
+
+  get check(): boolean {
+    return this.o.repos.check;
+  }
+
+  /** The registry client, loaded on first use: a local hit already exported today needs none. */
+  client(): Promise<RegistryClient> {
+    return (this.clientP ??= import('../remote/client.js').then(({ RegistryClient }) => new RegistryClient({
+      ...(this.o.insecureRegistries ? { insecureRegistries: this.o.insecureRegistries } : {}),
+      ...(this.o.dockerConfigDir ? { dockerConfigDir: this.o.dockerConfigDir } : {}),
+      jobs: this.o.jobs,
+      cache: this.o.cache,
+      // A cache that does not answer at once is a miss: two tries, not the image push's four.
+      retry: { tries: 2, baseDelayMs: 100, maxDelayMs: 500, maxRetryAfterMs: 1000 },
+    })));
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    if (this.clientP) await (await this.clientP).close();
+  }
+
+  /** Waits for every record write started so far (they never throw: failures were warned). */
+  async flush(): Promise<void> {
+    while (this.pending.length) await Promise.all(this.pending.splice(0));
+  }
+
+  // ---- layers ---------------------------------------------------------------------------------
+
+  /**
+   * The layer recorded under `key` in the first repository that has a usable record, its blob
+   * made available to `target`; undefined on a miss (broken records and repositories warned).
+   */
+  async findLayer(key: string, mediaType: string, target: Target): Promise<Found<LayerRecord> | undefined> {
+    const tag = recordTag(key);
+    for (const repo of this.readable()) {
+      const memo = await this.memo(repo, tag);
+      let record: LayerRecord | undefined;
+      if (memo?.layer) {
+        record = { key, descriptor: memo.layer.descriptor, diffid: memo.layer.diffid, created: memo.created };
+      } else {
+        const bytes = await this.getRecord(repo, tag, MAX_LAYER_RECORD_BYTES);
+        if (!bytes) continue;
+        try {
+          record = parseLayerRecord(bytes, key, mediaType);
+        } catch (err) {
+          this.brokenRecord(repo, tag, err);
+          continue;
+        }
+      }
+      try {
+        await this.materialize(record.descriptor, repo, target);
+      } catch (err) {
+        if (memo) await this.forget(repo, tag);
+        this.brokenRecord(repo, tag, err);
+        continue;
+      }
+      if (!memo) await this.remember(repo, tag, { created: record.created, layer: { descriptor: record.descriptor, diffid: record.diffid } });
+      traceAdd('regcache.hit', 1);
+      return { record, repo };
+    }
+    traceAdd('regcache.miss', 1);
+    return undefined;
+  }
+
+  /**
+   * Records a layer in every writable repository that lacks a record of it (or has only an older
+   * day's), in the background. `ready` is the layer's push to the target, when there is one: the
+   * blob is then mounted from there instead of sent twice. `holders` are repositories known to hold
+   * the blob (where it was found), used when the local store lacks it.
+   */
+  offerLayer(record: Omit<LayerRecord, 'created'>, from: { target?: Reference; holders?: Reference[]; ready?: Promise<unknown> } = {}): void {
+    const tag = recordTag(record.key);
+    for (const repo of this.writable()) {
+      this.background(repo, async () => {
+        const created = recordDay(this.now());
+        if (await this.upToDate(repo, tag, created, (b) => parseLayerRecord(b, record.key, record.descriptor.mediaType).created)) return;
+        await from.ready?.catch(() => undefined);
+        const full: LayerRecord = { ...record, created };
+        await this.ensureBlobs(repo, [record.descriptor], from);
+        await this.putRecord(repo, tag, layerRecordManifest(full));
+        await this.remember(repo, tag, { created, layer: { descriptor: record.descriptor, diffid: record.diffid } });
+      });
+    }
+  }
+
+  // ---- archives -------------------------------------------------------------------------------
+
+  /**
+   * The image an archive was imported as elsewhere, every blob made available to `target`, and
+   * its manifests' bytes written to the local store (the push reads them from there).
+   */
+  async findArchive(key: string, target: Target): Promise<Found<ArchiveRecord> | undefined> {
+    const tag = recordTag(key);
+    for (const repo of this.readable()) {
+      const bytes = await this.getRecord(repo, tag, MAX_ARCHIVE_RECORD_BYTES);
+      if (!bytes) continue;
+      let record: ArchiveRecord;
+      try {
+        record = parseArchiveRecord(bytes, key);
+        await Promise.all(archivePins(record.image).map((d) => this.transfers.run(() => this.materialize(d, repo, target))));
+        for (const [digest, raw] of record.manifests) {
+          await this.o.cache.writeBlob((async function* () { yield raw; })(), { digest, size: raw.length });
+        }
+      } catch (err) {
+        this.brokenRecord(repo, tag, err);
+        continue;
+      }
+      traceAdd('regcache.hit', 1);
+      return { record, repo };
+    }
+    traceAdd('regcache.miss', 1);
+    return undefined;
+  }
+
+  /** Records an imported archive's image (its manifests' bytes read from the local store). */
+  offerArchive(key: string, image: ArchiveImage, manifests: Map<Digest, Buffer>, from: { target?: Reference; holders?: Reference[]; ready?: Promise<unknown> } = {}): void {
+    const tag = recordTag(key);
+    for (const repo of this.writable()) {
+      this.background(repo, async () => {
+        const created = recordDay(this.now());
+        if (await this.upToDate(repo, tag, created, (b) => parseArchiveRecord(b, key).created)) return;
+        await from.ready?.catch(() => undefined);
+        await this.ensureBlobs(repo, archivePins(image), from);
+        await this.putRecord(repo, tag, archiveRecordManifest({ key, image, manifests, created }));
+        await this.remember(repo, tag, { created });
+      });
+    }
+  }
+
+  // ---- the parts ------------------------------------------------------------------------------
+
+  private readable(): Reference[] {
+    return this.o.repos.read.filter((r) => !this.down.has(formatRepository(r)));
+  }
+
+  private writable(): Reference[] {
+    return this.o.repos.write.filter((r) => !this.writeDown.has(formatRepository(r)));
+  }
+
+  /** The record's bytes, or undefined on a miss (404) or a repository that failed (warned once). */
+  private async getRecord(repo: Reference, tag: string, maxBytes: number): Promise<Buffer | undefined> {
+    try {
+      const client = await this.client();
+      return (await client.getManifest({ ...repo, tag }, maxBytes)).bytes;
+    } catch (err) {
+      if (err instanceof KocacheError && err.code === 'not-found') return undefined;
+      this.repoDown(repo, err);
+      return undefined;
+    }
+  }
+
+  /**
+   * Makes a record's blob available where the target needs it. HEAD in the cache repository first:
+   * its size must be the record's (a record pointing at a blob that is gone, or at one of another
+   * size, is a miss). Then, for a registry target on the same registry, a mount (which a registry
+   * also grants when the target has the blob already); elsewhere a HEAD in the target and, only
+   * when it lacks the blob, a copy streamed through, verified by digest.
+   */
+  private async materialize(d: Descriptor, from: Reference, target: Target): Promise<void> {
+    const client = await this.client();
+    if (target.kind === 'local' && (await this.o.cache.blobSize(d.digest)) === d.size && (await this.o.cache.useBlob(d.digest, d.size)) === 'ok') return;
+    const size = await client.blobSize(from, d.digest);
+    if (size === undefined) throw new BrokenRecord(`its blob ${d.digest} is missing from ${formatRepository(from)}`);
+    if (size !== d.size) throw new BrokenRecord(`its blob ${d.digest} is ${size} bytes there, not ${d.size}`);
+    if (target.kind === 'none') return;
+    if (target.kind === 'local') {
+      await this.transfers.run(() => this.o.cache.writeBlob(client.getBlob(from, d), { digest: d.digest, size: d.size }));
+      traceAdd('regcache.fetched', d.size);
+      return;
+    }
+    const to = target.repo;
+    let outcome: 'present' | 'mounted' | 'uploaded';
+    if (sameRegistry(to, from) && to.repository !== from.repository && (await client.mountBlob(to, d.digest, from.repository))) {
+      outcome = 'mounted';
+    } else if ((await client.blobSize(to, d.digest)) === d.size) {
+      outcome = 'present';
+    } else {
+      const blob: BlobSource = { descriptor: d, open: () => client.getBlob(from, d) };
+      outcome = await client.pushBlob(to, blob, this.transfers);
+      traceAdd('regcache.copied', d.size);
+    }
+    target.settle?.(d.digest, outcome);
+  }
+
+  /** The record config and the pinned blobs in `repo`: present, mounted, or sent (local store first). */
+  private async ensureBlobs(repo: Reference, pins: Descriptor[], from: { target?: Reference; holders?: Reference[] }): Promise<void> {
+    const client = await this.client();
+    const key = formatRepository(repo);
+    let config = this.configs.get(key);
+    if (!config) {
+      config = client.pushBlob(repo, { descriptor: RECORD_CONFIG, open: async function* () { yield RECORD_CONFIG_BYTES; } }, this.transfers);
+      this.configs.set(key, config);
+    }
+    await config;
+    const holders = [...(from.target ? [from.target] : []), ...(from.holders ?? [])];
+    await Promise.all(pins.map(async (d) => {
+      const local = (await this.o.cache.blobSize(d.digest)) === d.size;
+      const remote = holders.find((h) => formatRepository(h) !== key);
+      const blob: BlobSource = {
+        descriptor: d,
+        origins: holders.filter((h) => sameRegistry(h, repo)).map((h) => ({ registry: h.registry, repository: h.repository })),
+        open: () => (local || !remote ? this.o.cache.readBlob(d.digest, d.size) : client.getBlob(remote, d)),
+      };
+      await client.pushBlob(repo, blob, this.transfers);
+    }));
+  }
+
+  private async putRecord(repo: Reference, tag: string, bytes: Buffer): Promise<void> {
+    const client = await this.client();
+    await client.putManifest({ ...repo, tag }, bytes, MediaType.OciManifest);
+    traceAdd('regcache.put', 1);
+    traceAdd('regcache.put.bytes', bytes.length);
+  }
+
+  /** True when `repo` already has this record from today (checked locally first, then with one GET). */
+  private async upToDate(repo: Reference, tag: string, created: string, parse: (bytes: Buffer) => string): Promise<boolean> {
+    const memo = await this.memo(repo, tag);
+    if (memo?.created === created) return true;
+    const client = await this.client();
+    let bytes: Buffer;
+    try {
+      bytes = (await client.getManifest({ ...repo, tag }, MAX_ARCHIVE_RECORD_BYTES)).bytes;
+    } catch (err) {
+      if (err instanceof KocacheError && err.code === 'not-found') return false;
+      throw err;
+    }
+    try {
+      // An older day's record is written again: its new day is what gc --max-age goes by.
+      return parse(bytes) === created;
+    } catch {
+      return false; // a broken record is replaced
+    }
+  }
+
+  private background(repo: Reference, work: () => Promise<void>): void {
+    const p = work().catch((err: unknown) => {
+      const key = formatRepository(repo);
+      if (this.writeDown.has(key)) return;
+      this.writeDown.add(key);
+      this.o.warn(`registry cache ${key}: could not write records (${message(err)}); the image is not affected`);
+    });
+    this.pending.push(p);
+  }
+
+  private repoDown(repo: Reference, err: unknown): void {
+    const key = formatRepository(repo);
+    if (this.down.has(key)) return;
+    this.down.add(key);
+    this.o.warn(`registry cache ${key} not used: ${message(err)}; building what it would have answered`);
+  }
+
+  private brokenRecord(repo: Reference, tag: string, err: unknown): void {
+    if (!(err instanceof BrokenRecord)) return this.repoDown(repo, err);
+    const key = `${formatRepository(repo)}:${tag}`;
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.o.warn(`registry cache record ${key} not used: ${err.message}; building instead`);
+  }
+
+  private memoKey(repo: Reference, tag: string): string {
+    return `regcache/${canonicalRegistry(repo.registry)}/${repo.repository}/${tag}`;
+  }
+
+  private async memo(repo: Reference, tag: string): Promise<Memo | undefined> {
+    try {
+      const rec = await this.o.cache.getRecord<Memo>(this.memoKey(repo, tag));
+      return rec && typeof rec.metadata?.created === 'string' ? rec.metadata : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async remember(repo: Reference, tag: string, memo: Memo): Promise<void> {
+    const d = memo.layer?.descriptor ?? RECORD_CONFIG;
+    try {
+      await this.o.cache.putRecord<Memo>(this.memoKey(repo, tag), { digest: d.digest, size: d.size }, memo);
+    } catch {
+      // a memo only saves a request next time
+    }
+  }
+
+  private async forget(repo: Reference, tag: string): Promise<void> {
+    await this.o.cache.dropRecord(this.memoKey(repo, tag)).catch(() => undefined);
+  }
+}
+
+function sameRegistry(a: Reference, b: Reference): boolean {
+  return canonicalRegistry(a.registry) === canonicalRegistry(b.registry);
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
