@@ -51,6 +51,11 @@ export class LayerCompressor {
     return p;
   }
 
+  /** Resolves once nothing started here is still running (failed or not). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.made.values()]);
+  }
+
   async finish(tar: LayerTar): Promise<Descriptor> {
     const m = await this.start(tar);
     if (m.fresh) {

@@ -16,6 +16,7 @@ import { planOciArchive } from './oci.js';
 import type { ArchiveImage, ImagePlan } from './plan.js';
 import { readLayoutEntries, readLayoutIndex } from './layout.js';
 import { type ArchiveContents, collectEntries, scanTarArchive } from './scan.js';
+import { ImportWrites } from './written.js';
 
 export interface LoadArchiveOptions {
   cache: CacheStore;
@@ -60,20 +61,33 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
   }
   if (seen) opts.warn?.(`some cached blobs of ${path} are gone; importing it again`);
 
+  const writes = new ImportWrites(opts.cache);
+  const cache = writes.track();
   // Plain layer tars start compressing while the rest of the archive is still being read.
-  const compressor = new LayerCompressor(opts);
+  const compressor = new LayerCompressor({ ...opts, cache });
   const onPlainTar = (tar: LayerTar) => void compressor.start(tar);
-  const contents = info.format === 'layout'
-    ? await collectEntries(opts.cache, readLayoutEntries(path), path, onPlainTar)
-    : await scanTarArchive(opts.cache, path, { gzipped: info.format === 'gzip', onRead: opts.onRead && countingProgress(opts.onRead, info.stats.size), onPlainTar });
-  const changed = info.format === 'layout'
-    ? contents.files.get('index.json')?.digest !== archiveDigest
-    : !(await unchangedSince(path, info.stats));
-  if (changed) throw new KocacheError('archive', `${path} changed while it was being read; try again`);
-
-  const image = await finishImage(planArchive(contents), { ...opts, compressor });
-  const top = topDescriptor(image);
-  await opts.cache.putRecord<ArchiveRecord>(key, { digest: top.digest, size: top.size }, { format: info.format, image });
+  let image: ArchiveImage;
+  try {
+    const contents = info.format === 'layout'
+      ? await collectEntries(cache, readLayoutEntries(path), path, onPlainTar)
+      : await scanTarArchive(cache, path, { gzipped: info.format === 'gzip', onRead: opts.onRead && countingProgress(opts.onRead, info.stats.size), onPlainTar });
+    const changed = info.format === 'layout'
+      ? contents.files.get('index.json')?.digest !== archiveDigest
+      : !(await unchangedSince(path, info.stats));
+    if (changed) throw new KocacheError('archive', `${path} changed while it was being read; try again`);
+    image = await finishImage(planArchive(contents), { ...opts, cache, compressor });
+    const top = topDescriptor(image);
+    await opts.cache.putRecord<ArchiveRecord>(key, { digest: top.digest, size: top.size }, { format: info.format, image });
+  } catch (err) {
+    // A refused import leaves nothing behind: not the entries the pass stored, not the layers
+    // compressed ahead of the check.
+    await compressor.settled();
+    await writes.removeExcept(new Set());
+    throw err;
+  }
+  // Entries no manifest named (and layers compressed ahead for them) go now, not at the next gc.
+  await compressor.settled();
+  await writes.removeExcept(new Set([...imageBlobs(image).map((d) => d.digest), ...layerDiffIds(image)]));
   return { path, format: info.format, archiveDigest, image, cached: false };
 }
 
@@ -94,6 +108,12 @@ export function imageBlobs(image: ArchiveImage): Descriptor[] {
   const out: Descriptor[] = image.kind === 'index' ? [image.index.descriptor] : [];
   for (const m of manifests) out.push(m.descriptor, m.config, ...m.layers.map((l) => l.descriptor));
   return out;
+}
+
+/** The uncompressed tars of an image's layers: kept beside it (tar/ records name them). */
+function layerDiffIds(image: ArchiveImage): Digest[] {
+  const manifests = image.kind === 'manifest' ? [image.manifest] : image.index.manifests;
+  return manifests.flatMap((m) => m.layers.flatMap((l) => (l.diffid ? [l.diffid] : [])));
 }
 
 async function allPresent(cache: CacheStore, image: ArchiveImage): Promise<boolean> {
