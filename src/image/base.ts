@@ -6,7 +6,7 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { Digest } from '../oci/digest.js';
 import type { ImageConfig, ImageIndex, ImageManifest } from '../oci/manifest.js';
 import { isIndexMediaType, isManifestMediaType } from '../oci/mediatypes.js';
-import { type Platform, formatPlatform, platformMatches } from '../oci/platform.js';
+import { type Platform, describePlatforms, formatPlatform, platformMatches } from '../oci/platform.js';
 import { type Reference, formatReference, formatRepository, parseReference, withIdentifier } from '../reference/reference.js';
 import type { RegistryClient } from '../remote/client.js';
 import { runBounded } from '../util/limit.js';
@@ -145,7 +145,9 @@ async function resolveBase(ref: Reference, platforms: Platform[] | undefined, op
     const runnable = index.manifests.filter((m) => isManifestMediaType(m.mediaType) && m.platform && m.platform.os !== 'unknown');
     const chosen: Descriptor[] = [];
     if (platforms === undefined) {
-      chosen.push(...runnable);
+      // Each image once, however many index entries name it.
+      const seen = new Set<string>();
+      chosen.push(...runnable.filter((m) => !seen.has(m.digest) && Boolean(seen.add(m.digest))));
     } else {
       const missing: string[] = [];
       for (const p of platforms) {
@@ -154,13 +156,21 @@ async function resolveBase(ref: Reference, platforms: Platform[] | undefined, op
         else missing.push(formatPlatform(p));
       }
       if (missing.length > 0) {
-        const has = runnable.map((m) => formatPlatform(m.platform!)).join(', ') || 'none';
-        throw new KocacheError('platform', `base image ${name} has no ${missing.join(', ')} image (it has: ${has})`);
+        const has = describePlatforms(runnable.map((m) => formatPlatform(m.platform!)));
+        throw new KocacheError('platform', `base image ${name} has no ${describePlatforms(missing)} image (it has: ${has})`);
       }
     }
-    const images = await Promise.all(chosen.map((d) => platformImage(ref, d, opts)));
+    // Fetched once per digest: several entries (or requested platforms) may name one manifest,
+    // and each fetch of a manifest would fetch its config again.
+    const byDigest = new Map<string, Promise<PlatformImage>>();
+    const once = (d: Descriptor) => {
+      let p = byDigest.get(d.digest);
+      if (!p) byDigest.set(d.digest, (p = platformImage(ref, d, opts)));
+      return p;
+    };
+    const fetched = await Promise.all(chosen.map(once));
     // An index entry's platform may be vaguer than the request (no variant): report what was asked.
-    if (platforms) images.forEach((img, i) => (img.platform = platforms[i]!));
+    const images = platforms ? fetched.map((img, i) => ({ ...img, platform: platforms[i]! })) : fetched;
     return { ref, top: top.descriptor, images };
   }
   const single = await platformImageFrom(ref, top, opts);

@@ -49,3 +49,14 @@ export function platformMatches(want: Platform, have: Platform | undefined): boo
   const hv = norm(have);
   return wv === undefined || hv === undefined || wv === hv;
 }
+
+/**
+ * Platforms for a message: all of them when few, else how many and the first few by name (an
+ * index may list a thousand; the line naming them must stay one line).
+ */
+export function describePlatforms(names: string[], few = 4): string {
+  const distinct = [...new Set(names)];
+  if (distinct.length === 0) return 'none';
+  if (distinct.length <= few) return distinct.join(', ');
+  return `${distinct.length} platforms, among them ${distinct.slice(0, few).join(', ')}`;
+}

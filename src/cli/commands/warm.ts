@@ -3,7 +3,7 @@ import { usageError } from '../../errors.js';
 import { type WarmResult, warmBase } from '../../image/base.js';
 import { buildLayer } from '../../layer/build.js';
 import { parseLayerSource } from '../../layer/source.js';
-import { type Platform, formatPlatform, parsePlatform } from '../../oci/platform.js';
+import { type Platform, describePlatforms, formatPlatform, parsePlatform } from '../../oci/platform.js';
 import { RegistryClient } from '../../remote/client.js';
 import { loadArchive, topDescriptor, type LoadedArchive } from '../../tarball/load.js';
 import { type Context, type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
@@ -105,7 +105,7 @@ export async function warmBases(ctx: Context, refs: string[], platforms: Platfor
     await client.close();
   }
   const text = results
-    .map((r) => `${r.reference}: ${r.platforms.join(', ')}; ${r.layers} layers, ${r.fetched} fetched (${formatBytes(r.bytesFetched)}), ${r.layers - r.fetched} already cached`)
+    .map((r) => `${r.reference}: ${describePlatforms(r.platforms)}; ${r.layers} layers, ${r.fetched} fetched (${formatBytes(r.bytesFetched)}), ${r.layers - r.fetched} already cached`)
     .join('\n');
   ctx.out.result(results.length === 1 ? results[0] : results, text);
 }
