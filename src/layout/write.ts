@@ -43,33 +43,47 @@ export interface LayoutWriteResult {
  */
 export async function writeLayout(dir: string, image: Pushable, o: LayoutWriteOptions = {}): Promise<LayoutWriteResult> {
   const blobDir = join(dir, 'blobs', 'sha256');
+  // The first folder this call made (DIR itself for a new layout), so a failure can take it back.
+  let made: string | undefined;
   try {
-    await mkdir(blobDir, { recursive: true });
+    made = await mkdir(blobDir, { recursive: true });
   } catch (err) {
     throw fsError(err, dir, 'create OCI layout folder');
   }
-  const index = await readIndex(dir);
-
-  const blobs = imageBlobs(image);
+  const added: string[] = [];
   let written = 0;
-  await runBounded(blobs, o.jobs ?? 4, async (b) => {
-    if (await writeBlobFile(blobDir, b)) written++;
-  });
+  try {
+    const index = await readIndex(dir);
 
-  const descriptor: Descriptor = { mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size };
-  const annotations: Record<string, string> = {};
-  if (o.imageName !== undefined) annotations[CONTAINERD_NAME] = o.imageName;
-  if (o.refName !== undefined) annotations[REF_NAME] = o.refName;
-  if (Object.keys(annotations).length > 0) descriptor.annotations = annotations;
+    const blobs = imageBlobs(image);
+    await runBounded(blobs, o.jobs ?? 4, async (b) => {
+      const wrote = await writeBlobFile(blobDir, b);
+      if (wrote) written++;
+      if (wrote?.newPath) added.push(wrote.newPath);
+    });
 
-  const kept = index.manifests.filter((m) =>
-    o.refName !== undefined ? m.annotations?.[REF_NAME] !== o.refName : m.digest !== descriptor.digest || m.annotations?.[REF_NAME] !== undefined,
-  );
-  const next: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [...kept, descriptor] };
-  if (index.annotations) next.annotations = index.annotations;
-  await atomicWrite(join(dir, 'oci-layout'), Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
-  await atomicWrite(join(dir, 'index.json'), Buffer.from(JSON.stringify(next)));
-  return { descriptor, written, present: blobs.length - written };
+    const descriptor: Descriptor = { mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size };
+    const annotations: Record<string, string> = {};
+    if (o.imageName !== undefined) annotations[CONTAINERD_NAME] = o.imageName;
+    if (o.refName !== undefined) annotations[REF_NAME] = o.refName;
+    if (Object.keys(annotations).length > 0) descriptor.annotations = annotations;
+
+    const kept = index.manifests.filter((m) =>
+      o.refName !== undefined ? m.annotations?.[REF_NAME] !== o.refName : m.digest !== descriptor.digest || m.annotations?.[REF_NAME] !== undefined,
+    );
+    const next: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [...kept, descriptor] };
+    if (index.annotations) next.annotations = index.annotations;
+    await atomicWrite(join(dir, 'oci-layout'), Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
+    // The commit point: once index.json names the image, every blob it needs is in place.
+    await atomicWrite(join(dir, 'index.json'), Buffer.from(JSON.stringify(next)));
+    return { descriptor, written, present: blobs.length - written };
+  } catch (err) {
+    // A failed write leaves the folder as it was: the blobs it added go (an existing layout keeps
+    // only what its index.json names), and a layout this call created goes entirely.
+    await Promise.all(added.map((p) => rm(p, { force: true })));
+    if (made !== undefined) await rm(made, { recursive: true, force: true });
+    throw err;
+  }
 }
 
 /** Every blob an image consists of, each once: layers, configs, manifests, the index. */
@@ -105,11 +119,15 @@ async function readIndex(dir: string): Promise<ImageIndex> {
   throw new KocacheError('layout', `${join(dir, 'index.json')} is not an OCI image index: refusing to overwrite it`);
 }
 
-/** Writes one blob unless an intact copy is there. Returns whether it wrote. */
-async function writeBlobFile(blobDir: string, blob: BlobSource): Promise<boolean> {
+/**
+ * Writes one blob unless an intact copy is there. Returns whether it wrote, and the path when the
+ * file is new (a damaged copy replaced is not taken back on failure: its old bytes are gone).
+ */
+async function writeBlobFile(blobDir: string, blob: BlobSource): Promise<{ newPath?: string } | undefined> {
   const { digest, size } = blob.descriptor;
   const path = join(blobDir, digestHex(digest));
-  if (await isIntact(path, digest, size)) return false;
+  const state = await blobState(path, digest, size);
+  if (state === 'intact') return undefined;
   const tmp = join(blobDir, `.tmp-${digestHex(digest).slice(0, 16)}-${randomBytes(6).toString('hex')}`);
   const hash = createHash('sha256');
   let n = 0;
@@ -129,23 +147,23 @@ async function writeBlobFile(blobDir: string, blob: BlobSource): Promise<boolean
       throw new KocacheError('digest-mismatch', `blob ${digest} came out as ${got} (${n} bytes, want ${size}): not written`);
     }
     await rename(tmp, path);
-    return true;
+    return state === 'absent' ? { newPath: path } : {};
   } catch (err) {
     await abandonTempFile(out, tmp);
     throw err;
   }
 }
 
-async function isIntact(path: string, digest: Digest, size: number): Promise<boolean> {
+async function blobState(path: string, digest: Digest, size: number): Promise<'intact' | 'absent' | 'damaged'> {
   try {
-    if ((await stat(path)).size !== size) return false;
+    if ((await stat(path)).size !== size) return 'damaged';
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return false;
+    if (errnoCode(err) === 'ENOENT') return 'absent';
     throw fsError(err, path, 'read');
   }
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return `sha256:${hash.digest('hex')}` === digest;
+  return `sha256:${hash.digest('hex')}` === digest ? 'intact' : 'damaged';
 }
 
 async function atomicWrite(path: string, bytes: Buffer): Promise<void> {
