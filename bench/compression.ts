@@ -50,7 +50,7 @@ export async function compressionRows(tarPath: string, jobs: number): Promise<Ro
     parTimes.push(
       await timeAsync(async () => {
         parSize = 0;
-        for await (const c of gzipStream([data], { level: 6, blockSize: 1 << 20, jobs })) parSize += c.length;
+        for await (const c of gzipStream([data], { level: 6, jobs })) parSize += c.length;
       }),
     );
   }

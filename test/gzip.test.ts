@@ -3,18 +3,28 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { gzipStream, gzipSpec } from '../src/compress/gzip.js';
+import { gzipBlocks, gzipStream, gzipSpec } from '../src/compress/gzip.js';
 import { CHUNK, looksIncompressible } from '../src/compress/incompressible.js';
 import { traceSnapshot } from '../src/util/trace.js';
 
-async function gz(data: Buffer, jobs: number, blockSize = 64 * 1024, pieces = 7): Promise<Buffer> {
-  // Feed the input in uneven pieces: block boundaries must not depend on how it arrives.
+/** gzipBlocks over blocks of `blockSize` (the cut rule is tested on its own, in stitch.test.ts). */
+async function gz(data: Buffer, jobs: number, blockSize = 64 * 1024): Promise<Buffer> {
+  function* blocks() {
+    for (let off = 0; off < data.length; off += blockSize) yield data.subarray(off, off + blockSize);
+  }
+  const out: Buffer[] = [];
+  for await (const c of gzipBlocks(blocks(), { level: 6, jobs })) out.push(c);
+  return Buffer.concat(out);
+}
+
+/** gzipStream (cut by the rule) over input fed in uneven pieces: the cuts must not depend on how it arrives. */
+async function gzStream(data: Buffer, jobs: number, pieces = 7): Promise<Buffer> {
   async function* src() {
     const step = Math.max(1, Math.floor(data.length / pieces));
     for (let off = 0; off < data.length; off += step) yield data.subarray(off, off + step);
   }
   const out: Buffer[] = [];
-  for await (const c of gzipStream(src(), { level: 6, blockSize, jobs })) out.push(c);
+  for await (const c of gzipStream(src(), { level: 6, jobs })) out.push(c);
   return Buffer.concat(out);
 }
 
@@ -27,26 +37,29 @@ function sample(n: number): Buffer {
 test('block-parallel gzip round-trips through zlib and GNU gzip, as one member', async () => {
   const data = sample(1_000_003);
   const out = await gz(data, 3);
+  assert.deepEqual(gunzipSync(await gzStream(data, 2)), data);
   assert.deepEqual(gunzipSync(out), data);
   assert.deepEqual(execFileSync('gzip', ['-dc'], { input: out, maxBuffer: 1 << 26 }), data);
   // One member: exactly one gzip header, at the start.
   assert.equal(out.indexOf(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]), 1), -1);
 });
 
-test('the bytes depend on input, level and block size only, never on the number of jobs', async () => {
-  const data = sample(777_777);
+test('the bytes depend on input and level only, never on the number of jobs or how input arrives', async () => {
+  const data = sample(5_777_777);
   const digests = new Set<string>();
   for (const jobs of [1, 2, 3, 8]) digests.add(createHash('sha256').update(await gz(data, jobs)).digest('hex'));
   assert.equal(digests.size, 1);
-  const other = await gz(data, 2, 128 * 1024);
-  assert.notEqual(createHash('sha256').update(other).digest('hex'), [...digests][0]);
-  assert.notEqual(gzipSpec({ level: 6, blockSize: 65536 }), gzipSpec({ level: 6, blockSize: 131072 }));
+  const streamed = new Set<string>();
+  for (const [jobs, pieces] of [[1, 1], [2, 7], [3, 1000]] as const) streamed.add(createHash('sha256').update(await gzStream(data, jobs, pieces)).digest('hex'));
+  assert.equal(streamed.size, 1);
+  assert.notEqual(gzipSpec({ level: 6 }), gzipSpec({ level: 5 }));
 });
 
 test('edge sizes: empty input, one byte, an exact multiple of the block size', async () => {
   for (const n of [0, 1, 65536, 3 * 65536]) {
     const data = sample(n);
     assert.deepEqual(gunzipSync(await gz(data, 2)), data, `size ${n}`);
+    assert.deepEqual(execFileSync('gzip', ['-dc'], { input: await gzStream(data, 2) }), data, `size ${n}`);
   }
 });
 

@@ -397,7 +397,7 @@ test('a layer of many blocks: what gunzips is what was hashed, whatever the jobs
   for (const [name, body] of files) writeFileSync(join(src, name), body);
   const digests = new Set<string>();
   for (const jobs of [1, 3]) {
-    const { cache, layer } = await build(join(dir, `cache-${jobs}`), `${src}:/data`, { gzip: { level: 1, blockSize: 1 << 20, jobs } });
+    const { cache, layer } = await build(join(dir, `cache-${jobs}`), `${src}:/data`, { gzip: { level: 1, jobs } });
     const tar = gunzipSync(readFileSync(cache.blobPath(layer.descriptor.digest)));
     assert.ok(tar.length > 10 << 20, 'many blocks');
     assert.equal(`sha256:${createHash('sha256').update(tar).digest('hex')}`, layer.diffid);
@@ -418,7 +418,7 @@ test('a file that grows or shrinks between the walk and the tar fails the layer,
   writeFileSync(join(src, 'b.txt'), 'b'.repeat(5000));
   const entries = walkSource(src);
   const drain = () => {
-    for (const block of tarBlocks(entries, { dest: '/app', mtime: 0 }, 1 << 20)) assert.ok(block.length > 0);
+    for (const block of tarBlocks(entries, { dest: '/app', mtime: 0 })) assert.ok(block.length > 0);
   };
   drain(); // as walked: fine
   for (const body of ['b'.repeat(6000), 'b'.repeat(4000)]) {

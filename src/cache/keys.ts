@@ -11,6 +11,8 @@ import { formatPlatform } from '../oci/platform.js';
  *   tar/<diffid>                                                 -> uncompressed layer tar
  *   archive/<sha256 of archive file>/<compression>               -> top manifest, {the imported image}
  *   img/<registry>/<repo>/...                                    -> base-image manifests, configs, layers
+ *   blocks/<digest>                                              -> that compressed layer, {its block map}
+ *   blocks-recent/<lineage>                                      -> newest layer, {recent layers' digests}
  */
 export function binNamespace(importPath: string, platform: Platform): string {
   return `bin/${importPath}/${formatPlatform(platform)}`;
@@ -66,4 +68,20 @@ export function imageTagKey(registry: string, repository: string, tag: string): 
  */
 export function imageBlobKey(registry: string, repository: string, digest: Digest): string {
   return `img/${registry}/${repository}/blob/${digest}`;
+}
+
+/**
+ * A compressed layer -> the map of its deflate blocks (compress/stitch.ts), so a later layer can
+ * copy them. The record points at the layer itself: it lives and dies with it.
+ */
+export function blockMapKey(digest: Digest): string {
+  return `blocks/${digest}`;
+}
+
+/**
+ * The layers last compressed for one lineage (a namespace and destination), newest first: where a
+ * new layer of that lineage looks for blocks to copy.
+ */
+export function recentLayersKey(lineage: string): string {
+  return `blocks-recent/${lineage}`;
 }

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, statSync, utimesSync } from 
 import type { BigIntStats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { createReadStream } from 'node:fs';
+import { close, createReadStream, open, read } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { KocacheError, errnoCode } from '../errors.js';
 import { type Digest, digestHex, digestToIntegrity, integrityToDigest } from '../oci/digest.js';
@@ -112,6 +112,32 @@ export class CacheStore {
    */
   readBlob(digest: Digest, size?: number): Readable {
     return Readable.from(verifiedRead(this.blobPath(digest), digest, size), { objectMode: false });
+  }
+
+  /**
+   * `length` bytes of a stored blob from `offset`, or undefined when the blob is absent or ends
+   * sooner. Not verified: the caller checks them against a hash of its own (a block map's).
+   */
+  async readBlobRange(digest: Digest, offset: number, length: number): Promise<Buffer | undefined> {
+    let fd: number;
+    try {
+      fd = await new Promise<number>((res, rej) => open(this.blobPath(digest), 'r', (e, f) => (e ? rej(e) : res(f))));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      const buf = Buffer.allocUnsafe(length);
+      for (let got = 0; got < length;) {
+        const n = await new Promise<number>((res, rej) => read(fd, buf, got, length - got, offset + got, (e, k) => (e ? rej(e) : res(k))));
+        if (n === 0) return undefined;
+        got += n;
+      }
+      traceAdd('blob.range', length);
+      return buf;
+    } finally {
+      close(fd, () => undefined);
+    }
   }
 
   /** Re-hashes a stored blob and says whether it is present and intact; changes nothing. */

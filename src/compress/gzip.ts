@@ -1,8 +1,11 @@
+import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { readAhead, rechunk } from './chunks.js';
+import { readAhead } from './chunks.js';
+import { crc32Combine } from './crc32.js';
+import { cutBlocks } from './cuts.js';
 import { storedRuns } from './incompressible.js';
-import { DEFAULT_GZIP, type GzipOptions } from './options.js';
+import { DEFAULT_GZIP, blockKeySpec, type GzipOptions } from './options.js';
 import { traceAdd } from '../util/trace.js';
 
 // The options live apart so that a cache hit, which compresses nothing, never loads node:zlib.
@@ -14,25 +17,70 @@ const WINDOW = 32 * 1024;
 
 // A fixed 10-byte header: no mtime, no name, XFL 0, OS 255 ("unknown"). zlib's own header writes
 // the OS it was built on, which would make the same layer differ between Linux and macOS.
-const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]);
+export const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]);
+// The last deflate block: final, fixed Huffman codes, empty. Every block before it ends with a
+// sync flush, so none depends on being last and any can be copied into another layer.
+const FINAL_BLOCK = Buffer.from([0x03, 0x00]);
+
+/** A block's compressed bytes found elsewhere (an earlier layer), with the block's CRC-32. */
+export interface ReusedBlock {
+  bytes: Buffer;
+  crc: number;
+  /** sha256 of `bytes`, first 16 bytes (as the block map holds it). */
+  hash: Buffer;
+}
+
+/** Where compressed blocks seen before can be found (stitch.ts): by block key. */
+export interface BlockSource {
+  find(key: Buffer, length: number): Promise<ReusedBlock | undefined>;
+}
+
+/** One block as written, in order: what a block map records (stitch.ts). */
+export interface WrittenBlock {
+  key: Buffer;
+  /** Compressed size. */
+  size: number;
+  crc: number;
+  hash: Buffer;
+}
+
+export interface GzipHooks {
+  /** Where a block goes once compressed, for its producer to fill again (see BlockPool). */
+  recycle?: ((block: Buffer) => void) | undefined;
+  /** Blocks compressed before, copied instead of deflated. */
+  reuse?: BlockSource | undefined;
+  /** Told of every block in order, for the next layer to reuse it. */
+  onBlock?: ((b: WrittenBlock) => void) | undefined;
+}
 
 /**
- * Parallel gzip (pgzip-style). The input is cut into fixed blocks; each is raw-deflated with the
- * previous 32 KiB as its preset dictionary and ends with a sync flush, the last one with a final
- * block; one header and one CRC-32/ISIZE trailer wrap them into a single ordinary gzip member.
- * Stretches of a block that look incompressible are stored, not compressed (incompressible.ts).
+ * Parallel gzip with reusable blocks. The input is cut into blocks by content (cuts.ts); each is
+ * raw-deflated with the 32 KiB of input before it as preset dictionary and ends with a sync flush;
+ * a fixed empty final block, one header and one CRC-32/ISIZE trailer wrap them into a single
+ * ordinary gzip member. Stretches of a block that look incompressible are stored, not compressed
+ * (incompressible.ts).
+ *
+ * A block's bytes are a function of its key: the format, zlib's version and settings, the
+ * dictionary and the block itself (blockKey). A block whose key an earlier layer had is copied
+ * from that layer (`reuse`), not deflated: the result is byte for byte what deflating gives.
  *
  * zlib's async calls run on libuv's thread pool, so blocks in flight use `jobs` cores (the pool
  * is sized to them by the launcher) without worker_threads (no start-up cost, no copies: the block
- * is handed to zlib as it is).
- * The bytes depend only on the input, level and block size (and the store rule), never on `jobs`
- * or on timing.
+ * is handed to zlib as it is). The bytes never depend on `jobs`, timing or what was reused.
  */
-export async function* gzipStream(
+export function gzipStream(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   opts: GzipOptions = DEFAULT_GZIP,
-  /** Where a block goes once compressed, for its producer to fill again (see BlockPool). */
-  recycle?: (block: Buffer) => void,
+  hooks: GzipHooks = {},
+): AsyncGenerator<Buffer> {
+  return gzipBlocks(cutBlocks(source), opts, hooks);
+}
+
+/** gzipStream for input already cut by the rule (tar.ts writes its blocks that way). */
+export async function* gzipBlocks(
+  blocks: AsyncIterable<Buffer> | Iterable<Buffer>,
+  opts: GzipOptions = DEFAULT_GZIP,
+  hooks: GzipHooks = {},
 ): AsyncGenerator<Buffer> {
   // One block more than jobs: when a block finishes, the next is already queued on the thread
   // pool, so a core never idles while the main thread (busy with tar and hashing) gets round to
@@ -43,17 +91,24 @@ export async function* gzipStream(
   // for the oldest block before starting another left a core idle whenever a later block was
   // quicker. Finished blocks wait their turn, at most this many.
   const window = running * 2;
-  const inflight: { finished: boolean; out: Promise<Buffer[]> }[] = [];
+  interface Job {
+    finished: boolean;
+    out: Promise<{ bytes: Buffer[]; crc: number; hash?: Buffer }>;
+    key: Buffer;
+    length: number;
+  }
+  const inflight: Job[] = [];
   let busy = 0;
   let notify!: () => void;
   let changed = new Promise<void>((resolve) => (notify = resolve));
   let crc = 0;
   let isize = 0;
-  let dictionary: Buffer | undefined;
-  let held: Buffer | undefined;
+  let dictionary = Buffer.alloc(0);
+  const spec = blockKeySpec(opts);
 
-  const dispatch = (block: Buffer, last: boolean) => {
-    const job = { finished: false, out: deflateBlock(block, dictionary, opts.level, last) };
+  const dispatch = (block: Buffer) => {
+    const key = blockKey(spec, dictionary, block);
+    const job: Job = { finished: false, out: compressBlock(block, dictionary, key, opts.level, hooks.reuse), key, length: block.length };
     busy++;
     const settle = () => {
       job.finished = true;
@@ -65,62 +120,103 @@ export async function* gzipStream(
     // A failure is thrown where the job's output is awaited, in order; this only settles the job.
     job.out.then(() => {
       settle();
-      recycle?.(block);
+      hooks.recycle?.(block);
     }, settle);
     inflight.push(job);
-    // The next block's dictionary is this block's tail; copied so the block itself can be reused.
-    dictionary = Buffer.from(block.subarray(Math.max(0, block.length - WINDOW)));
+    // The next block's dictionary: the last 32 KiB of input, copied so the block can be reused.
+    dictionary = block.length >= WINDOW
+      ? Buffer.from(block.subarray(block.length - WINDOW))
+      : Buffer.concat([dictionary, block]).subarray(-WINDOW);
   };
 
   yield GZIP_HEADER;
-  const blocks = readAhead(rechunk(source, opts.blockSize), running * 2)[Symbol.asyncIterator]();
+  const source = readAhead(toAsync(blocks), running * 2)[Symbol.asyncIterator]();
   let ended = false;
   try {
     for (;;) {
       while (!ended && busy < running && inflight.length < window) {
-        const next = await blocks.next();
+        const next = await source.next();
         if (next.done) {
           ended = true;
-          dispatch(held ?? Buffer.alloc(0), true);
           break;
         }
-        const block = next.value;
-        traceAdd('gzip.in', block.length);
-        crc = zlib.crc32(block, crc);
-        isize = (isize + block.length) >>> 0;
-        // A block is known not to be the last only once the next one arrives.
-        if (held) dispatch(held, false);
-        held = block;
+        if (next.value.length > 0) dispatch(next.value);
       }
       const head = inflight[0];
       if (!head) break;
       if (head.finished) {
         inflight.shift();
-        yield* await head.out;
+        const done = await head.out;
+        crc = crc32Combine(crc, done.crc, head.length);
+        isize = (isize + head.length) >>> 0;
+        if (hooks.onBlock) {
+          let size = 0;
+          for (const b of done.bytes) size += b.length;
+          hooks.onBlock({ key: head.key, size, crc: done.crc, hash: done.hash ?? rangeHash(done.bytes) });
+        }
+        yield* done.bytes;
       } else {
         await changed;
       }
     }
   } finally {
-    await blocks.return?.(undefined);
+    await source.return?.(undefined);
   }
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE(isize, 4);
+  yield FINAL_BLOCK;
   yield trailer;
+}
+
+async function* toAsync<T>(source: AsyncIterable<T> | Iterable<T>): AsyncGenerator<T> {
+  yield* source;
+}
+
+/**
+ * What decides a block's compressed bytes, hashed: the format and zlib settings (spec), the
+ * dictionary, the block. Two blocks with one key deflate to the same bytes.
+ */
+export function blockKey(spec: string, dictionary: Buffer, block: Buffer): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(dictionary.length);
+  return createHash('sha256').update(spec).update('\0').update(len).update(dictionary).update(block).digest();
+}
+
+/** sha256 of a block's compressed bytes, first 16 bytes: checks a copied range (stitch.ts). */
+export function rangeHash(bytes: readonly Buffer[]): Buffer {
+  const h = createHash('sha256');
+  for (const b of bytes) h.update(b);
+  return h.digest().subarray(0, 16);
+}
+
+async function compressBlock(
+  block: Buffer,
+  dictionary: Buffer,
+  key: Buffer,
+  level: number,
+  reuse: BlockSource | undefined,
+): Promise<{ bytes: Buffer[]; crc: number; hash?: Buffer }> {
+  const found = await reuse?.find(key, block.length);
+  if (found) {
+    traceAdd('gzip.reused', block.length);
+    return { bytes: [found.bytes], crc: found.crc, hash: found.hash };
+  }
+  traceAdd('gzip.in', block.length);
+  const bytes = await deflateBlock(block, dictionary, level);
+  return { bytes, crc: zlib.crc32(block) };
 }
 
 /**
  * One block as raw deflate: its runs (incompressible.ts) one after another, each stored or
- * compressed with the 32 KiB of input before it as dictionary, each ending in a sync flush but the
- * very last. The runs of a block go through the thread pool in turn, so a block keeps to one core
- * and `jobs` still bounds the cores compressing.
+ * compressed with the 32 KiB of input before it as dictionary, each ending in a sync flush. The
+ * runs of a block go through the thread pool in turn, so a block keeps to one core and `jobs`
+ * still bounds the cores compressing.
  */
-async function deflateBlock(block: Buffer, previous: Buffer | undefined, level: number, last: boolean): Promise<Buffer[]> {
+async function deflateBlock(block: Buffer, previous: Buffer, level: number): Promise<Buffer[]> {
   const runs = storedRuns(block);
   const out: Buffer[] = [];
-  for (let i = 0; i < runs.length; i++) {
-    const { start, end, stored } = runs[i]!;
+  for (const { start, end, stored } of runs) {
     const n = end - start;
     const zopts: zlib.ZlibOptions = {
       level: stored ? 0 : level,
@@ -130,12 +226,12 @@ async function deflateBlock(block: Buffer, previous: Buffer | undefined, level: 
       // where zlib cuts a stored run into stored blocks, so it is part of the output bytes: a
       // change here needs a new STORE_RULE (incompressible.ts).
       chunkSize: Math.max(16 * 1024, n + (n >> 10) + 64),
-      finishFlush: last && i === runs.length - 1 ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
     };
     if (!stored) {
       // A run starts at the block's start or a whole chunk (64 KiB, more than the window) into it.
       const dictionary = start === 0 ? previous : block.subarray(start - WINDOW, start);
-      if (dictionary) zopts.dictionary = dictionary;
+      if (dictionary.length > 0) zopts.dictionary = dictionary;
     } else {
       traceAdd('gzip.stored', n);
     }

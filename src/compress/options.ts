@@ -1,12 +1,11 @@
 import { availableParallelism } from 'node:os';
+import { CUT_RULE } from './cuts.js';
 import { STORE_RULE } from './incompressible.js';
 
 /** What decides how kocache gzips (gzip.ts); a module of its own, without node:zlib. */
 export interface GzipOptions {
   /** zlib level 1-9. */
   level: number;
-  /** Bytes of input per independently compressed block. Changing it changes the output bytes. */
-  blockSize: number;
   /** Blocks compressed at once. Never changes the output bytes. */
   jobs: number;
 }
@@ -16,12 +15,28 @@ export interface GzipOptions {
  * `gzip -6` (48.56 vs 48.17 MB); level 6 bought that 0.8% with a quarter of a cold build's time.
  * `--level` picks another; the level is part of every compressed descriptor's cache key.
  */
-export const DEFAULT_GZIP: GzipOptions = { level: 5, blockSize: 1 << 20, jobs: availableParallelism() };
+export const DEFAULT_GZIP: GzipOptions = { level: 5, jobs: availableParallelism() };
+
+/**
+ * The gzip layout (docs/compression.md): blocks cut by content, each a sync-flushed raw deflate
+ * with the previous 32 KiB as dictionary, a fixed empty final block. Bump on any change to it.
+ */
+export const GZIP_FORMAT = 'sg1';
 
 /**
  * Names the settings that decide the compressed bytes. It is part of the cache key of every
  * compressed descriptor: a blob made with other settings is another entry.
  */
-export function gzipSpec(o: Pick<GzipOptions, 'level' | 'blockSize'>): string {
-  return `gzip-l${o.level}-b${o.blockSize}-${STORE_RULE}`;
+export function gzipSpec(o: Pick<GzipOptions, 'level'>): string {
+  return `gzip-l${o.level}-${GZIP_FORMAT}-${CUT_RULE}-${STORE_RULE}`;
+}
+
+/**
+ * What a block's compressed bytes depend on besides its input and dictionary, for block keys: the
+ * layout, the level, zlib's defaults kocache relies on (window 15, memLevel 8, default strategy)
+ * and zlib's version, since another zlib may choose other matches for the same input. The cut
+ * rule is not here: it decides which bytes form a block, not how a block compresses.
+ */
+export function blockKeySpec(o: Pick<GzipOptions, 'level'>, zlibVersion = process.versions.zlib): string {
+  return `kocache-deflate-${GZIP_FORMAT}-${STORE_RULE}-l${o.level}-w15-m8-s0-zlib${zlibVersion}`;
 }

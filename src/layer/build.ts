@@ -78,7 +78,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const known = opts.buildId ?? goBuildId(entries);
   const pack = async (onFileHash?: (e: SourceEntry, sha256: string) => void) => {
     const { packToCache } = await import('./pack.js');
-    return packToCache(entries, tarOpts, gzip, cache, opts.onBytes, onFileHash);
+    return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, warn: opts.warn });
   };
   const record = async (buildId: string, blob: BlobInfo, diffid: Digest): Promise<LayerResult> => {
     const descriptor: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size };

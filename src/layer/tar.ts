@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { KocacheError, fsError } from '../errors.js';
 import type { BlockPool } from '../compress/blockpool.js';
+import { BlockCutter } from '../compress/cuts.js';
 import { traceAdd } from '../util/trace.js';
 import { headerBytes, padding, type EntryHeader } from './tarheader.js';
 import type { SourceEntry } from './walk.js';
@@ -32,19 +33,19 @@ function parentsOf(path: string): string[] {
 }
 
 /**
- * A reproducible tar of `entries` placed at `dest`, as blocks of exactly `blockSize` bytes (the
- * last may be shorter): sorted entries, fixed mtime, uid/gid 0 with empty names, directories with
- * a trailing slash, symlinks kept as links, long and non-ASCII names through PAX headers.
+ * A reproducible tar of `entries` placed at `dest`, as the blocks gzip compresses one by one, cut
+ * where compress/cuts.ts says (a pure function of the tar bytes): sorted entries, fixed mtime,
+ * uid/gid 0 with empty names, directories with a trailing slash, symlinks kept as links, long and
+ * non-ASCII names through PAX headers.
  *
- * File contents are read straight into the block being filled: no buffer per file and no copy
- * into blocks afterwards (tar-stream's pack stream plus re-chunking cost ~200 ms of main-thread
- * CPU on a 100 MB tree of 1,159 files, against ~30 ms for this). The header bytes are
- * tar-stream's (tarheader.ts), so the layer is byte for byte what its pack stream wrote.
+ * File contents are read straight into the block being filled, never past the next cut: no buffer
+ * per file and no copy into blocks afterwards (tar-stream's pack stream plus re-chunking cost
+ * ~200 ms of main-thread CPU on a 100 MB tree of 1,159 files, against ~30 ms for this). The header
+ * bytes are tar-stream's (tarheader.ts), so the layer is byte for byte what its pack stream wrote.
  */
 export function* tarBlocks(
   entries: readonly SourceEntry[],
   opts: TarOptions,
-  blockSize: number,
   onBytes?: (n: number) => void,
   onFileHash?: (e: SourceEntry, sha256: string) => void,
   pool?: BlockPool,
@@ -52,29 +53,9 @@ export function* tarBlocks(
   const mtime = new Date(opts.mtime * 1000);
   const dest = opts.dest.replace(/^\/+/, '');
   const base = { uid: 0, gid: 0, uname: '', gname: '', mtime, size: 0 };
-  const fresh = () => (pool ? pool.take() : Buffer.allocUnsafe(blockSize));
-  let block = fresh();
-  let fill = 0;
-
-  // The full block goes to the consumer, which keeps it (gzip holds it until its deflate is done).
-  const take = (): Buffer => {
-    const full = block;
-    block = fresh();
-    fill = 0;
-    return full;
-  };
-
-  function* put(bytes: Uint8Array): Generator<Buffer> {
-    let off = 0;
-    while (off < bytes.byteLength) {
-      const n = Math.min(blockSize - fill, bytes.byteLength - off);
-      block.set(bytes.subarray(off, off + n), fill);
-      fill += n;
-      off += n;
-      if (fill === blockSize) yield take();
-    }
-  }
-
+  // The full blocks go to the consumer, which keeps them (gzip holds each until its deflate is done).
+  const blocks = new BlockCutter(pool);
+  const put = (bytes: Uint8Array): Buffer[] => blocks.write(bytes);
 
   function* entry(h: EntryHeader, e?: SourceEntry): Generator<Buffer> {
     for (const b of headerBytes(h)) yield* put(b);
@@ -94,17 +75,17 @@ export function* tarBlocks(
     try {
       let left = h.size;
       while (left > 0) {
-        const n = readSync(fd, block, fill, Math.min(left, blockSize - fill), null);
+        const at = blocks.length;
+        const n = readSync(fd, blocks.buffer, at, Math.min(left, blocks.room()), null);
         if (n === 0) throw changedError(e); // shorter than its stat said
         traceAdd('file.read', n);
         if (hash) {
-          hash.update(block.subarray(fill, fill + n));
+          hash.update(blocks.buffer.subarray(at, at + n));
           traceAdd('file.hash', n);
         }
-        fill += n;
         left -= n;
         onBytes?.(n);
-        if (fill === blockSize) yield take();
+        yield* blocks.commit(n);
       }
       // One byte more would mean it grew since the walk: the header already promised the size.
       if (readSync(fd, PROBE, 0, 1, null) !== 0) throw changedError(e);
@@ -131,7 +112,7 @@ export function* tarBlocks(
     else yield* entry({ ...base, name, type: 'file', mode, size: e.size }, e);
   }
   yield* put(ZEROS);
-  if (fill > 0) yield block.subarray(0, fill);
+  yield* blocks.end();
 }
 
 function changedError(e: SourceEntry): KocacheError {

@@ -1,6 +1,8 @@
 import { diffIdKey, LAYER_NAMESPACE } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
 import { gzipSpec, gzipStream, type GzipOptions } from '../compress/gzip.js';
+import { blockKeySpec } from '../compress/options.js';
+import { LayerBlocks } from '../compress/stitch.js';
 import type { DiffIdRecord } from '../layer/build.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { Digest } from '../oci/digest.js';
@@ -13,6 +15,9 @@ import { limiter } from './limit.js';
  * same layer may still reuse them rather than compress again.
  */
 export const ARCHIVE_GZIP = 'gzip-archive';
+
+/** Archive layers whose blocks a newly compressed one may copy (an image's layers, about). */
+const ARCHIVE_RECENT = 16;
 
 /** An uncompressed layer tar in the store. */
 export interface LayerTar {
@@ -82,7 +87,10 @@ export class LayerCompressor {
       }
       if (state === 'corrupt') this.opts.warn?.(`cached layer ${d.digest} was corrupt; dropped it and compressing again`);
     }
-    const blob = await cache.writeBlob(gzipStream(cache.readBlob(tar.diffid, tar.size), this.opts.gzip));
+    // Archive layers have no lineage of their own: the last ARCHIVE_RECENT compressed lend their blocks.
+    const blocks = await LayerBlocks.open(cache, LAYER_NAMESPACE, blockKeySpec(this.opts.gzip), { warn: this.opts.warn, recent: ARCHIVE_RECENT });
+    const blob = await cache.writeBlob(gzipStream(cache.readBlob(tar.diffid, tar.size), this.opts.gzip, { reuse: blocks, onBlock: blocks.onBlock }));
+    await blocks.save(blob);
     return { descriptor: { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size }, fresh: true };
   }
 }

@@ -1,0 +1,179 @@
+import { blockMapKey, recentLayersKey } from '../cache/keys.js';
+import type { BlobInfo, CacheStore } from '../cache/store.js';
+import type { Digest } from '../oci/digest.js';
+import { traceAdd } from '../util/trace.js';
+import { GZIP_HEADER, rangeHash, type BlockSource, type ReusedBlock, type WrittenBlock } from './gzip.js';
+
+/**
+ * Block maps: for each compressed layer, the key, compressed size, CRC-32 and a hash of each of its
+ * deflate blocks (gzip.ts), in order, so a later layer can copy a block it shares with this one
+ * from this layer's blob instead of deflating it. The copy is the same bytes deflate would give
+ * (the key says so), so an incremental layer is byte for byte a cold one.
+ *
+ * A map is an index record beside the layer (keys.ts, blockMapKey), about 75 bytes a block; none
+ * is kept where it would take more than 1% of the layer's size. Which maps a new layer reads: those
+ * of the last RECENT layers of its lineage (the same namespace and destination).
+ */
+
+/** Version of the map's encoding. */
+const MAP_FORMAT = 1;
+const KEY = 32;
+const HASH = 16;
+/** key, compressed size (u32), CRC-32 (u32), hash of the compressed bytes */
+const ENTRY = KEY + 4 + 4 + HASH;
+/** Layers of one lineage whose blocks a new one may copy, unless the caller says otherwise. */
+const RECENT = 4;
+/** Bound on what a record may list, whatever the caller asks. */
+const MAX_RECENT = 32;
+/** A map's size at most this share of its layer's. */
+const MAX_OVERHEAD = 0.01;
+/** Index line around the metadata: key, integrity, time, size, the line's own hash. */
+const RECORD_OVERHEAD = 300;
+
+interface MapRecord {
+  v: number;
+  /** blockKeySpec of the layer: blocks made another way never match, so their maps are skipped. */
+  spec: string;
+  /** The entries, base64. */
+  blocks: string;
+}
+
+interface RecentRecord {
+  layers: Digest[];
+}
+
+interface Located {
+  digest: Digest;
+  offset: number;
+  size: number;
+  crc: number;
+  hash: Buffer;
+}
+
+// One update at a time per lineage in this process: a publish builds an image's layers at once.
+const updating = new Map<string, Promise<void>>();
+
+/** Blocks a new layer may copy (gzip's `reuse`), and the map of the one being written (`onBlock`). */
+export class LayerBlocks implements BlockSource {
+  private readonly index = new Map<string, Located>();
+  private readonly written: WrittenBlock[] = [];
+  private readonly bad = new Set<Digest>();
+
+  private constructor(
+    private readonly cache: CacheStore,
+    private readonly lineage: string,
+    private readonly spec: string,
+    private readonly warn: ((m: string) => void) | undefined,
+    private readonly recent: number,
+  ) {}
+
+  /** The maps of the lineage's recent layers. A map that cannot be read is passed over. */
+  static async open(
+    cache: CacheStore,
+    lineage: string,
+    spec: string,
+    o: { warn?: ((m: string) => void) | undefined; recent?: number } = {},
+  ): Promise<LayerBlocks> {
+    const recentCount = Math.min(MAX_RECENT, Math.max(1, o.recent ?? RECENT));
+    const self = new LayerBlocks(cache, lineage, spec, o.warn, recentCount);
+    const recent = await cache.getRecord<RecentRecord>(recentLayersKey(lineage));
+    for (const digest of validDigests(recent?.metadata.layers).slice(0, recentCount)) {
+      const rec = await cache.getRecord<MapRecord>(blockMapKey(digest));
+      if (!rec || rec.digest !== digest) continue;
+      const entries = decodeMap(rec.metadata, spec);
+      if (!entries) continue;
+      let offset = GZIP_HEADER.length;
+      for (const e of entries) {
+        const k = e.key.toString('hex');
+        // Newest layer first: its copy of a block wins.
+        if (!self.index.has(k)) self.index.set(k, { digest, offset, size: e.size, crc: e.crc, hash: e.hash });
+        offset += e.size;
+      }
+    }
+    return self;
+  }
+
+  /**
+   * The compressed bytes of a block with this key from an earlier layer, checked against the map's
+   * hash; undefined when no layer had it, or its layer is gone or does not match (then the block
+   * is deflated, and a corrupt layer is checked whole and dropped).
+   */
+  async find(key: Buffer): Promise<ReusedBlock | undefined> {
+    const at = this.index.get(key.toString('hex'));
+    if (!at || this.bad.has(at.digest)) return undefined;
+    const bytes = await this.cache.readBlobRange(at.digest, at.offset, at.size);
+    if (bytes && rangeHash([bytes]).equals(at.hash)) return { bytes, crc: at.crc, hash: at.hash };
+    if (this.bad.has(at.digest)) return undefined;
+    this.bad.add(at.digest);
+    if (!bytes) {
+      traceAdd('stitch.missing', 1);
+      return undefined;
+    }
+    traceAdd('stitch.corrupt', 1);
+    const state = await this.cache.verifyBlob(at.digest);
+    this.warn?.(`cached layer ${at.digest} does not match its block map${state === 'corrupt' ? ' (corrupt: dropped it)' : ''}; compressing those blocks again`);
+    return undefined;
+  }
+
+  /** gzip's onBlock: the new layer's map, in order. */
+  readonly onBlock = (b: WrittenBlock): void => {
+    this.written.push(b);
+  };
+
+  /** Records the new layer's map (unless too large a share of it) and makes it its lineage's newest. */
+  async save(blob: BlobInfo): Promise<void> {
+    const map: MapRecord = { v: MAP_FORMAT, spec: this.spec, blocks: encodeEntries(this.written) };
+    const bytes = map.blocks.length + map.spec.length + RECORD_OVERHEAD;
+    if (this.written.length === 0 || bytes > blob.size * MAX_OVERHEAD) return;
+    const key = blockMapKey(blob.digest);
+    const existing = await this.cache.getRecord<MapRecord>(key);
+    if (!existing || decodeMap(existing.metadata, this.spec) === undefined) await this.cache.putRecord(key, blob, map);
+    const previous = updating.get(this.lineage) ?? Promise.resolve();
+    const next = previous.then(() => this.addRecent(blob));
+    updating.set(this.lineage, next.catch(() => undefined));
+    await next;
+  }
+
+  private async addRecent(blob: BlobInfo): Promise<void> {
+    const key = recentLayersKey(this.lineage);
+    const rec = await this.cache.getRecord<RecentRecord>(key);
+    const old = validDigests(rec?.metadata.layers);
+    if (old[0] === blob.digest) return;
+    const layers = [blob.digest, ...old.filter((d) => d !== blob.digest)].slice(0, this.recent);
+    await this.cache.putRecord<RecentRecord>(key, blob, { layers });
+  }
+}
+
+function validDigests(x: unknown): Digest[] {
+  if (!Array.isArray(x)) return [];
+  return x.filter((d): d is Digest => typeof d === 'string' && /^sha256:[a-f0-9]{64}$/.test(d)).slice(0, MAX_RECENT);
+}
+
+function encodeEntries(blocks: readonly WrittenBlock[]): string {
+  const out = Buffer.alloc(blocks.length * ENTRY);
+  blocks.forEach((b, i) => {
+    const at = i * ENTRY;
+    b.key.copy(out, at);
+    out.writeUInt32BE(b.size, at + KEY);
+    out.writeUInt32BE(b.crc >>> 0, at + KEY + 4);
+    b.hash.copy(out, at + KEY + 8, 0, HASH);
+  });
+  return out.toString('base64');
+}
+
+function decodeMap(m: unknown, spec: string): { key: Buffer; size: number; crc: number; hash: Buffer }[] | undefined {
+  const rec = m as Partial<MapRecord> | null | undefined;
+  if (!rec || rec.v !== MAP_FORMAT || rec.spec !== spec || typeof rec.blocks !== 'string') return undefined;
+  const raw = Buffer.from(rec.blocks, 'base64');
+  if (raw.length % ENTRY !== 0) return undefined;
+  const out = [];
+  for (let at = 0; at < raw.length; at += ENTRY) {
+    out.push({
+      key: raw.subarray(at, at + KEY),
+      size: raw.readUInt32BE(at + KEY),
+      crc: raw.readUInt32BE(at + KEY + 4),
+      hash: raw.subarray(at + KEY + 8, at + ENTRY),
+    });
+  }
+  return out;
+}
