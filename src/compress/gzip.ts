@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { readAhead } from './chunks.js';
@@ -26,8 +26,8 @@ const FINAL_BLOCK = Buffer.from([0x03, 0x00]);
 export interface ReusedBlock {
   bytes: Buffer;
   crc: number;
-  /** sha256 of `bytes`, first 16 bytes (as the block map holds it). */
-  hash: Buffer;
+  /** CRC-32 of `bytes` (as the block map holds it). */
+  check: number;
 }
 
 /** Where compressed blocks seen before can be found (stitch.ts): by block key. */
@@ -40,8 +40,10 @@ export interface WrittenBlock {
   key: Buffer;
   /** Compressed size. */
   size: number;
+  /** CRC-32 of the block's input. */
   crc: number;
-  hash: Buffer;
+  /** CRC-32 of its compressed bytes: a copy of them is checked against it. */
+  check: number;
 }
 
 export interface GzipHooks {
@@ -93,8 +95,8 @@ export async function* gzipBlocks(
   const window = running * 2;
   interface Job {
     finished: boolean;
-    out: Promise<{ bytes: Buffer[]; crc: number; hash?: Buffer }>;
-    key: Buffer;
+    key: () => Buffer;
+    out: Promise<{ bytes: Buffer[]; crc: number; check?: number }>;
     length: number;
   }
   const inflight: Job[] = [];
@@ -107,8 +109,13 @@ export async function* gzipBlocks(
   const spec = blockKeySpec(opts);
 
   const dispatch = (block: Buffer) => {
-    const key = blockKey(spec, dictionary, block);
-    const job: Job = { finished: false, out: compressBlock(block, dictionary, key, opts.level, hooks.reuse), key, length: block.length };
+    const dict = dictionary;
+    let key: Buffer | undefined;
+    const out = blockKey(spec, dict, block).then(async (k) => {
+      key = k;
+      return compressBlock(block, dict, k, opts.level, hooks.reuse);
+    });
+    const job: Job = { finished: false, out, key: () => key!, length: block.length };
     busy++;
     const settle = () => {
       job.finished = true;
@@ -152,7 +159,7 @@ export async function* gzipBlocks(
         if (hooks.onBlock) {
           let size = 0;
           for (const b of done.bytes) size += b.length;
-          hooks.onBlock({ key: head.key, size, crc: done.crc, hash: done.hash ?? rangeHash(done.bytes) });
+          hooks.onBlock({ key: head.key(), size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
         }
         yield* done.bytes;
       } else {
@@ -175,19 +182,22 @@ async function* toAsync<T>(source: AsyncIterable<T> | Iterable<T>): AsyncGenerat
 
 /**
  * What decides a block's compressed bytes, hashed: the format and zlib settings (spec), the
- * dictionary, the block. Two blocks with one key deflate to the same bytes.
+ * dictionary, the block. Two blocks with one key deflate to the same bytes. The block's own
+ * sha256 is taken on the thread pool (WebCrypto's digest runs there), off the main thread, which
+ * tars, hashes the diffid and the digest, and is the busier side of a cold build.
  */
-export function blockKey(spec: string, dictionary: Buffer, block: Buffer): Buffer {
+export async function blockKey(spec: string, dictionary: Buffer, block: Buffer): Promise<Buffer> {
+  const inner = Buffer.from(await webcrypto.subtle.digest('SHA-256', block));
   const len = Buffer.alloc(4);
   len.writeUInt32BE(dictionary.length);
-  return createHash('sha256').update(spec).update('\0').update(len).update(dictionary).update(block).digest();
+  return createHash('sha256').update(spec).update('\0').update(len).update(dictionary).update(inner).digest();
 }
 
-/** sha256 of a block's compressed bytes, first 16 bytes: checks a copied range (stitch.ts). */
-export function rangeHash(bytes: readonly Buffer[]): Buffer {
-  const h = createHash('sha256');
-  for (const b of bytes) h.update(b);
-  return h.digest().subarray(0, 16);
+/** CRC-32 of a block's compressed bytes: what a copy of them is checked against (stitch.ts). */
+export function rangeCheck(bytes: readonly Buffer[]): number {
+  let c = 0;
+  for (const b of bytes) c = zlib.crc32(b, c);
+  return c >>> 0;
 }
 
 async function compressBlock(
@@ -196,11 +206,11 @@ async function compressBlock(
   key: Buffer,
   level: number,
   reuse: BlockSource | undefined,
-): Promise<{ bytes: Buffer[]; crc: number; hash?: Buffer }> {
+): Promise<{ bytes: Buffer[]; crc: number; check?: number }> {
   const found = await reuse?.find(key, block.length);
   if (found) {
     traceAdd('gzip.reused', block.length);
-    return { bytes: [found.bytes], crc: found.crc, hash: found.hash };
+    return { bytes: [found.bytes], crc: found.crc, check: found.check };
   }
   traceAdd('gzip.in', block.length);
   const bytes = await deflateBlock(block, dictionary, level);

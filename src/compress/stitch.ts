@@ -2,15 +2,15 @@ import { blockMapKey, recentLayersKey } from '../cache/keys.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
 import { traceAdd } from '../util/trace.js';
-import { GZIP_HEADER, rangeHash, type BlockSource, type ReusedBlock, type WrittenBlock } from './gzip.js';
+import { GZIP_HEADER, rangeCheck, type BlockSource, type ReusedBlock, type WrittenBlock } from './gzip.js';
 
 /**
- * Block maps: for each compressed layer, the key, compressed size, CRC-32 and a hash of each of its
- * deflate blocks (gzip.ts), in order, so a later layer can copy a block it shares with this one
+ * Block maps: for each compressed layer, the key, compressed size and the CRC-32s of the input and
+ * of the compressed bytes of each of its deflate blocks (gzip.ts), in order, so a later layer can copy a block it shares with this one
  * from this layer's blob instead of deflating it. The copy is the same bytes deflate would give
  * (the key says so), so an incremental layer is byte for byte a cold one.
  *
- * A map is an index record beside the layer (keys.ts, blockMapKey), about 75 bytes a block; none
+ * A map is an index record beside the layer (keys.ts, blockMapKey), about 60 bytes a block; none
  * is kept where it would take more than 1% of the layer's size. Which maps a new layer reads: those
  * of the last RECENT layers of its lineage (the same namespace and destination).
  */
@@ -18,9 +18,8 @@ import { GZIP_HEADER, rangeHash, type BlockSource, type ReusedBlock, type Writte
 /** Version of the map's encoding. */
 const MAP_FORMAT = 1;
 const KEY = 32;
-const HASH = 16;
-/** key, compressed size (u32), CRC-32 (u32), hash of the compressed bytes */
-const ENTRY = KEY + 4 + 4 + HASH;
+/** key, compressed size, CRC-32 of the input, CRC-32 of the compressed bytes (u32s) */
+const ENTRY = KEY + 4 + 4 + 4;
 /** Layers of one lineage whose blocks a new one may copy, unless the caller says otherwise. */
 const RECENT = 4;
 /** Bound on what a record may list, whatever the caller asks. */
@@ -47,7 +46,7 @@ interface Located {
   offset: number;
   size: number;
   crc: number;
-  hash: Buffer;
+  check: number;
 }
 
 // One update at a time per lineage in this process: a publish builds an image's layers at once.
@@ -86,7 +85,7 @@ export class LayerBlocks implements BlockSource {
       for (const e of entries) {
         const k = e.key.toString('hex');
         // Newest layer first: its copy of a block wins.
-        if (!self.index.has(k)) self.index.set(k, { digest, offset, size: e.size, crc: e.crc, hash: e.hash });
+        if (!self.index.has(k)) self.index.set(k, { digest, offset, size: e.size, crc: e.crc, check: e.check });
         offset += e.size;
       }
     }
@@ -95,14 +94,14 @@ export class LayerBlocks implements BlockSource {
 
   /**
    * The compressed bytes of a block with this key from an earlier layer, checked against the map's
-   * hash; undefined when no layer had it, or its layer is gone or does not match (then the block
+   * CRC-32 of them (what gzip itself trusts to find damage); undefined when no layer had it, or its layer is gone or does not match (then the block
    * is deflated, and a corrupt layer is checked whole and dropped).
    */
   async find(key: Buffer): Promise<ReusedBlock | undefined> {
     const at = this.index.get(key.toString('hex'));
     if (!at || this.bad.has(at.digest)) return undefined;
     const bytes = await this.cache.readBlobRange(at.digest, at.offset, at.size);
-    if (bytes && rangeHash([bytes]).equals(at.hash)) return { bytes, crc: at.crc, hash: at.hash };
+    if (bytes && rangeCheck([bytes]) === at.check) return { bytes, crc: at.crc, check: at.check };
     if (this.bad.has(at.digest)) return undefined;
     this.bad.add(at.digest);
     if (!bytes) {
@@ -156,12 +155,12 @@ function encodeEntries(blocks: readonly WrittenBlock[]): string {
     b.key.copy(out, at);
     out.writeUInt32BE(b.size, at + KEY);
     out.writeUInt32BE(b.crc >>> 0, at + KEY + 4);
-    b.hash.copy(out, at + KEY + 8, 0, HASH);
+    out.writeUInt32BE(b.check >>> 0, at + KEY + 8);
   });
   return out.toString('base64');
 }
 
-function decodeMap(m: unknown, spec: string): { key: Buffer; size: number; crc: number; hash: Buffer }[] | undefined {
+function decodeMap(m: unknown, spec: string): { key: Buffer; size: number; crc: number; check: number }[] | undefined {
   const rec = m as Partial<MapRecord> | null | undefined;
   if (!rec || rec.v !== MAP_FORMAT || rec.spec !== spec || typeof rec.blocks !== 'string') return undefined;
   const raw = Buffer.from(rec.blocks, 'base64');
@@ -172,7 +171,7 @@ function decodeMap(m: unknown, spec: string): { key: Buffer; size: number; crc: 
       key: raw.subarray(at, at + KEY),
       size: raw.readUInt32BE(at + KEY),
       crc: raw.readUInt32BE(at + KEY + 4),
-      hash: raw.subarray(at + KEY + 8, at + ENTRY),
+      check: raw.readUInt32BE(at + KEY + 8),
     });
   }
   return out;
