@@ -14,13 +14,14 @@
  * - `registry`: a registry answered with an error; `auth`: it refused the credentials;
  *   `credentials`: the credentials could not be read (docker config, credential helper).
  * - `cache`: the cache folder cannot be used as one; `gc-locked`: another gc is running.
+ * - `cache-check`: --cache-check rebuilt what the registry cache answered and got other bytes.
  * - `fs`: a file outside the cache cannot be read or written.
  * - `internal`: a bug (only the CLI uses it, for anything that is not a KocacheError).
  */
 export type ErrorCode =
   | 'usage' | 'input' | 'reference' | 'platform' | 'invalid-digest' | 'digest-mismatch'
   | 'archive' | 'layout' | 'base' | 'offline' | 'not-found' | 'unreachable' | 'tls'
-  | 'registry' | 'auth' | 'credentials' | 'cache' | 'gc-locked' | 'fs' | 'internal';
+  | 'registry' | 'auth' | 'credentials' | 'cache' | 'cache-check' | 'gc-locked' | 'fs' | 'internal';
 
 /**
  * Errors a user can act on. The CLI prints `kocache: <message>` on one line and exits non-zero;

@@ -1,6 +1,7 @@
 import type { CacheStore } from '../cache/store.js';
 import type { GzipOptions } from '../compress/options.js';
 import { buildLayer } from '../layer/build.js';
+import type { LayerTier } from '../layer/tier.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { Platform } from '../oci/platform.js';
 import { type AppendLayer, type AssemblyBase, assembleIndex, assembleManifest } from './assemble.js';
@@ -31,6 +32,8 @@ export interface BuildImageOptions {
    */
   onLayer?: (e: { platform: Platform; spec: string; descriptor: Descriptor; cached: boolean }) => void;
   onBytes?: (n: number) => void;
+  /** The registry cache, behind the local one (src/layer/tier.ts). */
+  tier?: LayerTier | undefined;
 }
 
 /** Builds every layer of one platform through the cache, in parallel, and assembles its image. */
@@ -45,6 +48,7 @@ export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOption
         gzip: o.gzip,
         warn: o.warn,
         onBytes: o.onBytes,
+        tier: o.tier,
       });
       o.onLayer?.({ platform: plan.platform, spec, descriptor: r.descriptor, cached: r.cached });
       return { descriptor: r.descriptor, diffid: r.diffid, spec };

@@ -11,6 +11,7 @@ import { fingerprint } from './fingerprint.js';
 import { readGoBuildId } from './gobuildid.js';
 import type { LayerSource } from './source.js';
 import { StatCache } from './statcache.js';
+import { type LayerTier, checkTierAnswer } from './tier.js';
 import { tarSpec, type TarOptions } from './tarspec.js';
 import { walkSource, type SourceEntry } from './walk.js';
 
@@ -27,6 +28,8 @@ export interface BuildLayerOptions {
   warn?: (message: string) => void;
   /** Uncompressed bytes read from the source, for progress. */
   onBytes?: (n: number) => void;
+  /** A cache behind the local one (the registry cache): asked after a local miss, told every layer. */
+  tier?: LayerTier | undefined;
 }
 
 export interface LayerResult {
@@ -35,6 +38,8 @@ export interface LayerResult {
   buildId: string;
   /** True when the cache answered and no tar or gzip ran. */
   cached: boolean;
+  /** True when the registry cache answered (`cached` too). */
+  remote?: boolean;
 }
 
 /** What the build-id record holds. */
@@ -89,7 +94,8 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     return { descriptor, diffid, buildId, cached: false };
   };
 
-  if (known === undefined && !hasBuilt(cache.dir, namespace)) {
+  // With a registry cache a fresh cache can still hit: the tree is fingerprinted first.
+  if (known === undefined && !hasBuilt(cache.dir, namespace) && !opts.tier) {
     // Nothing was ever built under this namespace in this cache, so no build id can hit: instead
     // of reading and hashing the whole tree before tarring it, take each file's hash from the
     // bytes the tar writer reads. The tree is read once, and the hashing runs on the main thread
@@ -103,10 +109,24 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   }
 
   const buildId = known ?? idFromTree(cache.dir, source.src, entries, startedMs);
-  const hit = await lookup(cache, buildIdKey(namespace, buildId, spec), namespace, compression, opts.warn);
-  if (hit) return { ...hit, buildId, cached: true };
+  const idKey = buildIdKey(namespace, buildId, spec);
+  const hit = await lookup(cache, idKey, namespace, compression, opts.warn);
+  if (hit) {
+    opts.tier?.offer(idKey, compression, hit);
+    return { ...hit, buildId, cached: true };
+  }
+  const far = await opts.tier?.find(idKey, compression, MediaType.OciLayerGzip);
+  if (far && !opts.tier?.check) {
+    // Fetched into the store (a file output, `kocache build`): a plain local hit from now on.
+    const d = far.descriptor;
+    if ((await cache.blobSize(d.digest)) === d.size) await record(buildId, { digest: d.digest, size: d.size }, far.diffid);
+    return { ...far, buildId, cached: true, remote: true };
+  }
   const { blob, diffid } = await pack();
-  return record(buildId, blob, diffid);
+  if (far) checkTierAnswer(far, blob, diffid, idKey);
+  const built = await record(buildId, blob, diffid);
+  opts.tier?.offer(idKey, compression, built);
+  return built;
 }
 
 async function lookup(

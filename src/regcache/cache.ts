@@ -71,8 +71,8 @@ interface Memo {
  */
 export class RegistryCache {
   private clientP: Promise<RegistryClient> | undefined;
+  /** Repositories that failed as a whole this run (warned once): neither read nor written again. */
   private readonly down = new Set<string>();
-  private readonly writeDown = new Set<string>();
   private readonly pending: Promise<void>[] = [];
   private readonly configs = new Map<string, Promise<unknown>>();
   private readonly transfers: Limiter;
@@ -225,7 +225,7 @@ export class RegistryCache {
   }
 
   private writable(): Reference[] {
-    return this.o.repos.write.filter((r) => !this.writeDown.has(formatRepository(r)));
+    return this.o.repos.write.filter((r) => !this.down.has(formatRepository(r)));
   }
 
   /** The record's bytes, or undefined on a miss (404) or a repository that failed (warned once). */
@@ -326,8 +326,8 @@ export class RegistryCache {
   private background(repo: Reference, work: () => Promise<void>): void {
     const p = work().catch((err: unknown) => {
       const key = formatRepository(repo);
-      if (this.writeDown.has(key)) return;
-      this.writeDown.add(key);
+      if (this.down.has(key)) return;
+      this.down.add(key);
       this.o.warn(`registry cache ${key}: could not write records (${message(err)}); the image is not affected`);
     });
     this.pending.push(p);

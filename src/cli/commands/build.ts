@@ -4,8 +4,9 @@ import { parseLayerSource } from '../../layer/source.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
 import { formatBytes } from '../output.js';
+import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
 
-interface BuildArgs extends GlobalArgs {
+interface BuildArgs extends GlobalArgs, CacheRepoArgs {
   source: string;
   'import-path': string;
   platform: string;
@@ -16,7 +17,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
   command: 'build <source>',
   describe: 'Build one layer from SRC[:DEST] through the cache and print its descriptor as JSON',
   builder: (y: Argv) =>
-    globalOptions(y)
+    cacheRepoOptions(globalOptions(y))
       .positional('source', { type: 'string', demandOption: true, describe: 'File or directory, optionally :/destination/in/image' })
       .option('import-path', { type: 'string', demandOption: true, describe: 'What is being built (cache namespace), e.g. github.com/you/app' })
       .option('platform', { type: 'string', default: 'linux/amd64', describe: 'OS/ARCH[/VARIANT] the layer is for' })
@@ -25,7 +26,11 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
   handler: async (args) => {
     const platform = parsePlatform(args.platform);
     const source = parseLayerSource(args.source);
+    const repos = cacheReposFrom(args);
     const ctx = makeContext(args);
+    // The registry cache is loaded only when asked for: a plain local hit must not load it.
+    const registryCache = repos && new (await import('../../regcache/cache.js')).RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs });
+    const tier = registryCache && (await import('../../regcache/layers.js')).layerTier(registryCache, { target: { kind: 'local' } });
     let read = 0;
     const layer = await buildLayer(source, {
       cache: ctx.cache,
@@ -35,6 +40,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       mtime: sourceDateEpoch(),
       gzip: ctx.gzip,
       warn: (m) => ctx.out.warn(m),
+      tier,
       onBytes: (n) => {
         read += n;
         ctx.out.progress(() => `building layer: ${formatBytes(read)} read`);
@@ -46,6 +52,8 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       size: layer.descriptor.size,
       diffid: layer.diffid,
       cached: layer.cached,
+      ...(layer.remote ? { remote: true } : {}),
     });
+    await registryCache?.close();
   },
 };

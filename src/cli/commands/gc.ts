@@ -1,10 +1,14 @@
 import type { Argv, CommandModule } from 'yargs';
 import { collectGarbage, type GcReport } from '../../cache/gc.js';
-import { usageError } from '../../errors.js';
+import { KocacheError, usageError } from '../../errors.js';
+import { parseCacheRepo } from '../cache-repo.js';
+import { Output } from '../output.js';
 import { type GlobalArgs, globalOptions, makeContext } from '../context.js';
 import { formatBytes } from '../output.js';
 
 interface GcArgs extends GlobalArgs {
+  'cache-repo'?: string | undefined;
+  'insecure-registry'?: string | string[] | undefined;
   'max-size'?: string | undefined;
   'max-age'?: string | undefined;
   verify?: boolean | undefined;
@@ -57,11 +61,15 @@ export const gcCommand: CommandModule<object, GcArgs> = {
       .option('max-age', { type: 'string', describe: 'Remove content not used for this long (30d, 12h, 90m)' })
       .option('verify', { type: 'boolean', default: false, describe: 'Re-hash all content and drop corrupt blobs (reads the whole cache)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'Report what would be removed; change nothing' })
+      .option('cache-repo', { type: 'string', describe: 'Prune this registry cache (REGISTRY/REPO) instead: records older than --max-age are deleted' })
+      .option('insecure-registry', { type: 'string', describe: 'With --cache-repo: HOST[:PORT] reached over plain HTTP (loopback always is)' })
+      .example('$0 gc --cache-repo ghcr.io/you/kocache --max-age 30d', 'delete registry cache records not written for 30 days')
       .example('$0 gc --max-size 5GiB --max-age 30d', '')
       .example('$0 gc --dry-run --max-size 500MB --json', '') as unknown as Argv<GcArgs>,
   handler: async (args) => {
     const maxSize = args['max-size'] === undefined ? undefined : parseSize(args['max-size']);
     const maxAge = args['max-age'] === undefined ? undefined : parseDuration(args['max-age']);
+    if (args['cache-repo'] !== undefined) return remoteGc(args, maxAge);
     const ctx = makeContext(args, { lease: false });
     const report = await collectGarbage(ctx.cache, { maxSize, maxAge, verify: args.verify, dryRun: args['dry-run'] });
     if (maxSize !== undefined && report.sizeAfter > maxSize) {
@@ -86,4 +94,31 @@ function summary(r: GcReport): string {
   lines.push(`gc: ${verb} ${parts.join(', ')}; ${formatBytes(r.bytesFreed)} freed; cache ${formatBytes(r.sizeBefore)} -> ${formatBytes(r.sizeAfter)}`
     + (r.liveLeases > 0 ? ` (${r.liveLeases} running command${r.liveLeases === 1 ? '' : 's'} protected ${formatBytes(r.protectedBytes)})` : ''));
   return lines.join('\n');
+}
+
+/** `gc --cache-repo R --max-age D`: prunes the registry cache R; the local cache is left alone. */
+async function remoteGc(args: GcArgs, maxAge: number | undefined): Promise<void> {
+  if (Array.isArray(args['cache-repo'])) throw usageError('--cache-repo given more than once: prune one registry cache at a time');
+  if (maxAge === undefined) throw usageError('gc --cache-repo needs --max-age: records not written for that long are deleted (e.g. --max-age 30d)');
+  if (args['max-size'] !== undefined || args.verify) throw usageError('--max-size and --verify are for the local cache, not with --cache-repo');
+  const repo = parseCacheRepo(String(args['cache-repo']), 'cache-repo');
+  const out = new Output({ json: Boolean(args.json), quiet: Boolean(args.quiet) });
+  const insecure = args['insecure-registry'] === undefined ? [] : (Array.isArray(args['insecure-registry']) ? args['insecure-registry'] : [args['insecure-registry']]).map(String);
+  const { RegistryClient } = await import('../../remote/client.js');
+  const { collectRegistryGarbage } = await import('../../regcache/gc.js');
+  const client = new RegistryClient({ insecureRegistries: insecure, warn: (m) => out.warn(m) });
+  try {
+    const r = await collectRegistryGarbage(client, repo, { maxAgeMs: maxAge, dryRun: Boolean(args['dry-run']) });
+    if (r.deletesDisabled) {
+      throw new KocacheError('registry', `${r.repository} does not allow deletes (distribution: set storage.delete.enabled); ${r.expired.length} of ${r.records} records are older than --max-age ${args['max-age']} and were left`);
+    }
+    const verb = r.dryRun ? 'would delete' : 'deleted';
+    const lines = r.expired.map((e) => `${verb} ${e.kind} record ${e.tag} (written ${e.created.slice(0, 10)})`);
+    lines.push(`gc: ${r.repository}: ${verb} ${r.dryRun ? r.expired.length : r.deleted} of ${r.records} records older than ${args['max-age']}`
+      + (r.skipped ? `; ${r.skipped} unreadable or foreign ${r.skipped === 1 ? 'tag' : 'tags'} left alone` : '')
+      + (r.dryRun ? '' : '; the registry\'s garbage collection frees their blobs (docs/registry-cache.md)'));
+    out.result(r, lines.join('\n'));
+  } finally {
+    await client.close();
+  }
 }

@@ -17,13 +17,17 @@ import { RegistryClient } from '../../remote/client.js';
 import { BlobPusher } from '../../remote/blob-pusher.js';
 import { isForeign, pushImage, targetDigest } from '../../remote/push.js';
 import { writeDockerArchive } from '../../tarball/write.js';
+import type { Descriptor } from '../../oci/descriptor.js';
+import { type CacheRepos, RegistryCache } from '../../regcache/cache.js';
+import { layerTier } from '../../regcache/layers.js';
+import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
 import { type Context, type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
 import { formatBytes } from '../output.js';
 
 /** A flag given once is a string, given several times an array; both mean a list. */
 type Many = string | string[] | undefined;
 
-interface PublishArgs extends GlobalArgs {
+interface PublishArgs extends GlobalArgs, CacheRepoArgs {
   sources: string[];
   base: string;
   repo?: string | undefined;
@@ -54,7 +58,7 @@ export const publishCommand: CommandModule<object, PublishArgs> = {
   command: 'publish <sources..>',
   describe: 'Build layers through the cache onto a base image and push the image (or write it as an OCI layout or docker-archive)',
   builder: (y: Argv) =>
-    globalOptions(y)
+    cacheRepoOptions(globalOptions(y))
       .positional('sources', {
         type: 'string',
         array: true,
@@ -74,6 +78,7 @@ export const publishCommand: CommandModule<object, PublishArgs> = {
       .option('output', { type: 'string', describe: 'Write instead of pushing: oci:DIR (OCI image layout) or docker-archive:FILE (docker load)' })
       .option('offline', { type: 'boolean', default: false, describe: 'Take the base from the cache only; never contact its registry' })
       .option('insecure-registry', { type: 'string', describe: 'HOST[:PORT] reached over plain HTTP, repeatable (loopback always is)' })
+      .example('$0 publish ./out/app:/app --base scratch --repo ghcr.io/you/app:v1 --cache-repo ghcr.io/you/kocache', 'share the cache with every runner')
       .example('$0 publish ./out/app:/app --base scratch --entrypoint /app --output oci:./image', 'no registry at all')
       .example('$0 publish ./dist/app_{os}_{arch}:/usr/local/bin/app --base gcr.io/distroless/static --repo ghcr.io/you/app:v1 --platform linux/amd64 --platform linux/arm64 --entrypoint /usr/local/bin/app', '') as unknown as Argv<PublishArgs>,
   handler: async (args) => {
@@ -94,6 +99,8 @@ interface PublishRequest {
   overrides: ConfigOverrides;
   offline: boolean;
   insecure: string[];
+  /** The registry cache (--cache-repo, --cache-from, --cache-to, KOCACHE_REPO), if any. */
+  cacheRepos: CacheRepos | undefined;
   /** SOURCE_DATE_EPOCH (or 0): layer mtimes, config and history times, archive entry times. */
   epoch: number;
   plans: Omit<PlatformPlan, 'base'>[];
@@ -151,6 +158,7 @@ function parseRequest(args: PublishArgs): PublishRequest {
     base, repo, output, platforms, specs, importPath, overrides, plans,
     offline: Boolean(args.offline),
     insecure: list(args['insecure-registry']),
+    cacheRepos: cacheReposFrom(args),
     epoch: sourceDateEpoch(),
   };
 }
@@ -176,6 +184,16 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
     for (const base of pusher ? bases : []) {
       for (const layer of base.layers) if (!isForeign(layer)) void pusher!.push(layer);
     }
+    // The registry cache: a layer it answers is mounted (or copied) into the target while it is
+    // looked up, and the push is told so; records are written in the background, each after its
+    // layer's push, and waited for only once the image is delivered.
+    const registryCache = req.cacheRepos
+      ? new RegistryCache({ repos: req.cacheRepos, cache: ctx.cache, warn, jobs: ctx.jobs, insecureRegistries: req.insecure })
+      : undefined;
+    const tier = registryCache && layerTier(registryCache, {
+      target: pusher ? { kind: 'registry', repo: req.repo!, settle: (d, o) => pusher.settle(d, o) } : { kind: 'local' },
+      ...(pusher ? { pushed: (d: Descriptor) => pusher.push(cachedBlob(ctx.cache, d)) } : {}),
+    });
     let read = 0;
     let built = 0;
     const building = buildImage(
@@ -188,6 +206,7 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
         overrides: req.overrides,
         gzip: ctx.gzip,
         warn,
+        tier,
         onBytes: (n) => {
           read += n;
           out.progress(() => `building layers: ${formatBytes(read)} read`);
@@ -207,6 +226,9 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
     const total = req.plans.length * req.specs.length;
     // Said only once the image is delivered: on failure the error is the one line on stderr.
     await deliver(req, ctx, image, client, `layers ${built} built, ${total - built} cached`, pusher, current);
+    // The image is out and said; the cache records still being written are waited for now (a
+    // failure among them was a warning). On a failed publish they are not: the process ends.
+    await registryCache?.close();
   } finally {
     await client?.close();
   }
