@@ -215,33 +215,40 @@ export class BlockCutter {
   private readonly cuts = new TarCuts();
   buffer: Buffer;
   length = 0;
+  /** Below this length the rule has nothing to decide (TarCuts.room): commits skip it. */
+  private check: number;
 
   constructor(private readonly pool?: BlockPool) {
     this.buffer = this.fresh();
+    this.check = this.cuts.room(0);
   }
 
   room(): number {
-    return Math.min(this.cuts.room(this.length), this.buffer.length - this.length);
+    return Math.min(this.check - this.length, this.buffer.length - this.length);
   }
 
   commit(n: number): Buffer[] {
     this.length += n;
+    if (this.length < this.check) return NONE;
     const out: Buffer[] = [];
     for (;;) {
       const c = this.cuts.cut(this.buffer.subarray(0, this.length));
-      if (c === 0) return out;
+      if (c === 0) break;
       out.push(this.split(c));
     }
+    this.check = this.length + this.cuts.room(this.length);
+    return out;
   }
 
   write(bytes: Uint8Array): Buffer[] {
-    const out: Buffer[] = [];
+    let out = NONE;
     let off = 0;
     while (off < bytes.byteLength) {
       const n = Math.min(this.room(), bytes.byteLength - off);
       this.buffer.set(bytes.subarray(off, off + n), this.length);
       off += n;
-      out.push(...this.commit(n));
+      const done = this.commit(n);
+      if (done.length > 0) out = out === NONE ? done : out.concat(done);
     }
     return out;
   }
@@ -273,6 +280,8 @@ export class BlockCutter {
     return this.pool ? this.pool.take() : Buffer.allocUnsafeSlow(BLOCK_CAPACITY);
   }
 }
+
+const NONE: Buffer[] = [];
 
 /** A byte stream cut into blocks by the rule (for input that was not written by tar.ts). */
 export async function* cutBlocks(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Buffer> {

@@ -1,4 +1,4 @@
-import { createHash, webcrypto } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { readAhead } from './chunks.js';
@@ -95,7 +95,7 @@ export async function* gzipBlocks(
   const window = running * 2;
   interface Job {
     finished: boolean;
-    key: () => Buffer;
+    key: Buffer;
     out: Promise<{ bytes: Buffer[]; crc: number; check?: number }>;
     length: number;
   }
@@ -109,13 +109,8 @@ export async function* gzipBlocks(
   const spec = blockKeySpec(opts);
 
   const dispatch = (block: Buffer) => {
-    const dict = dictionary;
-    let key: Buffer | undefined;
-    const out = blockKey(spec, dict, block).then(async (k) => {
-      key = k;
-      return compressBlock(block, dict, k, opts.level, hooks.reuse);
-    });
-    const job: Job = { finished: false, out, key: () => key!, length: block.length };
+    const key = blockKey(spec, dictionary, block);
+    const job: Job = { finished: false, out: compressBlock(block, dictionary, key, opts.level, hooks.reuse), key, length: block.length };
     busy++;
     const settle = () => {
       job.finished = true;
@@ -159,7 +154,7 @@ export async function* gzipBlocks(
         if (hooks.onBlock) {
           let size = 0;
           for (const b of done.bytes) size += b.length;
-          hooks.onBlock({ key: head.key(), size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
+          hooks.onBlock({ key: head.key, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
         }
         yield* done.bytes;
       } else {
@@ -182,15 +177,13 @@ async function* toAsync<T>(source: AsyncIterable<T> | Iterable<T>): AsyncGenerat
 
 /**
  * What decides a block's compressed bytes, hashed: the format and zlib settings (spec), the
- * dictionary, the block. Two blocks with one key deflate to the same bytes. The block's own
- * sha256 is taken on the thread pool (WebCrypto's digest runs there), off the main thread, which
- * tars, hashes the diffid and the digest, and is the busier side of a cold build.
+ * dictionary, the block. Two blocks with one key deflate to the same bytes. (WebCrypto's digest
+ * would hash on the thread pool, but its per-call overhead cost more CPU than the hashing.)
  */
-export async function blockKey(spec: string, dictionary: Buffer, block: Buffer): Promise<Buffer> {
-  const inner = Buffer.from(await webcrypto.subtle.digest('SHA-256', block));
+export function blockKey(spec: string, dictionary: Buffer, block: Buffer): Buffer {
   const len = Buffer.alloc(4);
   len.writeUInt32BE(dictionary.length);
-  return createHash('sha256').update(spec).update('\0').update(len).update(dictionary).update(inner).digest();
+  return createHash('sha256').update(spec).update('\0').update(len).update(dictionary).update(block).digest();
 }
 
 /** CRC-32 of a block's compressed bytes: what a copy of them is checked against (stitch.ts). */
