@@ -1,4 +1,5 @@
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { DEFAULT_GZIP } from '../src/compress/gzip.js';
 import { pairMedians, timeShell, RUNS, type Row } from './harness.js';
@@ -32,11 +33,34 @@ export function layerRows(cli: string, tree: string, work: string, jobs: number)
   rmSync(hitEnv.KOCACHE, { recursive: true, force: true });
   timeShell(build, hitEnv);
   const [hit, coldBeside] = pairMedians(Math.max(RUNS, 9), () => timeShell(build, hitEnv), () => timeShell(build, env), undefined, wipe);
+  // One file changed since the last build (a line appended to a small file, a new one each run):
+  // a miss that copies every compressed block but those around the file. A copy of the tree, so
+  // the fixture stays as it is for other rows; paired with cold builds of the same edited tree.
+  const edited = join(work, 'tree-edit');
+  rmSync(edited, { recursive: true, force: true });
+  execFileSync('cp', ['-a', tree, edited]);
+  const editBuild = `${cli} build ${edited}:/app --import-path bench/edit --jobs ${jobs} > /dev/null`;
+  const editEnv = { KOCACHE: join(work, 'cache-edit') };
+  const editCold = { KOCACHE: join(work, 'cache-edit-cold') };
+  rmSync(editEnv.KOCACHE, { recursive: true, force: true });
+  timeShell(editBuild, editEnv);
+  let edit = 0;
+  const editOne = () => appendFileSync(join(edited, editTarget(edited)), `// edit ${edit++}\n`);
+  const [incremental, coldEdited] = pairMedians(RUNS, () => timeShell(editBuild, editEnv), () => timeShell(editBuild, editCold), editOne, () => rmSync(editCold.KOCACHE, { recursive: true, force: true }));
   const sizeNote = `layer ${(result.size / 1e6).toFixed(1)} MB, gzip -6 ${(gzSize / 1e6).toFixed(1)} MB (${(((result.size - gzSize) / gzSize) * 100).toFixed(2)}%)`;
   return [
     { what: `cold layer build (level ${DEFAULT_GZIP.level}, tar+gzip into the cache)`, kocache: cold, baselineName: 'tar | gzip -6', baseline: gzip, note: sizeNote },
     { what: `cold layer build (level ${DEFAULT_GZIP.level})`, kocache: cold2, baselineName: `tar | pigz -6 -p ${jobs}`, baseline: pigz, note: 'goal <= 1.0x pigz' },
     { what: 'cold layer build, --level 6', kocache: cold6, baselineName: `tar | pigz -6 -p ${jobs}`, baseline: pigz6, note: 'like for like' },
     { what: 'cache hit, unchanged tree (incl. Node start-up)', kocache: hit, baselineName: 'kocache cold build', baseline: coldBeside, note: 'goal <= 0.1x; runs paired' },
+    { what: 'one-file edit of the tree (blocks copied from the last build)', kocache: incremental, baselineName: 'kocache cold build', baseline: coldEdited, note: 'goal <= 0.25x; runs paired' },
   ];
+}
+
+/** The first small file of the bench tree (makeTree), relative to its root. */
+function editTarget(tree: string): string {
+  const lib = join('lib', 'pkg0', 'mod0');
+  const name = execFileSync('ls', [join(tree, lib)]).toString().split('\n').find((f) => f.endsWith('.txt'));
+  if (!name) throw new Error(`no file to edit under ${join(tree, lib)}`);
+  return join(lib, name);
 }

@@ -11,7 +11,8 @@ import { registryRows } from './registry-rows.js';
 
 // `npm run bench`: every row is kocache beside the tool a user would otherwise run, on the same
 // input, in the same run, with the ratio. BENCH_SIZE_MB (tree, default 100), BENCH_ARCHIVE_MB
-// (default 300), BENCH_ARCHIVE_LAYERS (default 50), BENCH_RUNS (default 3).
+// (default 300), BENCH_ARCHIVE_LAYERS (default 50), BENCH_NODE_MODULES_MB (default 500), BENCH_RUNS
+// (default 3).
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 // The command as npm installs it: the shell launcher, which starts Node.
@@ -21,6 +22,7 @@ const sizeMb = Number(process.env.BENCH_SIZE_MB ?? 100);
 const jobs = availableParallelism();
 const archiveMb = Number(process.env.BENCH_ARCHIVE_MB ?? 300);
 const archiveLayers = Number(process.env.BENCH_ARCHIVE_LAYERS ?? 50);
+const nodeModulesMb = Number(process.env.BENCH_NODE_MODULES_MB ?? 500);
 
 async function main(): Promise<void> {
   mkdirSync(work, { recursive: true });
@@ -37,7 +39,7 @@ async function main(): Promise<void> {
   log('layer builds...');
   const layers = layerRows(cli, tree, work, jobs);
   log('registry: publish and archive push...');
-  const registry = await registryRows(cli, tree, work, archiveMb, archiveLayers);
+  const registry = await registryRows(cli, tree, work, archiveMb, archiveLayers, nodeModulesMb);
   log('compression...');
   rows.push(...(await compressionRows(tarPath, jobs)), ...layers, ...registry);
   const table = renderTable(rows);
