@@ -11,6 +11,7 @@ import { crc32Combine } from '../src/compress/crc32.js';
 import { TarCuts } from '../src/compress/cuts.js';
 import { gzipStream } from '../src/compress/gzip.js';
 import { buildLayer } from '../src/layer/build.js';
+import { LayerCompressor } from '../src/tarball/compressor.js';
 import { parseLayerSource } from '../src/layer/source.js';
 import { parsePlatform } from '../src/oci/platform.js';
 import { traceSnapshot } from '../src/util/trace.js';
@@ -253,4 +254,27 @@ test('crc32Combine joins CRCs as zlib.crc32 of the joined bytes', async () => {
     const y = noise(rand, b + 4).subarray(0, b);
     assert.equal(crc32Combine(crc32(x), crc32(y), b), crc32(Buffer.concat([x, y])), `${a}+${b}`);
   }
+});
+
+test('archive layers compressed from their tar copy blocks from earlier archive layers, byte-identical to a cold compression', async () => {
+  const dir = tempDir();
+  const rand = rng(13);
+  const src = makeTree(dir, rand);
+  const tarOf = () => execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '-C', src, '-cf', '-', '.'], { maxBuffer: 1 << 30 });
+  const compress = async (cache: CacheStore, tar: Buffer) => {
+    const stored = await cache.writeBlob((async function* () { yield tar; })());
+    const before = traceSnapshot();
+    const descriptor = await new LayerCompressor({ cache, gzip: { level: 5, jobs: 2 }, jobs: 1 }).finish({ diffid: stored.digest, size: stored.size });
+    const after = traceSnapshot();
+    return { descriptor, reused: (after['gzip.reused'] ?? 0) - (before['gzip.reused'] ?? 0), deflated: (after['gzip.in'] ?? 0) - (before['gzip.in'] ?? 0) };
+  };
+  const cache = new CacheStore(join(dir, 'cache'));
+  const first = await compress(cache, tarOf());
+  assert.equal(first.reused, 0);
+  writeFileSync(join(src, 'pkg7', 'lib2', 'f7.js'), text(rand, 4000));
+  const tar = tarOf();
+  const inc = await compress(cache, tar);
+  const cold = await compress(new CacheStore(join(dir, 'cold')), tar);
+  assert.equal(inc.descriptor.digest, cold.descriptor.digest);
+  assert.ok(inc.deflated <= 6 * MiB && inc.reused >= tar.length - 6 * MiB, `deflated ${inc.deflated}, reused ${inc.reused} of ${tar.length}`);
 });
