@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { abandonTempFile } from '../util/tmpfile.js';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -12,6 +12,7 @@ import type { ImageIndex } from '../oci/manifest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { bytesBlob } from '../image/blobs.js';
 import { runBounded } from '../util/limit.js';
+import { describeMismatch, matches, verify } from '../util/verify.js';
 
 /** image-spec annotation naming an index.json entry; `skopeo copy oci:DIR:<name>` selects by it. */
 export const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -129,23 +130,17 @@ async function writeBlobFile(blobDir: string, blob: BlobSource): Promise<{ newPa
   const state = await blobState(path, digest, size);
   if (state === 'intact') return undefined;
   const tmp = join(blobDir, `.tmp-${digestHex(digest).slice(0, 16)}-${randomBytes(6).toString('hex')}`);
-  const hash = createHash('sha256');
-  let n = 0;
   const out = createWriteStream(tmp);
   const failed = new Promise<never>((_, reject) => out.once('error', (e) => reject(fsError(e, tmp, 'write'))));
   failed.catch(() => undefined);
   try {
-    for await (const chunk of blob.open()) {
-      hash.update(chunk);
-      n += chunk.byteLength;
+    // Renamed into place only once verify has seen all of it match.
+    const bytes = verify(blob.open(), blob.descriptor, (m) => new KocacheError('digest-mismatch', `blob ${digest} came out as ${describeMismatch(m)}: not written`));
+    for await (const chunk of bytes) {
       if (!out.write(chunk)) await Promise.race([once(out, 'drain'), failed]);
     }
     out.end();
     await Promise.race([once(out, 'finish'), failed]);
-    const got = `sha256:${hash.digest('hex')}`;
-    if (got !== digest || n !== size) {
-      throw new KocacheError('digest-mismatch', `blob ${digest} came out as ${got} (${n} bytes, want ${size}): not written`);
-    }
     await rename(tmp, path);
     return state === 'absent' ? { newPath: path } : {};
   } catch (err) {
@@ -161,9 +156,7 @@ async function blobState(path: string, digest: Digest, size: number): Promise<'i
     if (errnoCode(err) === 'ENOENT') return 'absent';
     throw fsError(err, path, 'read');
   }
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return `sha256:${hash.digest('hex')}` === digest ? 'intact' : 'damaged';
+  return (await matches(createReadStream(path, { highWaterMark: 1 << 20 }), { digest, size })) ? 'intact' : 'damaged';
 }
 
 async function atomicWrite(path: string, bytes: Buffer): Promise<void> {

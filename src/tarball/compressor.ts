@@ -7,7 +7,7 @@ import type { DiffIdRecord } from '../layer/build.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
-import { limiter } from './limit.js';
+import { Limiter } from '../util/limit.js';
 
 /**
  * The compression label for gzip bytes that came in an archive as they were. They are not what
@@ -39,16 +39,16 @@ interface Made {
  */
 export class LayerCompressor {
   private readonly made = new Map<Digest, Promise<Made>>();
-  private readonly slot: <T>(task: () => Promise<T>) => Promise<T>;
+  private readonly slots: Limiter;
 
   constructor(private readonly opts: { cache: CacheStore; gzip: GzipOptions; jobs: number; warn?: ((m: string) => void) | undefined }) {
-    this.slot = limiter(Math.max(1, opts.jobs));
+    this.slots = new Limiter(Math.max(1, opts.jobs));
   }
 
   start(tar: LayerTar): Promise<Made> {
     let p = this.made.get(tar.diffid);
     if (!p) {
-      p = this.slot(() => this.make(tar));
+      p = this.slots.run(() => this.make(tar));
       // Awaited by finish; a speculative start that nobody finishes must not be an unhandled rejection.
       p.catch(() => undefined);
       this.made.set(tar.diffid, p);

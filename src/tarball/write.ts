@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { abandonTempFile } from '../util/tmpfile.js';
@@ -8,6 +8,7 @@ import tar from 'tar-stream';
 import { KocacheError, fsError } from '../errors.js';
 import type { BlobSource, PushableManifest } from '../image/pushable.js';
 import { digestHex } from '../oci/digest.js';
+import { describeMismatch, verify } from '../util/verify.js';
 
 /** One entry of a docker-archive's manifest.json, as `docker save` writes it. */
 export interface DockerArchiveEntry {
@@ -106,17 +107,9 @@ async function addBlob(pack: tar.Pack, header: EntryHeader, blob: BlobSource): P
   const sink = pack.entry(header, (err?: Error | null) => settle(err));
   // When the pack is torn down mid-entry the sink emits 'error' too; unheard, that would crash.
   sink.on('error', (err: Error) => settle(err));
-  const hash = createHash('sha256');
-  let n = 0;
-  for await (const chunk of blob.open()) {
-    n += chunk.byteLength;
-    if (n > size) break;
-    hash.update(chunk);
+  const bytes = verify(blob.open(), { digest, size }, (m) => new KocacheError('digest-mismatch', `blob ${digest} came out as ${describeMismatch(m)}: archive not written`));
+  for await (const chunk of bytes) {
     if (!sink.write(chunk)) await once(sink, 'drain');
-  }
-  const got = `sha256:${hash.digest('hex')}`;
-  if (n !== size || got !== digest) {
-    throw new KocacheError('digest-mismatch', `blob ${digest} came out as ${n} bytes hashing to ${got} (want ${size} bytes): archive not written`);
   }
   // streamx's end() takes an optional last chunk; its typings make it mandatory.
   sink.end(undefined);
