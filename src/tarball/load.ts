@@ -87,7 +87,7 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
   }
   // Entries no manifest named (and layers compressed ahead for them) go now, not at the next gc.
   await compressor.settled();
-  await writes.removeExcept(new Set([...imageBlobs(image).map((d) => d.digest), ...layerDiffIds(image)]));
+  await writes.removeExcept(new Set([...archiveBlobs(image).map((d) => d.digest), ...layerDiffIds(image)]));
   return { path, format: info.format, archiveDigest, image, cached: false };
 }
 
@@ -103,7 +103,7 @@ export function topDescriptor(image: ArchiveImage): Descriptor {
 }
 
 /** Every blob the image names, as stored blobs (manifests, configs, layers). */
-export function imageBlobs(image: ArchiveImage): Descriptor[] {
+export function archiveBlobs(image: ArchiveImage): Descriptor[] {
   const manifests = image.kind === 'manifest' ? [image.manifest] : image.index.manifests;
   const out: Descriptor[] = image.kind === 'index' ? [image.index.descriptor] : [];
   for (const m of manifests) out.push(m.descriptor, m.config, ...m.layers.map((l) => l.descriptor));
@@ -119,7 +119,7 @@ function layerDiffIds(image: ArchiveImage): Digest[] {
 async function allPresent(cache: CacheStore, image: ArchiveImage): Promise<boolean> {
   // Touched, not just looked at: a concurrent gc spares what this command uses (src/cache/lease.ts).
   // All at once: one after the other, a 50-layer image's checks were a hundred file-system round trips.
-  const each = await Promise.all(imageBlobs(image).map(async (d) => (await cache.touchBlob(d.digest)) && (await cache.blobSize(d.digest)) === d.size));
+  const each = await Promise.all(archiveBlobs(image).map(async (d) => (await cache.touchBlob(d.digest)) && (await cache.blobSize(d.digest)) === d.size));
   return each.every(Boolean);
 }
 

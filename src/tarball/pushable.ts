@@ -1,7 +1,8 @@
-import { text } from 'node:stream/consumers';
+import { buffer } from 'node:stream/consumers';
 import type { CacheStore } from '../cache/store.js';
 import type { Descriptor } from '../oci/descriptor.js';
-import type { BlobSource, Pushable, PushableManifest } from '../image/pushable.js';
+import { cachedBlob } from '../image/blobs.js';
+import type { Pushable, PushableManifest } from '../image/pushable.js';
 import type { ArchiveImage, ArchiveManifest } from './plan.js';
 
 /**
@@ -23,15 +24,12 @@ async function manifestPushable(cache: CacheStore, m: ArchiveManifest): Promise<
     kind: 'manifest',
     bytes: await readSmall(cache, m.descriptor),
     descriptor: m.descriptor,
-    config: blobSource(cache, m.config),
-    layers: m.layers.map((l) => blobSource(cache, l.descriptor)),
+    config: cachedBlob(cache, m.config),
+    layers: m.layers.map((l) => cachedBlob(cache, l.descriptor)),
   };
 }
 
-function blobSource(cache: CacheStore, descriptor: Descriptor): BlobSource {
-  return { descriptor, open: () => cache.readBlob(descriptor.digest, descriptor.size) };
-}
-
 async function readSmall(cache: CacheStore, d: Descriptor): Promise<Buffer> {
-  return Buffer.from(await text(cache.readBlob(d.digest, d.size)), 'utf8');
+  // The exact bytes: a manifest's digest is over them, whatever their encoding.
+  return buffer(cache.readBlob(d.digest, d.size));
 }
