@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseReference } from '../src/reference/reference.js';
@@ -10,6 +11,7 @@ import { type FaultProxy, startFaultProxy } from './helpers/fault-proxy.js';
 import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
 import { appTree } from './helpers/image-fixtures.js';
 import { randomImage } from './helpers/images.js';
+import { runWatched } from './helpers/watch.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
 
 /** Every file under a folder with its sha256: what "as it was" means. */
@@ -73,4 +75,18 @@ describe('a failed publish --output oci:DIR leaves DIR as it was', () => {
     assert.ok(isOneLineError(r), `one-line error, got ${r.code}:\n${r.stderr}`);
     assert.deepEqual(snapshot(join(dir, 'out')), before);
   });
+
+  for (const kind of ['a link to /dev/zero', 'a FIFO'] as const) {
+    test(`an index.json that is ${kind} is refused in one line, memory flat, no hang`, async () => {
+      const dir = newDir();
+      mkdirSync(join(dir, 'out'));
+      if (kind === 'a FIFO') execFileSync('mkfifo', [join(dir, 'out', 'index.json')]);
+      else symlinkSync('/dev/zero', join(dir, 'out', 'index.json'));
+      const r = await runWatched(['publish', 'app:/app', '--base', 'scratch', '--output', 'oci:out'], { KOCACHE: join(dir, 'cache') }, { maxRssKb: 400 * 1024, timeoutMs: 60_000, cwd: dir });
+      assert.equal(r.killed, undefined, `killed (${r.killed}) at a peak RSS of ${r.peakRssKb} KiB`);
+      assert.ok(isOneLineError(r), `one-line error, got ${r.code}:\n${r.stderr}`);
+      assert.match(r.stderr, kind === 'a FIFO' ? /index\.json is not a regular file/ : /index\.json is a link leading out of the folder/);
+      assert.deepEqual(readdirSync(join(dir, 'out')), ['index.json'], 'nothing written beside it');
+    });
+  }
 });

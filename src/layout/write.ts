@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { abandonTempFile } from '../util/tmpfile.js';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { KocacheError, errnoCode, fsError } from '../errors.js';
@@ -11,6 +11,7 @@ import { type Digest, digestHex } from '../oci/digest.js';
 import type { ImageIndex } from '../oci/manifest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { bytesBlob } from '../image/blobs.js';
+import { openInFolder, readAll } from '../util/folder.js';
 import { runBounded } from '../util/limit.js';
 import { describeMismatch, matches, verify } from '../util/verify.js';
 
@@ -103,14 +104,15 @@ export function imageBlobs(image: Pushable): BlobSource[] {
   return [...seen.values()];
 }
 
+/** index.json can list many images, but not without bound. */
+const MAX_INDEX = 64 << 20;
+
 async function readIndex(dir: string): Promise<ImageIndex> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, 'index.json'), 'utf8');
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
-    throw fsError(err, join(dir, 'index.json'), 'read');
-  }
+  // Read like any input: only a regular file inside DIR, and not past its size (a link to
+  // /dev/zero or a FIFO in its place is refused, not read forever).
+  const f = openInFolder(dir, 'index.json', { what: 'index.json', max: MAX_INDEX, code: 'layout' });
+  if (!f) return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
+  const text = readAll(f).toString('utf8');
   try {
     const parsed = JSON.parse(text) as ImageIndex;
     if (parsed.schemaVersion === 2 && Array.isArray(parsed.manifests)) return parsed;

@@ -4,7 +4,7 @@ import type { Descriptor } from '../oci/descriptor.js';
 import { type Digest, digestHex, isDigest } from '../oci/digest.js';
 import { isIndexMediaType, isManifestMediaType } from '../oci/mediatypes.js';
 import type { ArchiveEntry } from './entries.js';
-import { type FolderFile, openInFolder, readAll, streamAll } from './folder.js';
+import { type FolderFile, openInFolder, readAll, streamAll } from '../util/folder.js';
 import { isObject, parseJsonFile } from './json.js';
 
 /** Manifests and indexes are small; anything bigger in their place is not one. */
@@ -45,7 +45,7 @@ export async function* readLayoutEntries(dir: string): AsyncGenerator<ArchiveEnt
 }
 
 function need(dir: string, rel: string, max: number): FolderFile {
-  const f = openInFolder(dir, rel, rel, max);
+  const f = openInFolder(dir, rel, { what: rel, max, code: 'archive' });
   if (!f) throw new KocacheError('archive', `${dir} is a directory but not an OCI image layout (no ${rel})`);
   return f;
 }
@@ -55,7 +55,7 @@ function need(dir: string, rel: string, max: number): FolderFile {
  * found without reading it (a huge file in place of a small blob is never read).
  */
 function openBlob(dir: string, d: Descriptor, max: number): FolderFile | undefined {
-  const f = openInFolder(dir, layoutBlobPath(d.digest), `blob ${d.digest}`, max);
+  const f = openInFolder(dir, layoutBlobPath(d.digest), { what: `blob ${d.digest}`, max, code: 'archive' });
   if (f && typeof d.size === 'number' && f.size !== d.size) {
     closeSync(f.fd);
     throw new KocacheError('archive', `${dir}: blob ${d.digest} is corrupt (the file is ${f.size} bytes, its descriptor says ${d.size})`);

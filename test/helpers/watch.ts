@@ -23,9 +23,9 @@ function peakOf(pid: number): number | undefined {
  * node's). The process is killed once its peak passes `maxRssKb` or it outlives `timeoutMs`, so a
  * test of a bound fails on a build without the bound instead of taking the machine down with it.
  */
-export function runWatched(args: string[], env: Record<string, string | undefined>, o: { maxRssKb: number; timeoutMs: number }): Promise<WatchedRun> {
+export function runWatched(args: string[], env: Record<string, string | undefined>, o: { maxRssKb: number; timeoutMs: number; cwd?: string }): Promise<WatchedRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(CLI, args, { env: { ...process.env, CI: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(CLI, args, { env: { ...process.env, CI: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd: o.cwd });
     let stdout = '';
     let stderr = '';
     let peakRssKb = 0;

@@ -3,8 +3,8 @@ import { isAbsolute, join, relative } from 'node:path';
 import { KocacheError, errnoCode, fsError } from '../errors.js';
 
 /**
- * Files read from a folder kocache was pointed at (an OCI layout). Such a folder is input like any
- * archive, so only regular files inside it are read, and never more bytes than the caller allows:
+ * Files read from a folder kocache was pointed at (an OCI layout, to import or to add to). Such a
+ * folder is input like any archive, so only regular files inside it are read, and never more bytes than the caller allows:
  * a link to /dev/zero would otherwise be read forever and a FIFO would block the open or the read.
  */
 export interface FolderFile {
@@ -20,7 +20,9 @@ export interface FolderFile {
  * after the check from being followed; O_NONBLOCK keeps a FIFO from blocking the open itself
  * (it is then refused by its type). Returns undefined when the file does not exist.
  */
-export function openInFolder(dir: string, rel: string, what: string, max: number): FolderFile | undefined {
+export function openInFolder(dir: string, rel: string, o: { what: string; max: number; code: string }): FolderFile | undefined {
+  const { max, code } = o;
+  const what = o.what === rel ? rel : `${o.what} (${rel})`;
   const path = join(dir, rel);
   let real: string;
   try {
@@ -28,7 +30,7 @@ export function openInFolder(dir: string, rel: string, what: string, max: number
     real = realpathSync(path);
     const inside = relative(root, real);
     if (inside === '' || inside.startsWith('..') || isAbsolute(inside)) {
-      throw new KocacheError('archive', `${dir}: ${what} (${rel}) is a link leading out of the folder; kocache reads only files inside it`);
+      throw new KocacheError(code, `${dir}: ${what} is a link leading out of the folder; kocache reads only files inside it`);
     }
   } catch (err) {
     if (err instanceof KocacheError) throw err;
@@ -40,13 +42,13 @@ export function openInFolder(dir: string, rel: string, what: string, max: number
     fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;
-    if (errnoCode(err) === 'ELOOP') throw new KocacheError('archive', `${dir}: ${what} (${rel}) was replaced by a link while being opened`);
+    if (errnoCode(err) === 'ELOOP') throw new KocacheError(code, `${dir}: ${what} was replaced by a link while being opened`);
     throw fsError(err, path, 'read');
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new KocacheError('archive', `${dir}: ${what} (${rel}) is not a regular file`);
-    if (st.size > max) throw new KocacheError('archive', `${dir}: ${what} (${rel}) is ${st.size} bytes, more than the ${max} it can be`);
+    if (!st.isFile()) throw new KocacheError(code, `${dir}: ${what} is not a regular file`);
+    if (st.size > max) throw new KocacheError(code, `${dir}: ${what} is ${st.size} bytes, more than the ${max} it can be`);
     return { fd, size: st.size, path };
   } catch (err) {
     closeSync(fd);
