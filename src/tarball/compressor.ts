@@ -56,8 +56,14 @@ export class LayerCompressor {
     return p;
   }
 
-  /** Resolves once nothing started here is still running (failed or not). */
-  async settled(): Promise<void> {
+  private closed = false;
+
+  /**
+   * Ends the compressor: speculative starts still waiting for a slot are dropped, and this resolves
+   * once nothing started here is still running (failed or not), so what they wrote can be cleaned.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
     await Promise.allSettled([...this.made.values()]);
   }
 
@@ -76,6 +82,7 @@ export class LayerCompressor {
    * gzipped), checked before reuse (CacheStore.useBlob); else the stored tar compressed now.
    */
   private async make(tar: LayerTar): Promise<Made> {
+    if (this.closed) throw new Error('compressor closed');
     const { cache } = this.opts;
     for (const compression of [gzipSpec(this.opts.gzip), ARCHIVE_GZIP]) {
       const rec = await cache.getRecord<DiffIdRecord>(diffIdKey(LAYER_NAMESPACE, tar.diffid, compression));

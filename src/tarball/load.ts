@@ -81,12 +81,12 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
   } catch (err) {
     // A refused import leaves nothing behind: not the entries the pass stored, not the layers
     // compressed ahead of the check.
-    await compressor.settled();
+    await compressor.close();
     await writes.removeExcept(new Set());
     throw err;
   }
   // Entries no manifest named (and layers compressed ahead for them) go now, not at the next gc.
-  await compressor.settled();
+  await compressor.close();
   await writes.removeExcept(new Set([...archiveBlobs(image).map((d) => d.digest), ...layerDiffIds(image)]));
   return { path, format: info.format, archiveDigest, image, cached: false };
 }
