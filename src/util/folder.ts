@@ -1,6 +1,6 @@
 import { closeSync, constants, createReadStream, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import { isAbsolute, join, relative } from 'node:path';
-import { KocacheError, errnoCode, fsError } from '../errors.js';
+import { type ErrorCode, KocacheError, errnoCode, fsError } from '../errors.js';
 
 /**
  * Files read from a folder kocache was pointed at (an OCI layout, to import or to add to). Such a
@@ -20,7 +20,7 @@ export interface FolderFile {
  * after the check from being followed; O_NONBLOCK keeps a FIFO from blocking the open itself
  * (it is then refused by its type). Returns undefined when the file does not exist.
  */
-export function openInFolder(dir: string, rel: string, o: { what: string; max: number; code: string }): FolderFile | undefined {
+export function openInFolder(dir: string, rel: string, o: { what: string; max: number; code: ErrorCode }): FolderFile | undefined {
   const { max, code } = o;
   const what = o.what === rel ? rel : `${o.what} (${rel})`;
   const path = join(dir, rel);
