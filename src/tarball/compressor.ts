@@ -27,8 +27,9 @@ export interface LayerTar {
 
 interface Made {
   descriptor: Descriptor;
-  /** Compressed by this process: its diffid record is still to be written. */
+  /** Compressed by this process: its diffid record and block map are still to be written. */
   fresh: boolean;
+  blocks?: LayerBlocks;
 }
 
 /**
@@ -73,6 +74,7 @@ export class LayerCompressor {
       const compression = gzipSpec(this.opts.gzip);
       const record: DiffIdRecord = { diffid: tar.diffid, compression, descriptor: m.descriptor };
       await this.opts.cache.putRecord(diffIdKey(LAYER_NAMESPACE, tar.diffid, compression), m.descriptor, record);
+      await m.blocks?.save({ digest: m.descriptor.digest, size: m.descriptor.size });
     }
     return m.descriptor;
   }
@@ -97,7 +99,7 @@ export class LayerCompressor {
     // Archive layers have no lineage of their own: the last ARCHIVE_RECENT compressed lend their blocks.
     const blocks = await LayerBlocks.open(cache, LAYER_NAMESPACE, blockKeySpec(this.opts.gzip), { warn: this.opts.warn, recent: ARCHIVE_RECENT });
     const blob = await cache.writeBlob(gzipStream(cache.readBlob(tar.diffid, tar.size), this.opts.gzip, { reuse: blocks, onBlock: blocks.onBlock }));
-    await blocks.save(blob);
-    return { descriptor: { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size }, fresh: true };
+    // Its block map is a record too: saved by finish, once the archive is known to use the layer.
+    return { descriptor: { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size }, fresh: true, blocks };
   }
 }
