@@ -147,9 +147,16 @@ test(`randomised edits: every incremental layer is byte-identical to a cold buil
       for (let i = 0; i < 6; i++) writeFileSync(join(d, `n${i}.js`), text(rand, 2000));
     },
     'remove a directory': () => {
-      const parent = join(src, `pkg${Math.floor(rand() * 160)}`);
-      const lib = readdirSync(parent).find((x) => x.startsWith('lib'));
-      rmSync(join(parent, lib ?? readdirSync(parent)[0]!), { recursive: true });
+      // A package that still has a directory: earlier edits may have emptied the one drawn.
+      for (let tries = 0; tries < 1000; tries++) {
+        const parent = join(src, `pkg${Math.floor(rand() * 160)}`);
+        const dirs = readdirSync(parent, { withFileTypes: true }).filter((e) => e.isDirectory());
+        const lib = dirs.find((e) => e.name.startsWith('lib')) ?? dirs[0];
+        if (!lib) continue;
+        rmSync(join(parent, lib.name), { recursive: true });
+        return;
+      }
+      throw new Error(`no directory left to remove (seed ${seed})`);
     },
   };
   const kinds = Object.keys(edits);
