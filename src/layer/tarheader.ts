@@ -1,54 +1,138 @@
-import { createRequire } from 'node:module';
-import type { Header as TarHeader } from 'tar-stream';
-
-/** The fields of one entry, as tar-stream's header encoder takes them. */
-export type EntryHeader = Required<Pick<TarHeader, 'name' | 'mode' | 'uid' | 'gid' | 'uname' | 'gname' | 'mtime' | 'size' | 'type'>> & { linkname?: string };
-
-interface HeaderCodec {
-  /** One 512-byte ustar header, or null when ustar cannot hold the name or link. */
-  encode(h: Record<string, unknown>): Buffer | null;
-  /** A PAX extended-header body carrying the name and link. */
-  encodePax(h: { name: string; linkname?: string | undefined; pax?: unknown }): Buffer;
-}
-
-let codec: HeaderCodec | undefined;
-
 /**
- * tar-stream's header encoder, its `headers.js`. The package exports only its pack and extract
- * streams, and packing through the stream cost ~200 ms of main-thread CPU per 1,000 entries
- * (measured: 1,159 files, 100 MB), more than reading the files; the layer writer (tar.ts) lays the
- * blocks out itself and asks tar-stream only for the header bytes. Resolved from tar-stream's own
- * entry point, so a relative require inside the package, not a path its exports would refuse.
+ * The header records of a layer's tar entries: POSIX ustar, with a PAX extended header before an
+ * entry whose name or link target ustar cannot hold. Written here rather than through tar-stream's
+ * pack stream, which cost ~200 ms of main-thread CPU per 1,000 entries (see docs/performance.md);
+ * the bytes are the ones tar-stream's pack writes for the same header, which test/tarheader.test.ts
+ * checks against its public pack stream, so layers are what they were when it wrote them.
  */
-function headerCodec(): HeaderCodec {
-  if (codec) return codec;
-  const entry = createRequire(import.meta.url).resolve('tar-stream');
-  const loaded = createRequire(entry)('./headers.js') as Partial<HeaderCodec>;
-  if (typeof loaded.encode !== 'function' || typeof loaded.encodePax !== 'function') {
-    throw new Error(`tar-stream at ${entry} has no header encoder (headers.js encode/encodePax)`);
+
+/** The entry kinds a layer holds. */
+export type EntryType = 'file' | 'directory' | 'symlink';
+
+/** The fields of one entry's header. */
+export interface EntryHeader {
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+  mtime: Date;
+  size: number;
+  type: EntryType;
+  linkname?: string;
+}
+
+const RECORD = 512;
+const TYPEFLAG: Record<EntryType | 'pax-header', number> = { file: 0x30, symlink: 0x32, directory: 0x35, 'pax-header': 0x78 };
+
+/** `value` as `digits` octal digits and a space; all sevens when it does not fit, as tar-stream. */
+function octal(value: number, digits: number): string {
+  const s = value.toString(8);
+  return s.length > digits ? `${'7'.repeat(digits)} ` : `${s.padStart(digits, '0')} `;
+}
+
+/** ustar's name and prefix for `name`, or undefined when ustar cannot hold it. */
+function splitName(name: string): { name: string; prefix: string } | undefined {
+  // Only ASCII names go in ustar fields: a reader could not tell which encoding others were in.
+  if (Buffer.byteLength(name) !== name.length) return undefined;
+  // The shortest prefix (whole leading components) that leaves at most 100 bytes of name.
+  let rest = name;
+  let prefix = '';
+  while (rest.length > 100) {
+    const slash = rest.indexOf('/');
+    if (slash === -1) return undefined;
+    prefix += prefix ? `/${rest.slice(0, slash)}` : rest.slice(0, slash);
+    rest = rest.slice(slash + 1);
   }
-  codec = loaded as HeaderCodec;
-  return codec;
+  return prefix.length > 155 ? undefined : { name: rest, prefix };
+}
+
+interface Fields {
+  name: string;
+  prefix: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  typeflag: number;
+  linkname: string;
+  uname: string;
+  gname: string;
+}
+
+/** One 512-byte ustar header record. */
+function ustar(f: Fields): Buffer {
+  const b = Buffer.alloc(RECORD);
+  b.write(f.name, 0, 100);
+  b.write(octal(f.mode & 0o7777, 6), 100);
+  b.write(octal(f.uid, 6), 108);
+  b.write(octal(f.gid, 6), 116);
+  if (f.size.toString(8).length > 11) {
+    // Past 11 octal digits (8 GiB): base-256, the GNU and star extension every reader knows.
+    b[124] = 0x80;
+    let n = f.size;
+    for (let i = 11; i > 0; i--) {
+      b[124 + i] = n % 256;
+      n = Math.floor(n / 256);
+    }
+  } else {
+    b.write(octal(f.size, 11), 124);
+  }
+  b.write(octal(f.mtime, 11), 136);
+  b[156] = f.typeflag;
+  if (f.linkname) b.write(f.linkname, 157, 100);
+  b.write('ustar\u000000', 257, 'latin1');
+  if (f.uname) b.write(f.uname, 265, 32);
+  if (f.gname) b.write(f.gname, 297, 32);
+  b.write(octal(0, 6), 329); // devmajor
+  b.write(octal(0, 6), 337); // devminor
+  if (f.prefix) b.write(f.prefix, 345, 155);
+  // The checksum counts its own field as eight spaces.
+  let sum = 8 * 0x20;
+  for (let i = 0; i < 148; i++) sum += b[i]!;
+  for (let i = 156; i < RECORD; i++) sum += b[i]!;
+  b.write(octal(sum, 6), 148);
+  return b;
+}
+
+/** One PAX record, `<length> <key>=<value>\n`, where the length counts its own digits. */
+function paxRecord(key: string, value: string): string {
+  const body = ` ${key}=${value}\n`;
+  const len = Buffer.byteLength(body);
+  let total = len + String(len).length;
+  if (String(total).length > String(len).length) total = len + String(total).length;
+  return `${total}${body}`;
+}
+
+function checkHeader(h: EntryHeader): number {
+  const seconds = Math.trunc(h.mtime.getTime() / 1000);
+  if (!Number.isSafeInteger(seconds) || seconds < 0 || seconds >= 8 ** 11) throw new RangeError(`tar: mtime ${seconds} is out of range`);
+  if (!Number.isSafeInteger(h.size) || h.size < 0) throw new RangeError(`tar: size ${h.size} is out of range`);
+  return seconds;
 }
 
 /**
- * The bytes that precede an entry's body, as tar-stream's pack writes them: a ustar header, or,
- * when ustar cannot hold the name or link target (too long, not ASCII), a PAX header entry with
- * its body padded to 512 bytes, then a ustar header.
+ * The records that precede an entry's body: a ustar header or, when ustar cannot hold the name or
+ * the link target (longer than its fields, or a name that is not ASCII), a PAX extended header
+ * carrying both, its body padded to a record, then the ustar header.
  */
 export function headerBytes(h: EntryHeader): Buffer[] {
-  const { encode, encodePax } = headerCodec();
-  const plain = encode(h);
-  if (plain) return [plain];
-  const pax = encodePax({ name: h.name, linkname: h.linkname, pax: undefined });
-  const paxEntry = {
-    name: 'PaxHeader', mode: h.mode, uid: h.uid, gid: h.gid, size: pax.byteLength, mtime: h.mtime,
-    type: 'pax-header', linkname: h.linkname && 'PaxHeader', uname: h.uname, gname: h.gname,
-  };
-  const out = [encode(paxEntry)!, pax];
+  const mtime = checkHeader(h);
+  const linkname = h.linkname ?? '';
+  const common = { mode: h.mode, uid: h.uid, gid: h.gid, mtime, uname: h.uname, gname: h.gname };
+  const split = splitName(h.name);
+  if (split && Buffer.byteLength(linkname) <= 100) {
+    return [ustar({ ...common, ...split, size: h.size, typeflag: TYPEFLAG[h.type], linkname })];
+  }
+  const pax = Buffer.from(paxRecord('path', h.name) + (linkname ? paxRecord('linkpath', linkname) : ''));
+  // The ustar records around it name no real path: readers take the PAX values.
+  const stand = { ...common, name: 'PaxHeader', prefix: '', linkname: linkname ? 'PaxHeader' : '' };
+  const out = [ustar({ ...stand, size: pax.byteLength, typeflag: TYPEFLAG['pax-header'] }), pax];
   const pad = padding(pax.byteLength);
   if (pad > 0) out.push(Buffer.alloc(pad));
-  out.push(encode({ ...paxEntry, size: h.size, type: h.type })!);
+  out.push(ustar({ ...stand, size: h.size, typeflag: TYPEFLAG[h.type] }));
   return out;
 }
 
