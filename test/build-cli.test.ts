@@ -70,8 +70,7 @@ test('build prints one JSON descriptor; a hit does no tar and no gzip', async ()
   // cache of its built-in modules too (crypto and fs/promises: ~12 ms to load instead of ~4.5).
   assert.equal(t['v8.tag'], cachedDataVersionTag(), 'no V8 flag on the way to a hit');
   assert.equal(t['wasm.baseline'] ?? 0, 0);
-  // Nor any of Node's modules a hit has no use for (the bundle's stand-ins for cacache's imports
-  // keep fs/promises out; each is milliseconds to load).
+  // Nor any of Node's modules a hit has no use for (each is milliseconds to load).
   const hook = join(dir, 'builtins.cjs');
   writeFileSync(hook, "process.on('exit', () => process.stderr.write('builtins: ' + JSON.stringify(process.moduleLoadList) + '\\n'));\n");
   const hit = spawnSync(process.execPath, ['--require', hook, CLI_JS, ...args], { env: { ...process.env, ...env }, encoding: 'utf8' });
@@ -79,7 +78,7 @@ test('build prints one JSON descriptor; a hit does no tar and no gzip', async ()
   assert.equal((JSON.parse(hit.stdout) as BuildOut).cached, true);
   const loaded = JSON.parse(/^builtins: (.*)$/m.exec(hit.stderr)![1]!) as string[];
   assert.ok(loaded.includes('NativeModule crypto'), 'the list is of what the run loaded');
-  for (const name of ['fs/promises', 'zlib', 'worker_threads', 'tls', 'http', 'child_process']) {
+  for (const name of ['zlib', 'worker_threads', 'tls', 'http', 'child_process']) {
     assert.ok(!loaded.includes(`NativeModule ${name}`), `a hit loaded ${name}`);
   }
 
@@ -365,8 +364,8 @@ test('the executable sizes libuv\'s thread pool (where gzip runs) to the cores, 
 });
 
 test("the bundled CLI answers as the unbundled one does, and yargs' own checks of our calls to it find nothing", () => {
-  // The bundle (scripts/bundle-cli.mjs) stubs parts of yargs: its API-argument checks (argsert,
-  // which only ever warns), its assert and its version lookup. Unbundled, all of them run.
+  // The bundle (scripts/bundle-cli.mjs) gives yargs' help layout a stand-in for string-width
+  // (src/cli/startup/bundle-plugins.mjs); unbundled, the real one runs.
   const unbundled = join(CLI_JS, '..', '..', 'src', 'cli', 'main.js');
   const env = { ...process.env, KOCACHE: join(tempDir(), 'cache') };
   for (const args of [['--help'], ...['build', 'publish', 'push', 'warm', 'gc', 'ls'].map((c) => [c, '--help']), ['build'], ['gc', '--dry-rn'], ['nonsense']]) {

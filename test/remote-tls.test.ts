@@ -67,7 +67,7 @@ describe('a registry over TLS', () => {
   });
 
   test('the CA file reaches TLS connections although Node never saw it at start-up, and credential helpers still get it', async () => {
-    // The launcher hands NODE_EXTRA_CA_CERTS over for a late load (src/cli/kocache.sh); the
+    // The launcher hands NODE_EXTRA_CA_CERTS over for a late load (src/cli/startup/kocache.sh); the
     // publishes above prove the late load trusts the registry. Here, behind a password: the
     // credential helper kocache runs sees the variable as the user set it.
     const htpasswd = join(work, 'htpasswd');

@@ -4,7 +4,7 @@ import type { buildConnector as BuildConnector } from 'undici';
 import { buildConnector } from './undici.js';
 
 /**
- * Extra trusted CAs that the `kocache` launcher (src/cli/kocache.sh) kept from Node's start-up:
+ * Extra trusted CAs that the `kocache` launcher (src/cli/startup/kocache.sh) kept from Node's start-up:
  * Node 20 parses NODE_EXTRA_CA_CERTS before any JavaScript runs, ~85 ms for a system bundle, on
  * every command, although only commands that open a TLS connection use it. The launcher passes the
  * file's name here instead, and it is read at the first TLS connection.

@@ -18,7 +18,7 @@ export const commandLoaders: Record<string, () => Promise<AnyCommand>> = {
 
 /** Registry commands parse HTTP with WebAssembly: see wasm.ts (loaded after the command's modules). */
 async function talksToRegistries(command: AnyCommand): Promise<AnyCommand> {
-  (await import('../wasm.js')).baselineWasmOnly();
+  (await import('../startup/wasm.js')).baselineWasmOnly();
   return command;
 }
 

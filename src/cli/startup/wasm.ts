@@ -2,7 +2,7 @@
 // flag change Node's code cache for it is refused (tls + https: ~3-6 ms to load, ~8-12 ms after).
 import 'node:tls';
 import { setFlagsFromString } from 'node:v8';
-import { traceAdd } from '../util/trace.js';
+import { traceAdd } from '../../util/trace.js';
 
 /**
  * undici parses HTTP with llhttp compiled to WebAssembly (at the first connection). V8 compiles it
@@ -14,7 +14,7 @@ import { traceAdd } from '../util/trace.js';
  * Called once the command's modules, undici among them, are loaded, for the commands that talk to
  * registries (and for --help or a mistyped command, which load every command): after a V8 flag
  * changes, V8 refuses Node's code cache for the built-in modules loaded from then on (see
- * src/cli/launch.cts). The CLI's choice, not the library's: a V8 flag applies to the whole process.
+ * src/cli/startup/launch.cts). The CLI's choice, not the library's: a V8 flag applies to the whole process.
  */
 export function baselineWasmOnly(): void {
   setFlagsFromString('--liftoff-only');
