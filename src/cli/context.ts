@@ -4,6 +4,7 @@ import { acquireLease } from '../cache/lease.js';
 import { resolveCacheLocation } from '../cache/location.js';
 import { CacheStore, ensureDir } from '../cache/store.js';
 import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
+import { DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS, zstdUnavailable } from '../compress/zstd.js';
 import { usageError } from '../errors.js';
 import { Output } from './output.js';
 
@@ -15,6 +16,7 @@ export interface GlobalArgs {
   quiet?: boolean | undefined;
   jobs?: number | undefined;
   level?: number | undefined;
+  compression?: string | undefined;
 }
 
 /**
@@ -29,7 +31,8 @@ export function globalOptions<T>(y: Argv<T>, opts: { aliases?: boolean } = {}): 
     .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout' })
     .option('quiet', { ...alias('q'), type: 'boolean', default: false, describe: 'No progress or info on stderr' })
     .option('jobs', { ...alias('j'), type: 'number', describe: 'Parallel compression and transfer jobs (default: cores)' })
-    .option('level', { type: 'number', describe: `gzip level 1-9 of the layers kocache compresses (default ${DEFAULT_GZIP.level}); part of the cache key` }) as Argv<T & GlobalArgs>;
+    .option('compression', { type: 'string', describe: 'Layer compression: gzip (default) or zstd (OCI media type ...tar+zstd; needs Node.js 22.15+); part of the cache key' })
+    .option('level', { type: 'number', describe: `Compression level of the layers kocache compresses: gzip 1-9 (default ${DEFAULT_GZIP.level}), zstd 1-19 (default ${DEFAULT_ZSTD_LEVEL}); part of the cache key` }) as Argv<T & GlobalArgs>;
 }
 
 /** What a command handler works with: the cache, the output, and the parallelism. */
@@ -49,12 +52,19 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): C
   const out = new Output({ json: Boolean(args.json), quiet: Boolean(args.quiet) });
   const jobs = args.jobs ?? availableParallelism();
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw usageError(`--jobs must be a whole number from 1 to 256, not ${String(args.jobs)}`);
-  const level = args.level ?? DEFAULT_GZIP.level;
-  if (!Number.isInteger(level) || level < 1 || level > 9) throw usageError(`--level must be a whole number from 1 to 9, not ${String(args.level)}`);
+  const algorithm = args.compression ?? 'gzip';
+  if (algorithm !== 'gzip' && algorithm !== 'zstd') throw usageError(`--compression must be gzip or zstd, not ${JSON.stringify(algorithm)}`);
+  if (algorithm === 'zstd') {
+    const why = zstdUnavailable();
+    if (why) throw usageError(`--compression zstd: ${why}`);
+  }
+  const [min, max] = algorithm === 'zstd' ? [ZSTD_LEVELS.min, ZSTD_LEVELS.max] : [1, 9];
+  const level = args.level ?? (algorithm === 'zstd' ? DEFAULT_ZSTD_LEVEL : DEFAULT_GZIP.level);
+  if (!Number.isInteger(level) || level < min || level > max) throw usageError(`--level must be a whole number from ${min} to ${max} for ${algorithm}, not ${String(args.level)}`);
   const loc = resolveCacheLocation({ cacheDir: args['cache-dir'], noCache: args.cache === false });
   ensureDir(loc.dir);
   if (!loc.ephemeral && opts.lease !== false) acquireLease(loc.dir, process.argv.slice(2, 3).join(' '));
-  return { cache: new CacheStore(loc.dir), out, jobs, gzip: { ...DEFAULT_GZIP, level, jobs }, ephemeralCache: loc.ephemeral };
+  return { cache: new CacheStore(loc.dir), out, jobs, gzip: { ...DEFAULT_GZIP, algorithm, level, jobs }, ephemeralCache: loc.ephemeral };
 }
 
 /** SOURCE_DATE_EPOCH as seconds, validated; 0 when unset. */

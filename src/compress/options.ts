@@ -4,7 +4,9 @@ import { STORE_RULE } from './incompressible.js';
 
 /** What decides how kocache gzips (gzip.ts); a module of its own, without node:zlib. */
 export interface GzipOptions {
-  /** zlib level 1-9. */
+  /** gzip (the default) or zstd (src/compress/zstd.ts; OCI manifests only, Node 22.15+). */
+  algorithm?: 'gzip' | 'zstd';
+  /** zlib level 1-9 (zstd: 1-19). */
   level: number;
   /** Blocks compressed at once. Never changes the output bytes. */
   jobs: number;

@@ -1,4 +1,5 @@
 import { gzipSpec, type GzipOptions, DEFAULT_GZIP } from '../compress/options.js';
+import { zstdSpec } from '../compress/zstd.js';
 import { binNamespace, buildIdKey, diffIdKey } from '../cache/keys.js';
 import { hasBuilt, markBuilt } from '../cache/built.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
@@ -76,7 +77,8 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const tarOpts: TarOptions = { dest: source.dest, mtime: opts.mtime ?? 0 };
   const spec = tarSpec(tarOpts);
   const namespace = binNamespace(opts.importPath, opts.platform);
-  const compression = gzipSpec(gzip);
+  const zstd = gzip.algorithm === 'zstd';
+  const compression = zstd ? zstdSpec(gzip.level) : gzipSpec(gzip);
 
   const startedMs = Date.now();
   const entries = walkSource(source.src);
@@ -86,7 +88,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, warn: opts.warn });
   };
   const record = async (buildId: string, blob: BlobInfo, diffid: Digest): Promise<LayerResult> => {
-    const descriptor: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size };
+    const descriptor: Descriptor = { mediaType: zstd ? MediaType.OciLayerZstd : MediaType.OciLayerGzip, digest: blob.digest, size: blob.size };
     markBuilt(cache.dir, namespace);
     // diffid record first: a build-id record must never point at a diffid that has no descriptor.
     await cache.putRecord<DiffIdRecord>(diffIdKey(namespace, diffid, compression), blob, { diffid, compression, descriptor });

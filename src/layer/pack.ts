@@ -4,6 +4,7 @@ import { BLOCK_CAPACITY } from '../compress/cuts.js';
 import { gzipBlocks, type GzipOptions } from '../compress/gzip.js';
 import { blockKeySpec } from '../compress/options.js';
 import { tap } from '../compress/chunks.js';
+import { zstdStream } from '../compress/zstd.js';
 import { LayerBlocks } from '../compress/stitch.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
@@ -33,6 +34,16 @@ export async function packToCache(
   o: PackOptions,
 ): Promise<{ blob: BlobInfo; diffid: Digest }> {
   const diffHash = createHash('sha256');
+  if (gzip.algorithm === 'zstd') {
+    // One multi-threaded zstd frame; no block reuse (that is gzip's stitching).
+    const pool = new BlockPool(BLOCK_CAPACITY, 4);
+    const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, o.onFileHash, pool), (c) => {
+      diffHash.update(c);
+      traceAdd('tar.out', c.length);
+    });
+    const blob = await cache.writeBlob(zstdStream(tarBytes, gzip, (b) => pool.give(b)));
+    return { blob, diffid: `sha256:${diffHash.digest('hex')}` };
+  }
   const blocks = await LayerBlocks.open(cache, o.lineage, blockKeySpec(gzip), { warn: o.warn });
   // Blocks go round: the tar writer fills them, gzip hands each back once it is compressed.
   const pool = new BlockPool(BLOCK_CAPACITY, gzip.jobs * 4 + 4);

@@ -1,0 +1,97 @@
+import { KocacheError } from '../errors.js';
+import { traceAdd } from '../util/trace.js';
+
+/** The Node release whose node:zlib first has zstd (also in 23.8). */
+export const ZSTD_NODE = '22.15';
+
+/** zstd's own default level: on layers ~7x less CPU than gzip -6 for a smaller blob. */
+export const DEFAULT_ZSTD_LEVEL = 3;
+
+/** The levels `--level` takes with zstd (zstd's "ultra" levels 20-22 need far more memory). */
+export const ZSTD_LEVELS = { min: 1, max: 19 } as const;
+
+type ZstdZlib = typeof import('node:zlib') & {
+  zstdCompress?: (b: Buffer, o: { params: Record<number, number> }, cb: (err: Error | null, out: Buffer) => void) => void;
+};
+
+/**
+ * Why this Node cannot write zstd layers, or undefined when it can. Node 20 has no zstd, and no
+ * npm package gives it without a native build or a download at install time.
+ */
+export function zstdUnavailable(versions: NodeJS.ProcessVersions = process.versions): string | undefined {
+  const [major, minor] = versions.node.split('.').map(Number) as [number, number];
+  const has = (major === 22 && minor >= 15) || (major === 23 && minor >= 8) || major >= 24;
+  return has ? undefined : `zstd layers need Node.js ${ZSTD_NODE} or newer (this is Node.js ${versions.node}); use --compression gzip or a newer Node`;
+}
+
+/**
+ * Input bytes per zstd frame. Frames are compressed independently (so in parallel, on libuv's
+ * thread pool) and concatenated, which zstd readers take as one stream. zstd's own multi-threaded
+ * mode was measured giving other bytes for the same input when the input came at another pace
+ * (Node 22 and 24), so kocache cuts the frames itself, at fixed offsets of the tar stream.
+ */
+export const ZSTD_FRAME = 4 << 20;
+
+/**
+ * Names the settings that decide the compressed bytes, for the cache key: the frame size, the
+ * level and zstd's version (another zstd may choose other matches for the same input).
+ */
+export function zstdSpec(level: number, zstdVersion = process.versions['zstd'] ?? 'none'): string {
+  return `zstd-l${level}-f${ZSTD_FRAME}-zstd${zstdVersion}`;
+}
+
+/**
+ * `source` as concatenated zstd frames of ZSTD_FRAME input bytes each (the last shorter), up to
+ * `jobs` + 1 compressed at once on libuv's thread pool. The bytes depend on the input, the level
+ * and zstd's version, never on `jobs` or on how the input was chunked. `recycle` gets each input
+ * buffer back once its bytes are copied into a frame.
+ */
+export async function* zstdStream(
+  source: AsyncIterable<Buffer> | Iterable<Buffer>,
+  opts: { level: number; jobs: number },
+  recycle?: (b: Buffer) => void,
+): AsyncGenerator<Buffer> {
+  const why = zstdUnavailable();
+  if (why) throw new KocacheError('usage', why, { exitCode: 2 });
+  // Loaded here, not imported: zstd.ts is loaded by every command (its option checks), a hit never compresses.
+  const zlib = process.getBuiltinModule('node:zlib') as ZstdZlib;
+  const c = zlib.constants as unknown as Record<string, number>;
+  const params = { [c['ZSTD_c_compressionLevel']!]: opts.level, [c['ZSTD_c_checksumFlag']!]: 0 };
+  const compress = (frame: Buffer) =>
+    new Promise<Buffer>((resolve, reject) => zlib.zstdCompress!(frame, { params }, (err, out) => (err ? reject(err) : resolve(out))));
+  const running = Math.max(1, opts.jobs) + 1;
+  const queue: Promise<Buffer>[] = [];
+  let frame = Buffer.allocUnsafe(ZSTD_FRAME);
+  let fill = 0;
+  let frames = 0;
+  const start = (bytes: Buffer) => {
+    traceAdd('zstd.in', bytes.length);
+    frames++;
+    const p = compress(bytes);
+    p.catch(() => {}); // awaited in order below; a failure is seen there
+    queue.push(p);
+  };
+  try {
+    for await (const chunk of source) {
+      let off = 0;
+      while (off < chunk.length) {
+        const n = Math.min(ZSTD_FRAME - fill, chunk.length - off);
+        chunk.copy(frame, fill, off, off + n);
+        fill += n;
+        off += n;
+        if (fill === ZSTD_FRAME) {
+          start(frame);
+          frame = Buffer.allocUnsafe(ZSTD_FRAME);
+          fill = 0;
+        }
+        while (queue.length >= running) yield await queue.shift()!;
+      }
+      recycle?.(chunk);
+    }
+    // The last frame; an empty input is one empty frame, still a valid zstd stream.
+    if (fill > 0 || frames === 0) start(frame.subarray(0, fill));
+    while (queue.length > 0) yield await queue.shift()!;
+  } finally {
+    queue.length = 0;
+  }
+}
