@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { zstdUnavailable } from '../src/compress/zstd.js';
 import { MediaType } from '../src/oci/mediatypes.js';
 import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
+import { makeDockerArchive, someBytes, tarLayout } from './helpers/archives.js';
 import { readDirManifest, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
 
@@ -128,3 +129,59 @@ if (zstdUnavailable()) {
     });
   });
 }
+
+/** An OCI layout whose layers skopeo compressed with zstd: one streamed (> 64 KiB), one held. */
+async function zstdLayout(dir: string): Promise<{ layout: string; manifest: string }> {
+  const archive = makeDockerArchive(dir, [{ files: { 'big.bin': someBytes(400_000, 'zstd') } }, { files: { 'small.txt': 'small\n' } }]);
+  const layout = join(dir, 'zstd-layout');
+  await skopeo('copy', '--quiet', '--dest-compress-format', 'zstd', `docker-archive:${archive.path}`, `oci:${layout}:v1`);
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+  return { layout, manifest: index.manifests[0]!.digest };
+}
+
+describe('kocache push of archives whose layers are zstd', () => {
+  let reg: RunningRegistry;
+  before(async () => {
+    reg = await startRegistry();
+  });
+  after(async () => {
+    await reg?.stop();
+  });
+
+  test(zstdUnavailable() ? 'without zstd in node:zlib: one line naming the Node version it needs' : 'pushed as they are, from a layout and from an OCI archive', async () => {
+    const dir = tempDir();
+    const { layout, manifest } = await zstdLayout(dir);
+    const m = JSON.parse(readFileSync(join(layout, 'blobs', 'sha256', manifest.slice(7)), 'utf8')) as { layers: { mediaType: string }[] };
+    assert.deepEqual(m.layers.map((l) => l.mediaType), [MediaType.OciLayerZstd, MediaType.OciLayerZstd]);
+    const oci = tarLayout(layout, join(dir, 'zstd-oci.tar'));
+    for (const [source, repo] of [[layout, 'from-layout'], [oci, 'from-archive']] as const) {
+      const r = await runCli(['push', '--json', source, `${reg.host}/${repo}:v1`], { KOCACHE: join(dir, `cache-${repo}`) });
+      if (zstdUnavailable()) {
+        assert.equal(r.code === 0, false);
+        assert.ok(isOneLineError(r), r.stderr);
+        assert.match(r.stderr, /is a zstd layer: zstd layers need Node\.js 22\.15 or newer/);
+        continue;
+      }
+      assert.equal(r.code, 0, r.stderr);
+      // The manifest is the archive's own: nothing recompressed.
+      const raw = await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/${repo}:v1`);
+      assert.equal(sha256(Buffer.from(raw)), manifest);
+      await skopeo('copy', '--quiet', '--src-tls-verify=false', `docker://${reg.host}/${repo}:v1`, `dir:${join(dir, `copy-${repo}`)}`);
+    }
+  });
+
+  test('a layer declared zstd that is not, or zstd declared gzip, is refused naming the layer', async () => {
+    const dir = tempDir();
+    const { layout, manifest } = await zstdLayout(dir);
+    const file = join(layout, 'blobs', 'sha256', manifest.slice(7));
+    const text = readFileSync(file, 'utf8').replaceAll(MediaType.OciLayerZstd, MediaType.OciLayerGzip);
+    const digest = sha256(Buffer.from(text));
+    writeFileSync(join(layout, 'blobs', 'sha256', digest.slice(7)), text);
+    const indexFile = join(layout, 'index.json');
+    writeFileSync(indexFile, readFileSync(indexFile, 'utf8').replace(manifest, digest).replace(/"size":\d+/, `"size":${Buffer.byteLength(text)}`));
+    const r = await runCli(['push', layout, `${reg.host}/bad:v1`], { KOCACHE: join(dir, 'cache') });
+    assert.equal(r.code === 0, false);
+    assert.ok(isOneLineError(r), r.stderr);
+    assert.match(r.stderr, /is declared application\/vnd\.oci\.image\.layer\.v1\.tar\+gzip but is not gzip/);
+  });
+});

@@ -100,13 +100,19 @@ async function layerTar(l: LayerPlan, cache: CacheStore): Promise<LayerTar> {
   // A small gzipped layer was held in memory; it is inflated here, for the first and only time.
   const bytes = f.bytes!;
   await storeBytes(cache, bytes, f.digest);
-  const blob = await cache.writeBlob(inflate(bytesSource(bytes), 'layer', l.what));
+  const blob = await cache.writeBlob(inflate(bytesSource(bytes), 'layer', l.what, f.zstd ? 'zstd' : 'gzip'));
   return { diffid: blob.digest, size: blob.size };
 }
 
 /** A layer that came gzipped keeps its bytes: recorded under its diffid so it is never recompressed. */
 async function keepGzip(l: LayerPlan, tar: LayerTar, cache: CacheStore): Promise<Descriptor> {
   const declared = l.declared?.mediaType;
+  if (l.file.zstd) {
+    // Pushed as it is. Not recorded as the diffid's gzip blob: a zstd blob serves no gzip lookup.
+    const descriptor: Descriptor = { mediaType: MediaType.OciLayerZstd, digest: l.file.digest, size: l.file.size };
+    if (l.declared?.annotations) descriptor.annotations = l.declared.annotations;
+    return descriptor;
+  }
   const mediaType = declared === MediaType.OciLayerGzip || declared === MediaType.DockerLayerGzip ? declared : MediaType.OciLayerGzip;
   const descriptor: Descriptor = { mediaType, digest: l.file.digest, size: l.file.size };
   if (l.declared?.annotations) descriptor.annotations = l.declared.annotations;

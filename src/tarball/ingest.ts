@@ -1,7 +1,7 @@
 import type { CacheStore } from '../cache/store.js';
 import { type Digest, sha256Digest } from '../oci/digest.js';
 import type { ArchiveFile } from './entries.js';
-import { inflate, isGzipMagic } from './inflate.js';
+import { inflate, isGzipMagic, isZstdMagic } from './inflate.js';
 import { tee } from './tee.js';
 
 /**
@@ -23,9 +23,11 @@ export interface StoredFile {
   digest: Digest;
   /** Small entries are held here and written to the store only if the image uses them. */
   bytes?: Buffer;
-  /** For a large entry starting with gzip magic: inflated on the fly while it was stored. */
+  /** For a large entry starting with gzip (or zstd) magic: inflated on the fly while it was stored. */
   gzip?: GzipFacts;
+  /** Compressed: gzip, or zstd when `zstd` is set too. */
   gzipped: boolean;
+  zstd?: true;
 }
 
 /**
@@ -41,9 +43,11 @@ export async function ingestFile(cache: CacheStore, file: ArchiveFile, archive: 
     const parts: Buffer[] = [];
     for await (const chunk of body) parts.push(chunk);
     const bytes = Buffer.concat(parts);
-    return { name: file.name, size: bytes.length, digest: sha256Digest(bytes), bytes, gzipped: isGzipMagic(bytes) };
+    const zstd = isZstdMagic(bytes);
+    return { name: file.name, size: bytes.length, digest: sha256Digest(bytes), bytes, gzipped: isGzipMagic(bytes) || zstd, ...(zstd ? { zstd } : {}) };
   }
-  if (!isGzipMagic(head)) {
+  const zstd = isZstdMagic(head);
+  if (!isGzipMagic(head) && !zstd) {
     const blob = await cache.writeBlob(body);
     if (looksLikeTar(head)) onPlainTar?.({ diffid: blob.digest, size: blob.size });
     return { name: file.name, size: blob.size, digest: blob.digest, gzipped: false };
@@ -53,14 +57,14 @@ export async function ingestFile(cache: CacheStore, file: ArchiveFile, archive: 
   const what = `${archive}: ${file.name}`;
   const [stored, inflated] = await Promise.allSettled([
     cache.writeBlob(raw),
-    cache.writeBlob(inflate(toInflate, 'layer', what)),
+    cache.writeBlob(inflate(toInflate, 'layer', what, zstd ? 'zstd' : 'gzip')),
   ]);
   if (stored.status === 'rejected') throw stored.reason;
   // A gzip entry that does not inflate is only an error if the image uses it as a layer.
   const gzip: GzipFacts = inflated.status === 'fulfilled'
     ? { diffid: inflated.value.digest, size: inflated.value.size }
     : { error: inflated.reason instanceof Error ? inflated.reason.message : String(inflated.reason) };
-  return { name: file.name, size: stored.value.size, digest: stored.value.digest, gzip, gzipped: true };
+  return { name: file.name, size: stored.value.size, digest: stored.value.digest, gzip, gzipped: true, ...(zstd ? { zstd } : {}) };
 }
 
 /** A held buffer as a stream, for the store's streaming writer. */

@@ -87,8 +87,6 @@ function planManifest(contents: ArchiveContents, d: Descriptor, wantedBy: string
   const manifest = doc as unknown as ImageManifest;
 
   const packings = manifest.layers.map((l) => layerPacking(l.mediaType));
-  const zstd = manifest.layers.find((_, i) => packings[i] === 'zstd');
-  if (zstd) throw new KocacheError('archive', `${name}: layer ${zstd.digest} is zstd-compressed; kocache handles tar and tar+gzip layers`);
   const opaqueCount = packings.filter((p) => p === 'other').length;
   if (opaqueCount > 0 && opaqueCount < packings.length) {
     throw new KocacheError('archive', `${name}: ${what} mixes filesystem layers with layers of other types`);
@@ -104,8 +102,9 @@ function planManifest(contents: ArchiveContents, d: Descriptor, wantedBy: string
   const layers: LayerPlan[] = manifest.layers.map((l, i) => {
     const file = blobFile(contents, l, what);
     const packing = packings[i];
-    if (packing === 'gzip' && !file.gzipped) throw new KocacheError('archive', `${name}: layer ${l.digest} is declared ${l.mediaType} but is not gzip`);
-    if (packing === 'tar' && file.gzipped) throw new KocacheError('archive', `${name}: layer ${l.digest} is declared ${l.mediaType} but is gzipped`);
+    if (packing === 'zstd' && !file.zstd) throw new KocacheError('archive', `${name}: layer ${l.digest} is declared ${l.mediaType} but is not zstd`);
+    if (packing === 'gzip' && (!file.gzipped || file.zstd)) throw new KocacheError('archive', `${name}: layer ${l.digest} is declared ${l.mediaType} but is not gzip`);
+    if (packing === 'tar' && file.gzipped) throw new KocacheError('archive', `${name}: layer ${l.digest} is declared ${l.mediaType} but is ${file.zstd ? 'zstd' : 'gzip'}-compressed`);
     return { file, what: `${name}: layer ${l.digest}`, declared: l, opaque: !isImage };
   });
   const plan: ManifestPlan = { what: `${name}: ${what}`, original: { bytes, descriptor: d, manifest }, config, configMediaType: manifest.config.mediaType, layers };
