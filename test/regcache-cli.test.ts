@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { MediaType } from '../src/oci/mediatypes.js';
 import { RegistryClient } from '../src/remote/client.js';
 import { type CliResult, runCli, tempDir, traceOf } from './helpers/cli.js';
+import { makeDockerArchive, standardLayers } from './helpers/archives.js';
 import { appTree, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, freePort, startRegistry } from './helpers/registry.js';
 
@@ -146,6 +147,22 @@ describe('publish through a registry cache', () => {
     assert.equal(traceOf(again.stderr)['regcache.hit'] ?? 0, 0);
   });
 
+  test('warm SRC with --cache-repo prefetches the record: no tar, no gzip, no layer fetched; a later publish asks the registry for no record', async () => {
+    const cache = freshCache();
+    const env = { KOCACHE: cache, KOCACHE_TRACE: '1' };
+    const w = await runCli(['warm', 'app:/usr/local/bin/app', '--import-path', 'example.com/shared', '--cache-repo', `${reg.host}/cli/cache`], env, { cwd: src });
+    assert.equal(w.code, 0, w.stderr);
+    assert.match(w.stdout, /recorded in the registry cache/);
+    const t = traceOf(w.stderr);
+    assert.equal(t['gzip.in'] ?? 0, 0);
+    assert.equal(t['regcache.fetched'] ?? 0, 0);
+    const gets = () => reg.requests('GET', /^\/v2\/cli\/cache\/manifests\/kc1-/);
+    const before = gets();
+    const p = await publish(`${reg.host}/cli/warmed:v1`, ['--cache-repo', `${reg.host}/cli/cache`], cache);
+    assert.equal(p.digest, coldDigest);
+    assert.equal(gets() - before, 1, 'only the layer warm did not name is looked up');
+  });
+
   test('usage: a tagged cache repository, --cache-check without a cache, gc --cache-repo without --max-age', async () => {
     for (const args of [
       ['build', 'app', '--import-path', 'x', '--cache-repo', `${reg.host}/c:v1`],
@@ -156,6 +173,32 @@ describe('publish through a registry cache', () => {
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     }
+  });
+});
+
+describe('push an archive through a registry cache', () => {
+  test('runner B pushes the same gzipped archive: nothing inflated or deflated, no layer uploaded, same digest', async () => {
+    const made = makeDockerArchive(join(work, 'archive'), standardLayers(), { gzip: true });
+    const push = async (repo: string, extra: string[]) => {
+      const r = await runCli(['push', made.path, `${reg.host}/${repo}:v1`, '--json', ...extra], { KOCACHE: freshCache(), KOCACHE_TRACE: '1' });
+      assert.equal(r.code, 0, r.stderr);
+      return { ...r, digest: (JSON.parse(r.stdout) as { digest: string }).digest, trace: traceOf(r.stderr) };
+    };
+    const a = await push('arc/a', ['--cache-repo', `${reg.host}/arc/cache`]);
+    assert.ok((a.trace['inflate.archive'] ?? 0) > 0);
+    assert.equal(a.trace['regcache.put'], 1, 'one record for the archive');
+    const b = await push('arc/b', ['--cache-repo', `${reg.host}/arc/cache`]);
+    assert.deepEqual(warnings(b), []);
+    assert.equal(b.digest, a.digest);
+    for (const counter of ['inflate.archive', 'inflate.layer', 'gzip.in', 'tar.out']) assert.equal(b.trace[counter] ?? 0, 0, counter);
+    assert.equal(b.trace['regcache.hit'], 1);
+    assert.equal(uploads(reg, 'arc/b'), 0, 'every blob mounted, none uploaded');
+    assert.equal(reg.requests('GET', /^\/v2\/arc\/cache\/blobs\//), 0, 'nothing downloaded from the cache repository');
+    await skopeo('copy', '--quiet', '--src-tls-verify=false', `docker://${reg.host}/arc/b:v1`, `dir:${join(work, 'arc-b')}`);
+    // --cache-check imports it anyway and agrees.
+    const checked = await push('arc/c', ['--cache-from', `${reg.host}/arc/cache`, '--cache-check']);
+    assert.equal(checked.digest, a.digest);
+    assert.ok((checked.trace['inflate.archive'] ?? 0) > 0);
   });
 });
 

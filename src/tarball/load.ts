@@ -26,6 +26,11 @@ export interface LoadArchiveOptions {
   warn?: (message: string) => void;
   /** Archive file bytes read so far, and the file's size, for a progress line. */
   onRead?: (read: number, total: number) => void;
+  /**
+   * Asked after the local cache misses, before the archive is read: the image this archive was
+   * imported as elsewhere (the registry cache, src/regcache/), its blobs where the caller needs them.
+   */
+  remote?: ((key: string) => Promise<ArchiveImage | undefined>) | undefined;
 }
 
 export interface LoadedArchive {
@@ -36,6 +41,10 @@ export interface LoadedArchive {
   image: ArchiveImage;
   /** True when the archive was recognised and nothing in it was read beyond hashing. */
   cached: boolean;
+  /** True when the registry cache recognised it (`cached` too); its blobs need not be in the store. */
+  remote?: boolean;
+  /** The cache key: sha256 of the archive and the compression setting. */
+  key: string;
 }
 
 /** What an `archive/...` record keeps. */
@@ -57,9 +66,11 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
 
   const seen = await opts.cache.getRecord<ArchiveRecord>(key);
   if (seen && (await allPresent(opts.cache, seen.metadata.image))) {
-    return { path, format: info.format, archiveDigest, image: seen.metadata.image, cached: true };
+    return { path, format: info.format, archiveDigest, image: seen.metadata.image, cached: true, key };
   }
   if (seen) opts.warn?.(`some cached blobs of ${path} are gone; importing it again`);
+  const far = await opts.remote?.(key);
+  if (far) return { path, format: info.format, archiveDigest, image: far, cached: true, remote: true, key };
 
   const writes = new ImportWrites(opts.cache);
   const cache = writes.track();
@@ -88,7 +99,7 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
   // Entries no manifest named (and layers compressed ahead for them) go now, not at the next gc.
   await compressor.close();
   await writes.removeExcept(new Set([...archiveBlobs(image).map((d) => d.digest), ...layerDiffIds(image)]));
-  return { path, format: info.format, archiveDigest, image, cached: false };
+  return { path, format: info.format, archiveDigest, image, cached: false, key };
 }
 
 /** An OCI layout (tarred or not) has oci-layout and index.json; a docker archive has manifest.json. */

@@ -8,8 +8,14 @@ import { RegistryClient } from '../../remote/client.js';
 import { loadArchive, topDescriptor, type LoadedArchive } from '../../tarball/load.js';
 import { type Context, type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
 import { formatBytes } from '../output.js';
+import type { Digest } from '../../oci/digest.js';
+import { RegistryCache } from '../../regcache/cache.js';
+import { archiveRecordKey } from '../../regcache/archives.js';
+import { layerTier } from '../../regcache/layers.js';
+import { archivePushable } from '../../tarball/pushable.js';
+import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
 
-interface WarmArgs extends GlobalArgs {
+interface WarmArgs extends GlobalArgs, CacheRepoArgs {
   targets?: string[] | undefined;
   tarball?: string[] | undefined;
   platform?: string[] | undefined;
@@ -27,7 +33,7 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
   command: 'warm [targets..]',
   describe: 'Fill the cache ahead of a publish or push: base images (REF...), layers (SRC --import-path), archives (--tarball)',
   builder: (y: Argv) =>
-    globalOptions(y)
+    cacheRepoOptions(globalOptions(y))
       .positional('targets', {
         type: 'string',
         array: true,
@@ -52,24 +58,37 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
     const hasTarballs = Boolean(args.tarball && args.tarball.length > 0);
     if (hasTarballs && targets.length > 0) throw usageError('warm takes either --tarball ARCHIVE... or targets, not both');
     if (!hasTarballs && targets.length === 0) throw usageError('name what to warm: REF..., SRC[:DEST]... --import-path IP, or --tarball ARCHIVE...');
+    const repos = cacheReposFrom(args);
     const ctx = makeContext(args);
-    if (hasTarballs) return warmTarballs(ctx, (args.tarball ?? []).map(String));
-    if (args['import-path'] !== undefined) {
-      return warmLayers(ctx, targets, args['import-path'], platforms.length > 0 ? platforms : [parsePlatform('linux/amd64')], args['build-id']);
+    const insecure = (args['insecure-registry'] ?? []).map(String);
+    const registryCache = repos && (hasTarballs || args['import-path'] !== undefined)
+      ? new RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, insecureRegistries: insecure })
+      : undefined;
+    try {
+      if (hasTarballs) return await warmTarballs(ctx, (args.tarball ?? []).map(String), registryCache);
+      if (args['import-path'] !== undefined) {
+        return await warmLayers(ctx, targets, args['import-path'], platforms.length > 0 ? platforms : [parsePlatform('linux/amd64')], args['build-id'], registryCache);
+      }
+    } finally {
+      await registryCache?.close();
     }
     return warmBases(ctx, targets, platforms.length > 0 ? platforms : undefined, Boolean(args.offline), (args['insecure-registry'] ?? []).map(String));
   },
 };
 
 /** Imports archives one after another (each already uses every core); prints one line per archive. */
-export async function warmTarballs(ctx: Context, paths: string[]): Promise<void> {
+export async function warmTarballs(ctx: Context, paths: string[], rc?: RegistryCache): Promise<void> {
   const results: LoadedArchive[] = [];
   for (const path of paths) {
     ctx.out.progress(() => `importing ${path}`);
-    results.push(await loadArchive(path, {
-      cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m),
+    // A registry cache that knows the archive spares importing it; one that does not gets its record.
+    const remote = rc && (async (key: string) => (await rc.findArchive(archiveRecordKey(key), { kind: 'none' }))?.record.image);
+    const loaded = await loadArchive(path, {
+      cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), remote,
       onRead: (read, total) => ctx.out.progress(() => `reading ${path}: ${formatBytes(read)} of ${formatBytes(total)}`),
-    }));
+    });
+    if (rc && !loaded.remote) rc.offerArchive(archiveRecordKey(loaded.key), loaded.image, await archiveManifests(ctx, loaded));
+    results.push(loaded);
   }
   const rows = results.map((r) => {
     const manifests = r.image.kind === 'manifest' ? [r.image.manifest] : r.image.index.manifests;
@@ -80,9 +99,10 @@ export async function warmTarballs(ctx: Context, paths: string[]): Promise<void>
       digest: topDescriptor(r.image).digest,
       layers: manifests.reduce((n, m) => n + m.layers.length, 0),
       cached: r.cached,
+      ...(r.remote ? { remote: true } : {}),
     };
   });
-  const text = rows.map((r) => `${r.archive}: ${r.digest} (${r.layers} layers, ${r.cached ? 'already cached' : 'imported'})`).join('\n');
+  const text = rows.map((r) => `${r.archive}: ${r.digest} (${r.layers} layers, ${r.remote ? 'recorded in the registry cache' : r.cached ? 'already cached' : 'imported'})`).join('\n');
   ctx.out.result(rows.length === 1 ? rows[0] : rows, text);
 }
 
@@ -111,7 +131,9 @@ export async function warmBases(ctx: Context, refs: string[], platforms: Platfor
 }
 
 /** Pre-builds layers exactly as `build` would, for every platform asked for. */
-export async function warmLayers(ctx: Context, sources: string[], importPath: string, platforms: Platform[], buildId: string | undefined): Promise<void> {
+export async function warmLayers(ctx: Context, sources: string[], importPath: string, platforms: Platform[], buildId: string | undefined, rc?: RegistryCache): Promise<void> {
+  // Records only: a layer the registry cache has is checked there, not fetched.
+  const tier = rc && layerTier(rc, { target: { kind: 'none' } });
   const parsed = sources.map((s) => parseLayerSource(s));
   const rows = [];
   for (const source of parsed) {
@@ -124,10 +146,19 @@ export async function warmLayers(ctx: Context, sources: string[], importPath: st
         mtime: sourceDateEpoch(),
         gzip: ctx.gzip,
         warn: (m) => ctx.out.warn(m),
+        tier,
       });
-      rows.push({ source: source.src, dest: source.dest || '/', platform: formatPlatform(platform), digest: layer.descriptor.digest, size: layer.descriptor.size, diffid: layer.diffid, cached: layer.cached });
+      rows.push({ source: source.src, dest: source.dest || '/', platform: formatPlatform(platform), digest: layer.descriptor.digest, size: layer.descriptor.size, diffid: layer.diffid, cached: layer.cached, ...(layer.remote ? { remote: true } : {}) });
     }
   }
-  const text = rows.map((r) => `${r.source}:${r.dest} ${r.platform}: ${r.digest} (${r.cached ? 'already cached' : 'built'})`).join('\n');
+  const text = rows.map((r) => `${r.source}:${r.dest} ${r.platform}: ${r.digest} (${r.remote ? 'recorded in the registry cache' : r.cached ? 'already cached' : 'built'})`).join('\n');
   ctx.out.result(rows.length === 1 ? rows[0] : rows, text);
+}
+
+/** The exact bytes of an imported archive's index and manifests (in the store), for its record. */
+async function archiveManifests(ctx: Context, loaded: LoadedArchive): Promise<Map<Digest, Buffer>> {
+  const image = await archivePushable(ctx.cache, loaded.image);
+  const out = new Map<Digest, Buffer>([[image.descriptor.digest, image.bytes]]);
+  if (image.kind === 'index') for (const m of image.manifests) out.set(m.descriptor.digest, m.bytes);
+  return out;
 }
