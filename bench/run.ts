@@ -8,6 +8,7 @@ import { makeTree } from './fixtures.js';
 import { machineLine, renderTable, RUNS, type Row } from './harness.js';
 import { layerRows } from './layers.js';
 import { registryRows } from './registry-rows.js';
+import { registryCacheRows } from './registry-cache.js';
 
 // `npm run bench`: every row is kocache beside the tool a user would otherwise run, on the same
 // input, in the same run, with the ratio. BENCH_SIZE_MB (tree, default 100), BENCH_ARCHIVE_MB
@@ -40,8 +41,13 @@ async function main(): Promise<void> {
   const layers = layerRows(cli, tree, work, jobs);
   log('registry: publish and archive push...');
   const registry = await registryRows(cli, tree, work, archiveMb, archiveLayers, nodeModulesMb);
+  // The registry rows made the node_modules tree (nodeModulesMb, under its own folder).
+  log('registry cache: fresh runners...');
+  const trees = [{ name: `tree-${sizeMb}mb`, path: tree }];
+  if (nodeModulesMb > 0) trees.push({ name: `node-modules-${nodeModulesMb}mb`, path: join(work, `node-modules-${nodeModulesMb}mb`) });
+  const regcache = await registryCacheRows(cli, trees, work);
   log('compression...');
-  rows.push(...(await compressionRows(tarPath, jobs)), ...layers, ...registry);
+  rows.push(...(await compressionRows(tarPath, jobs)), ...layers, ...registry, ...regcache);
   const table = renderTable(rows);
   const text = `Machine: ${machineLine()}\nInput: ${made.files} files, ${(made.bytes / 1e6).toFixed(0)} MB; median of ${RUNS} runs\n\n${table}\n`;
   writeFileSync(join(work, 'results.md'), text);
