@@ -109,6 +109,35 @@ describe('publish through a registry cache', () => {
     assert.match(warnings(r)[0]!, /registry cache .* not used: cannot reach registry/);
   });
 
+  test('broken records (two tags swapped, a blob gone): success, the no-cache digest, one warning', async () => {
+    const c = new RegistryClient();
+    const repo = { registry: reg.host, repository: 'cli/broken-cache' };
+    await publish(`${reg.host}/cli/broken-seed:v1`, ['--cache-repo', `${reg.host}/cli/broken-cache`]);
+    const [x, y] = (await c.listTags(repo)).filter((t) => t.startsWith('kc1-'));
+    const bx = (await c.getManifest({ ...repo, tag: x! })).bytes;
+    const by = (await c.getManifest({ ...repo, tag: y! })).bytes;
+    await c.putManifest({ ...repo, tag: x! }, by, MediaType.OciManifest);
+    await c.putManifest({ ...repo, tag: y! }, bx, MediaType.OciManifest);
+    const swapped = await publish(`${reg.host}/cli/broken-a:v1`, ['--cache-from', `${reg.host}/cli/broken-cache`]);
+    assert.equal(swapped.digest, coldDigest);
+    assert.equal(warnings(swapped).length, 1, swapped.stderr);
+    assert.match(warnings(swapped)[0]!, /key annotation is not the key asked for/);
+    assert.equal(swapped.trace['regcache.broken'], 2);
+    // Put back, then remove the blobs the records pin: the records now point at nothing.
+    await c.putManifest({ ...repo, tag: x! }, bx, MediaType.OciManifest);
+    await c.putManifest({ ...repo, tag: y! }, by, MediaType.OciManifest);
+    for (const bytes of [bx, by]) {
+      const layer = (JSON.parse(bytes.toString()) as { layers: { digest: string }[] }).layers[0]!.digest;
+      const res = await fetch(`http://${reg.host}/v2/cli/broken-cache/blobs/${layer}`, { method: 'DELETE' });
+      assert.equal(res.status, 202);
+    }
+    const gone = await publish(`${reg.host}/cli/broken-b:v1`, ['--cache-from', `${reg.host}/cli/broken-cache`]);
+    assert.equal(gone.digest, coldDigest);
+    assert.equal(warnings(gone).length, 1, gone.stderr);
+    assert.match(warnings(gone)[0]!, /missing from/);
+    await c.close();
+  });
+
   test('--cache-check: a record answering the wrong layer fails the publish loudly; a true one passes', async () => {
     const c = new RegistryClient();
     const repo = { registry: reg.host, repository: 'cli/cache' };

@@ -340,12 +340,14 @@ export class RegistryCache {
     this.o.warn(`registry cache ${key} not used: ${message(err)}; building what it would have answered`);
   }
 
+  /** One warning per repository and run, naming the first broken record; the rest are counted. */
   private brokenRecord(repo: Reference, tag: string, err: unknown): void {
     if (!(err instanceof BrokenRecord)) return this.repoDown(repo, err);
-    const key = `${formatRepository(repo)}:${tag}`;
+    traceAdd('regcache.broken', 1);
+    const key = formatRepository(repo);
     if (this.warned.has(key)) return;
     this.warned.add(key);
-    this.o.warn(`registry cache record ${key} not used: ${err.message}; building instead`);
+    this.o.warn(`registry cache record ${key}:${tag} not used: ${err.message}; building instead (other broken records there are not reported)`);
   }
 
   private memoKey(repo: Reference, tag: string): string {
