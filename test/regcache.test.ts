@@ -174,6 +174,28 @@ describe('registry cache records', () => {
     assert.equal(gets() - before, 1, 'one GET of the record, by the first reader');
   });
 
+  test('a kept record whose blob is gone is dropped quietly and the registry asked again', async () => {
+    const cacheRepo = repoOf('rc/stale');
+    const w = await writeRecord(cacheRepo);
+    const cache = store();
+    const { rc } = regcache({ read: [cacheRepo] }, cache);
+    assert.ok(await rc.findLayer(w.key, GZ, { kind: 'none' }));
+    await rc.close();
+    // The record is rewritten for another layer (a writer on a later day, after the old blob was collected).
+    const res = await fetch(`http://${reg.host}/v2/rc/stale/blobs/${w.descriptor.digest}`, { method: 'DELETE' });
+    assert.equal(res.status, 202);
+    const fresh = store();
+    const other = await localLayer(fresh);
+    const { rc: writer } = regcache({ write: [cacheRepo] }, fresh, () => Date.now() + 86_400_000);
+    writer.offerLayer({ key: w.key, descriptor: other.descriptor, diffid: other.diffid });
+    await writer.close();
+    const { rc: again, warnings } = regcache({ read: [cacheRepo] }, cache);
+    const found = await again.findLayer(w.key, GZ, { kind: 'none' });
+    await again.close();
+    assert.deepEqual(found?.record.descriptor, other.descriptor);
+    assert.deepEqual(warnings, []);
+  });
+
   test('--cache-from only: a reader sends no PUT, POST or PATCH to the cache repository', async () => {
     const cacheRepo = repoOf('rc/readonly');
     const w = await writeRecord(cacheRepo);

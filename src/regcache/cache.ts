@@ -124,28 +124,28 @@ export class RegistryCache {
   async findLayer(key: string, mediaType: string, target: Target): Promise<Found<LayerRecord> | undefined> {
     const tag = recordTag(key);
     for (const repo of this.readable()) {
+      // Kept from an earlier run: no GET. A memo whose blob is gone (the record was pruned since)
+      // is dropped without a warning and the registry asked again.
       const memo = await this.memo(repo, tag);
-      let record: LayerRecord | undefined;
       if (memo?.layer) {
-        record = { key, descriptor: memo.layer.descriptor, diffid: memo.layer.diffid, created: memo.created };
-      } else {
-        const bytes = await this.getRecord(repo, tag, MAX_LAYER_RECORD_BYTES);
-        if (!bytes) continue;
-        try {
-          record = parseLayerRecord(bytes, key, mediaType);
-        } catch (err) {
-          this.brokenRecord(repo, tag, err);
-          continue;
+        const record: LayerRecord = { key, descriptor: memo.layer.descriptor, diffid: memo.layer.diffid, created: memo.created };
+        if (await this.materialize(record.descriptor, repo, target).then(() => true, () => false)) {
+          traceAdd('regcache.hit', 1);
+          return { record, repo };
         }
+        await this.forget(repo, tag);
       }
+      const bytes = await this.getRecord(repo, tag, MAX_LAYER_RECORD_BYTES);
+      if (!bytes) continue;
+      let record: LayerRecord;
       try {
+        record = parseLayerRecord(bytes, key, mediaType);
         await this.materialize(record.descriptor, repo, target);
       } catch (err) {
-        if (memo) await this.forget(repo, tag);
         this.brokenRecord(repo, tag, err);
         continue;
       }
-      if (!memo) await this.remember(repo, tag, { created: record.created, layer: { descriptor: record.descriptor, diffid: record.diffid } });
+      await this.remember(repo, tag, { created: record.created, layer: { descriptor: record.descriptor, diffid: record.diffid } });
       traceAdd('regcache.hit', 1);
       return { record, repo };
     }
