@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseReference } from '../src/reference/reference.js';
 import { RegistryClient } from '../src/remote/client.js';
@@ -10,6 +11,7 @@ import type { PushableIndex } from '../src/image/pushable.js';
 import { type FaultProxy, startFaultProxy } from './helpers/fault-proxy.js';
 import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
 import { randomImage } from './helpers/images.js';
+import { makeDockerArchive, makeOciLayout, standardLayers } from './helpers/archives.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
 
 const PLATFORMS = 1000;
@@ -73,5 +75,41 @@ describe('an index of a thousand platforms', () => {
     assert.ok(isOneLineError(r), r.stderr);
     assert.match(r.stderr, /has no linux\/ppc64le image \(it has: 1000 platforms, among them linux\/amd64\/v0, linux\/amd64\/v1, /);
     assert.ok(r.stderr.length < 400, `${r.stderr.length} characters`);
+  });
+});
+
+describe('an OCI layout of a thousand platforms naming one image', () => {
+  let reg: RunningRegistry;
+  let proxy: FaultProxy;
+  let layout: string;
+  let dir: string;
+
+  before(async () => {
+    reg = await startRegistry();
+    proxy = await startFaultProxy(reg.port, []);
+    dir = tempDir('kocache-platforms-layout-');
+    const a = makeDockerArchive(dir, standardLayers().slice(0, 2));
+    layout = makeOciLayout(a.tarPath, dir);
+    const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: { mediaType: string; digest: string; size: number }[] };
+    const m = index.manifests[0]!;
+    const manifests = Array.from({ length: PLATFORMS }, (_, i) => ({ mediaType: m.mediaType, digest: m.digest, size: m.size, platform: { os: 'linux', architecture: 'amd64', variant: `v${i}` } }));
+    writeFileSync(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests }));
+  });
+  after(async () => {
+    await proxy.stop();
+    await reg.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('push puts the manifest once (and the index), not once per platform; warm counts the image once', async () => {
+    const cache = join(dir, 'cache');
+    const w = await runCli(['warm', '--json', '--tarball', layout], { KOCACHE: cache });
+    assert.equal(w.code, 0, w.stderr);
+    assert.equal((JSON.parse(w.stdout) as { layers: number }).layers, 2);
+    const r = await runCli(['push', '--json', layout, `${proxy.host}/many/layout:v1`], { KOCACHE: cache });
+    assert.equal(r.code, 0, r.stderr);
+    const puts = proxy.seen.filter((x) => x.method === 'PUT' && x.path.includes('/manifests/'));
+    assert.equal(puts.length, 2, puts.map((p) => p.path).join('\n'));
+    assert.ok(proxy.seen.length < 30, `${proxy.seen.length} requests`);
   });
 });

@@ -67,8 +67,13 @@ export async function pushImage(client: RegistryClient, target: Reference, image
     return { digest: top.descriptor.digest, reference: `${formatRepository(repo)}@${top.descriptor.digest}`, ...counts };
   }
   if (image.kind === 'index') {
+    // Once per digest: an index may name one manifest for many platforms.
+    const put = new Set<string>();
     for (const m of manifests) {
-      await client.putManifest({ ...repo, digest: m.descriptor.digest }, m.bytes, m.descriptor.mediaType);
+      if (!put.has(m.descriptor.digest)) {
+        put.add(m.descriptor.digest);
+        await client.putManifest({ ...repo, digest: m.descriptor.digest }, m.bytes, m.descriptor.mediaType);
+      }
       done++;
       progress();
     }

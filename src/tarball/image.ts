@@ -34,21 +34,33 @@ export async function finishImage(plan: ImagePlan, opts: FinishOptions): Promise
   for (const m of manifests) await checkDiffIds(m, tars, opts.cache);
 
   const compressor = opts.compressor ?? new LayerCompressor(opts);
-  const byDiffid = new Map<Digest, Promise<Descriptor>>();
+  // Each layer, and each manifest, once: an index may name one manifest for many platforms.
+  const byDiffid = new Map<Digest, Promise<ArchiveLayer>>();
   const layerFor = (l: LayerPlan): Promise<ArchiveLayer> => {
     if (l.opaque) return storeOpaque(l, opts.cache);
     const tar = tars.get(l.file)!;
-    let d = byDiffid.get(tar.diffid);
-    if (!d) {
-      d = l.file.gzipped ? keepGzip(l, tar, opts.cache) : compressor.finish(tar);
-      byDiffid.set(tar.diffid, d);
+    let layer = byDiffid.get(tar.diffid);
+    if (!layer) {
+      const d = l.file.gzipped ? keepGzip(l, tar, opts.cache) : compressor.finish(tar);
+      layer = d.then(async (descriptor) => {
+        await opts.cache.putRecord(tarKey(tar.diffid), { digest: tar.diffid, size: tar.size }, { diffid: tar.diffid });
+        return { descriptor, diffid: tar.diffid };
+      });
+      byDiffid.set(tar.diffid, layer);
     }
-    return d.then(async (descriptor) => {
-      await opts.cache.putRecord(tarKey(tar.diffid), { digest: tar.diffid, size: tar.size }, { diffid: tar.diffid });
-      return { descriptor, diffid: tar.diffid };
-    });
+    return layer;
   };
-  const done = await Promise.all(manifests.map(async (m) => finishManifest(m, await Promise.all(m.layers.map(layerFor)), opts.cache)));
+  const byManifest = new Map<Digest, Promise<{ archive: ArchiveManifest }>>();
+  const manifestFor = (m: ManifestPlan) => {
+    const key = m.original?.descriptor.digest;
+    let done = key === undefined ? undefined : byManifest.get(key);
+    if (!done) {
+      done = Promise.all(m.layers.map(layerFor)).then((layers) => finishManifest(m, layers, opts.cache));
+      if (key !== undefined) byManifest.set(key, done);
+    }
+    return done;
+  };
+  const done = await Promise.all(manifests.map(manifestFor));
 
   if (plan.kind === 'manifest') return { kind: 'manifest', manifest: done[0]!.archive };
   const original = plan.index.original;

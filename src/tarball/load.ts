@@ -113,12 +113,13 @@ export function topDescriptor(image: ArchiveImage): Descriptor {
   return image.kind === 'manifest' ? image.manifest.descriptor : image.index.descriptor;
 }
 
-/** Every blob the image names, as stored blobs (manifests, configs, layers). */
+/** Every blob the image names, each once, as stored blobs (manifests, configs, layers). */
 export function archiveBlobs(image: ArchiveImage): Descriptor[] {
   const manifests = image.kind === 'manifest' ? [image.manifest] : image.index.manifests;
   const out: Descriptor[] = image.kind === 'index' ? [image.index.descriptor] : [];
   for (const m of manifests) out.push(m.descriptor, m.config, ...m.layers.map((l) => l.descriptor));
-  return out;
+  const seen = new Set<string>();
+  return out.filter((d) => !seen.has(d.digest) && Boolean(seen.add(d.digest)));
 }
 
 /** The uncompressed tars of an image's layers: kept beside it (tar/ records name them). */

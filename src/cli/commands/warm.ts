@@ -97,7 +97,8 @@ export async function warmTarballs(ctx: Context, paths: string[], rc?: RegistryC
       format: r.format,
       archiveDigest: r.archiveDigest,
       digest: topDescriptor(r.image).digest,
-      layers: manifests.reduce((n, m) => n + m.layers.length, 0),
+      // Per image, not per index entry: many entries may name one manifest.
+      layers: [...new Map(manifests.map((m) => [m.descriptor.digest, m.layers.length])).values()].reduce((n, k) => n + k, 0),
       cached: r.cached,
       ...(r.remote ? { remote: true } : {}),
     };
