@@ -32,6 +32,8 @@ export interface ReusedBlock {
 
 /** Where compressed blocks seen before can be found (stitch.ts): by block key. */
 export interface BlockSource {
+  /** Blocks known: with none, gzip deflates at once and hashes keys only for the map. */
+  readonly size: number;
   find(key: Buffer, length: number): Promise<ReusedBlock | undefined>;
 }
 
@@ -95,7 +97,7 @@ export async function* gzipBlocks(
   const window = running * 2;
   interface Job {
     finished: boolean;
-    key: Buffer;
+    key: Buffer | undefined;
     out: Promise<{ bytes: Buffer[]; crc: number; check?: number }>;
     length: number;
   }
@@ -109,8 +111,17 @@ export async function* gzipBlocks(
   const spec = blockKeySpec(opts);
 
   const dispatch = (block: Buffer) => {
-    const key = blockKey(spec, dictionary, block);
-    const job: Job = { finished: false, out: compressBlock(block, dictionary, key, opts.level, hooks.reuse), key, length: block.length };
+    let job: Job;
+    if (hooks.reuse && hooks.reuse.size > 0) {
+      const key = blockKey(spec, dictionary, block);
+      job = { finished: false, out: compressBlock(block, dictionary, key, opts.level, hooks.reuse), key, length: block.length };
+    } else {
+      // Nothing to copy from: the deflate starts first, and the key (for the map) is hashed while
+      // it runs. The main thread is the busier side of a cold build; a block waiting for its key
+      // before going to the thread pool left a core idle.
+      job = { finished: false, out: compressBlock(block, dictionary, undefined, opts.level, undefined), key: undefined, length: block.length };
+      if (hooks.onBlock) job.key = blockKey(spec, dictionary, block);
+    }
     busy++;
     const settle = () => {
       job.finished = true;
@@ -154,7 +165,7 @@ export async function* gzipBlocks(
         if (hooks.onBlock) {
           let size = 0;
           for (const b of done.bytes) size += b.length;
-          hooks.onBlock({ key: head.key, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
+          hooks.onBlock({ key: head.key!, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
         }
         yield* done.bytes;
       } else {
@@ -196,11 +207,11 @@ export function rangeCheck(bytes: readonly Buffer[]): number {
 async function compressBlock(
   block: Buffer,
   dictionary: Buffer,
-  key: Buffer,
+  key: Buffer | undefined,
   level: number,
   reuse: BlockSource | undefined,
 ): Promise<{ bytes: Buffer[]; crc: number; check?: number }> {
-  const found = await reuse?.find(key, block.length);
+  const found = key && (await reuse?.find(key, block.length));
   if (found) {
     traceAdd('gzip.reused', block.length);
     return { bytes: [found.bytes], crc: found.crc, check: found.check };

@@ -66,6 +66,10 @@ export class LayerBlocks implements BlockSource {
     private readonly recent: number,
   ) {}
 
+  get size(): number {
+    return this.index.size;
+  }
+
   /** The maps of the lineage's recent layers. A map that cannot be read is passed over. */
   static async open(
     cache: CacheStore,
