@@ -140,15 +140,14 @@ function roundUp(n: number): number {
 
 /** Size and kind of a header record; an all-zero record (end of archive) is an empty entry; undefined when not tar. */
 function parseHeader(rec: Uint8Array): { size: number; kind: Kind } | undefined {
+  // The checksum field counts as eight spaces; a record whose bytes all sum to zero is all zeros.
   let sum = 0;
-  let zero = true;
-  for (let i = 0; i < RECORD; i++) {
-    const b = rec[i]!;
-    if (b !== 0) zero = false;
-    sum += i >= 148 && i < 156 ? 0x20 : b;
-  }
-  if (zero) return { size: 0, kind: Plain };
-  if (readOctal(rec, 148, 8) !== sum) return undefined;
+  for (let i = 0; i < 148; i++) sum += rec[i]!;
+  for (let i = 156; i < RECORD; i++) sum += rec[i]!;
+  let field = 0;
+  for (let i = 148; i < 156; i++) field += rec[i]!;
+  if (sum + field === 0) return { size: 0, kind: Plain };
+  if (readOctal(rec, 148, 8) !== sum + 8 * 0x20) return undefined;
   const size = readSize(rec);
   if (size === undefined) return undefined;
   const type = rec[156];
