@@ -14,6 +14,10 @@ import {
   Annotation, RECORD_CONFIG, RECORD_MEDIA_TYPE, layerRecordManifest, parseLayerRecord, recordKey, recordTag,
 } from '../src/regcache/record.js';
 import { RegistryClient } from '../src/remote/client.js';
+import { DEFAULT_GZIP } from '../src/compress/options.js';
+import { buildLayer } from '../src/layer/build.js';
+import { parseLayerSource } from '../src/layer/source.js';
+import type { LayerTier } from '../src/layer/tier.js';
 import { tempDir } from './helpers/cli.js';
 import { skopeo } from './helpers/image-fixtures.js';
 import { htpasswdConfig, writeHtpasswd } from './helpers/htpasswd.js';
@@ -420,5 +424,30 @@ describe('gc of a registry cache', () => {
     } finally {
       await noDelete.stop();
     }
+  });
+});
+
+describe('the layer builder asks the registry cache', () => {
+  test('with the media type its compression gives (zstd layers are looked up as zstd), and takes the answer without building', async () => {
+    const cache = store();
+    const dir = join(work, 'zstd-src');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'f'), 'x');
+    const answer = { descriptor: { mediaType: MediaType.OciLayerZstd, digest: sha256Digest('z'), size: 9 }, diffid: sha256Digest('d') };
+    const asked: string[] = [];
+    const tier: LayerTier = {
+      check: false,
+      find: async (_key, compression, mediaType) => {
+        asked.push(`${compression} ${mediaType}`);
+        return answer;
+      },
+      offer: () => {},
+    };
+    const r = await buildLayer(parseLayerSource(`${dir}:/app`), {
+      cache, importPath: 'example.com/z', platform: { os: 'linux', architecture: 'amd64' }, gzip: { ...DEFAULT_GZIP, algorithm: 'zstd', level: 3 }, tier,
+    });
+    assert.equal(asked.length, 1);
+    assert.match(asked[0]!, / application\/vnd\.oci\.image\.layer\.v1\.tar\+zstd$/);
+    assert.deepEqual([r.descriptor, r.remote, r.cached], [answer.descriptor, true, true]);
   });
 });

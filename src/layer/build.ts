@@ -79,6 +79,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const namespace = binNamespace(opts.importPath, opts.platform);
   const zstd = gzip.algorithm === 'zstd';
   const compression = zstd ? zstdSpec(gzip.level) : gzipSpec(gzip);
+  const mediaType = zstd ? MediaType.OciLayerZstd : MediaType.OciLayerGzip;
 
   const startedMs = Date.now();
   const entries = walkSource(source.src);
@@ -88,7 +89,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, warn: opts.warn });
   };
   const record = async (buildId: string, blob: BlobInfo, diffid: Digest): Promise<LayerResult> => {
-    const descriptor: Descriptor = { mediaType: zstd ? MediaType.OciLayerZstd : MediaType.OciLayerGzip, digest: blob.digest, size: blob.size };
+    const descriptor: Descriptor = { mediaType, digest: blob.digest, size: blob.size };
     markBuilt(cache.dir, namespace);
     // diffid record first: a build-id record must never point at a diffid that has no descriptor.
     await cache.putRecord<DiffIdRecord>(diffIdKey(namespace, diffid, compression), blob, { diffid, compression, descriptor });
@@ -117,7 +118,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     opts.tier?.offer(idKey, compression, hit);
     return { ...hit, buildId, cached: true };
   }
-  const far = await opts.tier?.find(idKey, compression, MediaType.OciLayerGzip);
+  const far = await opts.tier?.find(idKey, compression, mediaType);
   if (far && !opts.tier?.check) {
     // Fetched into the store (a file output, `kocache build`): a plain local hit from now on.
     const d = far.descriptor;
