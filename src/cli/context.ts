@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import type { Argv } from 'yargs';
-import { acquireLease } from '../cache/lease.js';
 import { resolveCacheLocation } from '../cache/location.js';
+import { openCache } from '../cache/open.js';
 import { CacheStore, ensureDir } from '../cache/store.js';
 import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
 import { DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS, zstdUnavailable } from '../compress/zstd.js';
@@ -62,9 +62,11 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): C
   const level = args.level ?? (algorithm === 'zstd' ? DEFAULT_ZSTD_LEVEL : DEFAULT_GZIP.level);
   if (!Number.isInteger(level) || level < min || level > max) throw usageError(`--level must be a whole number from ${min} to ${max} for ${algorithm}, not ${String(args.level)}`);
   const loc = resolveCacheLocation({ cacheDir: args['cache-dir'], noCache: args.cache === false });
-  ensureDir(loc.dir);
-  if (!loc.ephemeral && opts.lease !== false) acquireLease(loc.dir, process.argv.slice(2, 3).join(' '));
-  return { cache: new CacheStore(loc.dir), out, jobs, gzip: { ...DEFAULT_GZIP, algorithm, level, jobs }, ephemeralCache: loc.ephemeral };
+  const leased = !loc.ephemeral && opts.lease !== false;
+  if (!leased) ensureDir(loc.dir);
+  // The lease is released at process exit (the command ends with the process).
+  const cache = leased ? openCache(loc.dir, { purpose: process.argv.slice(2, 3).join(' ') }) : new CacheStore(loc.dir);
+  return { cache, out, jobs, gzip: { ...DEFAULT_GZIP, algorithm, level, jobs }, ephemeralCache: loc.ephemeral };
 }
 
 /** SOURCE_DATE_EPOCH as seconds, validated; 0 when unset. */
