@@ -13,9 +13,9 @@ export interface CacheRepoArgs {
 
 export function cacheRepoOptions<T>(y: Argv<T>): Argv<T & CacheRepoArgs> {
   return y
-    .option('cache-repo', { type: 'string', describe: 'REGISTRY/REPO holding shared cache records, read and written (default $KOCACHE_REPO)' })
-    .option('cache-from', { type: 'string', describe: 'REGISTRY/REPO of cache records to read only, repeatable, asked in order (pull requests)' })
-    .option('cache-to', { type: 'string', describe: 'REGISTRY/REPO to write cache records to only' })
+    .option('cache-repo', { requiresArg: true, type: 'string', describe: 'REGISTRY/REPO holding shared cache records, read and written (default $KOCACHE_REPO)' })
+    .option('cache-from', { requiresArg: true, type: 'string', describe: 'REGISTRY/REPO of cache records to read only, repeatable, asked in order (pull requests)' })
+    .option('cache-to', { requiresArg: true, type: 'string', describe: 'REGISTRY/REPO to write cache records to only' })
     .option('cache-check', { type: 'boolean', default: false, describe: 'Rebuild what the registry cache answers and fail if the digest differs' }) as Argv<T & CacheRepoArgs>;
 }
 

@@ -26,13 +26,13 @@ export interface GlobalArgs {
 export function globalOptions<T>(y: Argv<T>, opts: { aliases?: boolean } = {}): Argv<T & GlobalArgs> {
   const alias = (a: string) => (opts.aliases === false ? {} : { alias: a });
   return y
-    .option('cache-dir', { type: 'string', describe: 'Cache folder (used when $KOCACHE is unset; default $XDG_CACHE_HOME/kocache)' })
+    .option('cache-dir', { requiresArg: true, type: 'string', describe: 'Cache folder (used when $KOCACHE is unset; default $XDG_CACHE_HOME/kocache)' })
     .option('cache', { type: 'boolean', default: true, describe: 'Use the cache (--no-cache, or KOCACHE=off, runs with a throwaway one)' })
     .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout' })
     .option('quiet', { ...alias('q'), type: 'boolean', default: false, describe: 'No progress or info on stderr' })
-    .option('jobs', { ...alias('j'), type: 'number', describe: 'Parallel compression and transfer jobs (default: cores)' })
-    .option('compression', { type: 'string', describe: 'Layer compression: gzip (default) or zstd (OCI media type ...tar+zstd; needs Node.js 22.15+); part of the cache key' })
-    .option('level', { type: 'number', describe: `Compression level of the layers kocache compresses: gzip 1-9 (default ${DEFAULT_GZIP.level}), zstd 1-19 (default ${DEFAULT_ZSTD_LEVEL}); part of the cache key` }) as Argv<T & GlobalArgs>;
+    .option('jobs', { ...alias('j'), requiresArg: true, type: 'number', describe: 'Parallel compression and transfer jobs (default: cores)' })
+    .option('compression', { requiresArg: true, type: 'string', describe: 'Layer compression: gzip (default) or zstd (OCI media type ...tar+zstd; needs Node.js 22.15+); part of the cache key' })
+    .option('level', { requiresArg: true, type: 'number', describe: `Compression level of the layers kocache compresses: gzip 1-9 (default ${DEFAULT_GZIP.level}), zstd 1-19 (default ${DEFAULT_ZSTD_LEVEL}); part of the cache key` }) as Argv<T & GlobalArgs>;
 }
 
 /** What a command handler works with: the cache, the output, and the parallelism. */

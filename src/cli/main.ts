@@ -32,7 +32,8 @@ async function main(argv: string[]): Promise<number> {
       // yargs reports its own validation failures and handler errors here; both become one line.
       // Thrown, not only kept: yargs goes on to run the command's handler after a failed check
       // unless this throws, so `kocache gc --dry-rn` collected garbage before saying so.
-      failure ??= err ?? usageError(msg);
+      // The parser's own complaints (an option without its value) come as yargs' YError.
+      failure ??= err && err.name !== 'YError' ? err : usageError(usageMessage(msg ?? err?.message ?? 'invalid arguments'));
       throw failure;
     });
   skipHelpCache(parser);
@@ -43,6 +44,17 @@ async function main(argv: string[]): Promise<number> {
   }
   if (failure !== undefined) return reportError(failure, wantsJson);
   return 0;
+}
+
+/**
+ * yargs' words for an option given without its value (every option that takes one is declared
+ * `requiresArg`, so `--platform` at the end of the line is refused rather than read as '').
+ */
+function usageMessage(msg: string): string {
+  const m = /^Not enough arguments following: (.+)$/.exec(msg);
+  if (!m) return msg;
+  const name = m[1]!;
+  return `${name.length === 1 ? '-' : '--'}${name} needs a value`;
 }
 
 /**

@@ -7,7 +7,7 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import type { Platform } from '../oci/platform.js';
-import { KocacheError } from '../errors.js';
+import { KocacheError, usageError } from '../errors.js';
 import { fingerprint } from './fingerprint.js';
 import { readGoBuildId } from './gobuildid.js';
 import type { LayerSource } from './source.js';
@@ -65,6 +65,16 @@ export function validateImportPath(ip: string): string {
 }
 
 /**
+ * A build id given by the caller is the cache key of the layer: an empty or blank one would make
+ * unrelated trees of one import path share an entry (the second build served the first's layer).
+ */
+export function validateBuildId(id: string): string {
+  if (!id.trim()) throw usageError(`empty --build-id ${JSON.stringify(id)}: give an id that changes with the inputs (a lockfile hash, a git tree id), or leave it out`);
+  if (/[\0-\x1f\x7f]/.test(id)) throw usageError(`invalid --build-id ${JSON.stringify(id)}: no control characters`);
+  return id;
+}
+
+/**
  * Builds one layer through the cache. A hit (build id seen before with the same tar and
  * compression settings, blob present and intact) runs no tar and no gzip; a miss streams
  * tar -> sha256 (diffid) -> gzip -> sha256 (digest) -> content store in one pass, and records
@@ -72,6 +82,7 @@ export function validateImportPath(ip: string): string {
  */
 export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): Promise<LayerResult> {
   validateImportPath(opts.importPath);
+  if (opts.buildId !== undefined) validateBuildId(opts.buildId);
   const cache = opts.cache;
   const gzip = opts.gzip ?? DEFAULT_GZIP;
   const tarOpts: TarOptions = { dest: source.dest, mtime: opts.mtime ?? 0 };

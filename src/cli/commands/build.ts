@@ -19,9 +19,9 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
   builder: (y: Argv) =>
     cacheRepoOptions(globalOptions(y))
       .positional('source', { type: 'string', demandOption: true, describe: 'File or directory, optionally :/destination/in/image' })
-      .option('import-path', { type: 'string', demandOption: true, describe: 'What is being built (cache namespace), e.g. github.com/you/app' })
-      .option('platform', { type: 'string', default: 'linux/amd64', describe: 'OS/ARCH[/VARIANT] the layer is for' })
-      .option('build-id', { type: 'string', describe: 'A build id you already know (lockfile hash, git tree id)' })
+      .option('import-path', { requiresArg: true, type: 'string', demandOption: true, describe: 'What is being built (cache namespace), e.g. github.com/you/app' })
+      .option('platform', { requiresArg: true, type: 'string', default: 'linux/amd64', describe: 'OS/ARCH[/VARIANT] the layer is for' })
+      .option('build-id', { requiresArg: true, type: 'string', describe: 'A build id you already know (lockfile hash, git tree id)' })
       .example('$0 build ./out/app:/usr/local/bin/app --import-path example.com/app --platform linux/arm64', '') as unknown as Argv<BuildArgs>,
   handler: async (args) => {
     const platform = parsePlatform(args.platform);

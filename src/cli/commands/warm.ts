@@ -39,14 +39,15 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
         array: true,
         describe: 'Base image references; or, with --import-path, layer sources SRC[:DEST]',
       })
-      .option('platform', { type: 'array', string: true, describe: 'OS/ARCH[/VARIANT], repeatable (references: default every platform of an index; layers: default linux/amd64)' })
+      .option('platform', { requiresArg: true, type: 'array', string: true, describe: 'OS/ARCH[/VARIANT], repeatable (references: default every platform of an index; layers: default linux/amd64)' })
       .option('offline', { type: 'boolean', default: false, describe: 'Contact no registry: only check that everything is cached' })
-      .option('import-path', { type: 'string', describe: 'Pre-build the SRC[:DEST] targets as layers of this import path, as build does' })
-      .option('build-id', { type: 'string', describe: 'With --import-path: a build id you already know' })
-      .option('insecure-registry', { type: 'array', string: true, describe: 'Registries to reach over plain HTTP (loopback always is)' })
+      .option('import-path', { requiresArg: true, type: 'string', describe: 'Pre-build the SRC[:DEST] targets as layers of this import path, as build does' })
+      .option('build-id', { requiresArg: true, type: 'string', describe: 'With --import-path: a build id you already know' })
+      .option('insecure-registry', { requiresArg: true, type: 'array', string: true, describe: 'Registries to reach over plain HTTP (loopback always is)' })
       .example('$0 warm gcr.io/distroless/static:nonroot --platform linux/amd64 --platform linux/arm64', 'fetch a base image once, for later publishes')
       .example('$0 warm ./out/app:/app --import-path example.com/app --platform linux/arm64', 'pre-build a layer')
       .option('tarball', {
+        requiresArg: true,
         type: 'array',
         string: true,
         describe: 'Image archives (docker-archive or OCI, plain or gzipped, or an OCI layout directory) to import',

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { commandLoaders } from '../src/cli/commands/index.js';
+import { isOneLineError, runCliSync, tempDir } from './helpers/cli.js';
+
+/** The options of a command that take a value, as its --help lists them ([string], [number], [array]). */
+function valueOptions(command: string): string[] {
+  const help = runCliSync([command, '--help']).stdout;
+  const options = help.split(/\n(?=Options:)/)[1] ?? '';
+  const out: string[] = [];
+  for (const line of options.split('\n')) {
+    const m = /^\s+(?:-(\w), )?--([\w-]+)\s.*\[(?:string|number|array)\]/.exec(line);
+    if (m) out.push(`--${m[2]}`, ...(m[1] ? [`-${m[1]}`] : []));
+  }
+  return out;
+}
+
+/** Arguments under which each command would otherwise go ahead (and succeed or fail for other reasons). */
+function validArgs(dir: string): Record<string, string[]> {
+  const src = join(dir, 'src');
+  mkdirSync(src, { recursive: true });
+  writeFileSync(join(src, 'a.txt'), 'a\n');
+  return {
+    build: [src, '--import-path', 'example.com/app'],
+    publish: [src, '--base', 'scratch', '--output', `oci:${join(dir, 'out')}`],
+    push: [join(dir, 'missing.tar'), '127.0.0.1:1/app:v1'],
+    warm: [src, '--import-path', 'example.com/app'],
+    gc: [],
+    ls: [],
+  };
+}
+
+test('every option that takes a value, in every command, refuses to be given without one (exit 2, one line)', () => {
+  const dir = tempDir();
+  const env = { KOCACHE: join(dir, 'cache') };
+  const base = validArgs(dir);
+  assert.deepEqual(Object.keys(base).sort(), Object.keys(commandLoaders).sort(), 'every command is covered');
+  let checked = 0;
+  for (const [command, args] of Object.entries(base)) {
+    const flags = valueOptions(command);
+    assert.ok(flags.includes('--jobs') && flags.includes('--cache-dir'), `${command}: its --help lists the global options`);
+    for (const [i, flag] of flags.entries()) {
+      // At the end of the line, and (once per command) followed by another option: both leave it without a value.
+      for (const tail of i === 0 ? [[flag], [flag, '--json']] : [[flag]]) {
+        const r = runCliSync([command, ...args, ...tail], env);
+        const out = tail.length > 1 ? { ...r, stderr: (JSON.parse(r.stdout) as { error: { message: string } }).error.message } : r;
+        assert.equal(r.code, 2, `kocache ${command} … ${tail.join(' ')}: want exit 2, got ${r.code}: ${r.stderr}${r.stdout}`);
+        if (tail.length === 1) assert.ok(isOneLineError(r), `${command} ${flag}: one line: ${r.stderr}`);
+        assert.match(out.stderr, new RegExp(`${flag} needs a value`));
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked > 30, `${checked} cases`);
+  assert.ok(!existsSync(join(dir, 'out')), 'no publish went ahead');
+});
+
+test('the same options with their values still work, repeated ones included', () => {
+  const dir = tempDir();
+  const env = { KOCACHE: join(dir, 'cache') };
+  const args = validArgs(dir);
+  const r = runCliSync(['publish', ...args.publish!, '--platform', 'linux/amd64', '--platform', 'linux/arm64', '--env', 'A=1', '--env', 'B=2', '-j', '2', '--json'], env);
+  assert.equal(r.code, 0, r.stderr);
+  const w = runCliSync(['warm', ...args.warm!, '--platform', 'linux/amd64', '--platform', 'linux/arm64', '--json'], env);
+  assert.equal(w.code, 0, w.stderr);
+  assert.equal((JSON.parse(w.stdout) as unknown[]).length, 2);
+});
+
+test('an empty or blank --build-id is refused (exit 2, one line), by build and by warm', () => {
+  const dir = tempDir();
+  const env = { KOCACHE: join(dir, 'cache') };
+  const args = validArgs(dir);
+  for (const id of ['', ' ', '\t \t', 'a\nb']) {
+    for (const command of ['build', 'warm'] as const) {
+      const r = runCliSync([command, ...args[command]!, '--build-id', id], env);
+      assert.equal(r.code, 2, `${command} --build-id ${JSON.stringify(id)}: ${r.stdout}${r.stderr}`);
+      assert.ok(isOneLineError(r), r.stderr);
+      assert.match(r.stderr, /--build-id/);
+    }
+  }
+  const ok = runCliSync(['build', ...args.build!, '--build-id', 'tree-1'], env);
+  assert.equal(ok.code, 0, ok.stderr);
+});
