@@ -15,6 +15,7 @@ export * from './reference/reference.js';
 export * from './remote/client.js';
 export * from './remote/push.js';
 export * from './remote/blob-pusher.js';
+export { DEFAULT_TIMEOUTS, type Timeouts } from './remote/timeouts.js';
 export { Limiter, runBounded } from './util/limit.js';
 export * from './image/pushable.js';
 export * from './image/assemble.js';

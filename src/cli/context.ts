@@ -6,6 +6,7 @@ import { CacheStore, ensureDir } from '../cache/store.js';
 import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
 import { DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS, zstdUnavailable } from '../compress/zstd.js';
 import { usageError } from '../errors.js';
+import { DEFAULT_TIMEOUTS, type Timeouts } from '../remote/timeouts.js';
 import { Output } from './output.js';
 
 /** Options every command takes. */
@@ -33,6 +34,44 @@ export function globalOptions<T>(y: Argv<T>, opts: { aliases?: boolean } = {}): 
     .option('jobs', { ...alias('j'), requiresArg: true, type: 'number', describe: 'Parallel compression and transfer jobs (default: cores)' })
     .option('compression', { requiresArg: true, type: 'string', describe: 'Layer compression: gzip (default) or zstd (OCI media type ...tar+zstd; needs Node.js 22.15+); part of the cache key' })
     .option('level', { requiresArg: true, type: 'number', describe: `Compression level of the layers kocache compresses: gzip 1-9 (default ${DEFAULT_GZIP.level}), zstd 1-19 (default ${DEFAULT_ZSTD_LEVEL}); part of the cache key` }) as Argv<T & GlobalArgs>;
+}
+
+/** Options of the commands that talk to registries. */
+export interface RegistryArgs {
+  'connect-timeout'?: number | undefined;
+  'idle-timeout'?: number | undefined;
+  'registry-timeout'?: number | undefined;
+}
+
+const TIMEOUT_FLAGS = [
+  ['connect-timeout', 'KOCACHE_CONNECT_TIMEOUT', 'connectMs', 'Seconds to open a connection to a registry (TLS included)'],
+  ['idle-timeout', 'KOCACHE_IDLE_TIMEOUT', 'idleMs', 'Seconds a registry may stay silent within one request (waiting for its answer, or mid-body) before it is retried'],
+  ['registry-timeout', 'KOCACHE_REGISTRY_TIMEOUT', 'totalMs', 'Seconds a registry may stay silent, retries included, before the command fails'],
+] as const;
+
+/** Adds the timeout options (defaults from KOCACHE_CONNECT_TIMEOUT, KOCACHE_IDLE_TIMEOUT, KOCACHE_REGISTRY_TIMEOUT). */
+export function registryOptions<T>(y: Argv<T>): Argv<T & RegistryArgs> {
+  let out = y as Argv<T & RegistryArgs>;
+  for (const [flag, env, key, describe] of TIMEOUT_FLAGS) {
+    out = out.option(flag, { requiresArg: true, type: 'number', describe: `${describe} (default ${DEFAULT_TIMEOUTS[key] / 1000}; $${env})` }) as Argv<T & RegistryArgs>;
+  }
+  return out;
+}
+
+/** The registry timeouts the flags (or, without them, the environment) ask for; checked. */
+export function registryTimeouts(args: RegistryArgs, env = process.env): Partial<Timeouts> {
+  const out: Partial<Timeouts> = {};
+  for (const [flag, name, key] of TIMEOUT_FLAGS) {
+    const given = args[flag];
+    const raw = given !== undefined ? String(given) : env[name];
+    if (raw === undefined || raw === '') continue;
+    const seconds = Number(raw);
+    if (!/^\s*\d*\.?\d+\s*$/.test(raw) || !(seconds > 0) || seconds > 3600) {
+      throw usageError(`${given !== undefined ? `--${flag}` : name} must be seconds, more than 0 and at most 3600, not ${JSON.stringify(raw)}`);
+    }
+    out[key] = Math.round(seconds * 1000);
+  }
+  return out;
 }
 
 /** What a command handler works with: the cache, the output, and the parallelism. */

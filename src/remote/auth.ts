@@ -1,7 +1,7 @@
 import { KocacheError } from '../errors.js';
 import type { CredentialStore, Credentials } from './credentials.js';
 import { describeRegistryErrors, networkError, parseRegistryErrors } from './errors.js';
-import { type HttpResponse, type Transport, discard, readText } from './transport.js';
+import { type Credential, type HttpResponse, type Transport, discard, readText } from './transport.js';
 
 /** A parsed `WWW-Authenticate` header (RFC 7235), as registries send it. */
 export interface Challenge {
@@ -144,7 +144,15 @@ export class Authenticator {
     } catch {
       throw new KocacheError('auth', `authentication to ${registry} failed: its token server ${JSON.stringify(challenge.realm)} is not an http(s) URL`);
     }
+    // The token server is the one the registry's own challenge names (Requester learns challenges
+    // only from the registry's origin), so it gets the user's credentials even on another origin,
+    // as with docker (Docker Hub's is auth.docker.io); only in the token request, and never in
+    // clear text unless plain HTTP to that host was asked for. Nothing else is sent there.
+    if (realm.protocol === 'http:' && (creds?.identityToken || creds?.username !== undefined) && !this.transport.plainHttp(realm.host)) {
+      throw new KocacheError('auth', `authentication to ${registry} failed: its token server ${realm.origin} is plain HTTP and kocache does not send credentials in clear text (list ${realm.host} in KOCACHE_INSECURE_REGISTRIES if that is intended)`);
+    }
     const headers: Record<string, string> = {};
+    let credentials: Credential | undefined;
     let res: HttpResponse;
     try {
       if (creds?.identityToken) {
@@ -159,9 +167,9 @@ export class Authenticator {
         if (challenge.service) url.searchParams.set('service', challenge.service);
         for (const s of scopes) url.searchParams.append('scope', s);
         if (creds?.username !== undefined && creds.password !== undefined) {
-          headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
+          credentials = { origin: realm.origin, authorization: `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}` };
         }
-        res = await this.transport.send({ method: 'GET', url: url.href, headers });
+        res = await this.transport.send({ method: 'GET', url: url.href, headers, credentials });
       }
     } catch (err) {
       throw networkError(`${realm.host} (token server of ${registry})`, err);

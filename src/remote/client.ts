@@ -12,7 +12,8 @@ import { CredentialStore } from './credentials.js';
 import { Requester, withQuery } from './request.js';
 import { DEFAULT_RETRY, type RetryPolicy, isRetryableNetworkError } from './retry.js';
 import { BlobLocations } from './seen.js';
-import { Transport, discard, readBytes, type HttpResponse } from './transport.js';
+import type { Timeouts } from './timeouts.js';
+import { Transport, type TransportOptions, discard, readBytes, type HttpResponse } from './transport.js';
 import { DEFAULT_UPLOAD, type UploadOptions, checkDigestHeader, uploadBlob } from './upload.js';
 
 export interface ClientOptions {
@@ -30,6 +31,8 @@ export interface ClientOptions {
   retry?: Partial<RetryPolicy>;
   /** Overrides of the chunked-upload sizes. */
   upload?: Partial<UploadOptions>;
+  /** Connect, idle and total timeouts (DEFAULT_TIMEOUTS: 10, 20 and 60 s). */
+  timeouts?: Partial<Timeouts>;
 }
 
 /** Every manifest type kocache reads; Docker schema 1 is deliberately absent (unsigned, obsolete). */
@@ -53,9 +56,10 @@ export class RegistryClient {
   constructor(opts: ClientOptions = {}) {
     this.warn = opts.warn ?? (() => {});
     this.jobs = opts.jobs;
-    const transportOpts: { insecureRegistries?: string[]; userAgent?: string; warn: (msg: string) => void } = { warn: this.warn };
+    const transportOpts: TransportOptions = { warn: this.warn };
     if (opts.insecureRegistries) transportOpts.insecureRegistries = opts.insecureRegistries;
     if (opts.userAgent) transportOpts.userAgent = opts.userAgent;
+    if (opts.timeouts) transportOpts.timeouts = opts.timeouts;
     this.transport = new Transport(transportOpts);
     const credentials = new CredentialStore(opts.dockerConfigDir, this.warn);
     this.rq = new Requester(this.transport, new Authenticator(this.transport, credentials), this.warn, { ...DEFAULT_RETRY, ...opts.retry });
@@ -99,7 +103,7 @@ export class RegistryClient {
       });
       if (r.status !== 200) throw await this.rq.unexpected(r, { method: 'GET', what });
       return { res: r, bytes: await readBytes(r, maxBytes) };
-    });
+    }, `GET ${what}`);
     const digest = sha256Digest(bytes);
     if (ref.digest && digest !== ref.digest) {
       throw new KocacheError('digest-mismatch', `${what}: digest mismatch: the registry sent a manifest hashing to ${digest}`);

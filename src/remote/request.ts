@@ -2,6 +2,7 @@ import { KocacheError } from '../errors.js';
 import type { Authenticator } from './auth.js';
 import { describeRegistryErrors, networkError, parseRegistryErrors } from './errors.js';
 import { DEFAULT_RETRY, RetryableError, type RetryPolicy, isRetryableStatus, parseRetryAfter, withRetries } from './retry.js';
+import { isStall } from './timeouts.js';
 import { type HttpRequest, type HttpResponse, type Transport, discard, readText } from './transport.js';
 
 /** One registry request: where, with which token scopes, and what it is for (named in errors). */
@@ -14,6 +15,8 @@ export interface RegistryCall {
   body?: Buffer | AsyncIterable<Uint8Array>;
   /** What is being fetched or written, for messages: "127.0.0.1:5000/app:v1", "blob sha256:...". */
   what: string;
+  /** See HttpRequest.answerAllowanceMs. */
+  answerAllowanceMs?: number;
 }
 
 /**
@@ -33,16 +36,28 @@ export class Requester {
     return `${this.transport.baseUrl(registry)}${path}`;
   }
 
-  /** One attempt: authenticates (learning the challenge on a first 401), and turns 408/429/5xx into RetryableError. */
+  /**
+   * One attempt: authenticates (learning the challenge on a first 401), and turns 408/429/5xx into
+   * RetryableError. The registry's credentials go only to the registry's own origin: a URL
+   * elsewhere (an upload Location on a storage host) is sent none, and a refusal from there is
+   * final, never a challenge to learn (it would let another host choose where they go next).
+   */
   async once(call: RegistryCall): Promise<HttpResponse> {
     const replayable = call.body === undefined || Buffer.isBuffer(call.body);
+    const origin = this.transport.origin(call.registry);
+    const own = new URL(call.url).origin === origin;
     for (let learned = 0; ; learned++) {
-      const authorization = await this.auth.header(call.registry, call.scopes);
-      const headers: Record<string, string> = { ...call.headers };
-      if (authorization) headers.authorization = authorization;
-      const req: HttpRequest = { method: call.method, url: call.url, headers };
+      const authorization = own ? await this.auth.header(call.registry, call.scopes) : undefined;
+      const req: HttpRequest = { method: call.method, url: call.url, headers: { ...call.headers } };
+      if (authorization) req.credentials = { origin, authorization };
       if (call.body !== undefined) req.body = call.body;
+      if (call.answerAllowanceMs !== undefined) req.answerAllowanceMs = call.answerAllowanceMs;
       const res = await this.transport.send(req);
+      if ((res.status === 401 || res.status === 403) && new URL(res.url).origin !== origin) {
+        await discard(res);
+        const host = new URL(res.url).host;
+        throw new KocacheError('auth', `${call.method} ${call.what}: ${host}, where ${call.registry} sent it, answered ${res.status}; kocache sends ${call.registry}'s credentials only to ${call.registry} itself`);
+      }
       if (res.status === 401) {
         if (learned < 2 && await this.auth.learn(call.registry, call.scopes, res, authorization)) {
           await discard(res);
@@ -70,13 +85,30 @@ export class Requester {
 
   /** `once` with retries, and every failure as a one-line KocacheError. */
   call(call: RegistryCall): Promise<HttpResponse> {
-    return this.retrying(call.registry, () => this.once(call));
+    return this.retrying(call.registry, () => this.once(call), `${call.method} ${call.what}`);
   }
 
-  /** Runs a multi-request operation with retries; used for uploads, which restart from the beginning. */
-  async retrying<T>(registry: string, attempt: (n: number) => Promise<T>): Promise<T> {
+  /**
+   * Runs a multi-request operation with retries; used for uploads, which restart from the
+   * beginning. A registry silent for the whole timeout (Timeouts.totalMs, counted from its last
+   * answer to anything, or from the start) ends it with one line, whatever tries are left.
+   */
+  async retrying<T>(registry: string, attempt: (n: number) => Promise<T>, what = `request to ${registry}`): Promise<T> {
+    const origin = this.transport.origin(registry);
+    const started = Date.now();
+    const { totalMs } = this.transport.timeouts;
+    const bounded = async (n: number): Promise<T> => {
+      try {
+        return await attempt(n);
+      } catch (err) {
+        if (!isStall(err)) throw err;
+        const silent = Date.now() - Math.max(started, this.transport.lastAnswer(origin) ?? 0);
+        if (silent < totalMs) throw err;
+        throw new KocacheError('unreachable', `registry ${registry} stopped answering: nothing for ${Math.round(silent / 1000)} s (${what}, ${n} ${n === 1 ? 'try' : 'tries'}); --registry-timeout waits longer`, { cause: err });
+      }
+    };
     try {
-      return await withRetries(this.policy, attempt, (err, n, delay) => {
+      return await withRetries(this.policy, bounded, (err, n, delay) => {
         const why = err instanceof RetryableError ? err.message : networkError(registry, err).message;
         this.warn(`${why}; retrying in ${(delay / 1000).toFixed(1)} s (try ${n + 1} of ${this.policy.tries})`);
       });

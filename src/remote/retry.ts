@@ -1,4 +1,4 @@
-import { errnoCode } from '../errors.js';
+import { KocacheError, errnoCode } from '../errors.js';
 
 /**
  * When and how long to wait before trying a registry request again. Registries shed load with
@@ -28,6 +28,8 @@ const RETRYABLE_CODES = new Set([
 
 /** A dropped or timed-out connection; a refused one is not retried (nothing listens, waiting will not help). */
 export function isRetryableNetworkError(err: unknown): boolean {
+  // A decision already made (and worded for the user) is final, whatever caused it.
+  if (err instanceof KocacheError) return false;
   for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
     const code = errnoCode(e);
     if (code !== undefined && RETRYABLE_CODES.has(code)) return true;

@@ -1,20 +1,33 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { Agent, redirect } from './undici.js';
+import { Agent } from './undici.js';
 import { KocacheError } from '../errors.js';
 import { connectorTrusting, deferredCaCertsPath } from './extra-ca.js';
+import { DEFAULT_TIMEOUTS, type Timeouts } from './timeouts.js';
 
-/** An HTTP exchange as the registry client sees it; bodies are Buffers (replayable) or streams (not). */
+/**
+ * An HTTP exchange as the registry client sees it; bodies are Buffers (replayable) or streams (not).
+ * `headers` never carries Authorization: that goes in `credentials`, bound to the origin it is for.
+ */
 export interface HttpRequest {
   method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   url: string;
   headers?: Record<string, string>;
   body?: Buffer | AsyncIterable<Uint8Array>;
+  credentials?: Credential | undefined;
+  /** Time to wait for the answer beyond the idle timeout (a registry committing a large blob). */
+  answerAllowanceMs?: number;
+}
+
+/** An Authorization value and the one origin (scheme://host:port) it may be sent to. */
+export interface Credential {
+  origin: string;
+  authorization: string;
 }
 
 export interface HttpResponse {
   status: number;
-  /** The URL that answered (after redirects), for resolving a relative Location. */
+  /** The URL that answered (after redirects): its origin says who answered, and relative Locations resolve against it. */
   url: string;
   header(name: string): string | undefined;
   headerAll(name: string): string[];
@@ -30,33 +43,48 @@ export function insecureRegistriesFromEnv(env = process.env): string[] {
 }
 
 const MAX_REDIRECTS = 5;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+export interface TransportOptions {
+  insecureRegistries?: string[];
+  userAgent?: string;
+  warn?: (msg: string) => void;
+  timeouts?: Partial<Timeouts>;
+}
 
 /**
- * Connections to registries: one undici Agent (a keep-alive pool per origin). Blob GETs are
- * redirected to storage on other hosts, which a single-origin Pool refuses; the redirect
- * interceptor drops Authorization when the origin changes, so registry credentials never reach
- * the storage host. Only GET and HEAD follow redirects; a redirected upload could not replay
- * its body anyway.
+ * Connections to registries: one undici Agent (a keep-alive pool per origin). Every request goes
+ * through `send`, which is the one place an Authorization header is attached: only to a URL of the
+ * origin its credential was issued for, checked again on every redirect hop. So an upload Location,
+ * a redirect or a retry that leads to another host:port carries no credentials, whoever built the
+ * request. GET and HEAD follow redirects (blob reads go to storage hosts); a redirected upload
+ * could not replay its body anyway.
  */
 export class Transport {
   private readonly agent: InstanceType<typeof Agent>;
-  private readonly redirecting: Dispatcher;
   private readonly insecure: Set<string>;
+  readonly timeouts: Timeouts;
+  private readonly warn: (msg: string) => void;
+  /** When each origin last answered (response headers received), for the stall budget. */
+  private readonly answered = new Map<string, number>();
+  private readonly warnedStall = new Set<string>();
 
-  constructor(opts: { insecureRegistries?: string[]; userAgent?: string; warn?: (msg: string) => void } = {}) {
-    // The headers timeout restarts when a body finishes sending; a registry re-hashing a
-    // multi-gigabyte blob before it answers the closing PUT needs minutes, not seconds.
+  constructor(opts: TransportOptions = {}) {
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    this.warn = opts.warn ?? (() => {});
     // HTTP/2 where the registry offers it (over TLS, by ALPN): undici closes an HTTP/1.1
     // connection after every HEAD unless the server says `Connection: keep-alive`, which Go's
     // server (the distribution registry) does not, so each HEAD-before-upload cost a new TLS
     // handshake; over HTTP/2 the HEADs share connections (test/remote-tls.test.ts).
-    const connect = { allowH2: true, timeout: 15_000 };
+    // The connect timeout covers the TLS handshake; the headers timeout (paused while a body is
+    // being written, unless the server stops reading it) and the body timeout are both silences.
+    const connect = { allowH2: true, timeout: this.timeouts.connectMs };
     const deferredCa = deferredCaCertsPath();
     this.agent = new Agent({
-      allowH2: true, keepAliveTimeout: 30_000, connections: 16, headersTimeout: 300_000, bodyTimeout: 300_000,
-      connect: deferredCa ? connectorTrusting(deferredCa, connect, opts.warn ?? (() => {})) : connect,
+      allowH2: true, keepAliveTimeout: 30_000, connections: 16,
+      headersTimeout: this.timeouts.idleMs, bodyTimeout: this.timeouts.idleMs,
+      connect: deferredCa ? connectorTrusting(deferredCa, connect, this.warn) : connect,
     });
-    this.redirecting = this.agent.compose(redirect({ maxRedirections: MAX_REDIRECTS }));
     this.insecure = new Set([...(opts.insecureRegistries ?? []), ...insecureRegistriesFromEnv()].map((s) => s.toLowerCase()));
     this.userAgent = opts.userAgent ?? 'kocache';
   }
@@ -67,32 +95,86 @@ export class Transport {
   baseUrl(registry: string): string {
     // Docker Hub's name is not its API host.
     if (registry === 'docker.io') return 'https://registry-1.docker.io';
-    const plain = LOOPBACK.test(registry) || this.insecure.has(registry.toLowerCase());
-    return `${plain ? 'http' : 'https'}://${registry}`;
+    return `${this.plainHttp(registry) ? 'http' : 'https'}://${registry}`;
+  }
+
+  /** The origin a registry's credentials and tokens belong to. */
+  origin(registry: string): string {
+    return new URL(this.baseUrl(registry)).origin;
+  }
+
+  /** Whether plain HTTP to this host[:port] was asked for (or is loopback). */
+  plainHttp(host: string): boolean {
+    return LOOPBACK.test(host) || this.insecure.has(host.toLowerCase());
+  }
+
+  /** When `origin` last answered a request (ms since epoch), or undefined. */
+  lastAnswer(origin: string): number | undefined {
+    return this.answered.get(origin);
   }
 
   async send(req: HttpRequest): Promise<HttpResponse> {
+    if (req.headers && Object.keys(req.headers).some((k) => k.toLowerCase() === 'authorization')) {
+      throw new Error('Authorization goes in HttpRequest.credentials, bound to its origin');
+    }
     const follow = req.method === 'GET' || req.method === 'HEAD';
-    const url = new URL(req.url);
-    const res = await (follow ? this.redirecting : this.agent).request({
-      origin: url.origin,
-      path: `${url.pathname}${url.search}`,
-      method: req.method as Dispatcher.HttpMethod,
-      headers: { 'user-agent': this.userAgent, ...req.headers },
-      body: req.body === undefined ? null : Buffer.isBuffer(req.body) ? req.body : Readable.from(req.body, { objectMode: false }),
-    });
-    const headers = res.headers;
-    const all = (name: string): string[] => {
-      const v = headers[name.toLowerCase()];
-      return v === undefined ? [] : Array.isArray(v) ? v : [v];
+    let url = new URL(req.url);
+    for (let hop = 0; ; hop++) {
+      const headers: Record<string, string> = { 'user-agent': this.userAgent, ...req.headers };
+      if (req.credentials && url.origin === req.credentials.origin) headers.authorization = req.credentials.authorization;
+      const res = await this.exchange(url, req, headers);
+      const location = res.headers.location;
+      if (follow && REDIRECTS.has(res.statusCode) && typeof location === 'string') {
+        await res.body.dump().catch(() => undefined);
+        if (hop >= MAX_REDIRECTS) throw new KocacheError('registry', `${url.host}: more than ${MAX_REDIRECTS} redirects for ${new URL(req.url).pathname}`);
+        url = new URL(location, url);
+        if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new KocacheError('registry', `${new URL(req.url).host}: redirected to a non-HTTP URL`);
+        continue;
+      }
+      const all = (name: string): string[] => {
+        const v = res.headers[name.toLowerCase()];
+        return v === undefined ? [] : Array.isArray(v) ? v : [v];
+      };
+      return { status: res.statusCode, url: url.href, header: (name) => all(name)[0], headerAll: all, body: res.body };
+    }
+  }
+
+  /**
+   * One request to one URL. Warns once per origin when it stays silent for a while (a registry
+   * that accepts connections and never answers printed nothing for minutes): the silence is
+   * counted from the last piece of request body handed over, or from the start.
+   */
+  private async exchange(url: URL, req: HttpRequest, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
+    const origin = url.origin;
+    const t = this.timeouts;
+    const patience = t.idleMs + (req.answerAllowanceMs ?? 0);
+    const warnAfter = Math.min(5_000, t.idleMs / 2);
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      if (this.warnedStall.has(origin)) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        if (this.warnedStall.has(origin)) return;
+        this.warnedStall.add(origin);
+        this.warn(`${url.host} has not answered ${req.method} ${url.pathname} for ${seconds(warnAfter)} s; waiting up to ${seconds(patience)} s, then retrying, for ${seconds(t.totalMs)} s in all`);
+      }, warnAfter);
+      timer.unref();
     };
-    return {
-      status: res.statusCode,
-      url: req.url,
-      header: (name) => all(name)[0],
-      headerAll: all,
-      body: res.body,
-    };
+    let body: Buffer | Readable | null = null;
+    if (req.body !== undefined) {
+      body = Buffer.isBuffer(req.body) ? req.body : Readable.from(watched(req.body, arm), { objectMode: false });
+    }
+    arm();
+    try {
+      const res = await this.agent.request({
+        origin, path: `${url.pathname}${url.search}`, method: req.method as Dispatcher.HttpMethod, headers, body,
+        headersTimeout: patience,
+      });
+      this.answered.set(origin, Date.now());
+      return res;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async close(): Promise<void> {
@@ -127,4 +209,17 @@ export async function discard(res: HttpResponse): Promise<void> {
   } catch {
     // a broken body on a response we do not need is not worth reporting
   }
+}
+
+/** Passes a request body through, calling `onChunk` as each piece is taken (progress, for the stall warning). */
+async function* watched(body: AsyncIterable<Uint8Array>, onChunk: () => void): AsyncGenerator<Uint8Array> {
+  for await (const chunk of body) {
+    onChunk();
+    yield chunk;
+  }
+  onChunk();
+}
+
+function seconds(ms: number): string {
+  return String(Math.round(ms / 100) / 10);
 }

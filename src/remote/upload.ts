@@ -87,7 +87,7 @@ export async function uploadBlob(
       checkSource(blob, sent.digest('hex'), count);
       final = await rq.once({
         registry: repo.registry, scopes: push, method: 'PUT', url: withQuery(location, { digest }), what,
-        headers: { 'content-length': '0' },
+        headers: { 'content-length': '0' }, answerAllowanceMs: commitPatience(size),
       });
     } else {
       final = await rq.once({
@@ -101,7 +101,16 @@ export async function uploadBlob(
     await discard(final);
     checkDigestHeader(final, digest, what);
     return 'uploaded';
-  });
+  }, `upload of ${what}`);
+}
+
+/**
+ * How long to wait for the answer to the PUT that closes a chunked upload: the registry may check
+ * or move the whole blob first (a storage back end copying it): beyond the usual silence, a wait
+ * that grows with its size, at 50 MB/s.
+ */
+function commitPatience(size: number): number {
+  return size / 50_000;
 }
 
 async function startSession(rq: Requester, repo: Reference, url: string, scopes: string[], what: string): Promise<HttpResponse> {

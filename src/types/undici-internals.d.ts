@@ -17,12 +17,6 @@ declare module 'undici/lib/api/index.js' {
   export default api;
 }
 
-declare module 'undici/lib/interceptor/redirect.js' {
-  import type { interceptors } from 'undici';
-  const redirect: typeof interceptors.redirect;
-  export default redirect;
-}
-
 declare module 'undici/lib/core/connect.js' {
   import type { buildConnector } from 'undici';
   const build: typeof buildConnector;

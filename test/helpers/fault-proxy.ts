@@ -14,6 +14,8 @@ export interface Fault {
   redirectTo?: (path: string) => string;
   /** Forward, but cut the response body off after this many bytes (a download that breaks). */
   cutResponseAfterBytes?: number;
+  /** Forward, but rewrite the answer's Location (a registry sending uploads to another host). */
+  rewriteLocation?: (location: string) => string;
 }
 
 export interface FaultProxy {
@@ -36,6 +38,11 @@ export interface FaultProxy {
 export interface ProxyOptions {
   /** Rewrite absolute Location headers to bare paths (some registries send relative ones). */
   relativeLocations?: boolean;
+  /**
+   * Headers added to every forwarded request, replacing the client's (a storage host whose URLs
+   * carry their own authority: it reaches the registry with credentials the client never sent it).
+   */
+  upstreamHeaders?: Record<string, string>;
 }
 
 export async function startFaultProxy(upstreamPort: number, faults: Fault[], opts: ProxyOptions = {}): Promise<FaultProxy> {
@@ -47,8 +54,8 @@ export async function startFaultProxy(upstreamPort: number, faults: Fault[], opt
     const path = req.url ?? '/';
     seen.push({ method: req.method ?? '', path, authorization: req.headers.authorization !== undefined });
     const fault = left.find((f) => f.times > 0 && f.method === req.method && f.path.test(path));
-    if (fault) {
-      fault.times--;
+    if (fault) fault.times--;
+    if (fault && !fault.rewriteLocation) {
       if (fault.redirectTo) {
         injected.push(`${req.method} ${path} -> 307`);
         req.resume();
@@ -99,8 +106,13 @@ export async function startFaultProxy(upstreamPort: number, faults: Fault[], opt
       return;
     }
     forwarded.push(`${req.method} ${path}`);
-    const up = request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path, headers: req.headers }, (upRes) => {
+    const rewrite = fault?.rewriteLocation;
+    const up = request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path, headers: { ...req.headers, ...opts.upstreamHeaders } }, (upRes) => {
       const headers = { ...upRes.headers };
+      if (rewrite && typeof headers.location === 'string') {
+        headers.location = rewrite(headers.location);
+        injected.push(`${req.method} ${path} -> Location ${headers.location}`);
+      }
       if (opts.relativeLocations && typeof headers.location === 'string') {
         const u = new URL(headers.location, 'http://x');
         headers.location = `${u.pathname}${u.search}`;

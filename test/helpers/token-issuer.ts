@@ -7,6 +7,10 @@ import { join } from 'node:path';
 /** What one token request asked for, as the issuer saw it (secrets left out). */
 export interface TokenRequest {
   method: string;
+  /** The request's path (the realm's is /token): anything else reaching the issuer was sent astray. */
+  path: string;
+  /** Whether it carried an Authorization header of another kind than Basic (a registry token, misdirected). */
+  bearer: boolean;
   user?: string;
   service?: string;
   scopes: string[];
@@ -80,7 +84,7 @@ export async function startTokenIssuer(dir: string, opts: IssuerOptions): Promis
     let user: string | undefined;
     let service: string | undefined;
     let scopes: string[];
-    const seen: TokenRequest = { method: req.method ?? '', scopes: [] };
+    const seen: TokenRequest = { method: req.method ?? '', path: url.pathname, bearer: /^Bearer /i.test(req.headers.authorization ?? ''), scopes: [] };
     if (req.method === 'POST') {
       const form = new URLSearchParams(await readBody(req));
       service = form.get('service') ?? undefined;

@@ -21,13 +21,14 @@ import type { Descriptor } from '../../oci/descriptor.js';
 import { type CacheRepos, RegistryCache } from '../../regcache/cache.js';
 import { layerTier } from '../../regcache/layers.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
-import { type Context, type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
+import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
+import type { Timeouts } from '../../remote/timeouts.js';
 import { formatBytes } from '../output.js';
 
 /** A flag given once is a string, given several times an array; both mean a list. */
 type Many = string | string[] | undefined;
 
-interface PublishArgs extends GlobalArgs, CacheRepoArgs {
+interface PublishArgs extends GlobalArgs, CacheRepoArgs, RegistryArgs {
   sources: string[];
   base: string;
   repo?: string | undefined;
@@ -58,7 +59,7 @@ export const publishCommand: CommandModule<object, PublishArgs> = {
   command: 'publish <sources..>',
   describe: 'Build layers through the cache onto a base image and push the image (or write it as an OCI layout or docker-archive)',
   builder: (y: Argv) =>
-    cacheRepoOptions(globalOptions(y))
+    registryOptions(cacheRepoOptions(globalOptions(y)))
       .positional('sources', {
         type: 'string',
         array: true,
@@ -101,6 +102,7 @@ interface PublishRequest {
   insecure: string[];
   /** The registry cache (--cache-repo, --cache-from, --cache-to, KOCACHE_REPO), if any. */
   cacheRepos: CacheRepos | undefined;
+  timeouts: Partial<Timeouts>;
   /** SOURCE_DATE_EPOCH (or 0): layer mtimes, config and history times, archive entry times. */
   epoch: number;
   plans: Omit<PlatformPlan, 'base'>[];
@@ -159,6 +161,7 @@ function parseRequest(args: PublishArgs): PublishRequest {
     offline: Boolean(args.offline),
     insecure: list(args['insecure-registry']),
     cacheRepos: cacheReposFrom(args),
+    timeouts: registryTimeouts(args),
     epoch: sourceDateEpoch(),
   };
 }
@@ -168,7 +171,7 @@ async function publish(req: PublishRequest, ctx: Context): Promise<void> {
   const warn = (m: string) => out.warn(m);
   // A scratch base written to a file needs no registry: no client, no connection, no credentials.
   const needsRegistry = req.base !== 'scratch' || req.output.kind === 'registry';
-  const client = needsRegistry ? new RegistryClient({ insecureRegistries: req.insecure, jobs: ctx.jobs, warn, cache: ctx.cache }) : undefined;
+  const client = needsRegistry ? new RegistryClient({ insecureRegistries: req.insecure, jobs: ctx.jobs, warn, cache: ctx.cache, timeouts: req.timeouts }) : undefined;
   try {
     const [bases, current] = await Promise.all([
       req.base === 'scratch' || !client

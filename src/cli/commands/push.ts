@@ -5,7 +5,8 @@ import { RegistryClient } from '../../remote/client.js';
 import { type PushResult, pushImage, targetDigest } from '../../remote/push.js';
 import { type LoadedArchive, loadArchive, topDescriptor } from '../../tarball/load.js';
 import { archivePushable } from '../../tarball/pushable.js';
-import { type Context, type GlobalArgs, globalOptions, makeContext } from '../context.js';
+import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts } from '../context.js';
+import type { Timeouts } from '../../remote/timeouts.js';
 import { formatBytes } from '../output.js';
 import type { Pushable } from '../../image/pushable.js';
 import type { Digest } from '../../oci/digest.js';
@@ -14,7 +15,7 @@ import { archiveRecordKey } from '../../regcache/archives.js';
 import { BlobPusher } from '../../remote/blob-pusher.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
 
-interface PushArgs extends GlobalArgs, CacheRepoArgs {
+interface PushArgs extends GlobalArgs, CacheRepoArgs, RegistryArgs {
   archive: string;
   reference: string;
   also?: string | string[] | undefined;
@@ -31,7 +32,7 @@ export const pushCommand: CommandModule<object, PushArgs> = {
   command: 'push <archive> <reference>',
   describe: 'Push an image archive (docker-archive, OCI archive or layout; plain or gzipped) to a registry through the cache',
   builder: (y: Argv) =>
-    cacheRepoOptions(globalOptions(y))
+    registryOptions(cacheRepoOptions(globalOptions(y)))
       .positional('archive', { type: 'string', demandOption: true, describe: 'docker save / Nix / skopeo / Bazel output, or an OCI layout directory' })
       .positional('reference', { type: 'string', demandOption: true, describe: 'REGISTRY/REPO[:TAG] to push to' })
       .option('also', { requiresArg: true, type: 'string', describe: 'Another ARCHIVE=REFERENCE pushed in parallel with the first (repeatable)' })
@@ -41,10 +42,11 @@ export const pushCommand: CommandModule<object, PushArgs> = {
   handler: async (args) => {
     const jobs = [{ archive: args.archive, target: pushTarget(args.reference) }, ...many(args.also).map(parseAlso)];
     const repos = cacheReposFrom(args);
+    const timeouts = registryTimeouts(args);
     const ctx = makeContext(args);
     const insecure = many(args['insecure-registry']);
     const registryCache = repos && new RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, insecureRegistries: insecure });
-    const results = await pushArchives(ctx, jobs, insecure, registryCache);
+    const results = await pushArchives(ctx, jobs, insecure, registryCache, timeouts);
     const rows = results.map((r, i) => ({ archive: jobs[i]!.archive, ...r }));
     ctx.out.result(rows.length === 1 ? rows[0] : rows, rows.map((r) => r.reference).join('\n'));
     // Records still being written are waited for once the images are out (failures were warnings).
@@ -75,8 +77,8 @@ function parseAlso(s: string): PushJob {
  * Imports (or recognises) each archive and pushes it; several archives run side by side through
  * one registry client. The first failure is reported after the others settle.
  */
-export async function pushArchives(ctx: Context, jobs: PushJob[], insecureRegistries: string[], registryCache?: RegistryCache): Promise<PushResult[]> {
-  const client = new RegistryClient({ insecureRegistries, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), cache: ctx.cache });
+export async function pushArchives(ctx: Context, jobs: PushJob[], insecureRegistries: string[], registryCache?: RegistryCache, timeouts: Partial<Timeouts> = {}): Promise<PushResult[]> {
+  const client = new RegistryClient({ insecureRegistries, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), cache: ctx.cache, timeouts });
   try {
     const settled = await Promise.allSettled(jobs.map((job) => pushOne(ctx, client, job, jobs.length > 1, registryCache)));
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');

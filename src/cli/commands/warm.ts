@@ -6,7 +6,8 @@ import { parseLayerSource } from '../../layer/source.js';
 import { type Platform, describePlatforms, formatPlatform, parsePlatform } from '../../oci/platform.js';
 import { RegistryClient } from '../../remote/client.js';
 import { loadArchive, topDescriptor, type LoadedArchive } from '../../tarball/load.js';
-import { type Context, type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
+import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
+import type { Timeouts } from '../../remote/timeouts.js';
 import { formatBytes } from '../output.js';
 import type { Digest } from '../../oci/digest.js';
 import { RegistryCache } from '../../regcache/cache.js';
@@ -15,7 +16,7 @@ import { layerTier } from '../../regcache/layers.js';
 import { archivePushable } from '../../tarball/pushable.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
 
-interface WarmArgs extends GlobalArgs, CacheRepoArgs {
+interface WarmArgs extends GlobalArgs, CacheRepoArgs, RegistryArgs {
   targets?: string[] | undefined;
   tarball?: string[] | undefined;
   platform?: string[] | undefined;
@@ -33,7 +34,7 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
   command: 'warm [targets..]',
   describe: 'Fill the cache ahead of a publish or push: base images (REF...), layers (SRC --import-path), archives (--tarball)',
   builder: (y: Argv) =>
-    cacheRepoOptions(globalOptions(y))
+    registryOptions(cacheRepoOptions(globalOptions(y)))
       .positional('targets', {
         type: 'string',
         array: true,
@@ -60,6 +61,7 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
     if (hasTarballs && targets.length > 0) throw usageError('warm takes either --tarball ARCHIVE... or targets, not both');
     if (!hasTarballs && targets.length === 0) throw usageError('name what to warm: REF..., SRC[:DEST]... --import-path IP, or --tarball ARCHIVE...');
     const repos = cacheReposFrom(args);
+    const timeouts = registryTimeouts(args);
     const ctx = makeContext(args);
     const insecure = (args['insecure-registry'] ?? []).map(String);
     const registryCache = repos && (hasTarballs || args['import-path'] !== undefined)
@@ -73,7 +75,7 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
     } finally {
       await registryCache?.close();
     }
-    return warmBases(ctx, targets, platforms.length > 0 ? platforms : undefined, Boolean(args.offline), (args['insecure-registry'] ?? []).map(String));
+    return warmBases(ctx, targets, platforms.length > 0 ? platforms : undefined, Boolean(args.offline), (args['insecure-registry'] ?? []).map(String), timeouts);
   },
 };
 
@@ -109,8 +111,8 @@ export async function warmTarballs(ctx: Context, paths: string[], rc?: RegistryC
 }
 
 /** Fetches base images into the cache one reference at a time (layers of each in parallel). */
-export async function warmBases(ctx: Context, refs: string[], platforms: Platform[] | undefined, offline: boolean, insecureRegistries: string[]): Promise<void> {
-  const client = new RegistryClient({ insecureRegistries, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), cache: ctx.cache });
+export async function warmBases(ctx: Context, refs: string[], platforms: Platform[] | undefined, offline: boolean, insecureRegistries: string[], timeouts: Partial<Timeouts> = {}): Promise<void> {
+  const client = new RegistryClient({ insecureRegistries, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), cache: ctx.cache, timeouts });
   const results: WarmResult[] = [];
   try {
     for (const ref of refs) {
