@@ -51,8 +51,12 @@ export function traceOf(stderr: string): Record<string, number> {
   return JSON.parse(line.slice('kocache-trace: '.length)) as Record<string, number>;
 }
 
-/** Asserts the error shape every command must have: exactly one line on stderr, no stack trace. */
-export function isOneLineError(r: CliResult): boolean {
-  const lines = r.stderr.trimEnd().split('\n').filter((l) => !l.startsWith('kocache-trace: '));
+/**
+ * Asserts the error shape every command must have: exactly one line on stderr, no stack trace.
+ * With `warnings`, warning lines before it are allowed (retries, a slow registry).
+ */
+export function isOneLineError(r: CliResult, opts: { warnings?: boolean } = {}): boolean {
+  const lines = r.stderr.trimEnd().split('\n')
+    .filter((l) => !l.startsWith('kocache-trace: ') && !(opts.warnings && l.startsWith('kocache: warning: ')));
   return r.code !== 0 && lines.length === 1 && lines[0]!.startsWith('kocache: ') && !/\n\s+at /.test(r.stderr);
 }
