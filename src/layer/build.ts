@@ -69,8 +69,8 @@ export function validateImportPath(ip: string): string {
  * unrelated trees of one import path share an entry (the second build served the first's layer).
  */
 export function validateBuildId(id: string): string {
-  if (!id.trim()) throw usageError(`empty --build-id ${JSON.stringify(id)}: give an id that changes with the inputs (a lockfile hash, a git tree id), or leave it out`);
-  if (/[\0-\x1f\x7f]/.test(id)) throw usageError(`invalid --build-id ${JSON.stringify(id)}: no control characters`);
+  if (!id.trim()) throw usageError(`empty build id ${JSON.stringify(id)}: give one that changes with the inputs (a lockfile hash, a git tree id), or none`);
+  if (/[\0-\x1f\x7f]/.test(id)) throw usageError(`invalid build id ${JSON.stringify(id)}: no control characters`);
   return id;
 }
 

@@ -104,7 +104,7 @@ export class Requester {
         if (!isStall(err)) throw err;
         const silent = Date.now() - Math.max(started, this.transport.lastAnswer(origin) ?? 0);
         if (silent < totalMs) throw err;
-        throw new KocacheError('unreachable', `registry ${registry} stopped answering: nothing for ${Math.round(silent / 1000)} s (${what}, ${n} ${n === 1 ? 'try' : 'tries'}); --registry-timeout waits longer`, { cause: err });
+        throw new KocacheError('unreachable', `registry ${registry} stopped answering: nothing for ${Math.round(silent / 1000)} s (${what}, ${n} ${n === 1 ? 'try' : 'tries'}; registry timeout ${totalMs / 1000} s)`, { cause: err });
       }
     };
     try {
