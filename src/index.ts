@@ -17,7 +17,7 @@ export * from './remote/push.js';
 export * from './remote/blob-pusher.js';
 export { DEFAULT_TIMEOUTS, type Timeouts } from './remote/timeouts.js';
 export { Limiter, runBounded } from './util/limit.js';
-export * from './image/pushable.js';
+export * from './oci/pushable.js';
 export * from './image/assemble.js';
 export * from './image/build.js';
 export * from './image/config.js';

@@ -7,7 +7,7 @@ import { RegistryClient } from '../src/remote/client.js';
 import { pushImage } from '../src/remote/push.js';
 import { sha256Digest } from '../src/oci/digest.js';
 import { MediaType } from '../src/oci/mediatypes.js';
-import type { PushableIndex } from '../src/image/pushable.js';
+import type { PushableIndex } from '../src/oci/pushable.js';
 import { type FaultProxy, startFaultProxy } from './helpers/fault-proxy.js';
 import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
 import { randomImage } from './helpers/images.js';

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { CacheStore } from '../src/cache/store.js';
 import { KocacheError } from '../src/errors.js';
 import { loadBase, warmBase, type BaseImage } from '../src/image/base.js';
-import type { BlobSource, PushableManifest } from '../src/image/pushable.js';
+import type { BlobSource, PushableManifest } from '../src/oci/pushable.js';
 import { sha256Digest } from '../src/oci/digest.js';
 import type { ImageManifest } from '../src/oci/manifest.js';
 import { MediaType } from '../src/oci/mediatypes.js';

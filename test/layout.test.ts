@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { bytesBlob } from '../src/image/blobs.js';
-import type { PushableManifest } from '../src/image/pushable.js';
+import type { PushableManifest } from '../src/oci/pushable.js';
 import { writeLayout } from '../src/layout/write.js';
 import { writeDockerArchive } from '../src/tarball/write.js';
 import { sha256Digest } from '../src/oci/digest.js';

@@ -11,7 +11,7 @@ import { MediaType } from '../src/oci/mediatypes.js';
 import { type Reference, parseReference } from '../src/reference/reference.js';
 import { RegistryClient } from '../src/remote/client.js';
 import { pushImage } from '../src/remote/push.js';
-import type { PushableManifest } from '../src/image/pushable.js';
+import type { PushableManifest } from '../src/oci/pushable.js';
 import { memoryBlob, randomImage } from './helpers/images.js';
 import { type RunningRegistry, freePort, startRegistry } from './helpers/registry.js';
 

@@ -9,7 +9,7 @@ import { RegistryClient } from '../src/remote/client.js';
 import { pushImage } from '../src/remote/push.js';
 import { sha256Digest } from '../src/oci/digest.js';
 import { CacheStore } from '../src/cache/store.js';
-import type { BlobSource } from '../src/image/pushable.js';
+import type { BlobSource } from '../src/oci/pushable.js';
 import { indexOf, memoryBlob, randomImage } from './helpers/images.js';
 import { type RunningRegistry, skopeoPath, startRegistry } from './helpers/registry.js';
 

@@ -6,7 +6,7 @@ import type { Platform } from '../oci/platform.js';
 import { type Reference, formatReference, withIdentifier } from '../reference/reference.js';
 import { bytesBlob, cachedBlob, jsonBytes, withDescriptor } from './blobs.js';
 import { type ConfigOverrides, buildConfig } from './config.js';
-import type { BlobSource, PushableIndex, PushableManifest } from './pushable.js';
+import type { BlobSource, PushableIndex, PushableManifest } from '../oci/pushable.js';
 
 /**
  * What assembly needs from a base image. `BaseImage` from ./base.ts has this shape; naming only

@@ -11,7 +11,7 @@ import { type Reference, formatReference, formatRepository, parseReference, with
 import type { RegistryClient } from '../remote/client.js';
 import { runBounded } from '../util/limit.js';
 import { RetryableError } from '../remote/retry.js';
-import type { BlobSource } from './pushable.js';
+import type { BlobSource } from '../oci/pushable.js';
 
 export interface BaseImage {
   /** undefined for scratch. */

@@ -1,7 +1,7 @@
 import type { CacheStore } from '../cache/store.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { sha256Digest } from '../oci/digest.js';
-import type { BlobSource } from './pushable.js';
+import type { BlobSource } from '../oci/pushable.js';
 
 /** A blob held in memory (a config, a manifest): its descriptor and the exact bytes. */
 export function bytesBlob(mediaType: string, bytes: Buffer): BlobSource {

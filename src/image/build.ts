@@ -6,7 +6,7 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { Platform } from '../oci/platform.js';
 import { type AppendLayer, type AssemblyBase, assembleIndex, assembleManifest } from './assemble.js';
 import { type ConfigOverrides, imagePlatform } from './config.js';
-import type { Pushable, PushableManifest } from './pushable.js';
+import type { Pushable, PushableManifest } from '../oci/pushable.js';
 import type { PlatformLayerSpec } from './sources.js';
 
 /** One platform to build: its base and its layers (placeholders already expanded). */

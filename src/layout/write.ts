@@ -5,7 +5,7 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { KocacheError, errnoCode, fsError } from '../errors.js';
-import type { BlobSource, Pushable } from '../image/pushable.js';
+import type { BlobSource, Pushable } from '../oci/pushable.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { type Digest, digestHex } from '../oci/digest.js';
 import type { ImageIndex } from '../oci/manifest.js';

@@ -1,6 +1,6 @@
 import type { CacheStore } from '../cache/store.js';
 import { KocacheError } from '../errors.js';
-import type { BlobSource } from '../image/pushable.js';
+import type { BlobSource } from '../oci/pushable.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';

@@ -1,4 +1,4 @@
-import type { BlobSource } from '../image/pushable.js';
+import type { BlobSource } from '../oci/pushable.js';
 import type { Digest } from '../oci/digest.js';
 import type { Reference } from '../reference/reference.js';
 import type { RegistryClient } from './client.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { CacheStore } from '../cache/store.js';
 import { KocacheError } from '../errors.js';
-import type { BlobSource } from '../image/pushable.js';
+import type { BlobSource } from '../oci/pushable.js';
 import type { Limiter } from '../util/limit.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { type Digest, isDigest, sha256Digest } from '../oci/digest.js';

@@ -1,4 +1,4 @@
-import type { BlobSource, Pushable, PushableManifest } from '../image/pushable.js';
+import type { BlobSource, Pushable, PushableManifest } from '../oci/pushable.js';
 import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { type Reference, formatRepository } from '../reference/reference.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { rechunk, tap } from '../compress/chunks.js';
 import { KocacheError } from '../errors.js';
-import type { BlobSource } from '../image/pushable.js';
+import type { BlobSource } from '../oci/pushable.js';
 import type { Digest } from '../oci/digest.js';
 import { type Reference } from '../reference/reference.js';
 import { repositoryScope } from './auth.js';

@@ -2,7 +2,7 @@ import { buffer } from 'node:stream/consumers';
 import type { CacheStore } from '../cache/store.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { cachedBlob } from '../image/blobs.js';
-import type { Pushable, PushableManifest } from '../image/pushable.js';
+import type { Pushable, PushableManifest } from '../oci/pushable.js';
 import type { ArchiveImage, ArchiveManifest } from './plan.js';
 
 /**

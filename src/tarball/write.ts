@@ -6,7 +6,7 @@ import { rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import tar from 'tar-stream';
 import { KocacheError, fsError } from '../errors.js';
-import type { BlobSource, PushableManifest } from '../image/pushable.js';
+import type { BlobSource, PushableManifest } from '../oci/pushable.js';
 import { digestHex } from '../oci/digest.js';
 import { describeMismatch, verify } from '../util/verify.js';
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { BlobSource, PushableIndex, PushableManifest } from '../../src/image/pushable.js';
+import type { BlobSource, PushableIndex, PushableManifest } from '../../src/oci/pushable.js';
 import type { ImageConfig, ImageIndex, ImageManifest } from '../../src/oci/manifest.js';
 import { sha256Digest } from '../../src/oci/digest.js';
 import { MediaType } from '../../src/oci/mediatypes.js';

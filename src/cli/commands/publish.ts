@@ -4,7 +4,7 @@ import { usageError } from '../../errors.js';
 import { loadBase, scratchBase } from '../../image/base.js';
 import { type PlatformPlan, buildImage } from '../../image/build.js';
 import { type ConfigOverrides, createdTime, parseCommand, parseKeyValue } from '../../image/config.js';
-import type { Pushable } from '../../image/pushable.js';
+import type { Pushable } from '../../oci/pushable.js';
 import { cachedBlob } from '../../image/blobs.js';
 import { layerSpecsFor } from '../../image/sources.js';
 import { type OutputTarget, parseOutput, parseRepo } from '../../image/target.js';

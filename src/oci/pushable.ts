@@ -1,4 +1,4 @@
-import type { Descriptor } from '../oci/descriptor.js';
+import type { Descriptor } from './descriptor.js';
 
 /**
  * A blob that can be pushed: its descriptor and a way to open its bytes. `open` may be called
