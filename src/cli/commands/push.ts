@@ -8,7 +8,7 @@ import { archivePushable } from '../../tarball/pushable.js';
 import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts } from '../context.js';
 import type { Timeouts } from '../../remote/timeouts.js';
 import { formatBytes } from '../output.js';
-import type { Pushable } from '../../image/pushable.js';
+import type { Pushable } from '../../oci/pushable.js';
 import type { Digest } from '../../oci/digest.js';
 import { RegistryCache } from '../../regcache/cache.js';
 import { archiveRecordKey } from '../../regcache/archives.js';
