@@ -7,6 +7,7 @@ import { compressionRows } from './compression.js';
 import { makeTree } from './fixtures.js';
 import { machineLine, renderTable, RUNS, type Row } from './harness.js';
 import { layerRows } from './layers.js';
+import { nodeLineRows } from './node-lines.js';
 import { registryRows } from './registry-rows.js';
 import { registryCacheRows } from './registry-cache.js';
 
@@ -39,6 +40,8 @@ async function main(): Promise<void> {
   // cache hit measured ~213 ms after them, ~149 ms in a fresh process).
   log('layer builds...');
   const layers = layerRows(cli, tree, work, jobs);
+  log('Node lines and zstd...');
+  const lines = nodeLineRows(root, cli, tree, work, jobs);
   log('registry: publish and archive push...');
   const registry = await registryRows(cli, tree, work, archiveMb, archiveLayers, nodeModulesMb);
   // The registry rows made the node_modules tree (nodeModulesMb, under its own folder).
@@ -47,7 +50,7 @@ async function main(): Promise<void> {
   if (nodeModulesMb > 0) trees.push({ name: `node-modules-${nodeModulesMb}mb`, path: join(work, `node-modules-${nodeModulesMb}mb`) });
   const regcache = await registryCacheRows(cli, trees, work);
   log('compression...');
-  rows.push(...(await compressionRows(tarPath, jobs)), ...layers, ...registry, ...regcache);
+  rows.push(...(await compressionRows(tarPath, jobs)), ...layers, ...lines, ...registry, ...regcache);
   const table = renderTable(rows);
   const text = `Machine: ${machineLine()}\nInput: ${made.files} files, ${(made.bytes / 1e6).toFixed(0)} MB; median of ${RUNS} runs\n\n${table}\n`;
   writeFileSync(join(work, 'results.md'), text);
