@@ -15,7 +15,7 @@ import { LayerCompressor } from '../src/tarball/compressor.js';
 import { parseLayerSource } from '../src/layer/source.js';
 import { parsePlatform } from '../src/oci/platform.js';
 import { traceSnapshot } from '../src/util/trace.js';
-import { tempDir } from './helpers/cli.js';
+import { runCli, tempDir, traceOf } from './helpers/cli.js';
 
 const platform = parsePlatform('linux/amd64');
 const MiB = 1 << 20;
@@ -192,6 +192,12 @@ test('compressed size within 0.1% of single-stream zlib at the same level; block
   const map = await cache.getRecord<{ blocks: string }>(blockMapKey(layer.descriptor.digest));
   assert.ok(map, 'the layer has a block map');
   assert.ok(JSON.stringify(map.metadata).length < blob.length * 0.01);
+  // A layer so small that a map would be more than 1% of it gets none.
+  const tiny = join(dir, 'tiny');
+  mkdirSync(tiny);
+  writeFileSync(join(tiny, 'a.txt'), text(rng(8), 3000));
+  const small = await build(join(dir, 'cache'), tiny);
+  assert.equal(await cache.getRecord(blockMapKey(small.layer.descriptor.digest)), undefined);
   // The same tar compressed anywhere else (an archive's layer) gives the same bytes.
   const again: Buffer[] = [];
   for await (const c of gzipStream([tar.subarray(0, 100_000), tar.subarray(100_000)])) again.push(c);
@@ -284,4 +290,27 @@ test('archive layers compressed from their tar copy blocks from earlier archive 
   const cold = await compress(new CacheStore(join(dir, 'cold')), tar);
   assert.equal(inc.descriptor.digest, cold.descriptor.digest);
   assert.ok(inc.deflated <= 6 * MiB && inc.reused >= tar.length - 6 * MiB, `deflated ${inc.deflated}, reused ${inc.reused} of ${tar.length}`);
+});
+
+test('kocache build: after a one-file edit KOCACHE_TRACE shows the layer copied, not deflated, and the digest is a cold build\'s', async () => {
+  const dir = tempDir();
+  const rand = rng(17);
+  const src = makeTree(dir, rand);
+  const args = ['build', `${src}:/app`, '--import-path', 'example.com/stitch-cli'];
+  const build = async (cache: string) => {
+    const r = await runCli(args, { KOCACHE: join(dir, cache), KOCACHE_TRACE: '1' });
+    assert.equal(r.code, 0, r.stderr);
+    return { digest: (JSON.parse(r.stdout) as { digest: string }).digest, trace: traceOf(r.stderr) };
+  };
+  await build('cache');
+  writeFileSync(join(src, 'pkg9', 'lib4', 'f9.js'), text(rand, 3000));
+  const inc = await build('cache');
+  const cold = await build('cold');
+  assert.equal(inc.digest, cold.digest);
+  const tar = inc.trace['tar.out']!;
+  assert.equal((inc.trace['gzip.in'] ?? 0) + (inc.trace['gzip.reused'] ?? 0), tar);
+  assert.ok((inc.trace['gzip.in'] ?? 0) <= 6 * MiB, JSON.stringify(inc.trace));
+  assert.ok((inc.trace['blob.range'] ?? 0) > 0, 'compressed bytes were read from the earlier layer');
+  assert.equal(cold.trace['gzip.in'], tar);
+  assert.equal(cold.trace['gzip.reused'] ?? 0, 0);
 });
