@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compressionRows } from './compression.js';
-import { makeTree } from './fixtures.js';
+import { makeNodeModules, makeTree } from './fixtures.js';
 import { machineLine, renderTable, RUNS, type Row } from './harness.js';
 import { layerRows } from './layers.js';
 import { nodeLineRows } from './node-lines.js';
@@ -14,7 +14,7 @@ import { registryCacheRows } from './registry-cache.js';
 // `npm run bench`: every row is kocache beside the tool a user would otherwise run, on the same
 // input, in the same run, with the ratio. BENCH_SIZE_MB (tree, default 100), BENCH_ARCHIVE_MB
 // (default 300), BENCH_ARCHIVE_LAYERS (default 50), BENCH_NODE_MODULES_MB (default 500), BENCH_RUNS
-// (default 3).
+// (default 3); BENCH_ONLY=registry-cache runs the registry-cache rows alone.
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 // The command as npm installs it: the shell launcher, which starts Node.
@@ -35,6 +35,17 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`tree: ${made.files} files, ${(made.bytes / 1e6).toFixed(0)} MB; ${RUNS} runs per figure (medians)`);
+  // BENCH_ONLY=registry-cache: the fresh-runner rows alone, printed, the docs' tables left as they are.
+  if (process.env.BENCH_ONLY === 'registry-cache') {
+    const trees = [{ name: `tree-${sizeMb}mb`, path: tree }];
+    if (nodeModulesMb > 0) {
+      const nm = join(work, `node-modules-${nodeModulesMb}mb`);
+      makeNodeModules(nm, nodeModulesMb * 1e6);
+      trees.push({ name: `node-modules-${nodeModulesMb}mb`, path: nm });
+    }
+    process.stdout.write(`Machine: ${machineLine()}\n\n${renderTable(await registryCacheRows(cli, trees, work))}\n`);
+    return;
+  }
   // Whole commands first, the in-process compression rows last: those hold hundreds of MB in this
   // process, and its garbage collector then ran on a core beside the commands being timed (a
   // cache hit measured ~213 ms after them, ~149 ms in a fresh process).
