@@ -93,7 +93,7 @@ describe('base images through the cache', () => {
     assert.equal(sha256Digest(Buffer.concat(parts)), layer.descriptor.digest);
     // ...and is kept on the way through, with the record that keeps gc from calling it unreferenced.
     assert.equal(await cache.verifyBlob(layer.descriptor.digest, layer.descriptor.size), 'ok');
-    assert.ok(await cache.getRecord(`img/${regA.host}/base/blob/${layer.descriptor.digest}`));
+    assert.ok(await cache.getRecord(`img/${regA.host}/base/blob/${layer.descriptor.digest}`, (m): m is unknown => m !== undefined));
     // A consumer that stops early leaves nothing half-stored behind.
     const other = bases[1]!.layers[0]!;
     for await (const _ of other.open()) break;

@@ -60,7 +60,10 @@ export function parseBucket(path: string, text: string): Bucket {
     }
     try {
       const e = JSON.parse(json) as Omit<IndexLine, 'raw'>;
-      if (typeof e.key !== 'string') throw new Error('no key');
+      // A line is input like any other: one with a right checksum but wrong fields counts as torn.
+      if (typeof e !== 'object' || e === null || typeof e.key !== 'string' || typeof e.time !== 'number') throw new Error('bad line');
+      if (e.integrity !== null && e.integrity !== undefined && typeof e.integrity !== 'string') throw new Error('bad line');
+      if (e.size !== undefined && (typeof e.size !== 'number' || !Number.isSafeInteger(e.size) || e.size < 0)) throw new Error('bad line');
       lines.push({ ...e, integrity: e.integrity ?? null, raw });
     } catch {
       torn++;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensureOwnFolder } from './damage.js';
 
 /**
  * Namespaces (`bin/<import-path>/<platform>`) this cache has recorded a build under, one small
@@ -21,7 +22,13 @@ export function hasBuilt(cacheDir: string, namespace: string): boolean {
 export function markBuilt(cacheDir: string, namespace: string): void {
   const path = markPath(cacheDir, namespace);
   if (existsSync(path)) return;
-  mkdirSync(join(cacheDir, 'built'), { recursive: true });
+  // A file in the folder's place (put there by hand) is replaced: marks are hints kocache redoes.
+  ensureOwnFolder(join(cacheDir, 'built'));
   // The content is only for people looking in; a torn write still leaves the file, which is the mark.
-  writeFileSync(path, `${namespace}\n`);
+  // Not writing it (a full disk) only costs the next build the fingerprint pass it would skip.
+  try {
+    writeFileSync(path, `${namespace}\n`);
+  } catch {
+    /* see above */
+  }
 }

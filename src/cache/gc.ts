@@ -5,6 +5,7 @@ import { errnoCode } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { type Bucket, type IndexLine, listFiles, liveLines, readBuckets, rewriteBucket, toLiveRecord } from './buckets.js';
 import { acquireGcLock, scanLeases } from './lease.js';
+import { cacheFsError, ensureOwnFolder } from './damage.js';
 import { STAMP_DIR } from './stamp.js';
 import { type CacheStore, trashPath } from './store.js';
 
@@ -102,7 +103,7 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
   const leases = scanLeases(dir, now);
   for (const l of leases.stale) {
     note('lease', rel(l.path), 0, 'stale');
-    if (!dryRun) rmSync(l.path, { force: true });
+    if (!dryRun) rmSync(l.path, { recursive: true, force: true });
   }
   const cutoff = Math.min(now, ...leases.live.map((l) => l.start)) - MTIME_SLACK_MS;
   const tmpCutoff = Math.min(cutoff, now - (opts.tmpGraceMs ?? DEFAULT_TMP_GRACE_MS));
@@ -119,16 +120,16 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
     }
   }
   const statFiles: PlainFile[] = [];
-  for (const f of listEntries(join(dir, 'stat'))) {
+  for (const f of listEntries(join(dir, 'stat'), dryRun)) {
     if (f.path.endsWith('.tmp')) {
       if (f.mtime < tmpCutoff) {
         note('tmp', rel(f.path), f.bytes, 'leftover');
-        if (!dryRun) rmSync(f.path, { force: true });
+        if (!dryRun) rmSync(f.path, { recursive: true, force: true });
       }
     } else if (f.path.endsWith('.json')) {
       if (ageCutoff !== undefined && f.mtime < ageCutoff && f.mtime < cutoff) {
         note('stat', rel(f.path), f.bytes, 'expired');
-        if (!dryRun) rmSync(f.path, { force: true });
+        if (!dryRun) rmSync(f.path, { recursive: true, force: true });
       } else {
         statFiles.push(f);
       }
@@ -208,7 +209,7 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
       if (size <= opts.maxSize) break;
       if (!removable(f)) continue;
       note('stat', rel(f.path), f.bytes, 'size');
-      if (!dryRun) rmSync(f.path, { force: true });
+      if (!dryRun) rmSync(f.path, { recursive: true, force: true });
       size -= f.bytes;
     }
   }
@@ -225,9 +226,17 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
     if (dryRun) {
       note('blob', rel(blob.path), blob.bytes, reason);
       blobs.delete(digest);
-    } else if (parkBlob(blob.path)) {
-      parked.push({ digest, blob, reason });
+      continue;
     }
+    // Looked at again right before it is parked: the plan is as old as the scan (and a --verify
+    // pass may have taken minutes since), and a command that used the blob meanwhile keeps it.
+    const now = statFile(blob.path);
+    if (!now) continue;
+    if (now.mtime !== blob.mtime || now.mtime >= cutoff) {
+      rescued++;
+      continue;
+    }
+    if (parkBlob(blob.path)) parked.push({ digest, blob, reason });
   }
   if (parked.length > 0) await sleep(opts.trashGraceMs ?? DEFAULT_TRASH_GRACE_MS);
   for (const { digest, blob, reason } of parked) {
@@ -241,13 +250,13 @@ async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise
 
   // Verified stamps (src/cache/stamp.ts) of blobs that are gone: a small file each, of no use now.
   // The blob is looked up again on disk, so a stamp written for a blob stored after the scan stays.
-  for (const f of listEntries(join(dir, STAMP_DIR))) {
+  for (const f of listEntries(join(dir, STAMP_DIR), dryRun)) {
     const hex = basename(f.path);
     if (!/^[a-f0-9]{64}$/.test(hex)) continue;
     const digest: Digest = `sha256:${hex}`;
     if (blobs.has(digest) || (!dryRun && statFile(cache.blobPath(digest)) !== undefined)) continue;
     note('stat', rel(f.path), f.bytes, 'unreferenced');
-    if (!dryRun) rmSync(f.path, { force: true });
+    if (!dryRun) rmSync(f.path, { recursive: true, force: true });
   }
 
   // Compaction: per bucket keep the newest line of each key whose blob is still here. Every
@@ -395,14 +404,23 @@ function statFile(path: string): PlainFile | undefined {
   }
 }
 
-/** Top-level entries of a folder with their total size and newest mtime (a temp folder is as young as its youngest file). */
-function listEntries(dir: string): PlainFile[] {
+/**
+ * Top-level entries of a folder with their total size and newest mtime (a temp folder is as young
+ * as its youngest file). kocache's own folders hold hints only, so one that is not a folder (a
+ * file put there by hand) is made a folder again.
+ */
+function listEntries(dir: string, dryRun = true): PlainFile[] {
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return [];
-    throw err;
+    const code = errnoCode(err);
+    if (code === 'ENOENT') return [];
+    if (code === 'ENOTDIR') {
+      if (!dryRun) ensureOwnFolder(dir);
+      return [];
+    }
+    throw cacheFsError(err, dir, 'list');
   }
   const out: PlainFile[] = [];
   for (const n of names) {

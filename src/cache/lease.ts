@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, lstatSync, openSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { KocacheError, errnoCode } from '../errors.js';
+import { ensureOwnFolder } from './damage.js';
 
 /**
  * Leases tell `kocache gc` that a process is using the cache, as containerd's leases protect
@@ -19,6 +20,12 @@ export interface LeaseInfo {
   /** ms since epoch, taken before the lease file existed. */
   start: number;
   command: string;
+  /**
+   * Where the system says when a process started (Linux: /proc/PID/stat), that start for this
+   * pid: together with the pid it names one process, so a reused pid (or a file naming some
+   * long-running process that kocache did not start) is not taken for the lease's owner.
+   */
+  pidStart?: string;
 }
 
 export interface Lease {
@@ -37,10 +44,10 @@ export function leasesDir(cacheDir: string): string {
 /** Takes a lease for this process; it is released when the process exits, however it exits normally. */
 export function acquireLease(cacheDir: string, command: string): Lease {
   const dir = leasesDir(cacheDir);
-  const info: LeaseInfo = { pid: process.pid, hostname: hostname(), start: Date.now(), command };
+  const info = ownInfo(command);
   const path = join(dir, `${process.pid}-${randomBytes(4).toString('hex')}.json`);
   try {
-    mkdirSync(dir, { recursive: true });
+    ensureOwnFolder(dir);
     writeExclusive(path, JSON.stringify(info));
   } catch (err) {
     throw new KocacheError('cache', `cannot write lease ${path}: ${errnoCode(err) ?? String(err)}`, { cause: err });
@@ -74,33 +81,85 @@ export function scanLeases(cacheDir: string, now = Date.now()): LeaseScan {
   try {
     names = readdirSync(dir);
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return out;
+    const code = errnoCode(err);
+    if (code === 'ENOENT') return out;
+    // A file where the folder belongs holds no lease; gc puts a folder back.
+    if (code === 'ENOTDIR') return { live: [], stale: [{ pid: -1, hostname: '', start: 0, command: '?', path: dir }] };
     throw err;
   }
   const host = hostname();
   for (const name of names) {
-    if (!name.endsWith('.json')) continue;
     const path = join(dir, name);
-    let info: LeaseInfo;
+    let info: LeaseInfo | undefined;
+    let mtime: number;
     try {
-      info = parseLease(readFileSync(path, 'utf8'));
+      const st = lstatSync(path);
+      mtime = st.mtimeMs;
+      if (st.isFile()) info = parseLease(readFileSync(path, 'utf8'));
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') continue; // released while we listed
-      // A torn or foreign file: its name still carries the pid, and its age cannot be trusted,
-      // so it counts as live until that pid is gone.
-      const pid = Number(name.split('-')[0]);
-      info = { pid: Number.isInteger(pid) ? pid : -1, hostname: host, start: 0, command: '?' };
+      info = undefined;
     }
-    const alive = info.hostname === host ? pidAlive(info.pid) : now - info.start < FOREIGN_LEASE_MAX_AGE_MS;
-    (alive ? out.live : out.stale).push({ ...info, path });
+    if (info === undefined) {
+      // Not a lease kocache wrote (a folder, torn or foreign content): nothing
+      // says which process owns it, so it protects what it might for as long as a temp file is
+      // spared, counted from when the file was written, and is then removed.
+      const young = now - mtime! < UNKNOWN_LEASE_MAX_AGE_MS;
+      (young ? out.live : out.stale).push({ pid: -1, hostname: host, start: Math.min(now, mtime!), command: '?', path });
+      continue;
+    }
+    // A claimed start is not believed beyond the file's own age: a lease exists after its start.
+    info.start = Math.min(info.start, now);
+    (leaseAlive(info, host, now, mtime!) ? out.live : out.stale).push({ ...info, path });
   }
   return out;
 }
 
+/** How long a file in leases/ that kocache cannot attribute to a process is believed: as long as a temp file is spared. */
+const UNKNOWN_LEASE_MAX_AGE_MS = 10 * 60 * 1000;
+
+/**
+ * Whether the process a lease names still runs. On this host that is its pid, and where the
+ * system tells a process's start (Linux) that start too: a pid that was reused, or a lease that
+ * names a process kocache never ran in (pid 1, say), does not keep gc from working. Where the
+ * lease carries no start although this system gives one, it is not kocache's own lease and is
+ * believed only for a short time. A lease from another host is believed for a day.
+ */
+function leaseAlive(info: LeaseInfo, host: string, now: number, mtime: number): boolean {
+  if (info.hostname !== host) return now - info.start < FOREIGN_LEASE_MAX_AGE_MS;
+  if (!pidAlive(info.pid)) return false;
+  const actual = processStart(info.pid);
+  if (actual === undefined) return true;
+  if (info.pidStart === undefined) return now - mtime < UNKNOWN_LEASE_MAX_AGE_MS;
+  return info.pidStart === actual;
+}
+
+/** When a process started, as the system counts it (Linux: clock ticks since boot); undefined where unknown. */
+export function processStart(pid: number): string | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces and parentheses): state is field 3, starttime field 22.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function ownInfo(command: string): LeaseInfo {
+  const info: LeaseInfo = { pid: process.pid, hostname: hostname(), start: Date.now(), command };
+  const pidStart = processStart(process.pid);
+  if (pidStart !== undefined) info.pidStart = pidStart;
+  return info;
+}
+
 function parseLease(text: string): LeaseInfo {
-  const v = JSON.parse(text) as Partial<LeaseInfo>;
-  if (typeof v.pid !== 'number' || typeof v.start !== 'number' || typeof v.hostname !== 'string') throw new Error('bad lease');
-  return { pid: v.pid, start: v.start, hostname: v.hostname, command: String(v.command ?? '') };
+  const v = JSON.parse(text) as Partial<LeaseInfo> | null;
+  if (typeof v !== 'object' || v === null) throw new Error('bad lease');
+  if (!Number.isSafeInteger(v.pid) || typeof v.start !== 'number' || !Number.isFinite(v.start) || typeof v.hostname !== 'string') throw new Error('bad lease');
+  const info: LeaseInfo = { pid: v.pid!, start: v.start, hostname: v.hostname, command: String(v.command ?? '') };
+  if (typeof v.pidStart === 'string') info.pidStart = v.pidStart;
+  return info;
 }
 
 /** Whether a process with this pid exists here (EPERM means it exists but is someone else's). */
@@ -130,7 +189,7 @@ export function writeExclusive(path: string, text: string): void {
  */
 export function acquireGcLock(cacheDir: string): () => void {
   const path = join(cacheDir, 'gc.lock');
-  const info: LeaseInfo = { pid: process.pid, hostname: hostname(), start: Date.now(), command: 'gc' };
+  const info = ownInfo('gc');
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       writeExclusive(path, JSON.stringify(info));
@@ -149,7 +208,19 @@ export function acquireGcLock(cacheDir: string): () => void {
       if (errnoCode(err) !== 'EEXIST') throw new KocacheError('cache', `cannot create ${path}: ${errnoCode(err) ?? String(err)}`, { cause: err });
     }
     let holder: LeaseInfo | undefined;
+    let mtime = 0;
     try {
+      const st = lstatSync(path);
+      if (!st.isFile()) {
+        // A folder (or anything but a file) is no gc's lock: something put there by hand.
+        try {
+          rmSync(path, { recursive: true, force: true });
+        } catch (e) {
+          throw new KocacheError('cache', `${path} is not kocache's gc lock and cannot be removed (${errnoCode(e) ?? String(e)}); remove it by hand`, { cause: e });
+        }
+        continue;
+      }
+      mtime = st.mtimeMs;
       holder = parseLease(readFileSync(path, 'utf8'));
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') continue; // released between our open and read
@@ -159,9 +230,8 @@ export function acquireGcLock(cacheDir: string): () => void {
       // Empty or torn: a gc between creating the file and writing it, or one that died there.
       const age = ageOf(path);
       if (age !== undefined && age < 5_000) throw new KocacheError('gc-locked', `another kocache gc is starting on this cache (${path})`);
-    } else {
-      const alive = holder.hostname === hostname() ? pidAlive(holder.pid) : Date.now() - holder.start < FOREIGN_LEASE_MAX_AGE_MS;
-      if (alive) throw new KocacheError('gc-locked', `another kocache gc is running on this cache (pid ${holder.pid} on ${holder.hostname}, ${path})`);
+    } else if (leaseAlive(holder, hostname(), Date.now(), mtime)) {
+      throw new KocacheError('gc-locked', `another kocache gc is running on this cache (pid ${holder.pid} on ${holder.hostname}, ${path})`);
     }
     removeStaleLock(path, holder);
   }

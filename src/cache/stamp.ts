@@ -1,6 +1,6 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync, type BigIntStats } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { errnoCode } from '../errors.js';
+import { ensureOwnFolder } from './damage.js';
 import { type Digest, digestHex } from '../oci/digest.js';
 
 /**
@@ -35,17 +35,22 @@ export function writeStamp(cacheDir: string, digest: Digest, st: BigIntStats): v
   const path = stampPath(cacheDir, digest);
   try {
     writeFileSync(path, render(st));
-  } catch (err) {
-    if (errnoCode(err) !== 'ENOENT') return;
+  } catch {
+    // No folder yet, or something in its place (or in the stamp's): made right, then once more.
+    // Without a stamp the next hit hashes the blob again; nothing is wrong.
     try {
-      mkdirSync(join(cacheDir, STAMP_DIR), { recursive: true });
+      if (ensureOwnFolder(join(cacheDir, STAMP_DIR))) rmSync(path, { recursive: true, force: true });
       writeFileSync(path, render(st));
     } catch {
-      // Without a stamp the next hit hashes the blob again; nothing is wrong.
+      /* see above */
     }
   }
 }
 
 export function dropStamp(cacheDir: string, digest: Digest): void {
-  rmSync(stampPath(cacheDir, digest), { force: true });
+  try {
+    rmSync(stampPath(cacheDir, digest), { recursive: true, force: true });
+  } catch {
+    // A stamp left behind is harmless: it only vouches for a file with exactly its stat.
+  }
 }

@@ -1,13 +1,14 @@
 import { once } from 'node:events';
-import { existsSync, mkdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { close, createReadStream, open, read } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { KocacheError, errnoCode } from '../errors.js';
-import { type Digest, digestHex, digestToIntegrity, integrityToDigest } from '../oci/digest.js';
+import { type Digest, digestHex, digestToIntegrity, integrityToDigest, isDigest } from '../oci/digest.js';
 import { traceAdd } from '../util/trace.js';
+import { cacheFsError } from './damage.js';
 import { dropStamp, stampMatches, writeStamp } from './stamp.js';
 
 // cacache's modules are loaded on first use and one by one: its index alone is what a cache hit
@@ -68,6 +69,15 @@ export class CacheStore {
     const opts: { algorithms: string[]; integrity?: string; size?: number } = { algorithms: ALGORITHMS };
     if (expect?.digest) opts.integrity = digestToIntegrity(expect.digest);
     if (expect?.size !== undefined) opts.size = expect.size;
+    // A blob whose digest is known and that is not stored yet will be the bytes just hashed on
+    // the way in, so it gets its verified stamp at once (the first hit need not re-hash it). What
+    // is in its place that is not a file is damage, removed before cacache would keep it.
+    let fresh = false;
+    if (expect?.digest) {
+      const st = statBlob(this.blobPath(expect.digest));
+      if (st !== undefined && !st.isFile()) await this.dropBlob(expect.digest);
+      fresh = st === undefined || !st.isFile();
+    }
     const ws = (await contentWrite()).stream(this.dir, opts);
     let integrity: string | undefined;
     let size = 0;
@@ -79,19 +89,25 @@ export class CacheStore {
       ws.on('end', resolve);
     });
     let wrote = false;
+    // Whether an error came from the source (the caller's to explain) or from the writer (the cache's).
+    let reading = true;
     try {
       for await (const chunk of source) {
+        reading = false;
         if (chunk.byteLength === 0) continue;
         wrote = true;
         if (!ws.write(chunk)) await Promise.race([once(ws, 'drain'), done]);
+        reading = true;
       }
+      reading = false;
       if (!wrote) ws.write(new Uint8Array(0));
       ws.end();
       await done;
     } catch (err) {
       done.catch(() => undefined);
       await abandonWrite(ws, err);
-      throw mapIntegrityError(err, expect?.digest);
+      const mapped = mapIntegrityError(err, expect?.digest);
+      throw reading || mapped !== err ? mapped : cacheFsError(err, join(this.dir, 'content-v2'), 'write a blob to');
     }
     if (!integrity) throw new KocacheError('cache', 'cache write finished without a digest');
     const digest = integrityToDigest(integrity);
@@ -101,6 +117,12 @@ export class CacheStore {
     if (!(await this.touchBlob(digest))) {
       throw new KocacheError('cache', `blob ${digest} was removed by a concurrent kocache gc as it was being stored; run the command again`);
     }
+    const st = statBlob(this.blobPath(digest));
+    if (st !== undefined && !st.isFile()) {
+      await this.dropBlob(digest);
+      throw new KocacheError('cache', `something that is not a file was where blob ${digest} belongs (${this.blobPath(digest)}); removed it, run the command again`);
+    }
+    if (fresh && st !== undefined) writeStamp(this.dir, digest, st);
     return { digest, size };
   }
 
@@ -108,10 +130,15 @@ export class CacheStore {
    * A read stream of a blob that fails with a digest-mismatch KocacheError if the bytes do not hash to
    * the digest or the size is wrong (checked as they stream, so a caller must not trust
    * data until the stream ends). Hashes in 1 MiB reads: measured 4x faster than cacache's own
-   * verifying read (42 ms vs 190 ms for a 48 MB blob), which matters because every hit re-hashes.
+   * verifying read, which matters because every hit re-hashes.
+   *
+   * A corrupt blob is dropped as it is found, so no later command is served it again: it misses
+   * and fetches, rebuilds or re-imports instead. A blob that gc has just parked is taken back (see
+   * touchBlob); one that is really gone fails with ENOENT; any other file error is one line naming
+   * the path (never mistaken for a registry's error by whoever is streaming it).
    */
   readBlob(digest: Digest, size?: number): Readable {
-    return Readable.from(verifiedRead(this.blobPath(digest), digest, size), { objectMode: false });
+    return Readable.from(this.verifiedRead(digest, size, true), { objectMode: false });
   }
 
   /**
@@ -142,15 +169,7 @@ export class CacheStore {
 
   /** Re-hashes a stored blob and says whether it is present and intact; changes nothing. */
   async checkBlob(digest: Digest, size?: number): Promise<'ok' | 'missing' | 'corrupt'> {
-    try {
-      for await (const _ of this.readBlob(digest, size)) { /* hashing happens in the stream */ }
-      return 'ok';
-    } catch (err) {
-      const code = errnoCode(err);
-      if (code === 'ENOENT') return 'missing';
-      if (code === 'EINTEGRITY' || code === 'EBADSIZE' || code === 'digest-mismatch') return 'corrupt';
-      throw err;
-    }
+    return this.hashState(digest, size, false);
   }
 
   /**
@@ -158,14 +177,81 @@ export class CacheStore {
    * or refetches it instead of serving it. Returns whether the blob is present and intact.
    */
   async verifyBlob(digest: Digest, size?: number): Promise<'ok' | 'missing' | 'corrupt'> {
-    const state = await this.checkBlob(digest, size);
-    if (state === 'corrupt') await this.dropBlob(digest);
-    return state;
+    return this.hashState(digest, size, true);
   }
 
+  private async hashState(digest: Digest, size: number | undefined, drop: boolean): Promise<'ok' | 'missing' | 'corrupt'> {
+    try {
+      for await (const _ of this.verifiedRead(digest, size, drop)) { /* hashing happens in the stream */ }
+      return 'ok';
+    } catch (err) {
+      const state = blobReadFailure(err);
+      if (state === undefined) throw err;
+      return state;
+    }
+  }
+
+  private async *verifiedRead(digest: Digest, size: number | undefined, drop: boolean): AsyncGenerator<Buffer> {
+    const path = this.blobPath(digest);
+    const fd = await this.openBlob(digest, path);
+    const hash = createHash('sha256');
+    let n = 0;
+    try {
+      if (!fstatSync(fd).isFile()) {
+        closeSync(fd);
+        // A folder (or anything else) where a blob belongs: damage, like a flipped byte.
+        if (drop) await this.dropBlob(digest);
+        throw failure('corrupt', new KocacheError('digest-mismatch', `cached blob ${digest} is not a file (${path})${drop ? '; removed it' : ''}`));
+      }
+      for await (const chunk of createReadStream(path, { fd, highWaterMark: 1 << 20 })) {
+        const buf = chunk as Buffer;
+        hash.update(buf);
+        traceAdd('blob.verify', buf.length);
+        const from = n;
+        n += buf.length;
+        // Past the expected size the bytes are still hashed (to tell damage from a wrong size) but not handed out.
+        if (size === undefined || n <= size) yield buf;
+        else if (from < size) yield buf.subarray(0, size - from);
+      }
+    } catch (err) {
+      if (err instanceof KocacheError) throw err;
+      throw cacheFsError(err, path, 'read');
+    }
+    const got = `sha256:${hash.digest('hex')}`;
+    if (got !== digest) {
+      if (drop) await this.dropBlob(digest);
+      throw failure('corrupt', new KocacheError('digest-mismatch', `cached blob ${digest} was corrupt (its bytes hash to ${got})${drop ? '; dropped it, so the next run fetches or rebuilds it' : ''}`));
+    }
+    if (size !== undefined && n !== size) {
+      throw failure('corrupt', new KocacheError('digest-mismatch', `cached blob ${digest} has the wrong size (${n} bytes, want ${size})`));
+    }
+  }
+
+  /** Opens a blob for reading, taking it back if gc has just parked it. */
+  private async openBlob(digest: Digest, path: string): Promise<number> {
+    try {
+      return openSync(path, 'r');
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw cacheFsError(err, path, 'open');
+    }
+    if (!(await this.touchBlob(digest))) throw gone(digest);
+    try {
+      return openSync(path, 'r');
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') throw gone(digest);
+      throw cacheFsError(err, path, 'open');
+    }
+  }
+
+  /** Removes a blob (whatever is at its path: a folder there is damage too) and its stamp. */
   async dropBlob(digest: Digest): Promise<void> {
     dropStamp(this.dir, digest);
-    rmSync(this.blobPath(digest), { force: true });
+    const path = this.blobPath(digest);
+    try {
+      rmSync(path, { recursive: true, force: true });
+    } catch (err) {
+      throw cacheFsError(err, path, 'remove');
+    }
   }
 
   /**
@@ -176,7 +262,7 @@ export class CacheStore {
    */
   async useBlob(digest: Digest, size?: number): Promise<'ok' | 'missing' | 'corrupt'> {
     const before = statBlob(this.blobPath(digest));
-    const trusted = before !== undefined && (size === undefined || Number(before.size) === size) && stampMatches(this.dir, digest, before);
+    const trusted = before !== undefined && before.isFile() && (size === undefined || Number(before.size) === size) && stampMatches(this.dir, digest, before);
     if (!trusted) {
       const state = await this.verifyBlob(digest, size);
       if (state !== 'ok') return state;
@@ -199,7 +285,7 @@ export class CacheStore {
       utimesSync(path, now, now);
       return true;
     } catch (err) {
-      if (errnoCode(err) !== 'ENOENT') throw err;
+      if (errnoCode(err) !== 'ENOENT') throw cacheFsError(err, path, 'mark as used');
     }
     // gc evicts by renaming a blob to its trash name, re-checking its mtime, then unlinking
     // (src/cache/gc.ts). A use that lands in that window takes the blob back; whichever rename
@@ -210,44 +296,89 @@ export class CacheStore {
       return true;
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return false;
-      throw err;
+      throw cacheFsError(err, path, 'take back from gc');
     }
   }
 
-  async getRecord<M>(key: string): Promise<CacheRecord<M> | undefined> {
-    const info = await (await entryIndex()).find(this.dir, key);
-    if (!info || !info.integrity) return undefined;
-    return {
-      key,
-      digest: integrityToDigest(String(info.integrity)),
-      size: info.size ?? 0,
-      time: info.time,
-      metadata: info.metadata as M,
-    };
+  /**
+   * The record under `key`, or undefined. What the index holds is input like any other (a line
+   * can be damaged with its checksum intact, or written by another version): a record whose
+   * fields are not what kocache writes, or whose metadata `isMetadata` rejects, is a miss. A caller
+   * that gives no check must check the metadata itself before trusting it.
+   */
+  async getRecord<M = unknown>(key: string, isMetadata: (m: unknown) => m is M = (m: unknown): m is M => true): Promise<CacheRecord<M> | undefined> {
+    let info: Parameters<typeof toRecord>[0] | null;
+    try {
+      info = await (await entryIndex()).find(this.dir, key);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw cacheFsError(err, join(this.dir, 'index-v5'), 'read the index in');
+    }
+    const rec = info ? toRecord(info) : undefined;
+    return rec && rec.key === key && isMetadata(rec.metadata) ? (rec as CacheRecord<M>) : undefined;
   }
 
   async putRecord<M>(key: string, blob: BlobInfo, metadata: M): Promise<void> {
-    await (await entryIndex()).insert(this.dir, key, digestToIntegrity(blob.digest), { size: blob.size, metadata });
+    try {
+      await (await entryIndex()).insert(this.dir, key, digestToIntegrity(blob.digest), { size: blob.size, metadata });
+    } catch (err) {
+      throw cacheFsError(err, join(this.dir, 'index-v5'), 'write the index in');
+    }
   }
 
   /** Removes a record (cacache appends a tombstone); the blob stays until gc finds it unused. */
   async dropRecord(key: string): Promise<void> {
-    await (await entryIndex()).delete(this.dir, key);
+    try {
+      await (await entryIndex()).delete(this.dir, key);
+    } catch (err) {
+      throw cacheFsError(err, join(this.dir, 'index-v5'), 'write the index in');
+    }
   }
 
+  /** Every well-formed record, by key; damaged ones are left out (gc compacts them away). */
   async listRecords(): Promise<CacheRecord<unknown>[]> {
-    const all = await (await entryIndex()).ls(this.dir);
+    let all: Record<string, Parameters<typeof toRecord>[0]>;
+    try {
+      all = await (await entryIndex()).ls(this.dir);
+    } catch (err) {
+      throw cacheFsError(err, join(this.dir, 'index-v5'), 'read the index in');
+    }
     return Object.values(all)
-      .filter((e) => e.integrity)
-      .map((e) => ({
-        key: e.key,
-        digest: integrityToDigest(String(e.integrity)),
-        size: e.size ?? 0,
-        time: e.time,
-        metadata: e.metadata as unknown,
-      }))
+      .map(toRecord)
+      .filter((r): r is CacheRecord<unknown> => r !== undefined)
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
+}
+
+/** An index entry as kocache writes it (a sha256 integrity, a whole size, a time), else undefined. */
+function toRecord(e: { key?: unknown; integrity?: unknown; size?: unknown; time?: unknown; metadata?: unknown }): CacheRecord<unknown> | undefined {
+  if (typeof e.key !== 'string' || typeof e.integrity !== 'string' || typeof e.time !== 'number') return undefined;
+  if (typeof e.size !== 'number' || !Number.isSafeInteger(e.size) || e.size < 0) return undefined;
+  let digest: Digest;
+  try {
+    digest = integrityToDigest(e.integrity);
+  } catch {
+    return undefined;
+  }
+  if (!isDigest(digest)) return undefined;
+  return { key: e.key, digest, size: e.size, time: e.time, metadata: e.metadata };
+}
+
+/** Errors of readBlob that say the blob is missing or damaged, as opposed to any other failure. */
+const failures = new WeakMap<object, 'missing' | 'corrupt'>();
+
+function failure(kind: 'missing' | 'corrupt', err: KocacheError): KocacheError {
+  failures.set(err, kind);
+  return err;
+}
+
+function gone(digest: Digest): KocacheError {
+  return failure('missing', new KocacheError('cache', `cached blob ${digest} is gone from the cache (a concurrent kocache gc removed it); run the command again`));
+}
+
+/** Whether an error from readBlob means the blob is missing, or corrupt (wrong bytes, wrong size, not a file); undefined for anything else. */
+export function blobReadFailure(err: unknown): 'missing' | 'corrupt' | undefined {
+  return typeof err === 'object' && err !== null ? failures.get(err) : undefined;
 }
 
 function statBlob(path: string): BigIntStats | undefined {
@@ -255,26 +386,8 @@ function statBlob(path: string): BigIntStats | undefined {
     return statSync(path, { bigint: true });
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;
-    throw err;
+    throw cacheFsError(err, path, 'look at');
   }
-}
-
-async function* verifiedRead(path: string, digest: Digest, size: number | undefined): AsyncGenerator<Buffer> {
-  const hash = createHash('sha256');
-  let n = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    const buf = chunk as Buffer;
-    hash.update(buf);
-    traceAdd('blob.verify', buf.length);
-    n += buf.length;
-    if (size !== undefined && n > size) break;
-    yield buf;
-  }
-  if (size !== undefined && n !== size) {
-    throw new KocacheError('digest-mismatch', `cached blob ${digest} has the wrong size (${n} bytes, want ${size})`);
-  }
-  const got = `sha256:${hash.digest('hex')}`;
-  if (got !== digest) throw new KocacheError('digest-mismatch', `cached blob ${digest} is corrupt (its bytes hash to ${got})`);
 }
 
 function mapIntegrityError(err: unknown, want: Digest | undefined): unknown {

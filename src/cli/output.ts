@@ -89,11 +89,26 @@ export function reportError(err: unknown, json: boolean): number {
     if (debug && err.cause) process.stderr.write(`${String((err.cause as Error).stack ?? err.cause)}\n`);
     return err.exitCode;
   }
+  const sys = systemError(err);
+  if (sys) {
+    // A file-system error no caller put words to is still the machine's state, not a bug: one line.
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: 'fs', message: sys } })}\n`);
+    process.stderr.write(`kocache: ${oneLine(sys)}\n`);
+    return 1;
+  }
   const message = err instanceof Error ? err.message : String(err);
   if (json) process.stdout.write(`${JSON.stringify({ error: { code: 'internal', message } })}\n`);
   process.stderr.write(`kocache: internal error: ${oneLine(message)}${debug ? '' : ' (set KOCACHE_DEBUG=1 for details)'}\n`);
   if (debug && err instanceof Error) process.stderr.write(`${err.stack}\n`);
   return 70;
+}
+
+/** Node's system errors (ENOSPC, EACCES...) carry the call and the path: said as `cannot open PATH: ...`. */
+function systemError(err: unknown): string | undefined {
+  const e = err as { code?: unknown; syscall?: unknown; path?: unknown; message?: unknown } | null;
+  if (typeof e !== 'object' || e === null || typeof e.code !== 'string' || !/^E[A-Z0-9]+$/.test(e.code) || typeof e.syscall !== 'string') return undefined;
+  const what = typeof e.path === 'string' ? `${e.syscall} ${e.path}` : e.syscall;
+  return `cannot ${what}: ${typeof e.message === 'string' ? e.message : e.code}`;
 }
 
 function oneLine(s: string): string {

@@ -1,8 +1,8 @@
 import { keepWhileStreaming } from '../cache/keep.js';
 import { imageBlobKey, imageTagKey } from '../cache/keys.js';
-import type { CacheStore } from '../cache/store.js';
-import { KocacheError, errnoCode } from '../errors.js';
-import type { Descriptor } from '../oci/descriptor.js';
+import { type CacheStore, blobReadFailure } from '../cache/store.js';
+import { KocacheError } from '../errors.js';
+import { type Descriptor, isDescriptor } from '../oci/descriptor.js';
 import type { Digest } from '../oci/digest.js';
 import type { ImageConfig, ImageIndex, ImageManifest } from '../oci/manifest.js';
 import { isIndexMediaType, isManifestMediaType } from '../oci/mediatypes.js';
@@ -111,7 +111,7 @@ export async function warmBase(base: string, platforms: Platform[] | undefined, 
   let fetched = 0;
   let bytesFetched = 0;
   await runBounded(list, Math.max(1, opts.jobs), async (d) => {
-    if (!(await haveBlob(opts.cache, d))) {
+    if (!(await haveBlob(opts.cache, d, opts.warn))) {
       if (opts.offline) throw notCached(`layer ${d.digest} of ${formatReference(ref)}`);
       await opts.cache.writeBlob(opts.client.getBlob(ref, d), { digest: d.digest, size: d.size });
       fetched++;
@@ -192,8 +192,8 @@ async function resolveTop(ref: Reference, opts: BaseOptions): Promise<Descriptor
   const { cache } = opts;
   const name = formatReference(ref);
   if (ref.digest) {
-    const rec = await cache.getRecord<{ descriptor: Descriptor }>(imageBlobKey(ref.registry, ref.repository, ref.digest));
-    if (rec?.metadata?.descriptor && (await haveBlob(cache, rec.metadata.descriptor))) return rec.metadata.descriptor;
+    const rec = await cache.getRecord(imageBlobKey(ref.registry, ref.repository, ref.digest), isDescriptorRecord);
+    if (rec && (await haveBlob(cache, rec.metadata.descriptor, opts.warn))) return rec.metadata.descriptor;
     if (opts.offline) throw notCached(name);
     const got = await opts.client.getManifest(ref);
     await storeBlob(cache, ref, got.descriptor, got.bytes);
@@ -202,9 +202,9 @@ async function resolveTop(ref: Reference, opts: BaseOptions): Promise<Descriptor
   const tag = ref.tag ?? 'latest';
   const tagKey = imageTagKey(ref.registry, ref.repository, tag);
   const cachedTag = async () => {
-    const rec = await cache.getRecord<{ descriptor: Descriptor }>(tagKey);
-    const d = rec?.metadata?.descriptor;
-    return d && (await haveBlob(cache, d)) ? d : undefined;
+    const rec = await cache.getRecord(tagKey, isDescriptorRecord);
+    const d = rec?.metadata.descriptor;
+    return d && (await haveBlob(cache, d, opts.warn)) ? d : undefined;
   };
   if (opts.offline) {
     const d = await cachedTag();
@@ -223,13 +223,13 @@ async function resolveTop(ref: Reference, opts: BaseOptions): Promise<Descriptor
     return d;
   }
   if (!desc) throw new KocacheError('not-found', `base image ${name} not found`);
-  const prev = await cache.getRecord<{ descriptor: Descriptor }>(tagKey);
-  if (!(await haveBlob(cache, desc))) {
+  const prev = await cache.getRecord(tagKey, isDescriptorRecord);
+  if (!(await haveBlob(cache, desc, opts.warn))) {
     const got = await opts.client.getManifest(withIdentifier(ref, { digest: desc.digest }));
     desc = got.descriptor;
     await storeBlob(cache, ref, desc, got.bytes);
   }
-  if (prev?.metadata?.descriptor?.digest !== desc.digest) {
+  if (prev?.metadata.descriptor.digest !== desc.digest) {
     await cache.putRecord(tagKey, { digest: desc.digest, size: desc.size }, { descriptor: desc });
   }
   return desc;
@@ -297,8 +297,8 @@ function layerSource(ref: Reference, d: Descriptor, opts: BaseOptions): BlobSour
 }
 
 async function* openLayer(repo: Reference, d: Descriptor, opts: BaseOptions): AsyncGenerator<Uint8Array> {
-  // touchBlob first: it both marks the blob used (gc spares it) and says whether it is there.
-  if ((await opts.cache.blobSize(d.digest)) === d.size && (await opts.cache.touchBlob(d.digest))) {
+  // A cached layer found damaged is dropped and fetched again, like any other blob (haveBlob).
+  if (await haveBlob(opts.cache, d, opts.warn, `layer ${d.digest} of ${formatRepository(repo)}`)) {
     yield* opts.cache.readBlob(d.digest, d.size);
     return;
   }
@@ -308,15 +308,14 @@ async function* openLayer(repo: Reference, d: Descriptor, opts: BaseOptions): As
 }
 
 async function readCached(cache: CacheStore, d: Descriptor, warn: ((m: string) => void) | undefined): Promise<Buffer | undefined> {
-  if ((await cache.blobSize(d.digest)) !== d.size) return undefined;
-  if (!(await cache.touchBlob(d.digest))) return undefined;
+  if (!(await haveBlob(cache, d, warn))) return undefined;
   const parts: Buffer[] = [];
   try {
     for await (const chunk of cache.readBlob(d.digest, d.size)) parts.push(chunk as Buffer);
   } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'ENOENT') return undefined;
-    if (code === 'EINTEGRITY' || code === 'EBADSIZE' || code === 'digest-mismatch') {
+    const state = blobReadFailure(err);
+    if (state === 'missing') return undefined;
+    if (state === 'corrupt') {
       await cache.dropBlob(d.digest);
       warn?.(`cached ${d.digest} was corrupt; dropped it and fetching it again`);
       return undefined;
@@ -326,8 +325,19 @@ async function readCached(cache: CacheStore, d: Descriptor, warn: ((m: string) =
   return Buffer.concat(parts);
 }
 
-async function haveBlob(cache: CacheStore, d: Descriptor): Promise<boolean> {
-  return (await cache.blobSize(d.digest)) === d.size && (await cache.touchBlob(d.digest));
+/**
+ * Whether a blob is cached, whole and intact (re-hashed unless its verified stamp vouches for it),
+ * and marked used for gc. A damaged one is dropped with one warning, so the caller fetches it again.
+ */
+async function haveBlob(cache: CacheStore, d: Descriptor, warn: ((m: string) => void) | undefined, what: string = d.digest): Promise<boolean> {
+  const state = await cache.useBlob(d.digest, d.size);
+  if (state === 'corrupt') warn?.(`cached ${what} was corrupt; dropped it and fetching it again`);
+  return state === 'ok';
+}
+
+/** The metadata of an `img/` record, checked as it is read back (a damaged record is a miss). */
+function isDescriptorRecord(m: unknown): m is { descriptor: Descriptor } {
+  return typeof m === 'object' && m !== null && isDescriptor((m as { descriptor?: unknown }).descriptor);
 }
 
 async function storeBlob(cache: CacheStore, ref: Reference, d: Descriptor, bytes: Buffer): Promise<void> {
@@ -342,7 +352,7 @@ async function* once(bytes: Buffer): AsyncGenerator<Uint8Array> {
 /** The record that keeps a base blob from being collected as unreferenced; written once. */
 async function recordBlob(cache: CacheStore, ref: Reference, d: Descriptor): Promise<void> {
   const key = imageBlobKey(ref.registry, ref.repository, d.digest);
-  if (await cache.getRecord(key)) return;
+  if (await cache.getRecord(key, isDescriptorRecord)) return;
   const descriptor: Descriptor = { mediaType: d.mediaType, digest: d.digest, size: d.size };
   await cache.putRecord(key, { digest: d.digest, size: d.size }, { descriptor });
 }

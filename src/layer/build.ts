@@ -3,8 +3,8 @@ import { zstdSpec } from '../compress/zstd.js';
 import { binNamespace, buildIdKey, diffIdKey } from '../cache/keys.js';
 import { hasBuilt, markBuilt } from '../cache/built.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
-import type { Descriptor } from '../oci/descriptor.js';
-import type { Digest } from '../oci/digest.js';
+import { type Descriptor, isDescriptor } from '../oci/descriptor.js';
+import { type Digest, isDigest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import type { Platform } from '../oci/platform.js';
 import { KocacheError, usageError } from '../errors.js';
@@ -54,6 +54,17 @@ export interface DiffIdRecord {
   diffid: Digest;
   compression: string;
   descriptor: Descriptor;
+}
+
+/** Record shapes as read back from the index, which is input like any other (src/cache/store.ts). */
+export function isBuildIdRecord(m: unknown): m is BuildIdRecord {
+  const r = m as Partial<BuildIdRecord> | null;
+  return typeof r === 'object' && r !== null && typeof r.diffid === 'string' && isDigest(r.diffid) && typeof r.tarSpec === 'string';
+}
+
+export function isDiffIdRecord(m: unknown): m is DiffIdRecord {
+  const r = m as Partial<DiffIdRecord> | null;
+  return typeof r === 'object' && r !== null && typeof r.diffid === 'string' && isDigest(r.diffid) && typeof r.compression === 'string' && isDescriptor(r.descriptor);
 }
 
 export function validateImportPath(ip: string): string {
@@ -150,9 +161,9 @@ async function lookup(
   compression: string,
   warn: ((m: string) => void) | undefined,
 ): Promise<{ descriptor: Descriptor; diffid: Digest } | undefined> {
-  const byId = await cache.getRecord<BuildIdRecord>(idKey);
+  const byId = await cache.getRecord(idKey, isBuildIdRecord);
   if (!byId) return undefined;
-  const byDiff = await cache.getRecord<DiffIdRecord>(diffIdKey(namespace, byId.metadata.diffid, compression));
+  const byDiff = await cache.getRecord(diffIdKey(namespace, byId.metadata.diffid, compression), isDiffIdRecord);
   if (!byDiff) return undefined;
   const d = byDiff.metadata.descriptor;
   // A flipped byte is caught here (re-hashed unless its verified stamp shows it untouched since

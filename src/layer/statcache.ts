@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { ensureOwnFolder } from '../cache/damage.js';
 import { join } from 'node:path';
 import { FINGERPRINT_FORMAT } from './formats.js';
 import { hashFileSync } from './filehash.js';
@@ -112,13 +113,26 @@ export class StatCache {
 }
 
 function writeAtomically(path: string, text: string): void {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     mkdirSync(join(path, '..'), { recursive: true });
-    const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
     writeFileSync(tmp, text);
     renameSync(tmp, path);
   } catch {
-    // The stat cache only saves time; failing to write it must never fail a build.
+    // The stat cache only saves time; failing to write it must never fail a build. A file put
+    // where its folder belongs is replaced (it holds hints only) and the write tried once more.
+    try {
+      rmSync(tmp, { force: true });
+      if (!ensureOwnFolder(join(path, '..'))) return;
+      writeFileSync(tmp, text);
+      renameSync(tmp, path);
+    } catch {
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        /* nothing was written */
+      }
+    }
   }
 }
 

@@ -1,8 +1,8 @@
 import type { CacheStore } from '../cache/store.js';
 import { KocacheError } from '../errors.js';
 import type { BlobSource } from '../oci/pushable.js';
-import type { Descriptor } from '../oci/descriptor.js';
-import type { Digest } from '../oci/digest.js';
+import { type Descriptor, isDescriptor } from '../oci/descriptor.js';
+import { type Digest, isDigest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { type Reference, canonicalRegistry, formatRepository } from '../reference/reference.js';
 import type { RegistryClient } from '../remote/client.js';
@@ -61,6 +61,13 @@ export interface Found<R> {
 interface Memo {
   created: string;
   layer?: { descriptor: Descriptor; diffid: Digest };
+}
+
+/** A memo as read back from the local index (input like any other: a damaged one is a miss). */
+function isMemo(m: unknown): m is Memo {
+  if (typeof m !== 'object' || m === null || typeof (m as Memo).created !== 'string') return false;
+  const layer = (m as Memo).layer as { descriptor?: unknown; diffid?: unknown } | undefined;
+  return layer === undefined || (typeof layer === 'object' && layer !== null && isDescriptor(layer.descriptor) && typeof layer.diffid === 'string' && isDigest(layer.diffid));
 }
 
 /**
@@ -356,8 +363,8 @@ export class RegistryCache {
 
   private async memo(repo: Reference, tag: string): Promise<Memo | undefined> {
     try {
-      const rec = await this.o.cache.getRecord<Memo>(this.memoKey(repo, tag));
-      return rec && typeof rec.metadata?.created === 'string' ? rec.metadata : undefined;
+      const rec = await this.o.cache.getRecord(this.memoKey(repo, tag), isMemo);
+      return rec?.metadata;
     } catch {
       return undefined;
     }

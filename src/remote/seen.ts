@@ -9,6 +9,10 @@ interface SeenMetadata {
   repositories: string[];
 }
 
+function isSeenMetadata(m: unknown): m is SeenMetadata {
+  return typeof m === 'object' && m !== null && Array.isArray((m as SeenMetadata).repositories);
+}
+
 /**
  * Where blobs are known to exist, per registry: go-containerregistry's "blob info cache". Kept in
  * memory for one run and, when a cache is given, in the kocache cache for the next. It is a hint:
@@ -26,7 +30,7 @@ export class BlobLocations {
     if (mem) return mem;
     if (!this.cache) return [];
     try {
-      const rec = await this.cache.getRecord<SeenMetadata>(key);
+      const rec = await this.cache.getRecord(key, isSeenMetadata);
       const repos = Array.isArray(rec?.metadata?.repositories) ? rec.metadata.repositories.filter((r) => typeof r === 'string') : [];
       this.memory.set(key, repos);
       return repos;

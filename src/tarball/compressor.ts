@@ -3,7 +3,7 @@ import type { CacheStore } from '../cache/store.js';
 import { gzipSpec, gzipStream, type GzipOptions } from '../compress/gzip.js';
 import { blockKeySpec } from '../compress/options.js';
 import { LayerBlocks } from '../compress/stitch.js';
-import type { DiffIdRecord } from '../layer/build.js';
+import { type DiffIdRecord, isDiffIdRecord } from '../layer/build.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
@@ -87,7 +87,7 @@ export class LayerCompressor {
     if (this.closed) throw new Error('compressor closed');
     const { cache } = this.opts;
     for (const compression of [gzipSpec(this.opts.gzip), ARCHIVE_GZIP]) {
-      const rec = await cache.getRecord<DiffIdRecord>(diffIdKey(LAYER_NAMESPACE, tar.diffid, compression));
+      const rec = await cache.getRecord(diffIdKey(LAYER_NAMESPACE, tar.diffid, compression), isDiffIdRecord);
       if (!rec) continue;
       const d = rec.metadata.descriptor;
       const state = await cache.useBlob(d.digest, d.size);

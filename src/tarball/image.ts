@@ -163,6 +163,6 @@ async function finishManifest(m: ManifestPlan, layers: ArchiveLayer[], cache: Ca
 }
 
 async function storeBytes(cache: CacheStore, bytes: Buffer, digest?: Digest): Promise<{ digest: Digest; size: number }> {
-  if (digest !== undefined && (await cache.touchBlob(digest)) && (await cache.blobSize(digest)) === bytes.length) return { digest, size: bytes.length };
+  if (digest !== undefined && (await cache.useBlob(digest, bytes.length)) === 'ok') return { digest, size: bytes.length };
   return cache.writeBlob(bytesSource(bytes), digest ? { digest } : undefined);
 }

@@ -3,8 +3,8 @@ import { archiveKey } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
 import { gzipSpec, type GzipOptions } from '../compress/options.js';
 import { KocacheError } from '../errors.js';
-import type { Descriptor } from '../oci/descriptor.js';
-import { type Digest, sha256Digest } from '../oci/digest.js';
+import { type Descriptor, isDescriptor } from '../oci/descriptor.js';
+import { type Digest, isDigest, sha256Digest } from '../oci/digest.js';
 import { hashFileSync } from '../layer/filehash.js';
 import { StatCache } from '../layer/statcache.js';
 import { walkSource } from '../layer/walk.js';
@@ -13,7 +13,7 @@ import { planDockerArchive } from './docker.js';
 import { LayerCompressor, type LayerTar } from './compressor.js';
 import { finishImage } from './image.js';
 import { planOciArchive } from './oci.js';
-import type { ArchiveImage, ImagePlan } from './plan.js';
+import type { ArchiveImage, ArchiveIndex, ArchiveLayer, ArchiveManifest, ImagePlan } from './plan.js';
 import { readLayoutEntries, readLayoutIndex } from './layout.js';
 import { type ArchiveContents, collectEntries, scanTarArchive } from './scan.js';
 import { ImportWrites } from './written.js';
@@ -64,11 +64,13 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
   const id = info.format === 'layout' ? `layout-${archiveDigest.slice('sha256:'.length)}` : archiveDigest.slice('sha256:'.length);
   const key = archiveKey(id, gzipSpec(opts.gzip));
 
-  const seen = await opts.cache.getRecord<ArchiveRecord>(key);
-  if (seen && (await allPresent(opts.cache, seen.metadata.image))) {
-    return { path, format: info.format, archiveDigest, image: seen.metadata.image, cached: true, key };
+  const seen = await opts.cache.getRecord(key, isArchiveRecord);
+  if (seen) {
+    const state = await allPresent(opts.cache, seen.metadata.image);
+    if (state === 'ok') return { path, format: info.format, archiveDigest, image: seen.metadata.image, cached: true, key };
+    // Damaged blobs were dropped by the check; the archive at hand has every byte to store again.
+    opts.warn?.(state === 'corrupt' ? `some cached blobs of ${path} were corrupt; dropped them and importing it again` : `some cached blobs of ${path} are gone; importing it again`);
   }
-  if (seen) opts.warn?.(`some cached blobs of ${path} are gone; importing it again`);
   const far = await opts.remote?.(key);
   if (far) return { path, format: info.format, archiveDigest, image: far, cached: true, remote: true, key };
 
@@ -128,11 +130,30 @@ function layerDiffIds(image: ArchiveImage): Digest[] {
   return manifests.flatMap((m) => m.layers.flatMap((l) => (l.diffid ? [l.diffid] : [])));
 }
 
-async function allPresent(cache: CacheStore, image: ArchiveImage): Promise<boolean> {
-  // Touched, not just looked at: a concurrent gc spares what this command uses (src/cache/lease.ts).
-  // All at once: one after the other, a 50-layer image's checks were a hundred file-system round trips.
-  const each = await Promise.all(archiveBlobs(image).map(async (d) => (await cache.touchBlob(d.digest)) && (await cache.blobSize(d.digest)) === d.size));
-  return each.every(Boolean);
+/**
+ * Whether every blob of an imported image is still there and intact (CacheStore.useBlob: re-hashed
+ * unless its verified stamp vouches for it, dropped when damaged, and touched, so a concurrent gc
+ * spares what this command uses). All at once: one after the other, a 50-layer image's checks were
+ * a hundred file-system round trips.
+ */
+async function allPresent(cache: CacheStore, image: ArchiveImage): Promise<'ok' | 'missing' | 'corrupt'> {
+  const each = await Promise.all(archiveBlobs(image).map((d) => cache.useBlob(d.digest, d.size)));
+  return each.includes('corrupt') ? 'corrupt' : each.includes('missing') ? 'missing' : 'ok';
+}
+
+/** An `archive/...` record as read back from the index: a damaged one is a miss (re-import). */
+function isArchiveRecord(m: unknown): m is ArchiveRecord {
+  if (typeof m !== 'object' || m === null) return false;
+  const image = (m as { image?: unknown }).image as { kind?: unknown; manifest?: unknown; index?: unknown } | undefined;
+  if (typeof image !== 'object' || image === null) return false;
+  const isLayer = (l: unknown) => typeof l === 'object' && l !== null && isDescriptor((l as ArchiveLayer).descriptor)
+    && ((l as ArchiveLayer).diffid === undefined || (typeof (l as ArchiveLayer).diffid === 'string' && isDigest((l as ArchiveLayer).diffid!)));
+  const isManifest = (x: unknown) => typeof x === 'object' && x !== null && isDescriptor((x as ArchiveManifest).descriptor)
+    && isDescriptor((x as ArchiveManifest).config) && Array.isArray((x as ArchiveManifest).layers) && (x as ArchiveManifest).layers.every(isLayer);
+  if (image.kind === 'manifest') return isManifest(image.manifest);
+  const index = image.index as ArchiveIndex | undefined;
+  return image.kind === 'index' && typeof index === 'object' && index !== null && isDescriptor(index.descriptor)
+    && Array.isArray(index.manifests) && index.manifests.every(isManifest);
 }
 
 /**
