@@ -303,10 +303,10 @@ export class CacheStore {
   /**
    * The record under `key`, or undefined. What the index holds is input like any other (a line
    * can be damaged with its checksum intact, or written by another version): a record whose
-   * fields are not what kocache writes, or whose metadata `isMetadata` rejects, is a miss. A caller
-   * that gives no check must check the metadata itself before trusting it.
+   * fields are not what kocache writes, or whose metadata `isMetadata` rejects, is a miss. Without
+   * a check the metadata is only known to be an object: the caller checks its fields before trusting them.
    */
-  async getRecord<M = unknown>(key: string, isMetadata: (m: unknown) => m is M = (m: unknown): m is M => true): Promise<CacheRecord<M> | undefined> {
+  async getRecord<M = unknown>(key: string, isMetadata: (m: unknown) => m is M = isObject as (m: unknown) => m is M): Promise<CacheRecord<M> | undefined> {
     let info: Parameters<typeof toRecord>[0] | null;
     try {
       info = await (await entryIndex()).find(this.dir, key);
@@ -348,6 +348,10 @@ export class CacheStore {
       .filter((r): r is CacheRecord<unknown> => r !== undefined)
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
+}
+
+function isObject(m: unknown): m is object {
+  return typeof m === 'object' && m !== null && !Array.isArray(m);
 }
 
 /** An index entry as kocache writes it (a sha256 integrity, a whole size, a time), else undefined. */
