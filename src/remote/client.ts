@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import type { CacheStore } from '../cache/store.js';
 import { KocacheError } from '../errors.js';
 import type { BlobSource } from '../oci/pushable.js';
 import type { Limiter } from '../util/limit.js';
+import { describeMismatch, verify } from '../util/verify.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { type Digest, isDigest, sha256Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
@@ -235,13 +235,19 @@ export class RegistryClient {
 
   /**
    * Streams a blob, following redirects to storage hosts (without the registry's credentials).
-   * A connection dropped mid-blob is resumed with a Range request. The bytes are hashed as they
-   * pass; the stream throws at its end if they do not match the descriptor, so a caller must not
+   * The bytes are verified as they pass (util/verify.ts): the stream throws as soon as there are
+   * more than the descriptor's size, else at its end if they do not match, so a caller must not
    * trust what it wrote until the iteration has finished.
    */
   async *getBlob(repo: Reference, descriptor: Descriptor): AsyncGenerator<Uint8Array> {
     const what = `${formatRepository(repo)}@${descriptor.digest}`;
-    const hash = createHash('sha256');
+    yield* verify(this.blobBytes(repo, descriptor, what), descriptor, (m) =>
+      new KocacheError('digest-mismatch', `${what}: digest mismatch: the registry sent ${describeMismatch(m)}`));
+    await this.seen.record(canonicalRegistry(repo.registry), repo.repository, descriptor.digest, descriptor.size);
+  }
+
+  /** A blob's bytes as the registry sends them, unverified; a connection dropped mid-blob resumes with a Range request. */
+  private async *blobBytes(repo: Reference, descriptor: Descriptor, what: string): AsyncGenerator<Buffer> {
     let received = 0;
     for (let attempt = 1; ; attempt++) {
       const headers: Record<string, string> = {};
@@ -263,28 +269,18 @@ export class RegistryClient {
             if (chunk.length === 0) continue;
           }
           received += chunk.length;
-          if (received > descriptor.size) {
-            res.body.destroy();
-            throw new KocacheError('digest-mismatch', `${what}: digest mismatch: the registry sent more than ${descriptor.size} bytes`);
-          }
-          hash.update(chunk);
           yield chunk;
         }
       } catch (err) {
-        if (err instanceof KocacheError || !isRetryableNetworkError(err) || attempt >= this.rq.policy.tries) {
+        if (!isRetryableNetworkError(err) || attempt >= this.rq.policy.tries) {
           if (err instanceof KocacheError) throw err;
           throw new KocacheError('unreachable', `${what}: download broke off after ${received} of ${descriptor.size} bytes: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
         }
         this.warn(`${what}: connection dropped after ${received} bytes; resuming`);
         continue;
       }
-      break;
+      return;
     }
-    const got = `sha256:${hash.digest('hex')}`;
-    if (received !== descriptor.size || got !== descriptor.digest) {
-      throw new KocacheError('digest-mismatch', `${what}: digest mismatch: received ${received} bytes hashing to ${got}`);
-    }
-    await this.seen.record(canonicalRegistry(repo.registry), repo.repository, descriptor.digest, descriptor.size);
   }
 
   /**

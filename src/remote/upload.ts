@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
-import { rechunk, tap } from '../compress/chunks.js';
+import { rechunk } from '../compress/chunks.js';
 import { KocacheError } from '../errors.js';
 import type { BlobSource } from '../oci/pushable.js';
 import type { Digest } from '../oci/digest.js';
 import { type Reference } from '../reference/reference.js';
+import { describeMismatch, verify } from '../util/verify.js';
 import { repositoryScope } from './auth.js';
 import { type Requester, resolveLocation, withQuery } from './request.js';
 import { discard, type HttpResponse } from './transport.js';
@@ -68,9 +68,10 @@ export async function uploadBlob(
     await discard(session);
     let location = resolveLocation(session, what);
 
-    const sent = createHash('sha256');
-    let count = 0;
-    const source = sizeGuard(tap(blob.open(), (c) => { sent.update(c); count += c.byteLength; }), blob);
+    // The source must yield exactly the bytes its descriptor names: a bad source is a bug upstream,
+    // not the registry's, and is stopped before the registry sees a wrong length.
+    const d = blob.descriptor;
+    const source = verify(blob.open(), d, (m) => new KocacheError('digest-mismatch', `digest mismatch: the source of ${d.digest} yields ${describeMismatch(m)}`));
     let final: HttpResponse;
     if (size >= opts.chunkThreshold) {
       let offset = 0;
@@ -84,7 +85,6 @@ export async function uploadBlob(
         location = resolveLocation(res, what);
         offset += chunk.length;
       }
-      checkSource(blob, sent.digest('hex'), count);
       final = await rq.once({
         registry: repo.registry, scopes: push, method: 'PUT', url: withQuery(location, { digest }), what,
         headers: { 'content-length': '0' }, answerAllowanceMs: commitPatience(size),
@@ -95,7 +95,6 @@ export async function uploadBlob(
         body: source,
         headers: { 'content-type': OCTETS, 'content-length': String(size) },
       });
-      checkSource(blob, sent.digest('hex'), count);
     }
     if (final.status !== 201) throw await rq.unexpected(final, { method: 'PUT', what });
     await discard(final);
@@ -115,26 +114,6 @@ function commitPatience(size: number): number {
 
 async function startSession(rq: Requester, repo: Reference, url: string, scopes: string[], what: string): Promise<HttpResponse> {
   return rq.once({ registry: repo.registry, method: 'POST', url, scopes, what, headers: { 'content-length': '0' } });
-}
-
-/** Stops a source that yields more or fewer bytes than declared before the registry sees a wrong length. */
-async function* sizeGuard(source: AsyncIterable<Uint8Array>, blob: BlobSource): AsyncGenerator<Uint8Array> {
-  let n = 0;
-  const d = blob.descriptor;
-  for await (const chunk of source) {
-    n += chunk.byteLength;
-    if (n > d.size) throw new KocacheError('digest-mismatch', `digest mismatch: the source of ${d.digest} yields more than its ${d.size} bytes`);
-    yield chunk;
-  }
-  if (n !== d.size) throw new KocacheError('digest-mismatch', `digest mismatch: the source of ${d.digest} yields ${n} bytes, not ${d.size}`);
-}
-
-/** The source must produce exactly the bytes its descriptor names; a bad source is a bug upstream, not the registry's. */
-function checkSource(blob: BlobSource, hex: string, count: number): void {
-  const d = blob.descriptor;
-  if (count !== d.size || `sha256:${hex}` !== d.digest) {
-    throw new KocacheError('digest-mismatch', `digest mismatch: the bytes read for ${d.digest} (${d.size} bytes) hash to sha256:${hex} (${count} bytes)`);
-  }
 }
 
 /** Registries echo the digest they stored; a different one means the bytes were changed on the way. */
