@@ -84,8 +84,12 @@ test('build prints one JSON descriptor; a hit does no tar and no gzip', async ()
 
   const ls = await runCli(['ls', '--json'], env);
   const rows = JSON.parse(ls.stdout) as { key: string }[];
-  assert.ok(rows.some((r) => r.key.startsWith('bin/example.com/app/linux/arm64/buildid/')));
-  assert.ok(rows.some((r) => r.key === `bin/example.com/app/linux/arm64/diffid/${first.diffid}/${gzipSpec(DEFAULT_GZIP)}`));
+  // The fingerprint is the content: its key names neither the import path nor the platform.
+  assert.deepEqual(rows.map((r) => r.key).filter((k) => /^(tree|bin)\//.test(k)).sort(), [
+    `bin/diffid/${first.diffid}/${gzipSpec(DEFAULT_GZIP)}`,
+    rows.find((r) => r.key.startsWith('tree/1/fp:'))?.key,
+  ].sort());
+  assert.match(rows.find((r) => r.key.startsWith('tree/'))!.key, /^tree\/1\/fp:[a-f0-9]{64}\/tar1,dest=\/app,/);
 });
 
 test('the gzip level is part of the key: another level is another blob of the same diffid', async () => {
@@ -104,16 +108,36 @@ test('the gzip level is part of the key: another level is another blob of the sa
   assert.equal(`sha256:${createHash('sha256').update(gz).digest('hex')}`, dflt.diffid, 'gzip reads the level-9 blob back to the same tar');
 });
 
-test('the platform is part of the key', async () => {
+test('a fingerprint answers for any platform and import path; a --build-id only within its own', async () => {
   const dir = tempDir();
   const src = tree(dir);
-  const env = { KOCACHE: join(dir, 'cache') };
-  const base = ['build', `${src}:/app`, '--import-path', 'example.com/app'];
-  const a = JSON.parse((await runCli([...base, '--platform', 'linux/amd64'], env)).stdout) as BuildOut;
-  const b = JSON.parse((await runCli([...base, '--platform', 'linux/arm/v7'], env)).stdout) as BuildOut;
-  assert.equal(a.cached, false);
-  assert.equal(b.cached, false);
-  assert.equal(a.digest, b.digest, 'same bytes, separate entries');
+  const env = { KOCACHE: join(dir, 'cache'), KOCACHE_TRACE: '1' };
+  const run = async (args: string[]) => {
+    const r = await runCli(['build', `${src}:/app`, ...args], env);
+    assert.equal(r.code, 0, r.stderr);
+    return { out: JSON.parse(r.stdout) as BuildOut, trace: traceOf(r.stderr) };
+  };
+  const a = await run(['--import-path', 'example.com/app', '--platform', 'linux/amd64']);
+  assert.equal(a.out.cached, false);
+  for (const other of [['--import-path', 'example.com/app', '--platform', 'linux/arm/v7'], ['--import-path', 'registry.example/elsewhere']]) {
+    const b = await run(other);
+    assert.deepEqual(b.out, { ...a.out, cached: true }, `same files, same layer: ${other.join(' ')}`);
+    assert.equal(b.trace['tar.out'] ?? 0, 0);
+    assert.equal(b.trace['gzip.in'] ?? 0, 0);
+  }
+
+  // A caller's id vouches for the files only where it was given: under another import path or
+  // platform the same id may name other files, so there the tree itself is what answers.
+  const id = ['--build-id', 'lock-1'];
+  assert.equal((await run(['--import-path', 'one', ...id])).out.cached, true, 'a miss on the id, a hit on the fingerprint');
+  writeFileSync(join(src, 'sub', 'a.txt'), 'other files, same id');
+  assert.equal((await run(['--import-path', 'one', ...id])).out.cached, true, 'the id vouches within its import path');
+  const two = await run(['--import-path', 'two', ...id]);
+  assert.equal(two.out.cached, false, 'not across import paths');
+  assert.notEqual(two.out.diffid, a.out.diffid);
+  const arm = await run(['--import-path', 'one', '--platform', 'linux/arm64', ...id]);
+  assert.equal(arm.out.cached, true, 'the changed files were built under two');
+  assert.equal(arm.out.diffid, two.out.diffid, 'by their fingerprint, not by the id one recorded for other files');
 });
 
 test('--build-id: the caller-known id is the key', async () => {

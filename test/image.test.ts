@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { CacheStore } from '../src/cache/store.js';
 import { KocacheError } from '../src/errors.js';
-import { assembleIndex, assembleManifest, ociLayerMediaType } from '../src/image/assemble.js';
+import { assembleIndex, assembleManifest, historyLine, ociLayerMediaType } from '../src/image/assemble.js';
 import { bytesBlob } from '../src/image/blobs.js';
 import { buildConfig, createdTime, imagePlatform, parseCommand, parseKeyValue } from '../src/image/config.js';
 import { expandPlaceholders, layerSpecsFor } from '../src/image/sources.js';
@@ -106,7 +106,7 @@ test('placeholders expand per platform; unknown ones and missing sources fail', 
   assert.throws(() => layerSpecsFor(['{arch}/app:/bin/app'], { os: 'linux', architecture: 'arm64' }, dir), /arm64\/app.*no such file/);
 });
 
-test('assembly: Docker layer types become OCI ones, bytes are deterministic, index carries platforms', () => {
+test('assembly: Docker layer types become OCI ones, bytes are deterministic, index carries platforms', async () => {
   const cache = new CacheStore(tempDir());
   const dockerLayer = bytesBlob(MediaType.DockerLayerGzip, Buffer.from('base layer bytes'));
   const base = {
@@ -117,7 +117,7 @@ test('assembly: Docker layer types become OCI ones, bytes are deterministic, ind
     layers: [dockerLayer],
   };
   delete base.config.variant;
-  const layer = { descriptor: { mediaType: MediaType.OciLayerGzip, digest: D2, size: 5 }, diffid: D1, spec: 'app:/app' };
+  const layer = { descriptor: { mediaType: MediaType.OciLayerGzip, digest: D2, size: 5 }, diffid: D1, spec: 'app:/app', dest: '/app' };
   const opts = { base, platform: { os: 'linux', architecture: 'amd64' }, layers: [layer], overrides: {}, created: '1970-01-01T00:00:00Z', cache };
   const a = assembleManifest(opts);
   const b = assembleManifest(opts);
@@ -139,4 +139,13 @@ test('assembly: Docker layer types become OCI ones, bytes are deterministic, ind
   assert.deepEqual(parsed.manifests.map((d) => d.platform), [{ architecture: 'amd64', os: 'linux' }, { architecture: 'arm64', os: 'linux' }]);
   assert.deepEqual(parsed.manifests.map((d) => d.digest), [a.descriptor.digest, arm.descriptor.digest]);
   assert.notEqual(a.descriptor.digest, arm.descriptor.digest);
+
+  // History names where the layer lands and its diffid, never the SRC as typed (a host path).
+  let bytes = '';
+  for await (const c of a.config.open()) bytes += Buffer.from(c).toString();
+  const config = JSON.parse(bytes) as ImageConfig;
+  assert.equal(config.history?.at(-1)?.created_by, `kocache layer /app ${D1}`);
+  const elsewhere = assembleManifest({ ...opts, layers: [{ ...layer, spec: '/home/ci/work/app:/app' }] });
+  assert.equal(elsewhere.descriptor.digest, a.descriptor.digest, 'the SRC as typed does not reach the image');
+  assert.equal(historyLine('', D1), `kocache layer / ${D1}`);
 });

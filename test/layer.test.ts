@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { markBuilt } from '../src/cache/built.js';
-import { binNamespace } from '../src/cache/keys.js';
+import { BUILT_NAMESPACE, binNamespace, diffIdKey, treeKey, treeMark } from '../src/cache/keys.js';
+import { DEFAULT_GZIP, gzipSpec } from '../src/compress/options.js';
+import { tarSpec } from '../src/layer/tarspec.js';
 import { CacheStore } from '../src/cache/store.js';
 import { traceSnapshot } from '../src/util/trace.js';
 import { buildLayer } from '../src/layer/build.js';
@@ -355,7 +357,7 @@ test('the walk orders paths by their UTF-8 bytes, also where UTF-16 order differ
   assert.deepEqual(plain, [...plain].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))));
 });
 
-test('a first build under an import path reads the tree once, fingerprinting what it tars; the id is the one a separate pass gives', async () => {
+test('a first build to a destination reads the tree once, fingerprinting what it tars; the id is the one a separate pass gives', async () => {
   const dir = tempDir();
   const src = sampleTree(dir);
   writeFileSync(join(src, 'data.bin'), Buffer.alloc(3 << 20, 7));
@@ -372,10 +374,10 @@ test('a first build under an import path reads the tree once, fingerprinting wha
   assert.equal(await reads(async () => (once = await build(join(dir, 'fresh'), `${src}:/app`))), bytes, 'each file read once');
   assert.equal(once.layer.cached, false);
 
-  // A cache that has built under the namespace before fingerprints the tree first (a hit is
+  // A cache that has built with these tar settings before fingerprints the tree first (a hit is
   // possible), then tars it: two reads. Same id, same layer.
   const seen = join(dir, 'seen');
-  markBuilt(seen, binNamespace('example.com/app', platform));
+  markBuilt(seen, treeMark(tarSpec({ dest: '/app', mtime: 0 })));
   let twice!: Awaited<ReturnType<typeof build>>;
   assert.equal(await reads(async () => (twice = await build(seen, `${src}:/app`))), 2 * bytes, 'fingerprint pass, then tar');
   assert.equal(twice.layer.buildId, once.layer.buildId);
@@ -425,4 +427,39 @@ test('a file that grows or shrinks between the walk and the tar fails the layer,
     writeFileSync(join(src, 'b.txt'), body);
     assert.throws(drain, (err: Error) => err.message === `${join(src, 'b.txt')} changed while it was being read; build again`);
   }
+});
+
+test('a cache filled under the first key scheme keeps answering, and its entries move to the new keys', async () => {
+  const dir = tempDir();
+  const src = sampleTree(dir);
+  const cacheDir = join(dir, 'cache');
+  const { cache, layer } = await build(cacheDir, `${src}:/app`);
+  const spec = tarSpec({ dest: '/app', mtime: 0 });
+  const compression = gzipSpec(DEFAULT_GZIP);
+  const blob = { digest: layer.descriptor.digest, size: layer.descriptor.size };
+  // Turn the cache into what the first scheme wrote: the fingerprint and the diffid under
+  // bin/<import-path>/<platform>/, the namespace's mark in built/, nothing of the new keys.
+  const ns = binNamespace('example.com/app', platform);
+  await cache.dropRecord(treeKey(FINGERPRINT_FORMAT, layer.buildId, spec));
+  await cache.dropRecord(diffIdKey(BUILT_NAMESPACE, layer.diffid, compression));
+  rmSync(join(cacheDir, 'built'), { recursive: true });
+  markBuilt(cacheDir, ns);
+  await cache.putRecord(`${ns}/buildid/${layer.buildId}/${spec}`, blob, { diffid: layer.diffid, tarSpec: spec });
+  await cache.putRecord(`${ns}/diffid/${layer.diffid}/${compression}`, blob, { diffid: layer.diffid, compression, descriptor: layer.descriptor });
+  // An entry of an older tar writer under the same namespace: another key scheme, never asked.
+  await cache.putRecord(`${ns}/buildid/${layer.buildId}/${spec.replace('tar1', 'tar0')}`, { digest: blob.digest, size: blob.size }, { diffid: `sha256:${'0'.repeat(64)}`, tarSpec: 'tar0' });
+
+  const tarred = () => traceSnapshot()['tar.out'] ?? 0;
+  const before = tarred();
+  const again = await build(cacheDir, `${src}:/app`);
+  assert.equal(again.layer.cached, true, 'the first scheme\'s record answered');
+  assert.deepEqual(again.layer.descriptor, layer.descriptor);
+  assert.equal(tarred(), before, 'no tar');
+  assert.ok(await cache.getRecord(treeKey(FINGERPRINT_FORMAT, layer.buildId, spec)), 'moved to the content key');
+  assert.ok(await cache.getRecord(diffIdKey(BUILT_NAMESPACE, layer.diffid, compression)));
+
+  // Now the content key answers for any import path, which the first scheme's record could not.
+  const other = await buildLayer(parseLayerSource(`${src}:/app`), { cache, importPath: 'example.com/other', platform: parsePlatform('linux/arm64') });
+  assert.equal(other.cached, true);
+  assert.equal(tarred(), before);
 });

@@ -94,9 +94,10 @@ describe('publish to a registry', () => {
     assert.deepEqual(config.config?.Labels, { 'org.example.team': 'core' });
     assert.equal(config.config?.WorkingDir, '/srv');
     assert.equal(config.config?.User, '65532');
+    // Where each layer lands and its diffid: nothing of the SRC as typed.
     assert.deepEqual(config.history, [
-      { created: '1970-01-01T00:00:00Z', created_by: 'kocache publish app:/usr/local/bin/app' },
-      { created: '1970-01-01T00:00:00Z', created_by: 'kocache publish etc:/etc/app' },
+      { created: '1970-01-01T00:00:00Z', created_by: `kocache layer /usr/local/bin/app ${config.rootfs.diff_ids[0]}` },
+      { created: '1970-01-01T00:00:00Z', created_by: `kocache layer /etc/app ${config.rootfs.diff_ids[1]}` },
     ]);
   });
 
@@ -222,7 +223,7 @@ describe('publish to a registry', () => {
     assert.deepEqual(config.config?.Env, ['PATH=/app:/bin', 'KEEP=yes']);
     assert.deepEqual(config.config?.Entrypoint, ['/app']);
     assert.equal(config.config?.Cmd, undefined, "the base's cmd was for the base's entrypoint");
-    assert.deepEqual(config.history?.map((h) => h.created_by), ['kocache publish etc:/etc/app', 'kocache publish app:/app', 'kocache publish more:/more']);
+    assert.deepEqual(config.history?.map((h) => h.created_by), ['/etc/app', '/app', '/more'].map((d, i) => `kocache layer ${d} ${config.rootfs.diff_ids[i]}`));
 
     // The same publish again: everything is there already, same digest.
     const again = await publish(['app:/app', 'more:/more', '--base', `${reg.host}/base:1`, '--repo', `${reg.host}/app:1`, '--env', 'PATH=/app:/bin', '--entrypoint', '/app'], dir);
@@ -306,7 +307,7 @@ describe('publish refuses bad input with one line', () => {
       assert.match(r.stderr, /401|auth|credentials|denied/i);
       assert.doesNotMatch(r.stderr, /correct horse/);
       const ls = await runCli(['ls', '--json'], { KOCACHE: cacheDir });
-      const built = (JSON.parse(ls.stdout) as { key: string }[]).filter((x) => x.key.includes('/buildid/'));
+      const built = (JSON.parse(ls.stdout) as { key: string }[]).filter((x) => x.key.startsWith('tree/'));
       assert.equal(built.length, 1, 'the small layer was built; the slow one was abandoned when its sibling\'s upload was refused');
     } finally {
       await locked.stop();

@@ -4,12 +4,13 @@ import { join } from 'node:path';
 import { ensureOwnFolder } from './damage.js';
 
 /**
- * Namespaces (`bin/<import-path>/<platform>`) this cache has recorded a build under, one small
- * file each: `built/<hash of namespace>`, holding the namespace. Where there is none, no build id
- * can hit, so `kocache build` need not fingerprint a tree before tarring it: it fingerprints the
- * bytes as the tar writer reads them, and the tree is read once (src/layer/build.ts). The mark is
- * made before the first build-id record, so a namespace with records always has it; a mark
- * without records (gc dropped them) only costs the fingerprint pass it used to.
+ * What this cache has recorded a build under, one small file each: `built/<hash of name>`,
+ * holding the name. Names are `tree/<tar-spec>` (src/cache/keys.ts: treeMark); the first key
+ * scheme's `bin/<import-path>/<platform>` marks are still read. Where there is none, no
+ * fingerprint can hit, so `kocache build` need not fingerprint a tree before tarring it: it
+ * fingerprints the bytes as the tar writer reads them, and the tree is read once
+ * (src/layer/build.ts). The mark is made before the first record, so a name with records always
+ * has it; a mark without records (gc dropped them) only costs the fingerprint pass it used to.
  */
 function markPath(cacheDir: string, namespace: string): string {
   return join(cacheDir, 'built', createHash('sha256').update(namespace).digest('hex').slice(0, 32));

@@ -5,25 +5,58 @@ import { formatPlatform } from '../oci/platform.js';
 /**
  * Every index key kocache writes, in one place so the layout in docs/cache.md is the layout on disk.
  *
- *   bin/<import-path>/<platform>/buildid/<build-id>/<tar-spec>   -> compressed blob, {diffid, ...}
- *   bin/<import-path>/<platform>/diffid/<diffid>/<compression>   -> compressed blob, {descriptor}
+ *   tree/<fingerprint format>/<fingerprint>/<tar-spec>          -> compressed blob, {diffid, tarSpec}
+ *   bin/<import-path>/<platform>/buildid/<build-id>/<tar-spec>   -> compressed blob, {diffid, tarSpec}
+ *   bin/diffid/<diffid>/<compression>                            -> compressed blob, {diffid, compression, descriptor}
  *   layer/diffid/<diffid>/<compression>                          -> compressed blob, {descriptor}
  *   tar/<diffid>                                                 -> uncompressed layer tar
  *   archive/<sha256 of archive file>/<compression>               -> top manifest, {the imported image}
  *   img/<registry>/<repo>/...                                    -> base-image manifests, configs, layers
  *   blocks/<digest>                                              -> that compressed layer, {its block map}
  *   blocks-recent/<lineage>                                      -> newest layer, {recent layers' digests}
+ *
+ * The rule for a built layer: its keys hold exactly what decides its bytes. A fingerprint is the
+ * content itself, so its key is the same for every repository, platform and import path
+ * (`tree/`). An id that only vouches for the content (a caller's --build-id, a Go build ID) is
+ * trusted within its import path and platform only (`bin/<import-path>/<platform>/`), where no
+ * other project can have given the same id to other bytes. The tar settings, destination path
+ * included (ko#1704), are in every build-id key; the compression settings in every diffid key.
  */
+
+/**
+ * Content key: a fingerprint (`fp:<hex>`, src/layer/fingerprint.ts) with its format version and
+ * the tar settings, so an entry of another fingerprint or tar writer never answers.
+ */
+export function treeKey(fingerprintFormat: number, fingerprint: string, tarSpec: string): string {
+  return `tree/${fingerprintFormat}/${fingerprint}/${tarSpec}`;
+}
+
+/**
+ * What `built/` marks for content keys: one mark per tar setting (destination, mtime, format), so
+ * a build to a destination never built to before knows that no `tree/` record can answer it.
+ */
+export function treeMark(tarSpec: string): string {
+  return `tree/${tarSpec}`;
+}
+
+/** Where vouched-for build ids of one import path and platform are kept. */
 export function binNamespace(importPath: string, platform: Platform): string {
   return `bin/${importPath}/${formatPlatform(platform)}`;
 }
 
-/** build id -> diffid. `tarSpec` names every tar option that changes the layer's bytes. */
+/** A vouched-for build id -> diffid. `tarSpec` names every tar option that changes the layer's bytes. */
 export function buildIdKey(namespace: string, buildId: string, tarSpec: string): string {
   return `${namespace}/buildid/${buildId}/${tarSpec}`;
 }
 
-/** diffid -> compressed descriptor, one per compression setting. */
+/** Namespace of the diffid records of built layers (`bin/diffid/...`): one for all builds. */
+export const BUILT_NAMESPACE = 'bin';
+
+/**
+ * diffid -> compressed descriptor, one per compression setting. Built layers use
+ * BUILT_NAMESPACE; the first key scheme used the build's `bin/<import-path>/<platform>`, which
+ * is still read (never written) so that a cache filled before keeps answering what it did.
+ */
 export function diffIdKey(namespace: string, diffid: Digest, compression: string): string {
   return `${namespace}/diffid/${diffid}/${compression}`;
 }

@@ -24,8 +24,10 @@ export interface AssemblyBase {
 export interface AppendLayer {
   descriptor: Descriptor;
   diffid: Descriptor['digest'];
-  /** The text recorded in the history entry after `kocache publish `. */
+  /** The SRC[:DEST] as given (progress lines only: a host path never goes into the image). */
   spec: string;
+  /** Where the layer lands in the image, normalised ('' for /). */
+  dest: string;
 }
 
 export interface AssembleOptions {
@@ -63,7 +65,7 @@ export function assembleManifest(o: AssembleOptions): PushableManifest {
   const config = buildConfig(
     o.base.config,
     o.platform,
-    o.layers.map((l) => ({ diffid: l.diffid, createdBy: `kocache publish ${l.spec}` })),
+    o.layers.map((l) => ({ diffid: l.diffid, createdBy: historyLine(l.dest, l.diffid) })),
     o.overrides,
     o.created,
   );
@@ -88,6 +90,15 @@ export function assembleManifest(o: AssembleOptions): PushableManifest {
   const bytes = jsonBytes(manifest);
   const manifestBlob = bytesBlob(MediaType.OciManifest, bytes);
   return { kind: 'manifest', bytes, descriptor: manifestBlob.descriptor, config: configBlob, layers };
+}
+
+/**
+ * The `created_by` of a new layer: where it lands and its diffid, both decided by the inputs.
+ * Never the SRC as typed: a host path would make the same files in two checkouts (or `.` and an
+ * absolute path) two images, and would leak the build machine's folders into the image.
+ */
+export function historyLine(dest: string, diffid: Descriptor['digest']): string {
+  return `kocache layer ${dest || '/'} ${diffid}`;
 }
 
 /** Several platforms' images under one OCI index; each entry carries its platform. */

@@ -36,22 +36,39 @@ export interface BuildImageOptions {
   tier?: LayerTier | undefined;
 }
 
-/** Builds every layer of one platform through the cache, in parallel, and assembles its image. */
-export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOptions): Promise<PushableManifest> {
+/** A layer built once for every platform whose SRC names the same files. */
+type Built = Promise<{ descriptor: Descriptor; diffid: Descriptor['digest']; cached: boolean }>;
+
+/**
+ * Builds every layer of one platform through the cache, in parallel, and assembles its image.
+ * `shared` holds the layers already under way for other platforms of the same image, by source
+ * and destination: a SRC without {os}, {arch}, {variant} or {platform} names the same files for
+ * every platform, so it is walked, tarred and compressed once.
+ */
+export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOptions, shared = new Map<string, Built>()): Promise<PushableManifest> {
   const layers: AppendLayer[] = await Promise.all(
     plan.layers.map(async ({ spec, source }) => {
-      const r = await buildLayer(source, {
-        cache: o.cache,
-        importPath: o.importPath,
-        platform: plan.platform,
-        mtime: o.mtime,
-        gzip: o.gzip,
-        warn: o.warn,
-        onBytes: o.onBytes,
-        tier: o.tier,
-      });
-      o.onLayer?.({ platform: plan.platform, spec, descriptor: r.descriptor, cached: r.cached });
-      return { descriptor: r.descriptor, diffid: r.diffid, spec };
+      const same = `${source.src}\0${source.dest}`;
+      let build = shared.get(same);
+      const first = build === undefined;
+      if (build === undefined) {
+        build = buildLayer(source, {
+          cache: o.cache,
+          importPath: o.importPath,
+          platform: plan.platform,
+          mtime: o.mtime,
+          gzip: o.gzip,
+          warn: o.warn,
+          onBytes: o.onBytes,
+          tier: o.tier,
+        });
+        shared.set(same, build);
+      }
+      const r = await build;
+      // Another platform's build of the same files is this platform's copy: no work of its own.
+      const cached = r.cached || !first;
+      o.onLayer?.({ platform: plan.platform, spec, descriptor: r.descriptor, cached });
+      return { descriptor: r.descriptor, diffid: r.diffid, spec, dest: source.dest };
     }),
   );
   return assembleManifest({ base: plan.base, platform: plan.platform, layers, overrides: o.overrides, created: o.created, cache: o.cache });
@@ -62,7 +79,8 @@ export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOption
  * whose entries are in the order the platforms were asked for (so the index digest is stable).
  */
 export async function buildImage(plans: readonly PlatformPlan[], o: BuildImageOptions): Promise<Pushable> {
-  const images = await Promise.all(plans.map((p) => buildPlatformImage(p, o)));
+  const shared = new Map<string, Built>();
+  const images = await Promise.all(plans.map((p) => buildPlatformImage(p, o, shared)));
   if (images.length === 1) return images[0]!;
   return assembleIndex(images.map((image, i) => ({ image, platform: imagePlatform(plans[i]!.platform, plans[i]!.base.config) })));
 }

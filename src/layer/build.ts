@@ -1,6 +1,6 @@
 import { gzipSpec, type GzipOptions, DEFAULT_GZIP } from '../compress/options.js';
 import { zstdSpec } from '../compress/zstd.js';
-import { binNamespace, buildIdKey, diffIdKey } from '../cache/keys.js';
+import { BUILT_NAMESPACE, binNamespace, buildIdKey, diffIdKey, treeKey, treeMark } from '../cache/keys.js';
 import { hasBuilt, markBuilt } from '../cache/built.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
 import { type Descriptor, isDescriptor } from '../oci/descriptor.js';
@@ -9,6 +9,7 @@ import { MediaType } from '../oci/mediatypes.js';
 import type { Platform } from '../oci/platform.js';
 import { KocacheError, usageError } from '../errors.js';
 import { fingerprint } from './fingerprint.js';
+import { FINGERPRINT_FORMAT } from './formats.js';
 import { readGoBuildId } from './gobuildid.js';
 import type { LayerSource } from './source.js';
 import { StatCache } from './statcache.js';
@@ -67,6 +68,9 @@ export function isDiffIdRecord(m: unknown): m is DiffIdRecord {
   return typeof r === 'object' && r !== null && typeof r.diffid === 'string' && isDigest(r.diffid) && typeof r.compression === 'string' && isDescriptor(r.descriptor);
 }
 
+/** The fingerprint format of the first key scheme, whose records are still read. */
+const FIRST_SCHEME_FINGERPRINT = 1;
+
 export function validateImportPath(ip: string): string {
   if (!ip || !ip.trim()) throw new KocacheError('input', 'empty import path: --import-path names what is being built (e.g. github.com/you/app)');
   if (ip.split('/').some((p) => p === '..' || p === '.') || ip.startsWith('/') || /[\0\n]/.test(ip)) {
@@ -86,10 +90,15 @@ export function validateBuildId(id: string): string {
 }
 
 /**
- * Builds one layer through the cache. A hit (build id seen before with the same tar and
+ * Builds one layer through the cache. A hit (the same input seen before with the same tar and
  * compression settings, blob present and intact) runs no tar and no gzip; a miss streams
  * tar -> sha256 (diffid) -> gzip -> sha256 (digest) -> content store in one pass, and records
- * build id -> diffid and diffid -> descriptor once the blob is safely in place.
+ * the layer's keys (src/cache/keys.ts) once the blob is safely in place.
+ *
+ * Lookups, in order: the vouched-for id (a caller's --build-id, else a Go build ID) within this
+ * import path and platform; then the tree's fingerprint, which is the content and so answers for
+ * any repository, import path or platform; then the first key scheme's fingerprint record under
+ * this import path and platform (a cache filled before the keys changed).
  */
 export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): Promise<LayerResult> {
   validateImportPath(opts.importPath);
@@ -100,58 +109,89 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const spec = tarSpec(tarOpts);
   const namespace = binNamespace(opts.importPath, opts.platform);
   const zstd = gzip.algorithm === 'zstd';
-  const compression = zstd ? zstdSpec(gzip.level) : gzipSpec(gzip);
   const mediaType = zstd ? MediaType.OciLayerZstd : MediaType.OciLayerGzip;
+  const compression = zstd ? zstdSpec(gzip.level) : gzipSpec(gzip);
+  const find = (key: string) => lookup(cache, key, namespace, compression, opts.warn);
 
   const startedMs = Date.now();
   const entries = walkSource(source.src);
-  const known = opts.buildId ?? goBuildId(entries);
+  const vouched = opts.buildId ?? goBuildId(entries);
+  const stats = new StatCache(cache.dir, source.src, startedMs);
   const pack = async (onFileHash?: (e: SourceEntry, sha256: string) => void) => {
     const { packToCache } = await import('./pack.js');
     return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, warn: opts.warn });
   };
-  const record = async (buildId: string, blob: BlobInfo, diffid: Digest): Promise<LayerResult> => {
+  const vouchedKey = vouched === undefined ? undefined : buildIdKey(namespace, vouched, spec);
+  /** `fp` undefined: only the vouched id may say what the layer is (a registry cache's answer to it). */
+  const record = async (fp: string | undefined, blob: BlobInfo, diffid: Digest): Promise<Descriptor> => {
     const descriptor: Descriptor = { mediaType, digest: blob.digest, size: blob.size };
-    markBuilt(cache.dir, namespace);
-    // diffid record first: a build-id record must never point at a diffid that has no descriptor.
-    await cache.putRecord<DiffIdRecord>(diffIdKey(namespace, diffid, compression), blob, { diffid, compression, descriptor });
-    await cache.putRecord<BuildIdRecord>(buildIdKey(namespace, buildId, spec), blob, { diffid, tarSpec: spec });
-    return { descriptor, diffid, buildId, cached: false };
+    markBuilt(cache.dir, treeMark(spec));
+    // The diffid record first: an id record must never point at a diffid that has no descriptor.
+    await cache.putRecord<DiffIdRecord>(diffIdKey(BUILT_NAMESPACE, diffid, compression), blob, { diffid, compression, descriptor });
+    if (fp !== undefined) await cache.putRecord<BuildIdRecord>(treeKey(FINGERPRINT_FORMAT, fp, spec), blob, { diffid, tarSpec: spec });
+    if (vouchedKey !== undefined) await cache.putRecord<BuildIdRecord>(vouchedKey, blob, { diffid, tarSpec: spec });
+    return descriptor;
   };
 
-  // With a registry cache a fresh cache can still hit: the tree is fingerprinted first.
-  if (known === undefined && !hasBuilt(cache.dir, namespace) && !opts.tier) {
-    // Nothing was ever built under this namespace in this cache, so no build id can hit: instead
-    // of reading and hashing the whole tree before tarring it, take each file's hash from the
-    // bytes the tar writer reads. The tree is read once, and the hashing runs on the main thread
-    // while the compression threads work (a cold 100 MB build: ~150 ms less here).
-    const stats = new StatCache(cache.dir, source.src, startedMs);
-    const read = new Map<SourceEntry, string>();
-    const { blob, diffid } = await pack((e, sha256) => read.set(e, sha256));
-    const buildId = fingerprint(entries, stats, read);
-    stats.save({ entries, fingerprint: buildId });
-    return record(buildId, blob, diffid);
+  const tier = opts.tier;
+  if (vouchedKey !== undefined) {
+    const hit = await find(vouchedKey);
+    if (hit) {
+      tier?.offer(vouchedKey, compression, hit);
+      return { ...hit, buildId: vouched!, cached: true };
+    }
   }
 
-  const buildId = known ?? idFromTree(cache.dir, source.src, entries, startedMs);
-  const idKey = buildIdKey(namespace, buildId, spec);
-  const hit = await lookup(cache, idKey, namespace, compression, opts.warn);
-  if (hit) {
-    opts.tier?.offer(idKey, compression, hit);
-    return { ...hit, buildId, cached: true };
+  // A cache that built under this namespace with the first key scheme may hold its fingerprint
+  // there, taken in the format it knew.
+  const legacy = FINGERPRINT_FORMAT === FIRST_SCHEME_FINGERPRINT && hasBuilt(cache.dir, namespace);
+  // With a registry cache an empty local cache can still hit: the tree is fingerprinted first.
+  if (!tier && !legacy && !hasBuilt(cache.dir, treeMark(spec))) {
+    // Nothing was ever built with these tar settings in this cache, so no fingerprint can hit:
+    // instead of reading and hashing the whole tree before tarring it, take each file's hash from
+    // the bytes the tar writer reads. The tree is read once, and the hashing runs on the main
+    // thread while the compression threads work.
+    const read = new Map<SourceEntry, string>();
+    const { blob, diffid } = await pack((e, sha256) => read.set(e, sha256));
+    const fp = fingerprint(entries, stats, read);
+    stats.save({ entries, fingerprint: fp });
+    const descriptor = await record(fp, blob, diffid);
+    return { descriptor, diffid, buildId: vouched ?? fp, cached: false };
   }
-  const far = await opts.tier?.find(idKey, compression, mediaType);
-  if (far && !opts.tier?.check) {
-    // Fetched into the store (a file output, `kocache build`): a plain local hit from now on.
+
+  const fp = idFromTree(stats, entries);
+  const contentKey = treeKey(FINGERPRINT_FORMAT, fp, spec);
+  const byTree = await find(contentKey);
+  const hit = byTree ?? (legacy ? await find(buildIdKey(namespace, fp, spec)) : undefined);
+  if (hit) {
+    // Recorded under today's keys: a first-scheme hit moves over, and a vouched id that missed
+    // answers straight away next time.
+    if (!byTree || vouched !== undefined) await record(fp, { digest: hit.descriptor.digest, size: hit.descriptor.size }, hit.diffid);
+    tier?.offer(contentKey, compression, hit);
+    return { ...hit, buildId: vouched ?? fp, cached: true };
+  }
+
+  // The registry cache: the content key, then the vouched id (within its namespace, as here).
+  let far = await tier?.find(contentKey, compression, mediaType);
+  let farKey = contentKey;
+  if (!far && tier && vouchedKey !== undefined) {
+    far = await tier.find(vouchedKey, compression, mediaType);
+    farKey = vouchedKey;
+  }
+  if (far && !tier?.check) {
+    // Fetched into the store (a file output, `kocache build`): a plain local hit from now on. An
+    // answer to the vouched id is kept under that id only: it says nothing of these files.
     const d = far.descriptor;
-    if ((await cache.blobSize(d.digest)) === d.size) await record(buildId, { digest: d.digest, size: d.size }, far.diffid);
-    return { ...far, buildId, cached: true, remote: true };
+    if ((await cache.blobSize(d.digest)) === d.size) await record(farKey === contentKey ? fp : undefined, { digest: d.digest, size: d.size }, far.diffid);
+    return { ...far, buildId: vouched ?? fp, cached: true, remote: true };
   }
   const { blob, diffid } = await pack();
-  if (far) checkTierAnswer(far, blob, diffid, idKey);
-  const built = await record(buildId, blob, diffid);
-  opts.tier?.offer(idKey, compression, built);
-  return built;
+  if (far) checkTierAnswer(far, blob, diffid, farKey);
+  const descriptor = await record(fp, blob, diffid);
+  const built = { descriptor, diffid };
+  tier?.offer(contentKey, compression, built);
+  if (vouchedKey !== undefined) tier?.offer(vouchedKey, compression, built);
+  return { ...built, buildId: vouched ?? fp, cached: false };
 }
 
 async function lookup(
@@ -163,7 +203,10 @@ async function lookup(
 ): Promise<{ descriptor: Descriptor; diffid: Digest } | undefined> {
   const byId = await cache.getRecord(idKey, isBuildIdRecord);
   if (!byId) return undefined;
-  const byDiff = await cache.getRecord(diffIdKey(namespace, byId.metadata.diffid, compression), isDiffIdRecord);
+  const diffid = byId.metadata.diffid;
+  const byDiff =
+    (await cache.getRecord(diffIdKey(BUILT_NAMESPACE, diffid, compression), isDiffIdRecord)) ??
+    (await cache.getRecord(diffIdKey(namespace, diffid, compression), isDiffIdRecord));
   if (!byDiff) return undefined;
   const d = byDiff.metadata.descriptor;
   // A flipped byte is caught here (re-hashed unless its verified stamp shows it untouched since
@@ -185,8 +228,7 @@ function goBuildId(entries: readonly SourceEntry[]): string | undefined {
   return id ? `go:${id}:${root.size}:${(root.mode & 0o111).toString(8)}` : undefined;
 }
 
-function idFromTree(cacheDir: string, root: string, entries: readonly SourceEntry[], takenAtMs: number): string {
-  const stats = new StatCache(cacheDir, root, takenAtMs);
+function idFromTree(stats: StatCache, entries: readonly SourceEntry[]): string {
   const known = stats.knownFingerprint(entries);
   if (known !== undefined) return known;
   const id = fingerprint(entries, stats);

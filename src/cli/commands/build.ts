@@ -19,7 +19,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
   builder: (y: Argv) =>
     cacheRepoOptions(globalOptions(y))
       .positional('source', { type: 'string', demandOption: true, describe: 'File or directory, optionally :/destination/in/image' })
-      .option('import-path', { requiresArg: true, type: 'string', demandOption: true, describe: 'What is being built (cache namespace), e.g. github.com/you/app' })
+      .option('import-path', { requiresArg: true, type: 'string', demandOption: true, describe: 'What is being built, e.g. github.com/you/app: the namespace of --build-id and Go build IDs (a layer found by its content is shared by every namespace)' })
       .option('platform', { requiresArg: true, type: 'string', default: 'linux/amd64', describe: 'OS/ARCH[/VARIANT] the layer is for' })
       .option('build-id', { requiresArg: true, type: 'string', describe: 'A build id you already know (lockfile hash, git tree id)' })
       .example('$0 build ./out/app:/usr/local/bin/app --import-path example.com/app --platform linux/arm64', '') as unknown as Argv<BuildArgs>,

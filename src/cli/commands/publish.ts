@@ -69,7 +69,7 @@ export const publishCommand: CommandModule<object, PublishArgs> = {
       .option('base', { requiresArg: true, type: 'string', demandOption: true, describe: "Base image reference, or 'scratch' for none" })
       .option('repo', { requiresArg: true, type: 'string', describe: 'Where to push: REGISTRY/REPO[:TAG] (tag default latest); optional with --output' })
       .option('platform', { requiresArg: true, type: 'string', describe: 'OS/ARCH[/VARIANT]; repeat for a multi-platform index (default linux/amd64)' })
-      .option('import-path', { requiresArg: true, type: 'string', describe: 'Cache namespace of the layers (default: REGISTRY/REPO of --repo, else local/<name of the first SRC>)' })
+      .option('import-path', { requiresArg: true, type: 'string', describe: 'Namespace of Go build IDs in the cache (default: REGISTRY/REPO of --repo, else local/<name of the first SRC>); a layer found by its content is shared by every namespace' })
       .option('entrypoint', { requiresArg: true, type: 'string', describe: 'A JSON array (\'["/app","--serve"]\') or one program path taken whole' })
       .option('cmd', { requiresArg: true, type: 'string', describe: 'Arguments: a JSON array, or one string taken whole' })
       .option('env', { requiresArg: true, type: 'string', describe: 'KEY=VALUE, repeatable; replaces a KEY the base sets' })
