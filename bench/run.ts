@@ -10,6 +10,7 @@ import { layerRows } from './layers.js';
 import { nodeLineRows } from './node-lines.js';
 import { registryRows } from './registry-rows.js';
 import { registryCacheRows } from './registry-cache.js';
+import { sameInputRows } from './same-inputs.js';
 
 // `npm run bench`: every row is kocache beside the tool a user would otherwise run, on the same
 // input, in the same run, with the ratio. BENCH_SIZE_MB (tree, default 100), BENCH_ARCHIVE_MB
@@ -60,8 +61,10 @@ async function main(): Promise<void> {
   const trees = [{ name: `tree-${sizeMb}mb`, path: tree }];
   if (nodeModulesMb > 0) trees.push({ name: `node-modules-${nodeModulesMb}mb`, path: join(work, `node-modules-${nodeModulesMb}mb`) });
   const regcache = await registryCacheRows(cli, trees, work);
+  log('registry: platforms and repositories...');
+  const same = await sameInputRows(cli, tree, work);
   log('compression...');
-  rows.push(...(await compressionRows(tarPath, jobs)), ...layers, ...lines, ...registry, ...regcache);
+  rows.push(...(await compressionRows(tarPath, jobs)), ...layers, ...lines, ...registry, ...regcache, ...same);
   const table = renderTable(rows);
   const text = `Machine: ${machineLine()}\nInput: ${made.files} files, ${(made.bytes / 1e6).toFixed(0)} MB; median of ${RUNS} runs\n\n${table}\n`;
   writeFileSync(join(work, 'results.md'), text);
