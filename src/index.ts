@@ -1,31 +1,43 @@
-// The library API: the same nouns the CLI uses.
-export * from './errors.js';
-export * from './oci/digest.js';
-export * from './oci/descriptor.js';
-export * from './oci/manifest.js';
-export * from './oci/mediatypes.js';
-export * from './oci/platform.js';
-export * from './cache/store.js';
-export * from './cache/keys.js';
-export * from './cache/location.js';
-export { DEFAULT_GZIP, gzipBlocks, gzipSpec, gzipStream } from './compress/gzip.js';
-export type { BlockSource, GzipHooks, GzipOptions, ReusedBlock, WrittenBlock } from './compress/gzip.js';
-export { LayerBlocks } from './compress/stitch.js';
-export * from './layer/build.js';
-export * from './layer/source.js';
-export * from './reference/reference.js';
-export * from './remote/client.js';
-export * from './remote/push.js';
-export * from './remote/blob-pusher.js';
+// The library API: the nouns the CLI is made of, exported one by one with their option and result
+// types. Everything else under src/ is internal and may change without notice.
+
+// Errors: every error a caller can act on is a KocacheError with one of these codes.
+export { KocacheError, type ErrorCode } from './errors.js';
+
+// OCI nouns.
+export { MediaType } from './oci/mediatypes.js';
+export { parseDigest, sha256Digest, type Digest } from './oci/digest.js';
+export type { Descriptor } from './oci/descriptor.js';
+export type { ImageConfig, ImageIndex, ImageManifest } from './oci/manifest.js';
+export { formatPlatform, parsePlatform, platformMatches, type Platform } from './oci/platform.js';
+export type { BlobOrigin, BlobSource, Pushable, PushableIndex, PushableManifest } from './oci/pushable.js';
+export { formatReference, parseReference, type Reference } from './reference/reference.js';
+
+// The cache: open it (under a lease, so a concurrent gc spares what you use), then pass it on.
+export { openCache, type OpenCache, type OpenCacheOptions } from './cache/open.js';
+export { CacheStore } from './cache/store.js';
+export { resolveCacheLocation, type CacheLocation } from './cache/location.js';
+export { collectGarbage, type GcOptions, type GcReport, type Removal } from './cache/gc.js';
+
+// Compression settings (part of every layer's cache key).
+export { DEFAULT_GZIP, type GzipOptions } from './compress/options.js';
+
+// Layers: build one through the cache.
+export { parseLayerSource, type LayerSource } from './layer/source.js';
+export { buildLayer, type BuildLayerOptions, type LayerResult } from './layer/build.js';
+
+// Images: a base, layers on top, one manifest per platform and an index over them.
+export { loadBase, scratchBase, warmBase, type BaseImage, type BaseOptions, type WarmOptions, type WarmResult } from './image/base.js';
+export { buildImage, type BuildImageOptions, type PlatformPlan } from './image/build.js';
+export { createdTime, type ConfigOverrides } from './image/config.js';
+
+// Registries.
+export { RegistryClient, type ClientOptions } from './remote/client.js';
 export { DEFAULT_TIMEOUTS, type Timeouts } from './remote/timeouts.js';
-export { Limiter, runBounded } from './util/limit.js';
-export * from './oci/pushable.js';
-export * from './image/assemble.js';
-export * from './image/build.js';
-export * from './image/config.js';
-export * from './image/base.js';
-export * from './layout/write.js';
-export * from './tarball/write.js';
-export { loadArchive } from './tarball/load.js';
-export { acquireLease } from './cache/lease.js';
-export { collectGarbage } from './cache/gc.js';
+export { BlobPusher } from './remote/blob-pusher.js';
+export { pushImage, type PushOptions, type PushResult } from './remote/push.js';
+
+// Files: OCI layouts and image archives.
+export { writeLayout, type LayoutWriteOptions, type LayoutWriteResult } from './layout/write.js';
+export { writeDockerArchive, type DockerArchiveOptions, type DockerArchiveResult } from './tarball/write.js';
+export { loadArchive, type LoadArchiveOptions, type LoadedArchive } from './tarball/load.js';
