@@ -16,12 +16,14 @@
  * - `cache`: the cache folder cannot be used as one; `gc-locked`: another gc is running.
  * - `cache-check`: --cache-check rebuilt what the registry cache answered and got other bytes.
  * - `fs`: a file outside the cache cannot be read or written.
+ * - `manifest`: a manifest, index or config that does not parse as one (kocache inspect).
+ * - `config`: a project file (.kocache.json) that is not valid; the message names the field.
  * - `internal`: a bug (only the CLI uses it, for anything that is not a KocacheError).
  */
 export type ErrorCode =
   | 'usage' | 'input' | 'reference' | 'platform' | 'invalid-digest' | 'digest-mismatch'
   | 'archive' | 'layout' | 'base' | 'offline' | 'not-found' | 'unreachable' | 'tls'
-  | 'registry' | 'auth' | 'credentials' | 'cache' | 'cache-check' | 'gc-locked' | 'fs' | 'internal';
+  | 'registry' | 'auth' | 'credentials' | 'cache' | 'cache-check' | 'gc-locked' | 'fs' | 'manifest' | 'config' | 'internal';
 
 /**
  * Errors a user can act on. The CLI prints `kocache: <message>` on one line and exits non-zero;

@@ -16,7 +16,7 @@ interface Manifest {
   layers: { mediaType: string; digest: string; size: number }[];
 }
 interface Config { rootfs: { diff_ids: string[] } }
-interface PushJson { reference: string; digest: string; uploaded: number; mounted: number; present: number }
+interface PushJson { images: { archive: string; reference: string; digest: string }[]; uploaded: number; mounted: number; present: number; bytesUploaded: number }
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -107,8 +107,10 @@ describe('push ARCHIVE REF', () => {
     const r = await push(join(dir, 'cache-json'), archive.tarPath, `${reg.host}/json/app:v2`, '--json');
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as PushJson;
-    assert.match(out.digest, /^sha256:[0-9a-f]{64}$/);
-    assert.equal(out.reference, `${reg.host}/json/app@${out.digest}`);
+    assert.equal(out.images.length, 1);
+    const [image] = out.images;
+    assert.match(image!.digest, /^sha256:[0-9a-f]{64}$/);
+    assert.equal(image!.reference, `${reg.host}/json/app@${image!.digest}`);
     assert.equal(out.uploaded + out.mounted + out.present, 5);
     // A plain archive inflates nothing at the archive level.
     assert.equal(r.trace['inflate.archive'] ?? 0, 0);

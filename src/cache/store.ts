@@ -9,6 +9,7 @@ import { KocacheError, errnoCode } from '../errors.js';
 import { type Digest, digestHex, digestToIntegrity, integrityToDigest, isDigest } from '../oci/digest.js';
 import { traceAdd } from '../util/trace.js';
 import { cacheFsError } from './damage.js';
+import { TEMP_PREFIX } from '../util/tmpfile.js';
 import { dropStamp, stampMatches, writeStamp } from './stamp.js';
 
 // cacache's modules are loaded on first use and one by one: its index alone is what a cache hit
@@ -66,7 +67,7 @@ export class CacheStore {
    * content is checked against it and nothing is stored on a mismatch.
    */
   async writeBlob(source: AsyncIterable<Uint8Array>, expect?: Partial<BlobInfo>): Promise<BlobInfo> {
-    const opts: { algorithms: string[]; integrity?: string; size?: number } = { algorithms: ALGORITHMS };
+    const opts: { algorithms: string[]; integrity?: string; size?: number; tmpPrefix: string } = { algorithms: ALGORITHMS, tmpPrefix: TEMP_PREFIX };
     if (expect?.digest) opts.integrity = digestToIntegrity(expect.digest);
     if (expect?.size !== undefined) opts.size = expect.size;
     // A blob whose digest is known and that is not stored yet will be the bytes just hashed on

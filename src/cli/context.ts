@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { resolveCacheLocation } from '../cache/location.js';
 import { openCache } from '../cache/open.js';
@@ -7,6 +8,8 @@ import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
 import { DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS, zstdUnavailable } from '../compress/zstd.js';
 import { usageError } from '../errors.js';
 import { DEFAULT_TIMEOUTS, type Timeouts } from '../remote/timeouts.js';
+import { trackTempPrefix } from '../util/tmpfile.js';
+import { cacheDirError } from './hints.js';
 import { Output } from './output.js';
 
 /** Options every command takes. */
@@ -102,9 +105,15 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): C
   if (!Number.isInteger(level) || level < min || level > max) throw usageError(`--level must be a whole number from ${min} to ${max} for ${algorithm}, not ${String(args.level)}`);
   const loc = resolveCacheLocation({ cacheDir: args['cache-dir'], noCache: args.cache === false });
   const leased = !loc.ephemeral && opts.lease !== false;
-  if (!leased) ensureDir(loc.dir);
-  // The lease is released at process exit (the command ends with the process).
-  const cache = leased ? openCache(loc.dir, { purpose: process.argv.slice(2, 3).join(' ') }) : new CacheStore(loc.dir);
+  let cache: CacheStore;
+  try {
+    if (!leased) ensureDir(loc.dir);
+    // The lease is released at process exit (the command ends with the process).
+    cache = leased ? openCache(loc.dir, { purpose: process.argv.slice(2, 3).join(' ') }) : new CacheStore(loc.dir);
+  } catch (err) {
+    throw cacheDirError(err, loc.dir);
+  }
+  trackTempPrefix(join(loc.dir, 'tmp'));
   return { cache, out, jobs, gzip: { ...DEFAULT_GZIP, algorithm, level, jobs }, ephemeralCache: loc.ephemeral };
 }
 

@@ -4,6 +4,8 @@ import { usageError } from '../errors.js';
 import { loadCommands } from './commands/index.js';
 import { reportError } from './output.js';
 import { globalOptions } from './context.js';
+import { normaliseArgv } from './argv.js';
+import { exitCleanlyOnSignals } from './signals.js';
 import { traceEnabled, traceSnapshot } from '../util/trace.js';
 
 // The bundler (scripts/bundle-cli.mjs) writes the package version in here, which spares yargs
@@ -11,7 +13,8 @@ import { traceEnabled, traceSnapshot } from '../util/trace.js';
 declare const KOCACHE_VERSION: string | undefined;
 const BUNDLED_VERSION = typeof KOCACHE_VERSION === 'string' ? KOCACHE_VERSION : undefined;
 
-async function main(argv: string[]): Promise<number> {
+async function main(given: string[]): Promise<number> {
+  const argv = normaliseArgv(given);
   const wantsJson = argv.includes('--json');
   let failure: unknown;
   const commands = await loadCommands(argv);
@@ -21,6 +24,7 @@ async function main(argv: string[]): Promise<number> {
     .scriptName('kocache')
     .usage('$0 <command> [options]\n\nA content-addressed layer cache for building and publishing OCI images.')
     .command(commands)
+    .completion('completion', 'Print a shell completion script (bash or zsh): kocache completion >> ~/.bashrc')
     .demandCommand(1, 'name a command (see kocache --help)')
     .strict()
     .recommendCommands()
@@ -68,6 +72,8 @@ function skipHelpCache(parser: unknown): void {
   const usage = internal?.getUsageInstance?.();
   if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
 }
+
+exitCleanlyOnSignals();
 
 if (traceEnabled()) {
   process.once('exit', () => process.stderr.write(`kocache-trace: ${JSON.stringify(traceSnapshot())}\n`));

@@ -1,4 +1,5 @@
 import { KocacheError } from '../errors.js';
+import { causeCode, errnoHint } from './hints.js';
 
 export interface OutputOptions {
   json: boolean;
@@ -24,8 +25,13 @@ export class Output {
     return process.stderr;
   }
 
+  /**
+   * On a terminal outside CI, unless KOCACHE_PROGRESS=never; KOCACHE_PROGRESS=always draws it on
+   * any stderr (a log that keeps carriage returns, a test).
+   */
   get showProgress(): boolean {
-    return (this.progressOn ??= !this.opts.json && !this.opts.quiet && Boolean(this.stderr.isTTY) && !process.env.CI);
+    const want = process.env.KOCACHE_PROGRESS;
+    return (this.progressOn ??= !this.opts.json && !this.opts.quiet && want !== 'never' && (want === 'always' || (Boolean(this.stderr.isTTY) && !process.env.CI)));
   }
 
   warn(message: string): void {
@@ -49,10 +55,17 @@ export class Output {
     const now = Date.now();
     if (now - this.lastDraw < 100) return;
     this.lastDraw = now;
-    const width = (this.stderr.columns || 80) - 1;
+    // Cut to the terminal's width, so a long line never wraps and breaks the redraw; a log keeps all.
+    const width = this.stderr.isTTY ? (this.stderr.columns || 80) - 1 : Infinity;
     const line = typeof text === 'function' ? text() : text;
     this.stderr.write(`\r\x1b[K${line.slice(0, width)}`);
     this.drawn = true;
+  }
+
+  /** Draws now, whatever the rate limit (a ticking clock, a new phase). */
+  redraw(text: () => string): void {
+    this.lastDraw = 0;
+    this.progress(text);
   }
 
   clearProgress(): void {
@@ -84,8 +97,10 @@ export function formatBytes(n: number): string {
 export function reportError(err: unknown, json: boolean): number {
   const debug = Boolean(process.env.KOCACHE_DEBUG);
   if (err instanceof KocacheError) {
-    if (json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message } })}\n`);
-    process.stderr.write(`kocache: ${oneLine(err.message)}\n`);
+    const hint = errnoHint(causeCode(err));
+    const message = hint && !err.message.includes(hint) ? `${err.message} (${hint})` : err.message;
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message } })}\n`);
+    process.stderr.write(`kocache: ${oneLine(message)}\n`);
     if (debug && err.cause) process.stderr.write(`${String((err.cause as Error).stack ?? err.cause)}\n`);
     return err.exitCode;
   }
@@ -97,6 +112,17 @@ export function reportError(err: unknown, json: boolean): number {
     return 1;
   }
   const message = err instanceof Error ? err.message : String(err);
+  // A system error that reached here unwrapped (a disk filling up under a library) is the
+  // machine's state, not a bug: said as one line, with what to do when that is known.
+  const code = causeCode(err);
+  if (code !== undefined) {
+    const hint = errnoHint(code);
+    const text = hint ? `${message} (${hint})` : message;
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: 'fs', message: text } })}\n`);
+    process.stderr.write(`kocache: ${oneLine(text)}\n`);
+    if (debug && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
   if (json) process.stdout.write(`${JSON.stringify({ error: { code: 'internal', message } })}\n`);
   process.stderr.write(`kocache: internal error: ${oneLine(message)}${debug ? '' : ' (set KOCACHE_DEBUG=1 for details)'}\n`);
   if (debug && err instanceof Error) process.stderr.write(`${err.stack}\n`);

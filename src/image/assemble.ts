@@ -4,6 +4,7 @@ import type { ImageConfig, ImageIndex, ImageManifest } from '../oci/manifest.js'
 import { MediaType } from '../oci/mediatypes.js';
 import type { Platform } from '../oci/platform.js';
 import { type Reference, formatReference, withIdentifier } from '../reference/reference.js';
+import { sortedAnnotations } from './annotations.js';
 import { bytesBlob, cachedBlob, jsonBytes, withDescriptor } from './blobs.js';
 import { type ConfigOverrides, buildConfig } from './config.js';
 import type { BlobSource, PushableIndex, PushableManifest } from '../oci/pushable.js';
@@ -38,6 +39,8 @@ export interface AssembleOptions {
   /** RFC 3339 time for `created` and the new history entries. */
   created: string;
   cache: CacheStore;
+  /** Manifest annotations (`--annotation`, the standard ones); the base's name and digest are added. */
+  annotations?: Record<string, string> | undefined;
 }
 
 const OCI_NONDISTRIBUTABLE_GZIP = 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip';
@@ -85,7 +88,7 @@ export function assembleManifest(o: AssembleOptions): PushableManifest {
     config: descriptorOf(configBlob.descriptor),
     layers: layers.map((l) => descriptorOf(l.descriptor)),
   };
-  const annotations = baseAnnotations(o.base);
+  const annotations = sortedAnnotations(baseAnnotations(o.base) ?? {}, o.annotations ?? {});
   if (annotations) manifest.annotations = annotations;
   const bytes = jsonBytes(manifest);
   const manifestBlob = bytesBlob(MediaType.OciManifest, bytes);
@@ -102,12 +105,14 @@ export function historyLine(dest: string, diffid: Descriptor['digest']): string 
 }
 
 /** Several platforms' images under one OCI index; each entry carries its platform. */
-export function assembleIndex(images: readonly { image: PushableManifest; platform: Platform }[]): PushableIndex {
+export function assembleIndex(images: readonly { image: PushableManifest; platform: Platform }[], annotations?: Record<string, string>): PushableIndex {
   const index: ImageIndex = {
     schemaVersion: 2,
     mediaType: MediaType.OciIndex,
     manifests: images.map(({ image, platform }) => ({ ...descriptorOf(image.descriptor), platform: platformOf(platform) })),
   };
+  const sorted = sortedAnnotations(annotations ?? {});
+  if (sorted) index.annotations = sorted;
   const bytes = jsonBytes(index);
   const blob = bytesBlob(MediaType.OciIndex, bytes);
   return { kind: 'index', bytes, descriptor: blob.descriptor, manifests: images.map((i) => i.image) };

@@ -60,9 +60,13 @@ const MAX_JSON_BLOB = 8 << 20;
  * every manifest and config whose digest is cached is read from disk. When the base registry
  * cannot be reached, a tag falls back to the digest it last resolved to, with a warning.
  */
-export async function loadBase(base: string, platforms: Platform[], opts: BaseOptions): Promise<BaseImage[]> {
-  if (base === 'scratch') return platforms.map(scratchBase);
-  const resolved = await resolveBase(parseReference(base), platforms, opts);
+export async function loadBase(base: string, platforms: Platform[] | 'all', opts: BaseOptions): Promise<BaseImage[]> {
+  if (base === 'scratch') {
+    if (platforms === 'all') throw new KocacheError('platform', '--platform all means every platform of the base image, and scratch has none: name the platforms', { exitCode: 2 });
+    return platforms.map(scratchBase);
+  }
+  // 'all': every runnable platform of the base's index, in the index's order.
+  const resolved = await resolveBase(parseReference(base), platforms === 'all' ? undefined : platforms, opts);
   const pinned = pin(resolved.ref, resolved.top.digest);
   return resolved.images.map((img) => ({
     ref: pinned,

@@ -34,6 +34,8 @@ export interface BuildImageOptions {
   onBytes?: (n: number) => void;
   /** The registry cache, behind the local one (src/layer/tier.ts). */
   tier?: LayerTier | undefined;
+  /** On every manifest and on the index. */
+  annotations?: Record<string, string> | undefined;
 }
 
 /** A layer built once for every platform whose SRC names the same files. */
@@ -71,7 +73,7 @@ export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOption
       return { descriptor: r.descriptor, diffid: r.diffid, spec, dest: source.dest };
     }),
   );
-  return assembleManifest({ base: plan.base, platform: plan.platform, layers, overrides: o.overrides, created: o.created, cache: o.cache });
+  return assembleManifest({ base: plan.base, platform: plan.platform, layers, overrides: o.overrides, created: o.created, cache: o.cache, annotations: o.annotations });
 }
 
 /**
@@ -82,5 +84,5 @@ export async function buildImage(plans: readonly PlatformPlan[], o: BuildImageOp
   const shared = new Map<string, Built>();
   const images = await Promise.all(plans.map((p) => buildPlatformImage(p, o, shared)));
   if (images.length === 1) return images[0]!;
-  return assembleIndex(images.map((image, i) => ({ image, platform: imagePlatform(plans[i]!.platform, plans[i]!.base.config) })));
+  return assembleIndex(images.map((image, i) => ({ image, platform: imagePlatform(plans[i]!.platform, plans[i]!.base.config) })), o.annotations);
 }

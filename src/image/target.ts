@@ -1,11 +1,12 @@
 import { resolve } from 'node:path';
 import { usageError } from '../errors.js';
 import { type Reference, parseReference } from '../reference/reference.js';
+import { splitPathTag } from './transport.js';
 
 /** Where `publish` sends the image: a registry, an OCI image layout folder, or a docker-archive tar. */
 export type OutputTarget =
   | { kind: 'registry' }
-  | { kind: 'oci'; path: string }
+  | { kind: 'oci'; path: string; tag?: string | undefined }
   | { kind: 'docker-archive'; path: string };
 
 /** Parses `--output KIND:PATH`; no --output means push to the registry --repo names. */
@@ -18,6 +19,8 @@ export function parseOutput(s: string | undefined, cwd = process.cwd()): OutputT
     throw usageError(`unknown --output kind ${JSON.stringify(kind)}: want oci:DIR or docker-archive:FILE`);
   }
   if (path === '') throw usageError(`--output ${kind}: needs a path, e.g. ${kind === 'oci' ? 'oci:./out' : 'docker-archive:./image.tar'}`);
+  // oci:DIR:TAG names the index.json entry, as skopeo's does.
+  if (kind === 'oci') return { kind, ...splitPathTag(path, cwd) };
   return { kind, path: resolve(cwd, path) };
 }
 

@@ -16,6 +16,7 @@ import { StatCache } from './statcache.js';
 import { type LayerTier, checkTierAnswer } from './tier.js';
 import { tarSpec, type TarOptions } from './tarspec.js';
 import { walkSource, type SourceEntry } from './walk.js';
+import { applyExcludes } from './exclude.js';
 
 export interface BuildLayerOptions {
   cache: CacheStore;
@@ -105,7 +106,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   if (opts.buildId !== undefined) validateBuildId(opts.buildId);
   const cache = opts.cache;
   const gzip = opts.gzip ?? DEFAULT_GZIP;
-  const tarOpts: TarOptions = { dest: source.dest, mtime: opts.mtime ?? 0 };
+  const tarOpts: TarOptions = { dest: source.dest, mtime: opts.mtime ?? 0, owner: source.owner, mode: source.mode, exclude: source.exclude?.id };
   const spec = tarSpec(tarOpts);
   const namespace = binNamespace(opts.importPath, opts.platform);
   const zstd = gzip.algorithm === 'zstd';
@@ -114,7 +115,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const find = (key: string) => lookup(cache, key, namespace, compression, opts.warn);
 
   const startedMs = Date.now();
-  const entries = walkSource(source.src);
+  const entries = await applyExcludes(walkSource(source.src), source.exclude);
   const vouched = opts.buildId ?? goBuildId(entries);
   const stats = new StatCache(cache.dir, source.src, startedMs);
   const pack = async (onFileHash?: (e: SourceEntry, sha256: string) => void) => {

@@ -6,11 +6,11 @@ import { traceAdd } from '../util/trace.js';
 const BUF = Buffer.allocUnsafe(1 << 20);
 
 /** sha256 hex of a file, read synchronously into one reused buffer (see walk.ts for why sync). */
-export function hashFileSync(path: string): string {
+export function hashFileSync(path: string, raw?: Buffer): string {
   const h = createHash('sha256');
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    fd = openSync(raw ?? path, 'r');
   } catch (err) {
     throw fsError(err, path, 'read');
   }

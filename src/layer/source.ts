@@ -1,6 +1,8 @@
 import { lstatSync, statSync } from 'node:fs';
 import { basename, posix, resolve } from 'node:path';
-import { KocacheError, fsError } from '../errors.js';
+import { KocacheError, fsError, usageError } from '../errors.js';
+import type { ExcludeFilter } from './exclude.js';
+import type { LayerModePolicy } from './tarspec.js';
 
 /** What goes into one layer: a file or directory on disk and where it lands in the image. */
 export interface LayerSource {
@@ -8,6 +10,12 @@ export interface LayerSource {
   src: string;
   /** Absolute path in the image, normalised, no trailing slash ('' for /). */
   dest: string;
+  /** Owner of the layer's entries (`SRC:DEST:UID:GID`, or --owner); default 0:0. */
+  owner?: { uid: number; gid: number } | undefined;
+  /** Permission bits: normalised (default) or kept as on disk (--mode keep). */
+  mode?: LayerModePolicy | undefined;
+  /** Paths under SRC left out (--exclude, --exclude-from). */
+  exclude?: ExcludeFilter | undefined;
 }
 
 /**
@@ -17,20 +25,53 @@ export interface LayerSource {
  */
 export function parseLayerSource(spec: string, cwd = process.cwd()): LayerSource {
   if (!spec) throw new KocacheError('input', 'empty layer source: want SRC[:DEST]');
-  const at = spec.lastIndexOf(':/');
-  const rawSrc = at > 0 ? spec.slice(0, at) : spec;
-  const rawDest = at > 0 ? spec.slice(at + 1) : undefined;
+  const { src: rawSrc, dest: rawDest, owner } = parseLayerSpecText(spec);
   const src = resolve(cwd, rawSrc);
   let isDir: boolean;
   try {
     const st = lstatSync(src);
     isDir = st.isDirectory() || (st.isSymbolicLink() && lstatIsDirFollow(src));
   } catch (err) {
-    throw fsError(err, rawSrc, 'read layer source');
+    throw relativeDest(spec, cwd) ?? fsError(err, rawSrc, 'read layer source');
   }
   let dest = rawDest ?? (isDir ? '/' : `/${basename(src)}`);
   if (!isDir && dest.endsWith('/')) dest += basename(src);
-  return { src, dest: normaliseDest(dest) };
+  return owner ? { src, dest: normaliseDest(dest), owner } : { src, dest: normaliseDest(dest) };
+}
+
+/** `./out:app` names no file; when `./out` is one, the DEST was meant and lacks its leading `/`. */
+function relativeDest(spec: string, cwd: string): KocacheError | undefined {
+  const colon = spec.lastIndexOf(':');
+  if (colon <= 0 || colon === spec.length - 1) return undefined;
+  try {
+    lstatSync(resolve(cwd, spec.slice(0, colon)));
+  } catch {
+    return undefined;
+  }
+  const dest = spec.slice(colon + 1);
+  return usageError(`in ${JSON.stringify(spec)}, DEST ${JSON.stringify(dest)} must be an absolute path in the image: ${spec.slice(0, colon)}:/${dest}`);
+}
+
+/** Splits `SRC[:DEST]` at the last `:` followed by `/` (see parseLayerSource); nothing is looked at on disk. */
+export function parseLayerSpecText(spec: string): { src: string; dest?: string; owner?: { uid: number; gid: number } } {
+  const at = spec.lastIndexOf(':/');
+  if (at <= 0) return { src: spec };
+  const src = spec.slice(0, at);
+  const dest = spec.slice(at + 1);
+  // SRC:DEST:UID:GID, containerify's --layerOwner per layer.
+  const owned = /^(.*?):(\d+):(\d+)$/.exec(dest);
+  if (!owned) return { src, dest };
+  return { src, dest: owned[1]!, owner: parseOwner(`${owned[2]}:${owned[3]}`) };
+}
+
+/** `UID:GID` as numbers (names cannot be resolved without the image's /etc/passwd). */
+export function parseOwner(s: string): { uid: number; gid: number } {
+  const m = /^(\d+):(\d+)$/.exec(s);
+  const uid = m ? Number(m[1]) : NaN;
+  const gid = m ? Number(m[2]) : NaN;
+  // ustar's 7 octal digits hold ids up to 2097151; tar-stream writes no base-256 ids.
+  if (!m || uid > 0o7777777 || gid > 0o7777777) throw usageError(`owner ${JSON.stringify(s)}: want UID:GID as numbers up to 2097151, e.g. 65532:65532`);
+  return { uid, gid };
 }
 
 function lstatIsDirFollow(p: string): boolean {
@@ -42,7 +83,7 @@ function lstatIsDirFollow(p: string): boolean {
 }
 
 export function normaliseDest(dest: string): string {
-  if (!dest.startsWith('/')) throw new KocacheError('input', `destination ${JSON.stringify(dest)} must be an absolute path in the image`);
+  if (!dest.startsWith('/')) throw usageError(`destination ${JSON.stringify(dest)} must be an absolute path in the image`);
   if (dest.split('/').includes('..')) throw new KocacheError('input', `destination ${JSON.stringify(dest)} must not contain ..`);
   if (dest.includes('\0')) throw new KocacheError('input', 'destination must not contain NUL');
   const n = posix.normalize(dest).replace(/\/+$/, '');

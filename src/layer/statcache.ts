@@ -85,7 +85,7 @@ export class StatCache {
   hash(e: SourceEntry): string {
     const known = this.lookup(e);
     if (known) return known;
-    const sha256 = hashFileSync(e.abs);
+    const sha256 = hashFileSync(e.abs, e.rawAbs);
     this.record(e, sha256);
     return sha256;
   }

@@ -4,7 +4,7 @@ import { KocacheError, fsError } from '../errors.js';
 import type { BlockPool } from '../compress/blockpool.js';
 import { BlockCutter } from '../compress/cuts.js';
 import { traceAdd } from '../util/trace.js';
-import { headerBytes, padding, type EntryHeader } from './tarheader.js';
+import { headerBytes, padding, rawNameHeaderBytes, type EntryHeader } from './tarheader.js';
 import type { SourceEntry } from './walk.js';
 import type { TarOptions } from './tarspec.js';
 
@@ -19,9 +19,10 @@ const PROBE = Buffer.alloc(1);
  * A file executable by its owner becomes 0755, any other file 0644, directories 0755: the layer is
  * the same whatever the umask of the machine that built it.
  */
-function layerMode(e: SourceEntry): number {
-  if (e.type === 'directory') return 0o755;
+function layerMode(e: SourceEntry, keep: boolean): number {
   if (e.type === 'symlink') return 0o777;
+  if (keep) return e.mode & 0o7777;
+  if (e.type === 'directory') return 0o755;
   return e.mode & 0o100 ? 0o755 : 0o644;
 }
 
@@ -52,13 +53,14 @@ export function* tarBlocks(
 ): Generator<Buffer> {
   const mtime = new Date(opts.mtime * 1000);
   const dest = opts.dest.replace(/^\/+/, '');
-  const base = { uid: 0, gid: 0, uname: '', gname: '', mtime, size: 0 };
+  const base = { uid: opts.owner?.uid ?? 0, gid: opts.owner?.gid ?? 0, uname: '', gname: '', mtime, size: 0 };
+  const keepModes = opts.mode === 'keep';
   // The full blocks go to the consumer, which keeps them (gzip holds each until its deflate is done).
   const blocks = new BlockCutter(pool);
   const put = (bytes: Uint8Array): Buffer[] => blocks.write(bytes);
 
-  function* entry(h: EntryHeader, e?: SourceEntry): Generator<Buffer> {
-    for (const b of headerBytes(h)) yield* put(b);
+  function* entry(h: EntryHeader, e?: SourceEntry, rawName?: Buffer): Generator<Buffer> {
+    for (const b of rawName ? rawNameHeaderBytes(h, rawName) : headerBytes(h)) yield* put(b);
     if (!e) return;
     // The file's own sha256, of the very bytes that go into the layer (the fingerprint, build.ts).
     const hash = onFileHash ? createHash('sha256') : undefined;
@@ -68,7 +70,7 @@ export function* tarBlocks(
     }
     let fd: number;
     try {
-      fd = openSync(e.abs, 'r');
+      fd = openSync(e.rawAbs ?? e.abs, 'r');
     } catch (err) {
       throw fsError(err, e.abs, 'read');
     }
@@ -99,17 +101,19 @@ export function* tarBlocks(
     yield* put(ZEROS.subarray(0, padding(h.size)));
   }
 
-  // The folders above the destination, so the image has them with known modes.
+  // The folders above the destination, so the image has them with known modes (and root's: an
+  // owner given for the layer is for its files, not for /usr above them).
   for (const dir of parentsOf(dest)) {
-    yield* entry({ ...base, name: `${dir}/`, type: 'directory', mode: 0o755 });
+    yield* entry({ ...base, uid: 0, gid: 0, name: `${dir}/`, type: 'directory', mode: 0o755 });
   }
   for (const e of entries) {
     const name = e.rel === '' ? dest : dest ? `${dest}/${e.rel}` : e.rel;
     if (name === '') continue; // the root directory placed at / has no entry of its own
-    const mode = layerMode(e);
-    if (e.type === 'directory') yield* entry({ ...base, name: `${name}/`, type: 'directory', mode });
-    else if (e.type === 'symlink') yield* entry({ ...base, name, type: 'symlink', mode, linkname: e.linkTarget ?? '' });
-    else yield* entry({ ...base, name, type: 'file', mode, size: e.size }, e);
+    const mode = layerMode(e, keepModes);
+    const raw = e.rawRel && Buffer.concat([Buffer.from(dest ? `${dest}/` : ''), e.rawRel, Buffer.from(e.type === 'directory' ? '/' : '')]);
+    if (e.type === 'directory') yield* entry({ ...base, name: `${name}/`, type: 'directory', mode }, undefined, raw);
+    else if (e.type === 'symlink') yield* entry({ ...base, name, type: 'symlink', mode, linkname: e.linkTarget ?? '' }, undefined, raw);
+    else yield* entry({ ...base, name, type: 'file', mode, size: e.size }, e, raw);
   }
   yield* put(ZEROS);
   yield* blocks.end();

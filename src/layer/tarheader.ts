@@ -141,3 +141,35 @@ export function padding(size: number): number {
   const over = size & 511;
   return over === 0 ? 0 : 512 - over;
 }
+
+/** Recomputes a header's checksum after bytes of it were changed. */
+function rechecksum(b: Buffer): void {
+  b.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < RECORD; i++) sum += b[i]!;
+  b.write(octal(sum, 6), 148);
+}
+
+/**
+ * The records before an entry whose name is not valid UTF-8 (a file named in Latin-1 on disk,
+ * say), as GNU tar writes it: the name's bytes as they are, in the header's name field, or, past
+ * its 100 bytes, in a GNU long-name entry (`././@LongLink`, type L) before the header. PAX would
+ * need the name in UTF-8, which it is not.
+ */
+export function rawNameHeaderBytes(h: EntryHeader, name: Buffer): Buffer[] {
+  const mtime = checkHeader(h);
+  const linkname = h.linkname ?? '';
+  if (Buffer.byteLength(linkname) > 100) throw new RangeError(`tar: a name that is not UTF-8 with a link target over 100 bytes (${name.toString('latin1')})`);
+  const common = { mode: h.mode, uid: h.uid, gid: h.gid, mtime, uname: h.uname, gname: h.gname, prefix: '', linkname };
+  const header = ustar({ ...common, name: '', size: h.size, typeflag: TYPEFLAG[h.type] });
+  name.copy(header, 0, 0, Math.min(name.length, 100));
+  rechecksum(header);
+  if (name.length <= 100) return [header];
+  const body = Buffer.concat([name, Buffer.alloc(1)]);
+  const longName = ustar({ ...common, mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', linkname: '', name: '././@LongLink', size: body.length, typeflag: 0x4c });
+  const out = [longName, body];
+  const pad = padding(body.length);
+  if (pad > 0) out.push(Buffer.alloc(pad));
+  out.push(header);
+  return out;
+}

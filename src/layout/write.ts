@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { abandonTempFile } from '../util/tmpfile.js';
+import { abandonTempFile, trackTempFile } from '../util/tmpfile.js';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { join } from 'node:path';
@@ -132,6 +132,7 @@ async function writeBlobFile(blobDir: string, blob: BlobSource): Promise<{ newPa
   const state = await blobState(path, digest, size);
   if (state === 'intact') return undefined;
   const tmp = join(blobDir, `.tmp-${digestHex(digest).slice(0, 16)}-${randomBytes(6).toString('hex')}`);
+  const forget = trackTempFile(tmp);
   const out = createWriteStream(tmp);
   const failed = new Promise<never>((_, reject) => out.once('error', (e) => reject(fsError(e, tmp, 'write'))));
   failed.catch(() => undefined);
@@ -148,6 +149,8 @@ async function writeBlobFile(blobDir: string, blob: BlobSource): Promise<{ newPa
   } catch (err) {
     await abandonTempFile(out, tmp);
     throw err;
+  } finally {
+    forget();
   }
 }
 
@@ -163,11 +166,14 @@ async function blobState(path: string, digest: Digest, size: number): Promise<'i
 
 async function atomicWrite(path: string, bytes: Buffer): Promise<void> {
   const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+  const forget = trackTempFile(tmp);
   try {
     await writeFile(tmp, bytes);
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });
     throw fsError(err, path, 'write');
+  } finally {
+    forget();
   }
 }

@@ -24,7 +24,7 @@ const VARIANT_RE = /^[a-z0-9.]+$/;
 export function parsePlatform(s: string): Platform {
   const parts = s.split('/');
   const bad = (why: string) =>
-    new KocacheError('platform', `invalid platform ${JSON.stringify(s)}: ${why} (want os/arch[/variant], e.g. linux/amd64)`);
+    new KocacheError('platform', `invalid platform ${JSON.stringify(s)}: ${why} (want os/arch[/variant], e.g. linux/amd64)`, { exitCode: 2 });
   if (parts.length < 2 || parts.length > 3) throw bad('wrong number of parts');
   const [os, architecture, variant] = parts as [string, string, string | undefined];
   if (!KNOWN_OS.has(os)) throw bad(`unknown os ${JSON.stringify(os)}`);

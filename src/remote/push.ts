@@ -13,6 +13,8 @@ export interface PushResult {
   uploaded: number;
   mounted: number;
   present: number;
+  /** Bytes of the blobs uploaded (mounted and present ones cost nothing). */
+  bytesUploaded: number;
 }
 
 export interface PushOptions {
@@ -47,7 +49,7 @@ export async function pushImage(client: RegistryClient, target: Reference, image
   const progress = () => opts.onProgress?.({ done, total });
   progress();
 
-  const counts = { uploaded: 0, mounted: 0, present: 0 };
+  const counts = { uploaded: 0, mounted: 0, present: 0, bytesUploaded: 0 };
   const repo: Reference = { registry: target.registry, repository: target.repository };
   const pusher = opts.pusher ?? new BlobPusher(client, repo, opts.jobs ?? client.jobs ?? 4);
   const top = image.kind === 'index' ? image : manifests[0]!;
@@ -56,6 +58,7 @@ export async function pushImage(client: RegistryClient, target: Reference, image
     blobs.map(async (blob) => {
       const outcome = already && !pusher.has(blob.descriptor.digest) ? 'present' : await pusher.push(blob);
       counts[outcome]++;
+      if (outcome === 'uploaded') counts.bytesUploaded += blob.descriptor.size;
       done++;
       progress();
     }),

@@ -24,6 +24,8 @@ export interface LoadArchiveOptions {
   /** Layers compressed at once. */
   jobs: number;
   warn?: (message: string) => void;
+  /** The index.json entry of an OCI layout or archive to take, by its ref name (oci:DIR:TAG). */
+  tag?: string | undefined;
   /** Archive file bytes read so far, and the file's size, for a progress line. */
   onRead?: (read: number, total: number) => void;
   /**
@@ -62,7 +64,7 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
   const info = await detectArchive(path);
   const archiveDigest = info.format === 'layout' ? sha256Digest(readLayoutIndex(path)) : archiveFileDigest(path, opts.cache.dir);
   const id = info.format === 'layout' ? `layout-${archiveDigest.slice('sha256:'.length)}` : archiveDigest.slice('sha256:'.length);
-  const key = archiveKey(id, gzipSpec(opts.gzip));
+  const key = archiveKey(opts.tag === undefined ? id : `${id}-tag-${opts.tag}`, gzipSpec(opts.gzip));
 
   const seen = await opts.cache.getRecord(key, isArchiveRecord);
   if (seen) {
@@ -88,7 +90,7 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
       ? contents.files.get('index.json')?.digest !== archiveDigest
       : !(await unchangedSince(path, info.stats));
     if (changed) throw new KocacheError('archive', `${path} changed while it was being read; try again`);
-    image = await finishImage(planArchive(contents), { ...opts, cache, compressor });
+    image = await finishImage(planArchive(contents, opts.tag), { ...opts, cache, compressor });
     const top = topDescriptor(image);
     await opts.cache.putRecord<ArchiveRecord>(key, { digest: top.digest, size: top.size }, { format: info.format, image });
   } catch (err) {
@@ -105,8 +107,9 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
 }
 
 /** An OCI layout (tarred or not) has oci-layout and index.json; a docker archive has manifest.json. */
-function planArchive(contents: ArchiveContents): ImagePlan {
-  if (contents.get('oci-layout') && contents.get('index.json')) return planOciArchive(contents);
+function planArchive(contents: ArchiveContents, tag: string | undefined): ImagePlan {
+  if (contents.get('oci-layout') && contents.get('index.json')) return planOciArchive(contents, tag);
+  if (tag !== undefined) throw new KocacheError('archive', `${contents.name} is a docker-archive, which has no tags to pick from (:${tag})`);
   if (contents.get('manifest.json')) return planDockerArchive(contents);
   throw new KocacheError('archive', `${contents.name} is a tar archive but not an image archive (no manifest.json, no oci-layout + index.json)`);
 }

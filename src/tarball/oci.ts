@@ -5,6 +5,7 @@ import type { ImageConfig, ImageIndex, ImageManifest } from '../oci/manifest.js'
 import { MediaType, isIndexMediaType, isManifestMediaType } from '../oci/mediatypes.js';
 import type { StoredFile } from './ingest.js';
 import { layoutBlobPath } from './layout.js';
+import { needsTag, selectLayoutEntry } from '../oci/refname.js';
 import { isObject, parseJsonFile } from './json.js';
 import type { ImagePlan, LayerPlan, ManifestPlan } from './plan.js';
 import type { ArchiveContents } from './scan.js';
@@ -21,15 +22,18 @@ export function layerPacking(mediaType: string): 'tar' | 'gzip' | 'zstd' | 'othe
  * An OCI archive or layout: index.json names the image. One entry is pushed as that manifest or
  * index; several entries are pushed as index.json itself (a multi-platform layout).
  */
-export function planOciArchive(contents: ArchiveContents): ImagePlan {
+export function planOciArchive(contents: ArchiveContents, tag?: string): ImagePlan {
   const name = contents.name;
   const indexFile = contents.need('index.json', 'the OCI layout');
   if (!indexFile.bytes) throw new KocacheError('archive', `${name}: index.json is not a JSON document of reasonable size`);
   const indexBytes = indexFile.bytes;
   const index = readIndex(indexBytes, `${name}: index.json`);
   if (index.manifests.length === 0) throw new KocacheError('archive', `${name}: index.json lists no image`);
-  if (index.manifests.length === 1) {
-    const only = index.manifests[0]!;
+  // A tag (oci:DIR:TAG) picks its entry; several entries that are not one multi-platform image
+  // are several images, and which one is meant must be said (the error lists the tags).
+  const picked = tag !== undefined || needsTag(index) ? selectLayoutEntry(index, tag, name) : undefined;
+  if (picked || index.manifests.length === 1) {
+    const only = picked ?? index.manifests[0]!;
     if (isIndexMediaType(only.mediaType)) {
       const bytes = blobBytes(contents, only, 'index.json');
       const nested = readIndex(bytes, `${name}: index ${only.digest}`);

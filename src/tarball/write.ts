@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { abandonTempFile } from '../util/tmpfile.js';
+import { abandonTempFile, trackTempFile } from '../util/tmpfile.js';
 import { rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import tar from 'tar-stream';
@@ -57,6 +57,7 @@ export async function writeDockerArchive(file: string, image: PushableManifest, 
   };
 
   const tmp = join(dirname(file), `.${basename(file)}.tmp-${randomBytes(6).toString('hex')}`);
+  const forget = trackTempFile(tmp);
   const out = createWriteStream(tmp);
   const failed = new Promise<never>((_, reject) => out.once('error', (e) => reject(fsError(e, file, 'write'))));
   failed.catch(() => undefined);
@@ -76,6 +77,8 @@ export async function writeDockerArchive(file: string, image: PushableManifest, 
     await abandonTempFile(out, tmp);
     if (err instanceof KocacheError) throw err;
     throw fsError(err, file, 'write');
+  } finally {
+    forget();
   }
   return { imageId: image.config.descriptor.digest, bytes };
 }

@@ -5,6 +5,7 @@ import { parsePlatform } from '../../oci/platform.js';
 import { type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
 import { formatBytes } from '../output.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
+import { layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
 
 interface BuildArgs extends GlobalArgs, CacheRepoArgs {
   source: string;
@@ -17,7 +18,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
   command: 'build <source>',
   describe: 'Build one layer from SRC[:DEST] through the cache and print its descriptor as JSON',
   builder: (y: Argv) =>
-    cacheRepoOptions(globalOptions(y))
+    layerOptions(cacheRepoOptions(globalOptions(y)))
       .positional('source', { type: 'string', demandOption: true, describe: 'File or directory, optionally :/destination/in/image' })
       .option('import-path', { requiresArg: true, type: 'string', demandOption: true, describe: 'What is being built, e.g. github.com/you/app: the namespace of --build-id and Go build IDs (a layer found by its content is shared by every namespace)' })
       .option('platform', { requiresArg: true, type: 'string', default: 'linux/amd64', describe: 'OS/ARCH[/VARIANT] the layer is for' })
@@ -25,7 +26,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .example('$0 build ./out/app:/usr/local/bin/app --import-path example.com/app --platform linux/arm64', '') as unknown as Argv<BuildArgs>,
   handler: async (args) => {
     const platform = parsePlatform(args.platform);
-    const source = parseLayerSource(args.source);
+    const source = withLayerSettings(parseLayerSource(args.source), layerSettings(args as unknown as Record<string, unknown>));
     const repos = cacheReposFrom(args);
     const ctx = makeContext(args);
     // The registry cache is loaded only when asked for: a plain local hit must not load it.

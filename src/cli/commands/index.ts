@@ -9,7 +9,9 @@ export type AnyCommand = CommandModule<any, any>;
  */
 export const commandLoaders: Record<string, () => Promise<AnyCommand>> = {
   build: async () => (await import('./build.js')).buildCommand,
+  du: async () => (await import('./du.js')).duCommand,
   gc: async () => (await import('./gc.js')).gcCommand,
+  inspect: async () => talksToRegistries((await import('./inspect.js')).inspectCommand),
   ls: async () => (await import('./ls.js')).lsCommand,
   publish: async () => talksToRegistries((await import('./publish.js')).publishCommand),
   push: async () => talksToRegistries((await import('./push.js')).pushCommand),
@@ -23,20 +25,27 @@ async function talksToRegistries(command: AnyCommand): Promise<AnyCommand> {
 }
 
 // Global options that take a value, so the command word can be told from an option's value.
-const VALUE_OPTIONS = new Set(['--cache-dir', '--jobs', '-j', '--level']);
+export const VALUE_OPTIONS = new Set(['--cache-dir', '--jobs', '-j', '--level']);
 
-/** The subcommands needed to parse `argv`: the one named, or all of them (for help and errors). */
-export async function loadCommands(argv: readonly string[]): Promise<AnyCommand[]> {
+/** Where the command word is in `argv` (-1 when there is none). */
+export function commandIndex(argv: readonly string[]): number {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    if (a === '--') return -1;
     if (VALUE_OPTIONS.has(a)) {
       i++;
       continue;
     }
     if (a.startsWith('-')) continue;
-    const load = commandLoaders[a];
-    if (load) return [await load()];
-    break;
+    return Object.hasOwn(commandLoaders, a) || a === 'completion' ? i : -1;
   }
+  return -1;
+}
+
+/** The subcommands needed to parse `argv`: the one named, or all of them (for help and errors). */
+export async function loadCommands(argv: readonly string[]): Promise<AnyCommand[]> {
+  const at = commandIndex(argv);
+  const load = at >= 0 ? commandLoaders[argv[at]!] : undefined;
+  if (load) return [await load()];
   return Promise.all(Object.values(commandLoaders).map((load) => load()));
 }

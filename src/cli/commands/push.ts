@@ -1,5 +1,10 @@
 import type { Argv, CommandModule } from 'yargs';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { KocacheError, usageError } from '../../errors.js';
+import { parseImageSource } from '../../image/transport.js';
+import { needsTag, parseLayoutIndex, selectLayoutEntry } from '../../oci/refname.js';
+import { readLayoutIndex } from '../../tarball/layout.js';
 import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
 import { RegistryClient } from '../../remote/client.js';
 import { type PushResult, pushImage, targetDigest } from '../../remote/push.js';
@@ -14,17 +19,25 @@ import { RegistryCache } from '../../regcache/cache.js';
 import { archiveRecordKey } from '../../regcache/archives.js';
 import { BlobPusher } from '../../remote/blob-pusher.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
+import { writeResultFile } from '../publish-options.js';
+import { Progress } from '../progress.js';
 
 interface PushArgs extends GlobalArgs, CacheRepoArgs, RegistryArgs {
   archive: string;
   reference: string;
   also?: string | string[] | undefined;
   'insecure-registry'?: string | string[] | undefined;
+  'image-refs'?: string | undefined;
+  'digest-file'?: string | undefined;
 }
 
 /** One archive and where it goes. */
 interface PushJob {
+  /** As given (for messages and --json). */
   archive: string;
+  /** The file or folder, and the layout entry to take (oci:DIR:TAG). */
+  path: string;
+  tag?: string | undefined;
   target: Reference;
 }
 
@@ -33,22 +46,34 @@ export const pushCommand: CommandModule<object, PushArgs> = {
   describe: 'Push an image archive (docker-archive, OCI archive or layout; plain or gzipped) to a registry through the cache',
   builder: (y: Argv) =>
     registryOptions(cacheRepoOptions(globalOptions(y)))
-      .positional('archive', { type: 'string', demandOption: true, describe: 'docker save / Nix / skopeo / Bazel output, or an OCI layout directory' })
+      .option('image-refs', { type: 'string', requiresArg: true, describe: 'Write each pushed REGISTRY/REPO@sha256:... to this file, one a line' })
+      .option('digest-file', { type: 'string', requiresArg: true, describe: 'Write each pushed sha256:... digest to this file, one a line' })
+      .positional('archive', { type: 'string', demandOption: true, describe: 'docker save / Nix / skopeo / Bazel output, OCI layout or archive; oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE' })
       .positional('reference', { type: 'string', demandOption: true, describe: 'REGISTRY/REPO[:TAG] to push to' })
       .option('also', { requiresArg: true, type: 'string', describe: 'Another ARCHIVE=REFERENCE pushed in parallel with the first (repeatable)' })
       .option('insecure-registry', { requiresArg: true, type: 'string', describe: 'HOST[:PORT] reached over plain HTTP, repeatable (loopback always is)' })
       .example('$0 push result.tar.gz ghcr.io/you/app:v1', 'inflate once, compress each layer once, upload only missing blobs')
       .example('$0 push app.tar ghcr.io/you/app:v1 --also worker.tar=ghcr.io/you/worker:v1', 'two images at once') as unknown as Argv<PushArgs>,
   handler: async (args) => {
-    const jobs = [{ archive: args.archive, target: pushTarget(args.reference) }, ...many(args.also).map(parseAlso)];
+    const jobs = [pushJob(args.archive, pushTarget(args.reference)), ...many(args.also).map(parseAlso)];
     const repos = cacheReposFrom(args);
     const timeouts = registryTimeouts(args);
     const ctx = makeContext(args);
     const insecure = many(args['insecure-registry']);
     const registryCache = repos && new RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, insecureRegistries: insecure });
     const results = await pushArchives(ctx, jobs, insecure, registryCache, timeouts);
-    const rows = results.map((r, i) => ({ archive: jobs[i]!.archive, ...r }));
-    ctx.out.result(rows.length === 1 ? rows[0] : rows, rows.map((r) => r.reference).join('\n'));
+    // One shape however many archives (docs/cli-json.md): the images, then the totals.
+    const images = results.map((r, i) => ({
+      archive: jobs[i]!.archive, reference: r.reference, digest: r.digest, tag: jobs[i]!.target.tag ?? null,
+      uploaded: r.uploaded, mounted: r.mounted, present: r.present, bytesUploaded: r.bytesUploaded,
+    }));
+    const sum = (k: 'uploaded' | 'mounted' | 'present' | 'bytesUploaded') => images.reduce((n, i) => n + i[k], 0);
+    const result = { images, uploaded: sum('uploaded'), mounted: sum('mounted'), present: sum('present'), bytesUploaded: sum('bytesUploaded') };
+    if (args['image-refs'] !== undefined) writeResultFile(String(args['image-refs']), images.map((i) => `${i.reference}\n`).join(''), '--image-refs file');
+    if (args['digest-file'] !== undefined) writeResultFile(String(args['digest-file']), images.map((i) => i.digest).join('\n'), '--digest-file');
+    const what = images.length === 1 ? formatReference(jobs[0]!.target) : `${images.length} images`;
+    ctx.out.info(`pushed ${what}: blobs ${result.uploaded} uploaded (${formatBytes(result.bytesUploaded)}), ${result.mounted} mounted, ${result.present} already present`);
+    ctx.out.result(result, images.map((r) => r.reference).join('\n'));
     // Records still being written are waited for once the images are out (failures were warnings).
     await registryCache?.close();
   },
@@ -70,7 +95,26 @@ function parseAlso(s: string): PushJob {
   // Split at the last '=': a path may hold one, a reference never does.
   const eq = s.lastIndexOf('=');
   if (eq <= 0 || eq === s.length - 1) throw usageError(`--also wants ARCHIVE=REFERENCE, not ${JSON.stringify(s)}`);
-  return { archive: s.slice(0, eq), target: pushTarget(s.slice(eq + 1)) };
+  return pushJob(s.slice(0, eq), pushTarget(s.slice(eq + 1)));
+}
+
+/**
+ * An archive argument in skopeo's transport names (oci:DIR[:TAG], oci-archive:FILE[:TAG],
+ * docker-archive:FILE) or a bare path. A layout folder's choice of image is checked now, before
+ * any work: a layout holding several named images needs :TAG, and the error lists the tags.
+ */
+function pushJob(archive: string, target: Reference): PushJob {
+  const source = parseImageSource(archive);
+  if (source.kind === 'registry') {
+    throw usageError(`${archive} is not an archive or layout on disk (no such file): push takes docker-archive, OCI archive or layout paths`);
+  }
+  if (source.kind === 'layout' || (existsSync(join(source.path, 'oci-layout')) && source.format === undefined)) {
+    if (existsSync(join(source.path, 'index.json'))) {
+      const index = parseLayoutIndex(readLayoutIndex(source.path), source.path);
+      if (source.tag !== undefined || needsTag(index)) selectLayoutEntry(index, source.tag, `oci:${source.path}`);
+    }
+  }
+  return { archive, path: source.path, tag: source.tag, target };
 }
 
 /**
@@ -80,7 +124,14 @@ function parseAlso(s: string): PushJob {
 export async function pushArchives(ctx: Context, jobs: PushJob[], insecureRegistries: string[], registryCache?: RegistryCache, timeouts: Partial<Timeouts> = {}): Promise<PushResult[]> {
   const client = new RegistryClient({ insecureRegistries, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), cache: ctx.cache, timeouts });
   try {
-    const settled = await Promise.allSettled(jobs.map((job) => pushOne(ctx, client, job, jobs.length > 1, registryCache)));
+    const progress = new Progress(ctx.out);
+    progress.phase(jobs.length > 1 ? `reading ${jobs.length} archives` : `reading ${jobs[0]!.archive}`);
+    let settled: PromiseSettledResult<PushResult>[];
+    try {
+      settled = await Promise.allSettled(jobs.map((job) => pushOne(ctx, client, job, progress, registryCache)));
+    } finally {
+      progress.stop();
+    }
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
     return settled.map((s) => (s as PromiseFulfilledResult<PushResult>).value);
@@ -89,8 +140,8 @@ export async function pushArchives(ctx: Context, jobs: PushJob[], insecureRegist
   }
 }
 
-async function pushOne(ctx: Context, client: RegistryClient, job: PushJob, several: boolean, rc: RegistryCache | undefined): Promise<PushResult> {
-  const label = several ? `${job.archive}: ` : '';
+async function pushOne(ctx: Context, client: RegistryClient, job: PushJob, progress: Progress, rc: RegistryCache | undefined): Promise<PushResult> {
+  let last = 0;
   const repo: Reference = { registry: job.target.registry, repository: job.target.repository };
   const pusher = new BlobPusher(client, repo, ctx.jobs);
   // A registry cache that knows this archive (by its sha256) answers with the image: its blobs are
@@ -99,20 +150,21 @@ async function pushOne(ctx: Context, client: RegistryClient, job: PushJob, sever
     kind: 'registry', repo, settle: (d, o) => pusher.settle(d, o),
   }))?.record.image) : undefined;
   const [loaded, current] = await Promise.all([
-    loadArchive(job.archive, {
-      cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), remote,
-      onRead: (read, total) => ctx.out.progress(() => `${label}reading ${job.archive}: ${formatBytes(read)} of ${formatBytes(total)}`),
+    loadArchive(job.path, {
+      cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), remote, tag: job.tag,
+      onRead: (read, total) => {
+        progress.bytesRead(read - last, total);
+        last = read;
+        // Reading ends before the last layers are compressed: say so, or the count looks stuck.
+        if (read === total) progress.phase('compressing layers');
+      },
     }),
     targetDigest(client, job.target),
   ]);
   if (rc?.check) await checkArchive(rc, loaded);
   const image = await archivePushable(ctx.cache, loaded.image);
-  const pushed = pushImage(client, job.target, image, {
-    jobs: ctx.jobs,
-    current,
-    pusher,
-    onProgress: ({ done, total }) => ctx.out.progress(() => `${label}pushing ${formatReference(job.target)}: ${done}/${total}`),
-  });
+  progress.phase(`pushing to ${formatReference(job.target)}`);
+  const pushed = pushImage(client, job.target, progress.countingImage(image), { jobs: ctx.jobs, current, pusher });
   if (rc) rc.offerArchive(archiveRecordKey(loaded.key), loaded.image, manifestBytes(image), { target: repo, ready: pushed });
   return pushed;
 }

@@ -3,6 +3,7 @@ import { usageError } from '../../errors.js';
 import { type WarmResult, warmBase } from '../../image/base.js';
 import { buildLayer } from '../../layer/build.js';
 import { parseLayerSource } from '../../layer/source.js';
+import { type LayerSettings, layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
 import { type Platform, describePlatforms, formatPlatform, parsePlatform } from '../../oci/platform.js';
 import { RegistryClient } from '../../remote/client.js';
 import { loadArchive, topDescriptor, type LoadedArchive } from '../../tarball/load.js';
@@ -34,7 +35,7 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
   command: 'warm [targets..]',
   describe: 'Fill the cache ahead of a publish or push: base images (REF...), layers (SRC --import-path), archives (--tarball)',
   builder: (y: Argv) =>
-    registryOptions(cacheRepoOptions(globalOptions(y)))
+    layerOptions(registryOptions(cacheRepoOptions(globalOptions(y))))
       .positional('targets', {
         type: 'string',
         array: true,
@@ -70,7 +71,7 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
     try {
       if (hasTarballs) return await warmTarballs(ctx, (args.tarball ?? []).map(String), registryCache);
       if (args['import-path'] !== undefined) {
-        return await warmLayers(ctx, targets, args['import-path'], platforms.length > 0 ? platforms : [parsePlatform('linux/amd64')], args['build-id'], registryCache);
+        return await warmLayers(ctx, targets, args['import-path'], platforms.length > 0 ? platforms : [parsePlatform('linux/amd64')], args['build-id'], registryCache, layerSettings(args as unknown as Record<string, unknown>));
       }
     } finally {
       await registryCache?.close();
@@ -135,10 +136,10 @@ export async function warmBases(ctx: Context, refs: string[], platforms: Platfor
 }
 
 /** Pre-builds layers exactly as `build` would, for every platform asked for. */
-export async function warmLayers(ctx: Context, sources: string[], importPath: string, platforms: Platform[], buildId: string | undefined, rc?: RegistryCache): Promise<void> {
+export async function warmLayers(ctx: Context, sources: string[], importPath: string, platforms: Platform[], buildId: string | undefined, rc?: RegistryCache, settings: LayerSettings = {}): Promise<void> {
   // Records only: a layer the registry cache has is checked there, not fetched.
   const tier = rc && layerTier(rc, { target: { kind: 'none' } });
-  const parsed = sources.map((s) => parseLayerSource(s));
+  const parsed = sources.map((s) => withLayerSettings(parseLayerSource(s), settings));
   const rows = [];
   for (const source of parsed) {
     for (const platform of platforms) {

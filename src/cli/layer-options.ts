@@ -1,0 +1,50 @@
+import type { Argv } from 'yargs';
+import { usageError } from '../errors.js';
+import { excludeFilter } from '../layer/exclude.js';
+import { type LayerSource, parseOwner } from '../layer/source.js';
+import type { LayerModePolicy } from '../layer/tarspec.js';
+
+/** How every layer of a command is tarred, unless its SRC:DEST:UID:GID says otherwise. */
+export interface LayerSettings {
+  owner?: { uid: number; gid: number } | undefined;
+  mode?: LayerModePolicy | undefined;
+  exclude?: ReturnType<typeof excludeFilter>;
+}
+
+/** The layer flags of build, publish and warm. Each is part of the layer's cache key. */
+export function layerOptions<T>(y: Argv<T>): Argv<T> {
+  return y
+    .option('owner', { type: 'string', requiresArg: true, describe: 'UID:GID owning every entry of the layers (default 0:0; per layer: SRC:DEST:UID:GID)' })
+    .option('mode', { type: 'string', requiresArg: true, describe: 'normalize (0755/0644, the default) or keep (permission bits as on disk)' })
+    .option('exclude', { type: 'string', requiresArg: true, describe: 'Leave out paths matching this .dockerignore pattern (relative to SRC), repeatable' })
+    .option('exclude-from', { type: 'string', requiresArg: true, describe: 'A .dockerignore-style file of patterns to leave out, repeatable' }) as Argv<T>;
+}
+
+function list(v: unknown): string[] {
+  return v === undefined ? [] : Array.isArray(v) ? v.map(String) : [String(v)];
+}
+
+/** Reads the layer flags (checked before any work starts). */
+export function layerSettings(args: Record<string, unknown>): LayerSettings {
+  const out: LayerSettings = {};
+  const owner = list(args.owner);
+  if (owner.length > 1) throw usageError('--owner given twice: give it once (or per layer as SRC:DEST:UID:GID)');
+  if (owner.length) out.owner = parseOwner(owner[0]!);
+  const mode = list(args.mode);
+  if (mode.length > 1) throw usageError('--mode given twice');
+  if (mode.length) {
+    if (mode[0] !== 'normalize' && mode[0] !== 'keep') throw usageError(`--mode ${JSON.stringify(mode[0])}: want normalize or keep`);
+    out.mode = mode[0];
+  }
+  out.exclude = excludeFilter(list(args.exclude), list(args['exclude-from']));
+  return out;
+}
+
+/** A layer source with the command's settings; an owner in the spec itself wins. */
+export function withLayerSettings(source: LayerSource, s: LayerSettings): LayerSource {
+  const out: LayerSource = { ...source };
+  if (out.owner === undefined && s.owner) out.owner = s.owner;
+  if (s.mode) out.mode = s.mode;
+  if (s.exclude) out.exclude = s.exclude;
+  return out;
+}

@@ -1,0 +1,133 @@
+import type { BlobSource, Pushable, PushableManifest } from '../oci/pushable.js';
+import { type Output, formatBytes } from './output.js';
+
+/**
+ * What a long publish or push is doing, for the one-line status on a terminal: the phase, layers
+ * done of layers to do, bytes read, bytes uploaded of the bytes being uploaded and the rate, and
+ * the time so far. The line is redrawn every half second even when no byte moved, so a slow step
+ * (compressing a big layer) shows its clock running instead of a frozen count. Each phase that
+ * ends leaves one line behind. Nothing is drawn off a terminal or in CI (Output.showProgress).
+ */
+export class Progress {
+  private phaseName = '';
+  private phaseStart = Date.now();
+  private readonly start = Date.now();
+  private layersDone = 0;
+  private layersTotal = 0;
+  private lastLayer = '';
+  private read = 0;
+  private readExpected = 0;
+  private sent = 0;
+  private sending = 0;
+  private firstSend = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly out: Output) {}
+
+  /** Starts a phase; the previous one, if any, leaves its line. */
+  phase(name: string): void {
+    this.endPhase();
+    this.phaseName = name;
+    this.phaseStart = Date.now();
+    if (this.out.showProgress && !this.timer) {
+      this.timer = setInterval(() => this.draw(true), 500);
+      this.timer.unref();
+    }
+    this.draw(true);
+  }
+
+  /** Ends the current phase: one line saying what it did and how long it took (terminal only). */
+  endPhase(detail?: string): void {
+    if (!this.phaseName) return;
+    if (this.out.showProgress) this.out.info(`${this.phaseName}: ${detail ?? 'done'} (${seconds(Date.now() - this.phaseStart)})`);
+    this.phaseName = '';
+  }
+
+  /** Stops the clock; the caller's summary line follows. */
+  stop(): void {
+    if (this.timer) this.draw(true); // the last counts, seen at least once
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.out.clearProgress();
+  }
+
+  layersToDo(n: number): void {
+    this.layersTotal = n;
+    this.draw();
+  }
+
+  layerDone(label: string): void {
+    this.layersDone++;
+    this.lastLayer = label;
+    this.draw();
+  }
+
+  bytesRead(n: number, expected?: number): void {
+    this.read += n;
+    if (expected !== undefined) this.readExpected = expected;
+    this.draw();
+  }
+
+  /** A blob whose upload has started counts its size toward the bytes expected. */
+  private uploadStarted(size: number): void {
+    if (this.firstSend === 0) this.firstSend = Date.now();
+    this.sending += size;
+  }
+
+  private uploaded(n: number): void {
+    this.sent += n;
+    this.draw();
+  }
+
+  /** The same blob, counting the bytes read from it by an upload. */
+  counting(blob: BlobSource): BlobSource {
+    if (!this.out.showProgress) return blob;
+    const self = this;
+    return {
+      ...blob,
+      open: () => {
+        self.uploadStarted(blob.descriptor.size);
+        return (async function* () {
+          for await (const chunk of blob.open()) {
+            self.uploaded(chunk.byteLength);
+            yield chunk;
+          }
+        })();
+      },
+    };
+  }
+
+  /** The same image, its blobs counted as they are uploaded. */
+  countingImage(image: Pushable): Pushable {
+    if (!this.out.showProgress) return image;
+    const m = (x: PushableManifest): PushableManifest => ({ ...x, config: this.counting(x.config), layers: x.layers.map((l) => this.counting(l)) });
+    return image.kind === 'manifest' ? m(image) : { ...image, manifests: image.manifests.map(m) };
+  }
+
+  /** Bytes uploaded so far (of blobs opened through counting()). */
+  get uploadedBytes(): number {
+    return this.sent;
+  }
+
+  private draw(force = false): void {
+    if (!this.out.showProgress) return;
+    // Most telling first: the line is cut to the terminal's width.
+    const text = () => {
+      const parts = [`${this.phaseName || 'working'} ${seconds(Date.now() - this.start)}`];
+      if (this.sending) {
+        const secs = (Date.now() - this.firstSend) / 1000;
+        const rate = secs > 0.05 ? ` at ${formatBytes(this.sent / secs)}/s` : '';
+        parts.push(`uploaded ${formatBytes(this.sent)} of ${formatBytes(this.sending)}${rate}`);
+      }
+      if (this.read) parts.push(this.readExpected ? `read ${formatBytes(this.read)} of ${formatBytes(this.readExpected)}` : `read ${formatBytes(this.read)}`);
+      if (this.layersTotal) parts.push(`layers ${this.layersDone}/${this.layersTotal}${this.lastLayer ? ` (${this.lastLayer})` : ''}`);
+      return parts.join(' · ');
+    };
+    if (force) this.out.redraw(text);
+    else this.out.progress(text);
+  }
+}
+
+function seconds(ms: number): string {
+  return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
+}

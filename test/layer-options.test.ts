@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { before, describe, test } from 'node:test';
+import tar from 'tar-stream';
+import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
+
+let work: string;
+let env: Record<string, string>;
+let src: string;
+
+interface Built { digest: string; diffid: string; cached: boolean }
+
+before(() => {
+  work = tempDir('kocache-layer-opts-');
+  env = { KOCACHE: join(work, 'cache') };
+  src = join(work, 'src');
+  mkdirSync(join(src, 'node_modules', 'x'), { recursive: true });
+  mkdirSync(join(src, 'logs'));
+  writeFileSync(join(src, 'app.js'), 'app');
+  chmodSync(join(src, 'app.js'), 0o700);
+  writeFileSync(join(src, 'node_modules', 'x', 'i.js'), 'dep');
+  writeFileSync(join(src, 'logs', 'a.log'), 'a');
+  writeFileSync(join(src, 'logs', 'keep.log'), 'k');
+  writeFileSync(join(work, 'ignore'), '# comment\nnode_modules\n\nlogs/*.log\n!logs/keep.log\n');
+});
+
+async function build(args: string[]): Promise<Built> {
+  const r = await runCli(['build', '--import-path', 'example.com/opts', '--build-id', 'fixed-id', ...args], env, { cwd: work });
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as Built;
+}
+
+/** name -> [mode, uid, gid] of every entry of a cached layer blob. */
+async function entries(digest: string): Promise<Map<string, [number, number, number]>> {
+  const r = await runCli(['ls', '--json'], env);
+  const row = (JSON.parse(r.stdout) as { digest: string }[]).find((x) => x.digest === digest);
+  assert.ok(row, `${digest} is in the cache`);
+  const hex = digest.slice(7);
+  const blob = readFileSync(join(env.KOCACHE!, 'content-v2', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex.slice(4)));
+  const out = new Map<string, [number, number, number]>();
+  const extract = tar.extract();
+  Readable.from([blob]).pipe(createGunzip()).pipe(extract);
+  for await (const e of extract) {
+    out.set(e.header.name, [e.header.mode!, e.header.uid!, e.header.gid!]);
+    e.resume();
+  }
+  return out;
+}
+
+describe('per-layer owner, modes and excludes', () => {
+  test('owner from SRC:DEST:UID:GID or --owner; the folders above DEST stay root', async () => {
+    const a = await build([`${src}:/srv/app:1000:1001`]);
+    const e = await entries(a.digest);
+    assert.deepEqual(e.get('srv/'), [0o755, 0, 0]);
+    assert.deepEqual(e.get('srv/app/'), [0o755, 1000, 1001]);
+    assert.deepEqual(e.get('srv/app/app.js'), [0o755, 1000, 1001]); // 0700 on disk, owner-executable
+    const b = await build([`${src}:/srv/app`, '--owner', '1000:1001']);
+    assert.equal(b.digest, a.digest, '--owner is the same as the per-layer form');
+    assert.equal(b.cached, true);
+    const bad = await runCli(['build', `${src}:/srv`, '--import-path', 'x.com/y', '--owner', 'app:app'], env);
+    assert.equal(bad.code, 2);
+    assert.ok(isOneLineError(bad), bad.stderr);
+  });
+
+  test('--mode keep keeps the bits on disk; normalize (default) does not', async () => {
+    const norm = await build([`${src}:/m`]);
+    const keep = await build([`${src}:/m`, '--mode', 'keep']);
+    assert.notEqual(keep.digest, norm.digest);
+    assert.equal((await entries(norm.digest)).get('m/app.js')![0], 0o755);
+    assert.equal((await entries(norm.digest)).get('m/logs/a.log')![0], 0o644);
+    assert.equal((await entries(keep.digest)).get('m/app.js')![0], 0o700);
+  });
+
+  test('excludes from flags and a .dockerignore-style file, with ! taking a path back', async () => {
+    const all = await build([`${src}:/e`]);
+    const some = await build([`${src}:/e`, '--exclude-from', join(work, 'ignore')]);
+    assert.notEqual(some.digest, all.digest);
+    const names = [...(await entries(some.digest)).keys()];
+    assert.deepEqual(names, ['e/', 'e/app.js', 'e/logs/', 'e/logs/keep.log']);
+    const flags = await build([`${src}:/e`, '--exclude', 'node_modules', '--exclude', 'logs/*.log', '--exclude', '!logs/keep.log']);
+    assert.equal(flags.digest, some.digest, 'the same patterns as flags give the same layer');
+    const missing = await runCli(['build', `${src}:/e`, '--import-path', 'x.com/y', '--exclude-from', join(work, 'nope')], env);
+    assert.ok(isOneLineError(missing), missing.stderr);
+  });
+
+  test('each setting is part of the cache key, even under one build id', async () => {
+    const seen = new Set<string>();
+    for (const args of [[`${src}:/k`], [`${src}:/k:1:1`], [`${src}:/k`, '--mode', 'keep'], [`${src}:/k`, '--exclude', 'logs']]) {
+      const first = await build(args);
+      assert.ok(!seen.has(first.digest), `${args.join(' ')} gave a layer of another setting: the key missed the setting`);
+      seen.add(first.digest);
+      const again = await build(args);
+      assert.equal(again.cached, true);
+      assert.equal(again.digest, first.digest);
+    }
+  });
+
+  test('warm takes the same settings: the build after it is a hit', async () => {
+    const args = [`${src}:/w:7:7`, '--mode', 'keep', '--exclude', 'node_modules'];
+    const w = await runCli(['warm', '--json', '--import-path', 'example.com/opts', '--build-id', 'warm-id', ...args], env);
+    assert.equal(w.code, 0, w.stderr);
+    const r = await runCli(['build', '--import-path', 'example.com/opts', '--build-id', 'warm-id', ...args], env);
+    const b = JSON.parse(r.stdout) as Built;
+    assert.equal(b.cached, true);
+    assert.equal(b.digest, (JSON.parse(w.stdout) as { digest: string }).digest);
+    assert.deepEqual((await entries(b.digest)).get('w/app.js'), [0o700, 7, 7]);
+  });
+
+  test('publish and the project file take the same settings', async () => {
+    const dir = join(work, 'proj');
+    mkdirSync(dir);
+    writeFileSync(join(dir, '.kocache.json'), JSON.stringify({
+      base: 'scratch',
+      layers: [{ src: '../src', dest: '/srv', owner: '1000:1001' }],
+      mode: 'keep',
+      exclude: ['node_modules'],
+      excludeFrom: '../ignore',
+    }));
+    const r = await runCli(['publish', '--json', '--output', `oci:${join(dir, 'out')}`], env, { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    const manifestDigest = (JSON.parse(r.stdout) as { digest: string }).digest;
+    const manifest = JSON.parse(readFileSync(join(dir, 'out', 'blobs', 'sha256', manifestDigest.slice(7)), 'utf8')) as { layers: { digest: string }[] };
+    const e = await entries(manifest.layers[0]!.digest);
+    assert.deepEqual([...e.keys()], ['srv/', 'srv/app.js', 'srv/logs/', 'srv/logs/keep.log']);
+    assert.deepEqual(e.get('srv/app.js'), [0o700, 1000, 1001]);
+    writeFileSync(join(dir, '.kocache.json'), JSON.stringify({ base: 'scratch', layers: [{ src: '../src', dest: '/srv', owner: 'root' }] }));
+    const bad = await runCli(['publish', '--output', `oci:${join(dir, 'out')}`], env, { cwd: dir });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /layers\[0\]\.owner: want "UID:GID", not "root"/);
+  });
+});
+
+describe('names that are not UTF-8', () => {
+  test('are tarred with their bytes, as GNU tar does, short and long, files and folders', async () => {
+    const root = join(work, 'latin1');
+    const p = (rel: string) => Buffer.from(`${root}/${rel}`, 'latin1');
+    mkdirSync(root);
+    mkdirSync(p('d\xefr'));
+    writeFileSync(p('caf\xe9.txt'), 'latin1 name');
+    writeFileSync(p('d\xefr/inner'), 'inner');
+    writeFileSync(p(`${'l'.repeat(120)}\xe9`), 'long name');
+    writeFileSync(p('ok.txt'), 'ok');
+    const first = await build([`${root}:/data`]);
+    const again = await build([`${root}:/data`]);
+    assert.equal(again.cached, true);
+    assert.equal(again.digest, first.digest);
+    // GNU tar reads the layer back to the very bytes and contents.
+    const hex = first.digest.slice(7);
+    const blob = join(env.KOCACHE!, 'content-v2', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex.slice(4));
+    const out = join(work, 'latin1-out');
+    mkdirSync(out);
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('tar', ['xzf', blob, '-C', out]);
+    const names = (dir: Buffer) => (readdirSync(dir, { encoding: 'buffer' }) as Buffer[]).map((b) => b.toString('latin1')).sort();
+    assert.deepEqual(names(Buffer.from(join(out, 'data'))), names(Buffer.from(root)));
+    assert.equal(readFileSync(Buffer.from(`${out}/data/caf\xe9.txt`, 'latin1'), 'utf8'), 'latin1 name');
+    assert.equal(readFileSync(Buffer.from(`${out}/data/d\xefr/inner`, 'latin1'), 'utf8'), 'inner');
+    assert.equal(readFileSync(Buffer.from(`${out}/data/${'l'.repeat(120)}\xe9`, 'latin1'), 'utf8'), 'long name');
+    // The names as GNU tar itself stores them.
+    const listed = execFileSync('tar', ['--quoting-style=literal', '-tzf', blob]).toString('latin1').trim().split('\n');
+    assert.deepEqual(listed, ['data/', 'data/caf\xe9.txt', 'data/d\xefr/', 'data/d\xefr/inner', `data/${'l'.repeat(120)}\xe9`, 'data/ok.txt']);
+  });
+});
