@@ -29,6 +29,8 @@ function validArgs(dir: string): Record<string, string[]> {
     warm: [src, '--import-path', 'example.com/app'],
     gc: [],
     ls: [],
+    du: [],
+    inspect: [`oci:${join(dir, 'missing')}`],
   };
 }
 

@@ -48,7 +48,7 @@ test('a layout manifest that is not valid UTF-8 is pushed byte for byte, under i
 
   const r = await runCli(['push', '--json', layout, `${reg.host}/exact/app:v1`], { KOCACHE: join(dir, 'cache') });
   assert.equal(r.code, 0, r.stderr);
-  assert.equal((JSON.parse(r.stdout) as { digest: string }).digest, digest);
+  assert.equal((JSON.parse(r.stdout) as { images: { digest: string }[] }).images[0]!.digest, digest);
   const raw = execFileSync(skopeoPath(), ['inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/exact/app:v1`]);
   assert.ok(raw.equals(manifest), 'the registry holds the archive manifest, byte for byte');
 });
