@@ -107,8 +107,9 @@ export class RegistryCache {
       ...(this.o.dockerConfigDir ? { dockerConfigDir: this.o.dockerConfigDir } : {}),
       jobs: this.o.jobs,
       cache: this.o.cache,
-      // A cache that does not answer at once is a miss: two tries, not the image push's four.
-      retry: { tries: 2, baseDelayMs: 100, maxDelayMs: 500, maxRetryAfterMs: 1000 },
+      // Short waits (a cache that does not answer soon is a miss), but four tries: the distribution
+      // registry answers 500 now and then while many writers put records in one repository.
+      retry: { tries: 4, baseDelayMs: 100, maxDelayMs: 500, maxRetryAfterMs: 1000 },
     })));
   }
 
