@@ -27,7 +27,8 @@ export { parseLayerSource, type LayerSource } from './layer/source.js';
 export { buildLayer, type BuildLayerOptions, type LayerResult } from './layer/build.js';
 
 // Images: a base, layers on top, one manifest per platform and an index over them.
-export { loadBase, scratchBase, warmBase, type BaseImage, type BaseOptions, type WarmOptions, type WarmResult } from './image/base.js';
+export { loadBase, scratchBase, type BaseImage, type BaseOptions } from './image/base.js';
+export { warmBase, type WarmOptions, type WarmResult } from './image/warm.js';
 export { buildImage, type BuildImageOptions, type PlatformPlan } from './image/build.js';
 export { createdTime, type ConfigOverrides } from './image/config.js';
 
@@ -36,6 +37,13 @@ export { RegistryClient, type ClientOptions } from './remote/client.js';
 export { DEFAULT_TIMEOUTS, type Timeouts } from './remote/timeouts.js';
 export { BlobPusher } from './remote/blob-pusher.js';
 export { pushImage, type PushOptions, type PushResult } from './remote/push.js';
+
+// Publish: the whole pipeline `kocache publish` runs, as one call.
+export { publish } from './publish/publish.js';
+export type { PublishOptions, PublishProgress, PublishResult } from './publish/options.js';
+export type { OutputTarget } from './image/target.js';
+export type { LayerSettings } from './image/sources.js';
+export type { CacheRepos } from './regcache/cache.js';
 
 // Files: OCI layouts and image archives.
 export { writeLayout, type LayoutWriteOptions, type LayoutWriteResult } from './layout/write.js';

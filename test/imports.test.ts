@@ -20,7 +20,8 @@ const RANK: Record<string, number> = {
   layout: 9,
   tarball: 9,
   regcache: 10,
-  cli: 11,
+  publish: 11,
+  cli: 12,
 };
 const TOP = new Set(['index.ts']); // the library's front door may import anything
 

@@ -1,15 +1,11 @@
 import type { Argv } from 'yargs';
 import { usageError } from '../errors.js';
 import { excludeFilter } from '../layer/exclude.js';
-import { type LayerSource, parseOwner } from '../layer/source.js';
-import type { LayerModePolicy } from '../layer/tarspec.js';
+import { parseOwner } from '../layer/source.js';
+import type { LayerSettings } from '../image/sources.js';
 
-/** How every layer of a command is tarred, unless its SRC:DEST:UID:GID says otherwise. */
-export interface LayerSettings {
-  owner?: { uid: number; gid: number } | undefined;
-  mode?: LayerModePolicy | undefined;
-  exclude?: ReturnType<typeof excludeFilter>;
-}
+// Defined beside the layer specs they apply to, where the library's publish uses them too.
+export { type LayerSettings, withLayerSettings } from '../image/sources.js';
 
 /** The layer flags of build, publish and warm. Each is part of the layer's cache key. */
 export function layerOptions<T>(y: Argv<T>): Argv<T> {
@@ -37,14 +33,5 @@ export function layerSettings(args: Record<string, unknown>): LayerSettings {
     out.mode = mode[0];
   }
   out.exclude = excludeFilter(list(args.exclude), list(args['exclude-from']));
-  return out;
-}
-
-/** A layer source with the command's settings; an owner in the spec itself wins. */
-export function withLayerSettings(source: LayerSource, s: LayerSettings): LayerSource {
-  const out: LayerSource = { ...source };
-  if (out.owner === undefined && s.owner) out.owner = s.owner;
-  if (s.mode) out.mode = s.mode;
-  if (s.exclude) out.exclude = s.exclude;
   return out;
 }

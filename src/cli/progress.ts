@@ -69,12 +69,13 @@ export class Progress {
   }
 
   /** A blob whose upload has started counts its size toward the bytes expected. */
-  private uploadStarted(size: number): void {
+  uploadStarted(size: number): void {
     if (this.firstSend === 0) this.firstSend = Date.now();
     this.sending += size;
   }
 
-  private uploaded(n: number): void {
+  /** Bytes of a blob sent. */
+  uploaded(n: number): void {
     this.sent += n;
     this.draw();
   }

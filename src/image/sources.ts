@@ -1,5 +1,7 @@
 import { usageError } from '../errors.js';
+import type { ExcludeFilter } from '../layer/exclude.js';
 import { type LayerSource, parseLayerSource } from '../layer/source.js';
+import type { LayerModePolicy } from '../layer/tarspec.js';
 import type { Platform } from '../oci/platform.js';
 
 /**
@@ -36,4 +38,25 @@ export function layerSpecsFor(specs: readonly string[], p: Platform, cwd = proce
     const spec = expandPlaceholders(s, p);
     return { spec, source: parseLayerSource(spec, cwd) };
   });
+}
+
+/** How every layer of an image is tarred, unless its `SRC:DEST:UID:GID` names its own owner. */
+export interface LayerSettings {
+  owner?: { uid: number; gid: number } | undefined;
+  mode?: LayerModePolicy | undefined;
+  exclude?: ExcludeFilter | undefined;
+}
+
+/** A layer source with the image's settings; an owner in the spec itself wins. */
+export function withLayerSettings(source: LayerSource, s: LayerSettings): LayerSource {
+  const out: LayerSource = { ...source };
+  if (out.owner === undefined && s.owner) out.owner = s.owner;
+  if (s.mode) out.mode = s.mode;
+  if (s.exclude) out.exclude = s.exclude;
+  return out;
+}
+
+/** layerSpecsFor with the image's layer settings applied to every layer. */
+export function platformLayers(specs: readonly string[], p: Platform, settings: LayerSettings, cwd = process.cwd()): PlatformLayerSpec[] {
+  return layerSpecsFor(specs, p, cwd).map((l) => ({ ...l, source: withLayerSettings(l.source, settings) }));
 }

@@ -1,35 +1,19 @@
-import { basename } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { usageError } from '../../errors.js';
-import { loadBase } from '../../image/base.js';
-import { type PlatformPlan, buildImage } from '../../image/build.js';
-import { type ConfigOverrides, createdTime, parseCommand, parseKeyValue } from '../../image/config.js';
-import type { Pushable } from '../../oci/pushable.js';
-import { cachedBlob } from '../../image/blobs.js';
-import { layerSpecsFor } from '../../image/sources.js';
+import { standardAnnotations } from '../../image/annotations.js';
+import { type ConfigOverrides, parseCommand, parseKeyValue } from '../../image/config.js';
 import { type OutputTarget, parseOutput, parseRepo } from '../../image/target.js';
-import { validateImportPath } from '../../layer/build.js';
-import { writeLayout } from '../../layout/write.js';
-import type { Digest } from '../../oci/digest.js';
 import { type Platform, formatPlatform, parsePlatform } from '../../oci/platform.js';
-import { type Reference, formatReference, formatRepository, parseReference, withIdentifier } from '../../reference/reference.js';
-import { RegistryClient } from '../../remote/client.js';
-import { BlobPusher } from '../../remote/blob-pusher.js';
-import { isForeign, pushImage, targetDigest } from '../../remote/push.js';
-import { writeDockerArchive } from '../../tarball/write.js';
-import type { Descriptor } from '../../oci/descriptor.js';
-import { type CacheRepos, RegistryCache } from '../../regcache/cache.js';
-import { layerTier } from '../../regcache/layers.js';
+import { type PublishOptions, type PublishProgress, type PublishResult, isValidTag } from '../../publish/options.js';
+import { publish } from '../../publish/publish.js';
+import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
 import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
-import type { Timeouts } from '../../remote/timeouts.js';
+import { layerOptions, layerSettings } from '../layer-options.js';
 import { formatBytes } from '../output.js';
 import { loadProject } from '../project.js';
 import { Progress } from '../progress.js';
-import { type LayerSettings, layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
 import { publishOptions, withProject, writeResultFile } from '../publish-options.js';
-import { standardAnnotations } from '../../image/annotations.js';
-import { parseLayerSpecText } from '../../layer/source.js';
 
 /** A flag given once is a string, given several times an array; both mean a list. */
 type Many = string | string[] | undefined;
@@ -94,36 +78,17 @@ export const publishCommand: CommandModule<object, PublishArgs> = {
       .example('$0 publish ./dist/app_{os}_{arch}:/usr/local/bin/app --base gcr.io/distroless/static --repo ghcr.io/you/app:v1 --platform linux/amd64 --platform linux/arm64 --entrypoint /usr/local/bin/app', '') as unknown as Argv<PublishArgs>,
   handler: async (args) => {
     const req = parseRequest(withProject(args, loadProject(single(args.config, 'config'))));
-    const ctx = makeContext(args);
-    await publish(req, ctx);
+    await run(req, makeContext(args));
   },
 };
 
-/** Everything publish needs, validated before any work starts (no layer built, no request sent). */
+/** The library call the command makes, and what it needs to print the result. */
 interface PublishRequest {
-  base: string;
+  options: Omit<PublishOptions, 'cache' | 'jobs' | 'compression' | 'warn' | 'onProgress' | 'onDelivered'>;
   repo: Reference | undefined;
   output: OutputTarget;
-  layerSettings: LayerSettings;
-  /** 'all': every platform of the base, known once it is loaded. */
-  platforms: Platform[] | 'all';
-  /** Every tag the image gets (one manifest upload each, one digest); empty with no --repo. */
-  tags: string[];
-  annotations: Record<string, string>;
   imageRefs: string | undefined;
   digestFile: string | undefined;
-  specs: string[];
-  importPath: string;
-  overrides: ConfigOverrides;
-  offline: boolean;
-  insecure: string[];
-  /** The registry cache (--cache-repo, --cache-from, --cache-to, KOCACHE_REPO), if any. */
-  cacheRepos: CacheRepos | undefined;
-  timeouts: Partial<Timeouts>;
-  /** SOURCE_DATE_EPOCH (or 0): layer mtimes, config and history times, archive entry times. */
-  epoch: number;
-  /** Per platform, when the platforms are known before the base is (not with 'all'). */
-  plans: Omit<PlatformPlan, 'base'>[] | undefined;
 }
 
 function parseRequest(args: PublishArgs): PublishRequest {
@@ -145,6 +110,7 @@ function parseRequest(args: PublishArgs): PublishRequest {
   const platformTexts = list(args.platform).flatMap((p) => p.split(',')).map((p) => p.trim());
   const all = platformTexts.includes('all');
   if (all && platformTexts.length > 1) throw usageError('--platform all means every platform of the base: give it alone');
+  if (all && base === 'scratch') throw usageError('--platform all means every platform of the base image, and scratch has none: name the platforms');
   const platforms = all ? ('all' as const) : (platformTexts.length ? platformTexts : ['linux/amd64']).map(parsePlatform);
   const seen = new Set<string>();
   for (const p of all ? [] : (platforms as Platform[])) {
@@ -175,207 +141,93 @@ function parseRequest(args: PublishArgs): PublishRequest {
 
   const specs = list(args.sources as Many);
   if (specs.length === 0) throw usageError('publish needs at least one SRC[:DEST] layer');
-  const settings = layerSettings(args as unknown as Record<string, unknown>);
-  const plans = platforms === 'all' ? undefined : platforms.map((platform) => ({ platform, layers: specsFor(specs, platform, settings) }));
   const annotations = Object.fromEntries(list(args.annotation).map((a) => parseKeyValue(a, 'annotation')));
-
-  const importPath = validateImportPath(
-    single(args['import-path'], 'import-path') ??
-      (repo ? formatRepository(repo) : `local/${basename(plans?.[0]!.layers[0]!.source.src ?? parseLayerSpecText(specs[0]!).src) || 'image'}`),
-  );
   return {
-    base, repo, output, platforms, specs, importPath, overrides, plans, tags, layerSettings: settings,
-    annotations: { ...standardAnnotations(), ...annotations },
+    repo, output,
     imageRefs: single(args['image-refs'], 'image-refs'),
     digestFile: single(args['digest-file'], 'digest-file'),
-    offline: Boolean(args.offline),
-    insecure: list(args['insecure-registry']),
-    cacheRepos: cacheReposFrom(args),
-    timeouts: registryTimeouts(args),
-    epoch: sourceDateEpoch(),
+    options: {
+      base, repo, output, platforms, tags, layers: specs,
+      importPath: single(args['import-path'], 'import-path'),
+      config: overrides,
+      annotations: { ...standardAnnotations(), ...annotations },
+      layerSettings: layerSettings(args as unknown as Record<string, unknown>),
+      sourceDateEpoch: sourceDateEpoch(),
+      offline: Boolean(args.offline),
+      insecureRegistries: list(args['insecure-registry']),
+      timeouts: registryTimeouts(args),
+      registryCache: cacheReposFrom(args),
+    },
   };
 }
 
-async function publish(req: PublishRequest, ctx: Context): Promise<void> {
+async function run(req: PublishRequest, ctx: Context): Promise<void> {
   const out = ctx.out;
-  const warn = (m: string) => out.warn(m);
-  // A scratch base written to a file needs no registry: no client, no connection, no credentials.
-  const needsRegistry = req.base !== 'scratch' || req.output.kind === 'registry';
-  const client = needsRegistry ? new RegistryClient({ insecureRegistries: req.insecure, jobs: ctx.jobs, warn, cache: ctx.cache, timeouts: req.timeouts }) : undefined;
   const progress = new Progress(out);
-  try {
-    if (req.base !== 'scratch') progress.phase(`base ${req.base}`);
-    const [bases, current] = await Promise.all([
-      req.base === 'scratch' || !client
-        ? loadBase('scratch', req.platforms, { client: client!, cache: ctx.cache })
-        : loadBase(req.base, req.platforms, { client, cache: ctx.cache, offline: req.offline, warn }),
-      client && req.output.kind === 'registry' ? targetDigest(client, req.repo!) : undefined,
-    ]);
-    const plans = req.plans ?? bases.map((b) => ({ platform: b.platform, layers: specsFor(req.specs, b.platform, req.layerSettings) }));
-    if (req.output.kind === 'docker-archive' && plans.length > 1) {
-      throw usageError(`docker-archive holds one image, and the base has ${plans.length} platforms: pick one --platform`);
+  const layerCount = req.options.layers.length;
+  let multi = false; // several platforms: each layer line names its platform
+  const onProgress = (e: PublishProgress) => {
+    switch (e.type) {
+      case 'phase':
+        if (e.phase === 'base') progress.phase(`base ${req.options.base}`);
+        else if (e.phase === 'layers') {
+          progress.phase('building layers');
+          progress.layersToDo(e.total ?? 0);
+          multi = (e.total ?? 0) > layerCount;
+        } else progress.phase(e.phase === 'push' ? `pushing to ${formatRepository(req.repo!)}` : `writing ${req.output.kind}`);
+        return;
+      case 'layers-done':
+        return progress.endPhase(`${e.built} built, ${e.cached} cached`);
+      case 'layer':
+        return progress.layerDone(`${e.spec}${multi ? ` (${formatPlatform(e.platform)})` : ''} ${e.cached ? 'cached' : 'built'}`);
+      case 'read':
+        return progress.bytesRead(e.bytes);
+      case 'upload-start':
+        return progress.uploadStarted(e.size);
+      case 'uploaded':
+        return progress.uploaded(e.bytes);
     }
-
-    // Registry output: every blob's push starts as soon as the blob is known (base layers now,
-    // each new layer the moment it is built), not once the whole image is; pushImage then waits
-    // for those pushes instead of starting its own.
-    const pusher = client && req.output.kind === 'registry' ? new BlobPusher(client, { registry: req.repo!.registry, repository: req.repo!.repository }, ctx.jobs) : undefined;
-    for (const base of pusher ? bases : []) {
-      for (const layer of base.layers) if (!isForeign(layer)) void pusher!.push(progress.counting(layer));
-    }
-    // The registry cache: a layer it answers is mounted (or copied) into the target while it is
-    // looked up, and the push is told so; records are written in the background, each after its
-    // layer's push, and waited for only once the image is delivered.
-    const registryCache = req.cacheRepos
-      ? new RegistryCache({ repos: req.cacheRepos, cache: ctx.cache, warn, jobs: ctx.jobs, insecureRegistries: req.insecure })
-      : undefined;
-    const tier = registryCache && layerTier(registryCache, {
-      target: pusher ? { kind: 'registry', repo: req.repo!, settle: (d, o) => pusher.settle(d, o) } : { kind: 'local' },
-      ...(pusher ? { pushed: (d: Descriptor) => pusher.push(cachedBlob(ctx.cache, d)) } : {}),
-    });
-    progress.phase('building layers');
-    progress.layersToDo(plans.length * req.specs.length);
-    let built = 0;
-    const building = buildImage(
-      plans.map((p, i) => ({ ...p, base: bases[i]! })),
-      {
-        cache: ctx.cache,
-        importPath: req.importPath,
-        mtime: req.epoch,
-        created: createdTime(req.epoch),
-        overrides: req.overrides,
-        annotations: req.annotations,
-        gzip: ctx.gzip,
-        warn,
-        tier,
-        onBytes: (n) => progress.bytesRead(n),
-        onLayer: (e) => {
-          void pusher?.push(progress.counting(cachedBlob(ctx.cache, e.descriptor)));
-          if (!e.cached) built++;
-          const where = plans.length > 1 ? ` (${formatPlatform(e.platform)})` : '';
-          progress.layerDone(`${e.spec}${where} ${e.cached ? 'cached' : 'built'}`);
-        },
-      },
-    );
-    // A failed early upload ends the publish now, not once every layer is built (a build that
-    // fails after that has nobody left to tell).
-    building.catch(() => undefined);
-    const image = await (pusher ? Promise.race([building, pusher.failure]) : building);
-    const total = plans.length * req.specs.length;
-    const layers = { built, cached: total - built, reused: bases.reduce((n, b) => n + b.layers.length, 0) };
-    progress.endPhase(`${layers.built} built, ${layers.cached} cached`);
-    progress.phase(req.output.kind === 'registry' ? `pushing to ${formatRepository(req.repo!)}` : `writing ${req.output.kind}`);
-    const platforms = plans.map((p, i) => ({
-      platform: formatPlatform(p.platform),
-      digest: image.kind === 'index' ? image.manifests[i]!.descriptor.digest : image.descriptor.digest,
-    }));
-    // Said only once the image is delivered: on failure the error is the one line on stderr.
-    const summary = `layers ${layers.built} built, ${layers.cached} cached`;
+  };
+  // Said only once the image is delivered: on failure the error is the one line on stderr.
+  const delivered = (r: PublishResult) => {
     // The progress line stops before the summary line, which says how the last phase went.
-    const result = await deliver(req, ctx, image, client, summary, pusher, current, () => progress.stop());
-    const outcome: PublishResult = {
-      reference: result.reference, digest: result.digest, tags: result.tags, platforms, output: result.output, layers,
-      uploaded: result.uploaded, mounted: result.mounted, present: result.present, written: result.written,
-      bytesUploaded: result.bytesUploaded, imageId: result.imageId,
+    progress.stop();
+    out.info(summary(req, r));
+    const json: PublishJson = {
+      reference: r.reference, digest: r.digest, tags: r.tags, platforms: r.platforms, output: r.output, layers: r.layers,
+      uploaded: r.uploaded, mounted: r.mounted, present: r.present, written: r.written, bytesUploaded: r.bytesUploaded, imageId: r.imageId,
     };
-    if (req.imageRefs !== undefined) writeResultFile(req.imageRefs, `${outcome.reference}\n`, '--image-refs file');
-    if (req.digestFile !== undefined) writeResultFile(req.digestFile, outcome.digest, '--digest-file');
-    out.result(outcome, outcome.reference);
-    // The image is out and said; the cache records still being written are waited for now (a
-    // failure among them was a warning). On a failed publish they are not: the process ends.
-    await registryCache?.close();
+    if (req.imageRefs !== undefined) writeResultFile(req.imageRefs, `${json.reference}\n`, '--image-refs file');
+    if (req.digestFile !== undefined) writeResultFile(req.digestFile, json.digest, '--digest-file');
+    out.result(json, json.reference);
+  };
+  try {
+    await publish({
+      ...req.options, cache: ctx.cache, jobs: ctx.jobs, compression: ctx.gzip, warn: (m) => out.warn(m),
+      onProgress: out.showProgress ? onProgress : undefined,
+      onDelivered: delivered,
+    });
   } finally {
     progress.stop();
-    await client?.close();
   }
 }
 
 /** `kocache publish --json`: one shape for every output (docs/cli-json.md). */
-interface PublishResult {
-  reference: string;
-  digest: Digest;
-  tags: string[];
-  platforms: { platform: string; digest: Digest }[];
-  output: string;
-  layers: { built: number; cached: number; reused: number };
-  uploaded: number;
-  mounted: number;
-  present: number;
-  written: number;
-  bytesUploaded: number;
-  imageId: string | null;
-}
+type PublishJson = Omit<PublishResult, 'bytesWritten'>;
 
-type Delivered = Omit<PublishResult, 'platforms' | 'layers'>;
-
-async function deliver(
-  req: PublishRequest,
-  ctx: Context,
-  image: Pushable,
-  client: RegistryClient | undefined,
-  layers: string,
-  pusher: BlobPusher | undefined,
-  current: Digest | undefined,
-  done: () => void,
-): Promise<Delivered> {
-  const out = ctx.out;
-  const digest = image.descriptor.digest;
-  const named = req.repo ? `${formatRepository(req.repo)}@${digest}` : digest;
-  const none = { uploaded: 0, mounted: 0, present: 0, written: 0, bytesUploaded: 0, imageId: null };
+/** The line on stderr that says where the image went and what it took. */
+function summary(req: PublishRequest, r: PublishResult): string {
+  const layers = `layers ${r.layers.built} built, ${r.layers.cached} cached`;
   switch (req.output.kind) {
     case 'registry': {
-      const repo = req.repo!;
-      const pushed = await pushImage(client!, repo, image, {
-        jobs: ctx.jobs,
-        pusher,
-        current,
-      });
-      // The other tags: the same manifest bytes, so the same digest; every blob is there already.
-      for (const tag of req.tags.slice(1)) await client!.putManifest(withIdentifier(repo, { tag }), image.bytes, image.descriptor.mediaType);
-      const tagged = req.tags.length > 1 ? ` (tags ${req.tags.join(', ')})` : '';
-      done();
-      out.info(`pushed ${formatReference(repo)}${tagged}: ${layers}; blobs ${pushed.uploaded} uploaded, ${pushed.mounted} mounted, ${pushed.present} already present`);
-      return {
-        ...none, reference: pushed.reference, digest: pushed.digest, tags: req.tags, output: 'registry',
-        uploaded: pushed.uploaded, mounted: pushed.mounted, present: pushed.present, bytesUploaded: pushed.bytesUploaded,
-      };
+      const tagged = r.tags.length > 1 ? ` (tags ${r.tags.join(', ')})` : '';
+      return `pushed ${formatReference(req.repo!)}${tagged}: ${layers}; blobs ${r.uploaded} uploaded, ${r.mounted} mounted, ${r.present} already present`;
     }
-    case 'oci': {
-      // skopeo's oci:DIR:TAG; else the --repo tags; else latest. Each tag replaces its own entry.
-      const tags = req.output.tag !== undefined ? [req.output.tag] : req.tags;
-      let written = 0;
-      let present = 0;
-      for (const tag of tags) {
-        const r = await writeLayout(req.output.path, image, {
-          refName: tag,
-          imageName: req.repo ? formatReference(withIdentifier(req.repo, { tag })) : undefined,
-          jobs: ctx.jobs,
-        });
-        if (written === 0 && present === 0) present = r.present; // the first write tells what was there
-        written += r.written;
-      }
-      done();
-      out.info(`wrote OCI layout ${req.output.path} (tag ${tags.join(', ')}): ${layers}; blobs ${written} written, ${present} already there`);
-      return { ...none, reference: named, digest, tags, output: `oci:${req.output.path}`, written, present };
-    }
-    case 'docker-archive': {
-      if (image.kind !== 'manifest') throw usageError('docker-archive holds one image, not an index');
-      const repoTags = req.repo ? req.tags.map((tag) => formatReference(withIdentifier(req.repo!, { tag }))) : [];
-      const r = await writeDockerArchive(req.output.path, image, { repoTags, mtime: req.epoch });
-      done();
-      out.info(`wrote docker-archive ${req.output.path} (${formatBytes(r.bytes)}): ${layers}; docker load names it ${r.imageId}`);
-      return { ...none, reference: named, digest, tags: req.repo ? req.tags : [], output: `docker-archive:${req.output.path}`, written: imageBlobCount(image), imageId: r.imageId };
-    }
+    case 'oci':
+      return `wrote OCI layout ${req.output.path} (tag ${r.tags.join(', ')}): ${layers}; blobs ${r.written} written, ${r.present} already there`;
+    case 'docker-archive':
+      return `wrote docker-archive ${req.output.path} (${formatBytes(r.bytesWritten)}): ${layers}; docker load names it ${r.imageId}`;
   }
-}
-
-function imageBlobCount(image: Pushable): number {
-  return image.kind === 'manifest' ? image.layers.length + 1 : 0;
-}
-
-/** Every SRC[:DEST] of one platform, with the command's owner, mode and excludes. */
-function specsFor(specs: string[], platform: Platform, settings: LayerSettings) {
-  return layerSpecsFor(specs, platform).map((l) => ({ ...l, source: withLayerSettings(l.source, settings) }));
 }
 
 /** `REPO:v1,latest` (ko's --tags in one word): the repository text and its tags. */
@@ -393,6 +245,6 @@ function splitTags(text: string): { repo: string; tags: string[] } {
 function publishTags(inRepo: string[], flags: string[]): string[] {
   const tags = [...inRepo, ...flags];
   if (tags.length === 0) return ['latest'];
-  for (const t of tags) if (!/^[\w][\w.-]{0,127}$/.test(t)) throw usageError(`invalid tag ${JSON.stringify(t)} (letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-')`);
+  for (const t of tags) if (!isValidTag(t)) throw usageError(`invalid tag ${JSON.stringify(t)} (letters, digits, '_', '.', '-', at most 128, not starting with '.' or '-')`);
   return [...new Set(tags)];
 }

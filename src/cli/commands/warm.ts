@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { usageError } from '../../errors.js';
-import { type WarmResult, warmBase } from '../../image/base.js';
+import { type WarmResult, warmBase } from '../../image/warm.js';
 import { buildLayer } from '../../layer/build.js';
 import { parseLayerSource } from '../../layer/source.js';
 import { type LayerSettings, layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';

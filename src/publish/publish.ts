@@ -1,0 +1,129 @@
+import { loadBase, scratchBase } from '../image/base.js';
+import { cachedBlob } from '../image/blobs.js';
+import { buildImage } from '../image/build.js';
+import { createdTime } from '../image/config.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { type Platform, formatPlatform } from '../oci/platform.js';
+import type { BlobSource } from '../oci/pushable.js';
+import { RegistryCache } from '../regcache/cache.js';
+import { layerTier } from '../regcache/layers.js';
+import { BlobPusher } from '../remote/blob-pusher.js';
+import { RegistryClient } from '../remote/client.js';
+import { isForeign, targetDigest } from '../remote/push.js';
+import { deliver } from './deliver.js';
+import type { PublishOptions, PublishProgress, PublishResult } from './options.js';
+import { planPublish, plansFor } from './plan.js';
+
+/**
+ * Builds the layers through the cache onto a base and pushes the image (or writes it as an OCI
+ * layout or a docker-archive): what `kocache publish` does. Every check on the options happens
+ * before any work. Pushing, each blob's upload starts the moment the blob is known (base layers at
+ * once, each new layer as it is built), so uploads overlap the compression of the other layers.
+ */
+export async function publish(o: PublishOptions): Promise<PublishResult> {
+  const plan = planPublish(o);
+  const cache = o.cache;
+  const warn = o.warn ?? (() => {});
+  const tell = o.onProgress ?? (() => {});
+  const counted = o.onProgress ? (blob: BlobSource) => counting(blob, tell) : (blob: BlobSource) => blob;
+  const pushing = plan.output.kind === 'registry';
+  // A scratch base written to a file needs no registry: no client, no connection, no credentials.
+  const needsRegistry = plan.base !== 'scratch' || pushing;
+  const own = needsRegistry && !o.client
+    ? new RegistryClient({ insecureRegistries: o.insecureRegistries ?? [], jobs: plan.jobs, warn, cache, timeouts: o.timeouts ?? {} })
+    : undefined;
+  const client = o.client ?? own;
+  let registryCache: RegistryCache | undefined;
+  let done = false;
+  try {
+    if (plan.base !== 'scratch') tell({ type: 'phase', phase: 'base' });
+    const [bases, current] = await Promise.all([
+      plan.base === 'scratch'
+        ? (plan.platforms as Platform[]).map(scratchBase)
+        : loadBase(plan.base, plan.platforms, { client: client!, cache, offline: Boolean(o.offline), warn }),
+      pushing ? targetDigest(client!, plan.repo!) : undefined,
+    ]);
+    const plans = plansFor(plan, bases.map((b) => b.platform));
+
+    const pusher = pushing ? new BlobPusher(client!, { registry: plan.repo!.registry, repository: plan.repo!.repository }, plan.jobs) : undefined;
+    for (const base of pusher ? bases : []) {
+      for (const layer of base.layers) if (!isForeign(layer)) void pusher!.push(counted(layer));
+    }
+    // The registry cache: a layer it answers is mounted (or copied) into the target while it is
+    // looked up, and the push is told so; records are written in the background, each after its
+    // layer's push, and waited for only once the image is delivered.
+    registryCache = o.registryCache
+      ? new RegistryCache({ repos: o.registryCache, cache, warn, jobs: plan.jobs, insecureRegistries: o.insecureRegistries ?? [] })
+      : undefined;
+    const tier = registryCache && layerTier(registryCache, {
+      target: pusher ? { kind: 'registry', repo: plan.repo!, settle: (d, outcome) => pusher.settle(d, outcome) } : { kind: 'local' },
+      ...(pusher ? { pushed: (d: Descriptor) => pusher.push(cachedBlob(cache, d)) } : {}),
+    });
+    const total = plans.length * plan.specs.length;
+    tell({ type: 'phase', phase: 'layers', total });
+    let built = 0;
+    const building = buildImage(
+      plans.map((p, i) => ({ ...p, base: bases[i]! })),
+      {
+        cache,
+        importPath: plan.importPath,
+        mtime: plan.epoch,
+        created: createdTime(plan.epoch),
+        overrides: o.config ?? {},
+        annotations: o.annotations,
+        gzip: plan.compression,
+        warn,
+        tier,
+        onBytes: (bytes) => tell({ type: 'read', bytes }),
+        onLayer: (e) => {
+          void pusher?.push(counted(cachedBlob(cache, e.descriptor)));
+          if (!e.cached) built++;
+          tell({ type: 'layer', platform: e.platform, spec: e.spec, cached: e.cached });
+        },
+      },
+    );
+    // A failed early upload ends the publish now, not once every layer is built (a build that
+    // fails after that has nobody left to tell).
+    building.catch(() => undefined);
+    const image = await (pusher ? Promise.race([building, pusher.failure]) : building);
+    const layers = { built, cached: total - built, reused: bases.reduce((n, b) => n + b.layers.length, 0) };
+    tell({ type: 'layers-done', built: layers.built, cached: layers.cached });
+    tell({ type: 'phase', phase: pushing ? 'push' : 'write' });
+    const platforms = plans.map((p, i) => ({
+      platform: formatPlatform(p.platform),
+      digest: image.kind === 'index' ? image.manifests[i]!.descriptor.digest : image.descriptor.digest,
+    }));
+    const d = await deliver(plan, image, { client, pusher, current });
+    const result: PublishResult = {
+      reference: d.reference, digest: d.digest, tags: d.tags, platforms, output: d.output, layers,
+      uploaded: d.uploaded, mounted: d.mounted, present: d.present, written: d.written,
+      bytesUploaded: d.bytesUploaded, bytesWritten: d.bytesWritten, imageId: d.imageId,
+    };
+    o.onDelivered?.(result);
+    // The image is out; the cache records still being written are waited for now (a failure
+    // among them was a warning).
+    await registryCache?.close();
+    done = true;
+    return result;
+  } finally {
+    // On failure the records under way are not waited for: they finish (or fail, warned) on their own.
+    if (!done) void registryCache?.close();
+    await own?.close();
+  }
+}
+
+/** The same blob, telling the bytes an upload reads from it. */
+function counting(blob: BlobSource, tell: (e: PublishProgress) => void): BlobSource {
+  return {
+    ...blob,
+    open: () => {
+      tell({ type: 'upload-start', size: blob.descriptor.size });
+      return (async function* () {
+        for await (const chunk of blob.open()) {
+          tell({ type: 'uploaded', bytes: chunk.byteLength });
+          yield chunk;
+        }
+      })();
+    },
+  };
+}
