@@ -63,7 +63,7 @@ function usageMessage(msg: string): string {
 
 /**
  * yargs renders the whole help text before every command handler runs, to have it at hand should
- * the handler fail: 15-25 ms of every command, measured. Our .fail() reports one line and never
+ * the handler fail, at a measured cost to every command (docs/performance.md). Our .fail() reports one line and never
  * prints help, so that text is never used. This reaches into yargs' internals; a yargs without
  * this hook simply keeps rendering it.
  */

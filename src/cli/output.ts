@@ -17,7 +17,7 @@ export class Output {
 
   /**
    * stderr is looked at only when there is something to say: making process.stderr loads Node's
-   * socket code when it is a pipe or a terminal (2-4 ms), and a cache hit says nothing there.
+   * socket code when it is a pipe or a terminal (docs/performance.md), and a cache hit says nothing there.
    */
   constructor(readonly opts: OutputOptions) {}
 

@@ -1,7 +1,7 @@
 /**
  * Block buffers handed out again once their last user is done with them. The layer writer fills
  * blocks that gzip holds until their deflate finishes; allocating each anew cost a page fault per
- * 4 KiB on first touch and garbage to collect (~29,000 faults for a 100 MB layer).
+ * 4 KiB on first touch and garbage to collect (docs/compression.md).
  * Holds at most `keep` free buffers; more than that are left to the garbage collector.
  */
 export class BlockPool {

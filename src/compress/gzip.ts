@@ -88,8 +88,7 @@ export async function* gzipBlocks(
 ): AsyncGenerator<Buffer> {
   // One block more than jobs: when a block finishes, the next is already queued on the thread
   // pool, so a core never idles while the main thread (busy with tar and hashing) gets round to
-  // handing it one. Measured on 2 cores, cold 100 MB build (paired runs): one per job was 1.10x
-  // the wall time of this; twice the jobs the same as this (1.005x).
+  // handing it one. One per job was measurably slower; twice the jobs no faster (docs/compression.md).
   const running = Math.max(1, opts.jobs) + 1;
   // Output is yielded in order, but a block that finishes early frees its slot at once: waiting
   // for the oldest block before starting another left a core idle whenever a later block was

@@ -13,8 +13,8 @@ export interface GzipOptions {
 }
 
 /**
- * Level 5, not gzip's 6: on the benchmark tree it is ~25% less CPU for layers 0.8% larger than
- * `gzip -6` (48.56 vs 48.17 MB); level 6 bought that 0.8% with a quarter of a cold build's time.
+ * Level 5, not gzip's 6: on the benchmark tree level 6 bought layers under a percent smaller with
+ * a quarter of a cold build's CPU (docs/compression.md).
  * `--level` picks another; the level is part of every compressed descriptor's cache key.
  */
 export const DEFAULT_GZIP: GzipOptions = { level: 5, jobs: availableParallelism() };

@@ -4,7 +4,7 @@ import { traceAdd } from '../util/trace.js';
 /** The Node release whose node:zlib first has zstd (also in 23.8). */
 export const ZSTD_NODE = '22.15';
 
-/** zstd's own default level: on layers ~7x less CPU than gzip -6 for a smaller blob. */
+/** zstd's own default level: on layers far less CPU than gzip -6 for a smaller blob (docs/compression.md). */
 export const DEFAULT_ZSTD_LEVEL = 3;
 
 /** The levels `--level` takes with zstd (zstd's "ultra" levels 20-22 need far more memory). */

@@ -16,8 +16,8 @@ const LISTING_VERSION = 1;
 
 /**
  * What a file had when its content hashed to `sha256`: size, mtime, ctime (ms), inode, device.
- * A tuple rather than an object, keyed by relative path: every cache hit reads this file, and the
- * bench tree's (1,159 files) went from 263 KB to 181 KB.
+ * A tuple rather than an object, keyed by relative path: every cache hit reads this file, and
+ * tuples make it a third smaller (docs/performance.md).
  */
 type Stamp = [size: number, mtimeMs: number, ctimeMs: number, ino: number, dev: number, sha256: string];
 
@@ -63,8 +63,8 @@ export class StatCache {
    * The fingerprint last taken of this tree, if every entry's stat (path, type, mode, size, link
    * target, mtime, ctime, inode, device) is what it was then, and every file's stamp was trusted
    * then: each stamp would hold now and give the hash it gave, so the fingerprint is the same.
-   * A hit of the bench's 1,159-file tree then reads a file of ~150 bytes instead of ~180 KB of
-   * stamps, and hashes one listing instead of building and hashing the fingerprint's.
+   * A hit then reads a file of one line instead of every file's stamp, and hashes one listing
+   * instead of building and hashing the fingerprint's.
    */
   knownFingerprint(entries: readonly SourceEntry[]): string | undefined {
     const known = loadListingFile(this.listingPath);
@@ -140,8 +140,8 @@ function writeAtomically(path: string, text: string): void {
  * sha256 of every entry's stat, in walk order, after the fingerprint's format and the number of
  * entries (which also marks where the numbers end and the names begin): the numbers as one array of doubles (this machine's
  * byte order: the file never leaves it in a form another machine could match, inode and device
- * differ anyway), the paths and link targets as one string. Strings of the numbers were ~2 ms
- * of a 1,346-entry hit; this is a few tenths.
+ * differ anyway), the paths and link targets as one string: the numbers as strings cost a hit
+ * several times more (docs/performance.md).
  */
 function listingDigest(entries: readonly SourceEntry[]): string {
   const FIELDS = 7;

@@ -1,7 +1,7 @@
 /**
  * The header records of a layer's tar entries: POSIX ustar, with a PAX extended header before an
  * entry whose name or link target ustar cannot hold. Written here rather than through tar-stream's
- * pack stream, which cost ~200 ms of main-thread CPU per 1,000 entries (see docs/performance.md);
+ * pack stream, which cost main-thread CPU in proportion to the entries (see docs/performance.md);
  * the bytes are the ones tar-stream's pack writes for the same header, which test/tarheader.test.ts
  * checks against its public pack stream, so layers are what they were when it wrote them.
  */

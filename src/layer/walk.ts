@@ -23,8 +23,8 @@ export interface SourceEntry {
   rawAbs?: Buffer;
   /**
    * For the stat cache: what must be unchanged for a cached content hash to be trusted. Plain
-   * numbers, not BigInts: lstat with `bigint` cost ~4 ms more over the 1,346 entries of a
-   * 1,159-file hit (18 BigInts made per call). Times are ms with a fraction, exact to ~0.25 us
+   * numbers, not BigInts: lstat with `bigint` makes 18 BigInts per call, a measurable part of a
+   * hit (docs/performance.md). Times are ms with a fraction, exact to ~0.25 us
    * today; the stat cache re-hashes anything changed within 2 s of a walk, so two states of a
    * file it trusts are seconds apart. An inode above 2^53 loses its low bits, and is still one
    * of five fields that must all match.
@@ -76,7 +76,8 @@ const UTF16_ORDER_DIFFERS = /[\uD800-\uFFFF]/;
 /**
  * Lists a file or a directory tree, sorted by path. Symbolic links are listed as links and never
  * followed, so nothing outside the tree ends up in a layer. Synchronous on purpose: for thousands
- * of small files readdirSync + lstatSync is ~10x faster than the promise API (libuv round trips).
+ * of small files readdirSync + lstatSync is far faster than the promise API, whose every call is a
+ * libuv thread-pool round trip (docs/performance.md).
  */
 export function walkSource(root: string): SourceEntry[] {
   let rootStat: Stats;
@@ -94,7 +95,7 @@ export function walkSource(root: string): SourceEntry[] {
     return out;
   }
   out.push(toEntry('', root, rootStat));
-  // Paths joined by hand from a normalised root: path.join per entry was 12 ms of a 1,159-file hit.
+  // Paths joined by hand from a normalised root: path.join per entry showed in a hit (docs/performance.md).
   const rootAbs = resolve(root);
   const base = rootAbs === '/' ? '' : rootAbs; // so that `${base}/${name}` is right under / too
   const stack: { rel: string; raw?: { rel: Buffer; abs: Buffer } | undefined }[] = [{ rel: '' }];
@@ -134,7 +135,7 @@ export function walkSource(root: string): SourceEntry[] {
   // Sorted as UTF-8 bytes, so the order is the same under every locale and on every machine.
   // JavaScript compares UTF-16 code units, which orders like UTF-8 unless a string holds a
   // surrogate pair or a character from U+E000 up; only then are byte keys made (once, not in the
-  // comparator: Buffer.from per comparison was 35 ms of a 1,159-file hit).
+  // comparator: Buffer.from per comparison showed in a hit, docs/performance.md).
   if (!out.some((e) => e.rawRel || UTF16_ORDER_DIFFERS.test(e.rel))) return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
   const keyed = out.map((e) => ({ key: e.rawRel ?? Buffer.from(e.rel), e }));
   keyed.sort((a, b) => Buffer.compare(a.key, b.key));

@@ -5,8 +5,8 @@ import { buildConnector } from './undici.js';
 
 /**
  * Extra trusted CAs that the `kocache` launcher (src/cli/startup/kocache.sh) kept from Node's start-up:
- * Node 20 parses NODE_EXTRA_CA_CERTS before any JavaScript runs, ~85 ms for a system bundle, on
- * every command, although only commands that open a TLS connection use it. The launcher passes the
+ * Node 20 parses NODE_EXTRA_CA_CERTS before any JavaScript runs, on every command (its cost is in
+ * the register of docs/performance.md), although only commands that open a TLS connection use it. The launcher passes the
  * file's name here instead, and it is read at the first TLS connection.
  */
 export function deferredCaCertsPath(env: NodeJS.ProcessEnv = process.env): string | undefined {

@@ -7,8 +7,8 @@ import Dispatcher from 'undici/lib/dispatcher/dispatcher.js';
  * The parts of undici the registry client uses: the Agent, its request API and the connector
  * (for CAs given late, see extra-ca.ts). Redirects are followed by Transport.send, which decides
  * per hop what credentials go along. undici's front door (index.js) also loads fetch, WebSocket,
- * cookies, mock agents and cache stores: importing it took ~140 ms against ~50 ms for these modules, on every
- * `kocache publish`, `push` and `warm`.
+ * cookies, mock agents and cache stores, which every `kocache publish`, `push` and `warm` would load
+ * for nothing (measured in the register of docs/performance.md).
  */
 // What undici's index.js does so that every dispatcher has .request(), .stream() and the rest.
 Object.assign(Dispatcher.prototype, api);

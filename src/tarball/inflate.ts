@@ -23,8 +23,8 @@ export type InflateKind = 'archive' | 'layer';
 
 /**
  * The one place kocache inflates gzip. node:zlib's gunzip reads every member of a multi-member
- * stream (fflate's gunzipSync stops after the first, silently); 1 MiB output chunks run about
- * 2.5x faster than zlib's 16 KiB default. Errors become one line naming `what`.
+ * stream (fflate's gunzipSync stops after the first, silently); 1 MiB output chunks run much
+ * faster than zlib's 16 KiB default (docs/compression.md). Errors become one line naming `what`.
  */
 export async function* inflate(source: AsyncIterable<Uint8Array>, kind: InflateKind, what: string, format: 'gzip' | 'zstd' = 'gzip'): AsyncGenerator<Buffer> {
   const gunzip = format === 'zstd' ? zstdDecompressor(what) : createGunzip({ chunkSize: 1 << 20 });

@@ -163,7 +163,7 @@ function isArchiveRecord(m: unknown): m is ArchiveRecord {
  * sha256 of an archive file: how an archive seen before is recognised. The stat cache that spares
  * builds re-hashing unchanged sources (src/layer/statcache.ts: size, mtime, ctime, inode, device,
  * with racy timestamps re-hashed) remembers it, so pushing the same file again does not read it
- * again: hashing the bench's 212 MB archive was ~100 ms of a ~800 ms second push.
+ * again: hashing it was an eighth of a second push of the bench's archive (docs/performance.md).
  */
 function archiveFileDigest(path: string, cacheDir: string): Digest {
   const takenAtMs = Date.now();

@@ -5,7 +5,7 @@ export type AnyCommand = CommandModule<any, any>;
 
 /**
  * Every subcommand, one file each in this folder, loaded only when it runs: the registry client
- * (undici) alone takes ~190 ms to load, and `kocache build` on a cache hit must not pay for it.
+ * (undici) is slow to load (docs/performance.md), and `kocache build` on a cache hit must not pay for it.
  */
 export const commandLoaders: Record<string, () => Promise<AnyCommand>> = {
   build: async () => (await import('./build.js')).buildCommand,

@@ -1,11 +1,11 @@
 #!/bin/sh
 # The `kocache` command. Node reads every certificate named by NODE_EXTRA_CA_CERTS as it starts,
-# before any JavaScript runs (~85 ms for a system CA bundle of ~140 certificates, on every command,
-# measured with `node -e 0`), although only a command that opens a TLS connection needs them, and
-# a cache hit opens none. So the file's name is handed over as KOCACHE_DEFERRED_CA_CERTS and
-# src/remote/extra-ca.ts loads it at the first TLS connection; the launcher puts the variable back
-# for anything kocache runs (credential helpers). Left alone when NODE_OPTIONS picks a CA store,
-# where adding to Node's bundled roots would not be the same trust.
+# before any JavaScript runs, on every command (the register in docs/performance.md), although
+# only a command that opens a TLS connection needs them, and a cache hit opens none. So the
+# file's name is handed over as KOCACHE_DEFERRED_CA_CERTS and src/remote/extra-ca.ts loads it at
+# the first TLS connection; the launcher puts the variable back for anything kocache runs
+# (credential helpers). Left alone when NODE_OPTIONS picks a CA store, where adding to Node's
+# bundled roots would not be the same trust.
 self=$0
 # npm links bin/kocache to this file: find the real folder to find kocache.cjs beside it.
 while [ -L "$self" ]; do

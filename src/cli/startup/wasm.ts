@@ -1,5 +1,5 @@
 // Loaded here, before the flag: undici loads node:tls at its first TLS connection, and after a V8
-// flag change Node's code cache for it is refused (tls + https: ~3-6 ms to load, ~8-12 ms after).
+// flag change Node's code cache for it is refused (the register in docs/performance.md).
 import 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { traceAdd } from '../../util/trace.js';
@@ -7,9 +7,8 @@ import { traceAdd } from '../../util/trace.js';
 /**
  * undici parses HTTP with llhttp compiled to WebAssembly (at the first connection). V8 compiles it
  * with its baseline compiler, then re-compiles hot functions in the background, and a process does
- * not exit until those jobs finish: a no-op publish took 372 ms without this, 223 ms with it (12
- * paired runs here), for parsing a few dozen small responses. Baseline code is what a short run
- * uses anyway.
+ * not exit until those jobs finish, for parsing a few dozen small responses (what that cost: the
+ * register in docs/performance.md). Baseline code is what a short run uses anyway.
  *
  * Called once the command's modules, undici among them, are loaded, for the commands that talk to
  * registries (and for --help or a mistyped command, which load every command): after a V8 flag
