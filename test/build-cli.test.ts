@@ -10,15 +10,7 @@ import { availableParallelism } from 'node:os';
 import { cachedDataVersionTag } from 'node:v8';
 import { CacheStore } from '../src/cache/store.js';
 import { DEFAULT_GZIP, gzipSpec } from '../src/compress/gzip.js';
-import { CLI, CLI_JS, isOneLineError, runCli, tempDir, traceOf } from './helpers/cli.js';
-
-interface BuildOut {
-  mediaType: string;
-  digest: string;
-  size: number;
-  diffid: string;
-  cached: boolean;
-}
+import { type BuildOut, CLI, CLI_JS, isOneLineError, runCli, tempDir, traceOf } from './helpers/cli.js';
 
 function tree(root: string, mb = 1): string {
   const src = join(root, 'src');

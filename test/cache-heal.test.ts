@@ -13,7 +13,7 @@ import { parseReference } from '../src/reference/reference.js';
 import { RegistryClient } from '../src/remote/client.js';
 import { pushImage } from '../src/remote/push.js';
 import { makeDockerArchive, standardLayers } from './helpers/archives.js';
-import { CLI, isOneLineError, runCli, tempDir } from './helpers/cli.js';
+import { CLI, isOneLineError, runCli, tempDirs } from './helpers/cli.js';
 import { randomImage } from './helpers/images.js';
 import { appTree, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
@@ -37,18 +37,12 @@ async function manifestOf(cache: CacheStore, digest: Digest): Promise<ImageManif
 
 describe('a damaged cache heals itself', () => {
   let reg: RunningRegistry;
-  const dirs: string[] = [];
-  const newDir = () => {
-    const d = tempDir('kocache-heal-');
-    dirs.push(d);
-    return d;
-  };
+  const newDir = tempDirs('kocache-heal-');
   before(async () => {
     reg = await startRegistry();
   });
   after(async () => {
-    await reg.stop();
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    await reg?.stop();
   });
 
   test('a corrupt blob of an imported archive is dropped and re-imported: push works, warm --tarball imports again', async () => {
@@ -125,15 +119,7 @@ describe('a damaged cache heals itself', () => {
 });
 
 describe('gc never fails a running command', () => {
-  const dirs: string[] = [];
-  const newDir = () => {
-    const d = tempDir('kocache-heal-gc-');
-    dirs.push(d);
-    return d;
-  };
-  after(() => {
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
+  const newDir = tempDirs('kocache-heal-gc-');
 
   async function buildOnce(cacheDir: string, file: string) {
     const r = await runCli(['build', file, '--import-path', 'example.com/v'], { KOCACHE: cacheDir });
@@ -194,15 +180,7 @@ describe('gc never fails a running command', () => {
 });
 
 describe('operator damage is one clear line, or repaired', () => {
-  const dirs: string[] = [];
-  const newDir = () => {
-    const d = tempDir('kocache-damage-');
-    dirs.push(d);
-    return d;
-  };
-  after(() => {
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
+  const newDir = tempDirs('kocache-damage-');
 
   test('built/, stat/, verified/ replaced by files and gc.lock by a folder: build and gc work and put them right', async () => {
     const dir = newDir();

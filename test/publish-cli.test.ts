@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
+import { type PublishOut, isOneLineError, runCli, tempDir } from './helpers/cli.js';
 import { skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
 
@@ -25,32 +25,17 @@ after(async () => {
 /** The documented shape of `kocache publish --json` (docs/cli-json.md), in order. */
 const PUBLISH_KEYS = ['reference', 'digest', 'tags', 'platforms', 'output', 'layers', 'uploaded', 'mounted', 'present', 'written', 'bytesUploaded', 'imageId'];
 
-interface Published {
-  reference: string;
-  digest: string;
-  tags: string[];
-  platforms: { platform: string; digest: string }[];
-  output: string;
-  layers: { built: number; cached: number; reused: number };
-  uploaded: number;
-  mounted: number;
-  present: number;
-  written: number;
-  bytesUploaded: number;
-  imageId: string | null;
-}
-
-function checkShape(v: Published): void {
+function checkShape(v: PublishOut): void {
   assert.deepEqual(Object.keys(v), PUBLISH_KEYS);
   assert.deepEqual(Object.keys(v.layers), ['built', 'cached', 'reused']);
   for (const p of v.platforms) assert.deepEqual(Object.keys(p), ['platform', 'digest']);
   for (const k of ['uploaded', 'mounted', 'present', 'written', 'bytesUploaded'] as const) assert.equal(typeof v[k], 'number');
 }
 
-async function publish(args: string[], extraEnv: Record<string, string> = {}, cwd = work): Promise<Published> {
+async function publish(args: string[], extraEnv: Record<string, string> = {}, cwd = work): Promise<PublishOut> {
   const r = await runCli(['publish', '--json', ...args], { ...env, ...extraEnv }, { cwd });
   assert.equal(r.code, 0, `publish ${args.join(' ')}: ${r.stderr}${r.stdout}`);
-  const v = JSON.parse(r.stdout) as Published;
+  const v = JSON.parse(r.stdout) as PublishOut;
   checkShape(v);
   return v;
 }

@@ -4,18 +4,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { sha256Digest } from '../src/oci/digest.js';
 import type { ImageConfig, ImageIndex, ImageManifest } from '../src/oci/manifest.js';
-import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
+import { type PublishOut, isOneLineError, runCli, tempDir } from './helpers/cli.js';
 import { htpasswdConfig, writeHtpasswd } from './helpers/htpasswd.js';
 import { appTree, readDirManifest, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
-
-interface PublishJson {
-  reference: string;
-  digest: string;
-  uploaded: number;
-  mounted: number;
-  present: number;
-}
 
 let reg: RunningRegistry;
 let work: string;
@@ -30,11 +22,11 @@ after(async () => {
   await reg?.stop();
 });
 
-async function publish(args: string[], cwd = work): Promise<PublishJson> {
+async function publish(args: string[], cwd = work): Promise<PublishOut> {
   const r = await runCli(['publish', '--json', ...args], env, { cwd });
   assert.equal(r.code, 0, `publish ${args.join(' ')} failed: ${r.stderr}`);
   const lines = r.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]!) as PublishJson;
+  return JSON.parse(lines[lines.length - 1]!) as PublishOut;
 }
 
 /**
@@ -124,7 +116,7 @@ describe('publish to a registry', () => {
     // SOURCE_DATE_EPOCH is part of the inputs: a new time is a new image.
     const dated = await runCli(['publish', '--json', ...args], { ...env, SOURCE_DATE_EPOCH: '1700000000' }, { cwd: dir });
     assert.equal(dated.code, 0, dated.stderr);
-    assert.notEqual((JSON.parse(dated.stdout) as PublishJson).digest, first.digest);
+    assert.notEqual((JSON.parse(dated.stdout) as PublishOut).digest, first.digest);
   });
 
   test('a layer is uploaded as soon as it is ready, while a bigger one is still compressing', async () => {
@@ -162,7 +154,7 @@ describe('publish to a registry', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.ok(smallInRegistryAt !== undefined, 'the small layer was seen in the registry while publish ran');
     assert.ok(bigBuiltAt !== undefined && smallInRegistryAt < bigBuiltAt, 'the small layer was in the registry before the big one had finished building');
-    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as PublishJson;
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as PublishOut;
     assert.deepEqual([out.uploaded, out.mounted, out.present], [3, 0, 0], 'the early upload is counted once, as an upload');
     const raw = JSON.parse(await rawManifest(`${reg.host}/early:v1`)) as ImageManifest;
     assert.deepEqual(raw.layers.map((l) => l.digest), [small, big]);

@@ -6,18 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { zstdUnavailable } from '../src/compress/zstd.js';
 import { MediaType } from '../src/oci/mediatypes.js';
-import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
+import { type BuildOut, isOneLineError, runCli, tempDir } from './helpers/cli.js';
 import { makeDockerArchive, someBytes, tarLayout } from './helpers/archives.js';
 import { readDirManifest, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
-
-interface BuildOut {
-  mediaType: string;
-  digest: string;
-  size: number;
-  diffid: string;
-  cached: boolean;
-}
 
 /** Text and pseudo-random bytes over several zstd frames, and small files. */
 function tree(root: string): string {

@@ -1,8 +1,10 @@
 import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { PublishResult } from '../../src/index.js';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin');
 /** The CLI as installed: the launcher in dist/bin/ (tests run from dist/test/helpers/). */
@@ -43,6 +45,31 @@ export function runCliSync(args: string[], env: Record<string, string | undefine
 export function tempDir(prefix = 'kocache-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
+
+/** A maker of fresh temp folders, all removed once the suite it is called in ends. */
+export function tempDirs(prefix = 'kocache-test-'): () => string {
+  const dirs: string[] = [];
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  return () => {
+    const d = tempDir(prefix);
+    dirs.push(d);
+    return d;
+  };
+}
+
+/** `kocache build --json` (docs/cli-json.md). */
+export interface BuildOut {
+  mediaType: string;
+  digest: string;
+  size: number;
+  diffid: string;
+  cached: boolean;
+}
+
+/** `kocache publish --json` (docs/cli-json.md): the library's result less what only the library reports. */
+export type PublishOut = Omit<PublishResult, 'bytesWritten'>;
 
 /** Parses the `kocache-trace: {...}` line KOCACHE_TRACE=1 makes the CLI print at exit. */
 export function traceOf(stderr: string): Record<string, number> {
