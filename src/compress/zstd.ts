@@ -11,7 +11,7 @@ export const DEFAULT_ZSTD_LEVEL = 3;
 export const ZSTD_LEVELS = { min: 1, max: 19 } as const;
 
 type ZstdZlib = typeof import('node:zlib') & {
-  zstdCompress?: (b: Buffer, o: { params: Record<number, number>; chunkSize: number }, cb: (err: Error | null, out: Buffer) => void) => void;
+  createZstdCompress?: (o: { params: Record<number, number>; chunkSize: number }) => ZstdStream;
 };
 
 /**
@@ -37,7 +37,8 @@ export const ZSTD_FRAME = 4 << 20;
  * level and zstd's version (another zstd may choose other matches for the same input).
  */
 export function zstdSpec(level: number, zstdVersion = process.versions['zstd'] ?? 'none'): string {
-  return `zstd-l${level}-f${ZSTD_FRAME}-zstd${zstdVersion}`;
+  // s1: frames written through a streaming context (no content size in the frame header).
+  return `zstd-l${level}-f${ZSTD_FRAME}-s1-zstd${zstdVersion}`;
 }
 
 /**
@@ -45,6 +46,11 @@ export function zstdSpec(level: number, zstdVersion = process.versions['zstd'] ?
  * `jobs` + 1 compressed at once on libuv's thread pool. The bytes depend on the input, the level
  * and zstd's version, never on `jobs` or on how the input was chunked. `recycle` gets each input
  * buffer back once its bytes are copied into a frame.
+ *
+ * Each of the `jobs` + 1 compressors is one streaming context that ends a frame per ZSTD_FRAME
+ * input (a ZSTD_e_end flush) and goes on to its next frame: a one-shot call per frame set up a new
+ * context each time, on the main thread and in memory (docs/compression.md). A frame written so
+ * does not depend on the frames before it in the same context, nor on how its input was split.
  */
 export async function* zstdStream(
   source: AsyncIterable<Buffer> | Iterable<Buffer>,
@@ -57,12 +63,12 @@ export async function* zstdStream(
   const zlib = process.getBuiltinModule('node:zlib') as ZstdZlib;
   const c = zlib.constants as unknown as Record<string, number>;
   const params = { [c['ZSTD_c_compressionLevel']!]: opts.level, [c['ZSTD_c_checksumFlag']!]: 0 };
-  // Output in one piece: with zlib's 16 KiB default, each frame came back in ~100 pieces, each a
-  // callback on the main thread and garbage (a quarter of a cold build's main-thread time).
+  const endFrame = c['ZSTD_e_end']!;
+  // Output in few pieces: with zlib's 16 KiB default, each frame came back in ~100 pieces, each a
+  // callback on the main thread and garbage.
   const chunkSize = ZSTD_FRAME + (1 << 20);
-  const compress = (frame: Buffer) =>
-    new Promise<Buffer>((resolve, reject) => zlib.zstdCompress!(frame, { params, chunkSize }, (err, out) => (err ? reject(err) : resolve(out))));
   const running = Math.max(1, opts.jobs) + 1;
+  const contexts: Compressor[] = Array.from({ length: running }, () => compressor(zlib.createZstdCompress!({ params, chunkSize }), endFrame));
   const queue: Promise<Buffer>[] = [];
   let frame: Buffer = Buffer.allocUnsafe(ZSTD_FRAME);
   let fill = 0;
@@ -71,11 +77,13 @@ export async function* zstdStream(
   const spare: Buffer[] = [];
   const start = (bytes: Buffer) => {
     traceAdd('zstd.in', bytes.length);
-    frames++;
-    const p = compress(bytes).then((out) => {
+    // Frame n goes to context n mod `running`: at most `running` frames are in flight, so a
+    // context has finished its previous frame before it gets the next one.
+    const p = contexts[frames % running]!.frame(bytes).then((out) => {
       if (bytes.length === ZSTD_FRAME) spare.push(bytes);
       return out;
     });
+    frames++;
     p.catch(() => {}); // awaited in order below; a failure is seen there
     queue.push(p);
   };
@@ -101,5 +109,47 @@ export async function* zstdStream(
     while (queue.length > 0) yield await queue.shift()!;
   } finally {
     queue.length = 0;
+    for (const ctx of contexts) ctx.close();
   }
+}
+
+interface Compressor {
+  /** The frame's compressed bytes; one frame at a time per compressor. */
+  frame(bytes: Buffer): Promise<Buffer>;
+  close(): void;
+}
+
+interface ZstdStream {
+  on(event: 'data', fn: (b: Buffer) => void): unknown;
+  on(event: 'error', fn: (err: Error) => void): unknown;
+  write(b: Buffer): boolean;
+  flush(kind: number, cb: () => void): void;
+  destroy(): void;
+}
+
+function compressor(stream: ZstdStream, endFrame: number): Compressor {
+  let out: Buffer[] = [];
+  let failed: Error | undefined;
+  let reject: ((err: Error) => void) | undefined;
+  stream.on('data', (b) => out.push(b));
+  stream.on('error', (err) => {
+    failed = err;
+    reject?.(err);
+  });
+  return {
+    frame(bytes) {
+      return new Promise<Buffer>((resolve, fail) => {
+        if (failed) return fail(failed);
+        reject = fail;
+        stream.write(bytes);
+        stream.flush(endFrame, () => {
+          if (failed) return;
+          const pieces = out;
+          out = [];
+          resolve(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+        });
+      });
+    },
+    close: () => stream.destroy(),
+  };
 }
