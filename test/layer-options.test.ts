@@ -5,6 +5,9 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { before, describe, test } from 'node:test';
 import tar from 'tar-stream';
+import cacache from 'cacache';
+import { CacheStore } from '../src/cache/store.js';
+import { digestToIntegrity, parseDigest } from '../src/oci/digest.js';
 import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
 
 let work: string;
@@ -38,8 +41,7 @@ async function entries(digest: string): Promise<Map<string, [number, number, num
   const r = await runCli(['ls', '--json'], env);
   const row = (JSON.parse(r.stdout) as { digest: string }[]).find((x) => x.digest === digest);
   assert.ok(row, `${digest} is in the cache`);
-  const hex = digest.slice(7);
-  const blob = readFileSync(join(env.KOCACHE!, 'content-v2', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex.slice(4)));
+  const blob = await cacache.get.byDigest(env.KOCACHE!, digestToIntegrity(parseDigest(digest)));
   const out = new Map<string, [number, number, number]>();
   const extract = tar.extract();
   Readable.from([blob]).pipe(createGunzip()).pipe(extract);
@@ -148,8 +150,7 @@ describe('names that are not UTF-8', () => {
     assert.equal(again.cached, true);
     assert.equal(again.digest, first.digest);
     // GNU tar reads the layer back to the very bytes and contents.
-    const hex = first.digest.slice(7);
-    const blob = join(env.KOCACHE!, 'content-v2', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex.slice(4));
+    const blob = new CacheStore(env.KOCACHE!).blobPath(parseDigest(first.digest));
     const out = join(work, 'latin1-out');
     mkdirSync(out);
     const { execFileSync } = await import('node:child_process');

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { sha256Digest } from '../src/oci/digest.js';
+import { CacheStore } from '../src/cache/store.js';
+import { parseDigest, sha256Digest } from '../src/oci/digest.js';
 import type { ImageConfig, ImageIndex, ImageManifest } from '../src/oci/manifest.js';
 import { type PublishOut, isOneLineError, runCli, tempDir } from './helpers/cli.js';
 import { htpasswdConfig, writeHtpasswd } from './helpers/htpasswd.js';
@@ -134,7 +135,7 @@ describe('publish to a registry', () => {
     const small = await digestOf('small.txt:/small.txt');
     const big = await digestOf('big:/big');
     const cacheDir = join(dir, 'cache');
-    const bigInCache = join(cacheDir, 'content-v2', 'sha256', big.slice(7, 9), big.slice(9, 11), big.slice(11));
+    const bigInCache = new CacheStore(cacheDir).blobPath(parseDigest(big));
 
     const run = runCli(['publish', '--json', 'small.txt:/small.txt', 'big:/big', '--base', 'scratch', '--repo', `${reg.host}/early:v1`, ...layerArgs], { KOCACHE: cacheDir }, { cwd: dir });
     let smallInRegistryAt: number | undefined;

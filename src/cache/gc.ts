@@ -1,9 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { lstatSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
+import type { CacheObject } from 'cacache';
 import { errnoCode } from '../errors.js';
-import type { Digest } from '../oci/digest.js';
-import { type Bucket, type IndexLine, listFiles, liveLines, readBuckets, rewriteBucket, toLiveRecord } from './buckets.js';
+import { type Digest, integrityToDigest } from '../oci/digest.js';
+import { type Cacache, loadCacache } from './cacache.js';
+import { JOURNAL_KEY, drainJournal } from './journal.js';
 import { acquireGcLock, scanLeases } from './lease.js';
 import { cacheFsError, ensureOwnFolder } from './damage.js';
 import { STAMP_DIR } from './stamp.js';
@@ -68,6 +70,34 @@ interface PlainFile {
   mtime: number;
 }
 
+/** What one gc run knows and decides, handed from step to step. */
+interface Gc {
+  cache: CacheStore;
+  dir: string;
+  opts: GcOptions;
+  dryRun: boolean;
+  now: number;
+  removed: Removal[];
+  /** Nothing with an mtime at or after this is removed: the oldest live lease's start, or gc's own. */
+  cutoff: number;
+  tmpCutoff: number;
+  ageCutoff: number | undefined;
+  sizeBefore: number;
+  liveLeases: number;
+  protectedBytes: number;
+  rescued: number;
+  /** Stat files kept so far: the last thing --max-size removes. */
+  statFiles: PlainFile[];
+  /** Blobs on disk and not (yet) removed. */
+  blobs: Map<Digest, BlobFile>;
+  /** Every index record's newest line, as cacache lists them (the journal left out). */
+  records: CacheObject[];
+  /** Which keys point at each blob: the references that keep content. */
+  keysByDigest: Map<Digest, string[]>;
+  evict: Map<Digest, RemovalReason>;
+  cacache: Cacache;
+}
+
 /**
  * Collects garbage in the cache: temp files of crashed writers, unreferenced content, dead and
  * duplicate index lines, and — under --max-age/--max-size — least recently used content.
@@ -77,221 +107,336 @@ interface PlainFile {
  * lease writes new files and touches what it uses. A blob is evicted by renaming it to its trash
  * name, checking its mtime once more, and only then unlinking it; a use in between takes it back
  * (CacheStore.touchBlob). Two gcs never run at once (gc.lock).
+ *
+ * The work is a list of named steps (STEPS), run in order under the lock, each reading and adding
+ * to what the ones before it found.
  */
 export async function collectGarbage(cache: CacheStore, opts: GcOptions = {}): Promise<GcReport> {
-  const dir = cache.dir;
   const dryRun = Boolean(opts.dryRun);
-  const unlock = dryRun ? () => {} : acquireGcLock(dir);
+  const unlock = dryRun ? () => {} : acquireGcLock(cache.dir);
   let report: GcReport;
   try {
-    report = await run(cache, opts, dryRun);
+    const gc = await begin(cache, opts, dryRun);
+    for (const step of STEPS) await step(gc);
+    report = summarise(gc);
   } finally {
     unlock();
   }
   // Measured once the lock file is gone, so the figure is what the cache now occupies.
-  if (!dryRun) report.sizeAfter = treeSize(dir);
+  if (!dryRun) report.sizeAfter = treeSize(cache.dir);
   return report;
 }
 
-async function run(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise<GcReport> {
-  const dir = cache.dir;
+const STEPS: ((gc: Gc) => void | Promise<void>)[] = [
+  markLeases,
+  sweepTemp,
+  sweepStatFiles,
+  listBlobs,
+  readIndex,
+  verifyBlobs,
+  markUnused,
+  markForSize,
+  evictBlobs,
+  sweepStamps,
+  compactIndex,
+];
+
+async function begin(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promise<Gc> {
   const now = opts.now ?? Date.now();
-  const removed: Removal[] = [];
-  const rel = (p: string) => relative(dir, p).split(sep).join('/');
-  const note = (kind: RemovalKind, what: string, bytes: number, reason: RemovalReason) => removed.push({ kind, what, bytes, reason });
+  return {
+    cache, dir: cache.dir, opts, dryRun, now, removed: [],
+    cutoff: now, tmpCutoff: now, ageCutoff: opts.maxAge === undefined ? undefined : now - opts.maxAge,
+    sizeBefore: 0, liveLeases: 0, protectedBytes: 0, rescued: 0,
+    statFiles: [], blobs: new Map(), records: [], keysByDigest: new Map(), evict: new Map(),
+    cacache: await loadCacache(),
+  };
+}
 
-  const leases = scanLeases(dir, now);
-  for (const l of leases.stale) {
-    note('lease', rel(l.path), 0, 'stale');
-    if (!dryRun) rmSync(l.path, { recursive: true, force: true });
-  }
-  const cutoff = Math.min(now, ...leases.live.map((l) => l.start)) - MTIME_SLACK_MS;
-  const tmpCutoff = Math.min(cutoff, now - (opts.tmpGraceMs ?? DEFAULT_TMP_GRACE_MS));
-  const ageCutoff = opts.maxAge === undefined ? undefined : now - opts.maxAge;
-  const sizeBefore = treeSize(dir);
-  let protectedBytes = 0;
+function rel(gc: Gc, path: string): string {
+  return relative(gc.dir, path).split(sep).join('/');
+}
 
-  // Temp files: cacache's tmp/ (a writer killed mid-blob) and the stat cache's *.tmp, once old enough
-  // that no running writer can own them.
-  for (const f of listEntries(join(dir, 'tmp'))) {
-    if (f.mtime < tmpCutoff) {
-      note('tmp', rel(f.path), f.bytes, 'leftover');
-      if (!dryRun) rmSync(f.path, { recursive: true, force: true });
-    }
-  }
-  const statFiles: PlainFile[] = [];
-  for (const f of listEntries(join(dir, 'stat'), dryRun)) {
+function note(gc: Gc, kind: RemovalKind, what: string, bytes: number, reason: RemovalReason): void {
+  gc.removed.push({ kind, what, bytes, reason });
+}
+
+/** Notes a file or folder as removed, and removes it unless this is a dry run. */
+function remove(gc: Gc, f: PlainFile, kind: RemovalKind, reason: RemovalReason): void {
+  note(gc, kind, rel(gc, f.path), f.bytes, reason);
+  if (!gc.dryRun) rmSync(f.path, { recursive: true, force: true });
+}
+
+/** Stale leases go; the live ones set the cutoff. The cache's size is taken here, before anything goes. */
+function markLeases(gc: Gc): void {
+  const leases = scanLeases(gc.dir, gc.now);
+  for (const l of leases.stale) remove(gc, { path: l.path, bytes: 0, mtime: 0 }, 'lease', 'stale');
+  gc.liveLeases = leases.live.length;
+  gc.cutoff = Math.min(gc.now, ...leases.live.map((l) => l.start)) - MTIME_SLACK_MS;
+  gc.tmpCutoff = Math.min(gc.cutoff, gc.now - (gc.opts.tmpGraceMs ?? DEFAULT_TMP_GRACE_MS));
+  gc.sizeBefore = treeSize(gc.dir);
+}
+
+/** cacache's tmp/ (a writer killed mid-blob), once old enough that no running writer can own it. */
+function sweepTemp(gc: Gc): void {
+  for (const f of listEntries(join(gc.dir, 'tmp'))) if (f.mtime < gc.tmpCutoff) remove(gc, f, 'tmp', 'leftover');
+}
+
+/** The stat cache: its temp files like tmp/'s; its stamps past --max-age; the rest kept for markForSize. */
+function sweepStatFiles(gc: Gc): void {
+  for (const f of listEntries(join(gc.dir, 'stat'), gc.dryRun)) {
     if (f.path.endsWith('.tmp')) {
-      if (f.mtime < tmpCutoff) {
-        note('tmp', rel(f.path), f.bytes, 'leftover');
-        if (!dryRun) rmSync(f.path, { recursive: true, force: true });
-      }
+      if (f.mtime < gc.tmpCutoff) remove(gc, f, 'tmp', 'leftover');
     } else if (f.path.endsWith('.json')) {
-      if (ageCutoff !== undefined && f.mtime < ageCutoff && f.mtime < cutoff) {
-        note('stat', rel(f.path), f.bytes, 'expired');
-        if (!dryRun) rmSync(f.path, { recursive: true, force: true });
-      } else {
-        statFiles.push(f);
-      }
+      if (expired(gc, f.mtime)) remove(gc, f, 'stat', 'expired');
+      else gc.statFiles.push(f);
     }
   }
+}
 
-  // Content, and the index that refers to it.
-  const blobs = new Map<Digest, BlobFile>();
-  for (const path of listFiles(join(dir, 'content-v2', 'sha256'), 3)) {
+/** Every blob file of the content store; a blob left parked by a gc that died is unlinked now. */
+function listBlobs(gc: Gc): void {
+  for (const path of listFiles(join(gc.dir, 'content-v2', 'sha256'), 3)) {
     const f = statFile(path);
     if (!f) continue;
     if (path.endsWith('.gc')) {
       // Left by a gc that died between rename and unlink: the eviction had been decided.
-      if (f.mtime < cutoff) {
-        note('trash', rel(path), f.bytes, 'leftover');
-        if (!dryRun) rmSync(path, { force: true });
-      }
+      if (f.mtime < gc.cutoff) remove(gc, f, 'trash', 'leftover');
       continue;
     }
-    const parts = rel(path).split('/');
-    const hex = parts.slice(-3).join('');
+    const hex = rel(gc, path).split('/').slice(-3).join('');
     if (!/^[a-f0-9]{64}$/.test(hex)) continue;
-    blobs.set(`sha256:${hex}`, { digest: `sha256:${hex}`, ...f });
+    gc.blobs.set(`sha256:${hex}`, { digest: `sha256:${hex}`, ...f });
   }
-  const buckets = readBuckets(dir);
-  const keysByDigest = new Map<Digest, string[]>();
-  for (const b of buckets) {
-    for (const line of liveLines(b)) {
-      const r = toLiveRecord(line, b.path);
-      if (!r || isMetadataKey(r.key)) continue;
-      const list = keysByDigest.get(r.digest) ?? [];
-      list.push(r.key);
-      keysByDigest.set(r.digest, list);
-    }
-  }
+}
 
-  const evict = new Map<Digest, RemovalReason>();
-  if (opts.verify) {
-    for (const blob of blobs.values()) {
-      // verifyBlob drops a corrupt blob itself, so a dry run hashes a copy of the decision only.
-      const state = dryRun ? await cache.checkBlob(blob.digest) : await cache.verifyBlob(blob.digest);
-      if (state === 'corrupt') {
-        note('blob', rel(blob.path), blob.bytes, 'corrupt');
-        blobs.delete(blob.digest);
-      }
+/** The index as cacache lists it: which blobs records point at. Metadata records point at none. */
+async function readIndex(gc: Gc): Promise<void> {
+  let all: Record<string, CacheObject>;
+  try {
+    all = await gc.cacache.ls(gc.dir);
+  } catch (err) {
+    throw cacheFsError(err, gc.dir, 'read the index in');
+  }
+  gc.records = Object.values(all).filter((e) => e.key !== JOURNAL_KEY);
+  for (const r of gc.records) {
+    const digest = digestOf(r.integrity);
+    if (digest === undefined || isMetadataKey(r.key)) continue;
+    const list = gc.keysByDigest.get(digest) ?? [];
+    list.push(r.key);
+    gc.keysByDigest.set(digest, list);
+  }
+}
+
+/** --verify: every blob re-hashed; a corrupt one is dropped (a dry run only hashes). */
+async function verifyBlobs(gc: Gc): Promise<void> {
+  if (!gc.opts.verify) return;
+  for (const blob of gc.blobs.values()) {
+    const state = gc.dryRun ? await gc.cache.checkBlob(blob.digest) : await gc.cache.verifyBlob(blob.digest);
+    if (state === 'corrupt') {
+      note(gc, 'blob', rel(gc, blob.path), blob.bytes, 'corrupt');
+      gc.blobs.delete(blob.digest);
     }
   }
-  const removable = (b: { mtime: number; bytes: number }) => {
-    if (b.mtime < cutoff) return true;
-    protectedBytes += b.bytes;
+}
+
+/** Blobs no record points at, and (under --max-age) those unused for longer. */
+function markUnused(gc: Gc): void {
+  for (const blob of gc.blobs.values()) {
+    if (!gc.keysByDigest.has(blob.digest)) {
+      if (blob.mtime < gc.cutoff) gc.evict.set(blob.digest, 'unreferenced');
+    } else if (expired(gc, blob.mtime)) {
+      gc.evict.set(blob.digest, 'expired');
+    }
+  }
+}
+
+/**
+ * Size pressure: cheapest-to-lose first. Uncompressed tars and base-image blobs can be
+ * regenerated or refetched; built layers cost a build; the stat files that let a build skip
+ * hashing its inputs are tiny and go last.
+ */
+function markForSize(gc: Gc): void {
+  const max = gc.opts.maxSize;
+  if (max === undefined) return;
+  let size = gc.sizeBefore - gc.removed.reduce((n, r) => n + r.bytes, 0);
+  for (const d of gc.evict.keys()) size -= gc.blobs.get(d)?.bytes ?? 0;
+  const removable = (f: { mtime: number; bytes: number }) => {
+    if (f.mtime < gc.cutoff) return true;
+    gc.protectedBytes += f.bytes;
     return false;
   };
-  for (const blob of blobs.values()) {
-    if (!keysByDigest.has(blob.digest)) {
-      if (blob.mtime < cutoff) evict.set(blob.digest, 'unreferenced');
-    } else if (ageCutoff !== undefined && blob.mtime < ageCutoff && blob.mtime < cutoff) {
-      evict.set(blob.digest, 'expired');
-    }
+  const tierOf = (d: Digest) => ((gc.keysByDigest.get(d) ?? []).every((k) => k.startsWith('tar/') || k.startsWith('img/')) ? 0 : 1);
+  const candidates = [...gc.blobs.values()]
+    .filter((b) => !gc.evict.has(b.digest))
+    .sort((a, b) => tierOf(a.digest) - tierOf(b.digest) || a.mtime - b.mtime);
+  const recordBytes = recordBytesByDigest(gc);
+  for (const b of candidates) {
+    if (size <= max) break;
+    if (!removable(b)) continue;
+    gc.evict.set(b.digest, 'size');
+    size -= b.bytes + (recordBytes.get(b.digest) ?? 0);
   }
-
-  // Size pressure: cheapest-to-lose first. Uncompressed tars and base-image blobs can be
-  // regenerated or refetched; built layers cost a build; the stat files that let a build skip
-  // hashing its inputs are tiny and go last.
-  if (opts.maxSize !== undefined) {
-    let size = sizeBefore - removed.reduce((n, r) => n + r.bytes, 0) - sumBytes(blobs, evict);
-    const tierOf = (d: Digest) => ((keysByDigest.get(d) ?? []).every((k) => k.startsWith('tar/') || k.startsWith('img/')) ? 0 : 1);
-    const candidates = [...blobs.values()]
-      .filter((b) => !evict.has(b.digest))
-      .sort((a, b) => tierOf(a.digest) - tierOf(b.digest) || a.mtime - b.mtime);
-    for (const b of candidates) {
-      if (size <= opts.maxSize) break;
-      if (!removable(b)) continue;
-      evict.set(b.digest, 'size');
-      size -= b.bytes + recordBytes(buckets, keysByDigest.get(b.digest) ?? []);
-    }
-    for (const f of [...statFiles].sort((a, b) => a.mtime - b.mtime)) {
-      if (size <= opts.maxSize) break;
-      if (!removable(f)) continue;
-      note('stat', rel(f.path), f.bytes, 'size');
-      if (!dryRun) rmSync(f.path, { recursive: true, force: true });
-      size -= f.bytes;
-    }
+  for (const f of [...gc.statFiles].sort((a, b) => a.mtime - b.mtime)) {
+    if (size <= max) break;
+    if (!removable(f)) continue;
+    remove(gc, f, 'stat', 'size');
+    size -= f.bytes;
   }
+}
 
-  // Evict in two steps with a pause between: park every victim under its trash name, wait, then
-  // unlink only those nobody took back or touched meanwhile. A process that looked at a blob just
-  // before it was parked (a build's hit, a writer whose identical blob was already stored) gets
-  // the whole pause to touch it and keep it.
-  let rescued = 0;
-  const parked: { digest: Digest; blob: BlobFile; reason: RemovalReason }[] = [];
-  for (const [digest, reason] of evict) {
-    const blob = blobs.get(digest);
+/**
+ * Evicts in two steps with a pause between: park every victim under its trash name, wait, then
+ * unlink only those nobody took back or touched meanwhile. A process that looked at a blob just
+ * before it was parked (a build's hit, a writer whose identical blob was already stored) gets
+ * the whole pause to touch it and keep it.
+ */
+async function evictBlobs(gc: Gc): Promise<void> {
+  const parked: { blob: BlobFile; reason: RemovalReason }[] = [];
+  for (const [digest, reason] of gc.evict) {
+    const blob = gc.blobs.get(digest);
     if (!blob) continue;
-    if (dryRun) {
-      note('blob', rel(blob.path), blob.bytes, reason);
-      blobs.delete(digest);
+    if (gc.dryRun) {
+      note(gc, 'blob', rel(gc, blob.path), blob.bytes, reason);
+      gc.blobs.delete(digest);
       continue;
     }
     // Looked at again right before it is parked: the plan is as old as the scan (and a --verify
     // pass may have taken minutes since), and a command that used the blob meanwhile keeps it.
     const now = statFile(blob.path);
     if (!now) continue;
-    if (now.mtime !== blob.mtime || now.mtime >= cutoff) {
-      rescued++;
+    if (now.mtime !== blob.mtime || now.mtime >= gc.cutoff) {
+      gc.rescued++;
       continue;
     }
-    if (parkBlob(blob.path)) parked.push({ digest, blob, reason });
+    if (parkBlob(blob.path)) parked.push({ blob, reason });
   }
-  if (parked.length > 0) await sleep(opts.trashGraceMs ?? DEFAULT_TRASH_GRACE_MS);
-  for (const { digest, blob, reason } of parked) {
-    if (!finishEviction(blob.path, cutoff)) {
-      rescued++;
+  if (parked.length > 0) await sleep(gc.opts.trashGraceMs ?? DEFAULT_TRASH_GRACE_MS);
+  for (const { blob, reason } of parked) {
+    if (!finishEviction(blob.path, gc.cutoff)) {
+      gc.rescued++;
       continue;
     }
-    note('blob', rel(blob.path), blob.bytes, reason);
-    blobs.delete(digest);
+    note(gc, 'blob', rel(gc, blob.path), blob.bytes, reason);
+    gc.blobs.delete(blob.digest);
   }
-
-  // Verified stamps (src/cache/stamp.ts) of blobs that are gone: a small file each, of no use now.
-  // The blob is looked up again on disk, so a stamp written for a blob stored after the scan stays.
-  for (const f of listEntries(join(dir, STAMP_DIR), dryRun)) {
-    const hex = basename(f.path);
-    if (!/^[a-f0-9]{64}$/.test(hex)) continue;
-    const digest: Digest = `sha256:${hex}`;
-    if (blobs.has(digest) || (!dryRun && statFile(cache.blobPath(digest)) !== undefined)) continue;
-    note('stat', rel(f.path), f.bytes, 'unreferenced');
-    if (!dryRun) rmSync(f.path, { recursive: true, force: true });
-  }
-
-  // Compaction: per bucket keep the newest line of each key whose blob is still here. Every
-  // writer stores the blob before the record, so a record without its blob is dead at any age.
-  // A blob stored after the scan (its record may be in a bucket re-read below) counts as present.
-  const present = (d: Digest) => blobs.has(d) || (!dryRun && statFile(cache.blobPath(d)) !== undefined);
-  for (let b of buckets) {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const { keep, dropped } = compactBucket(b, present, cutoff, ageCutoff);
-      if (dropped.length === 0) break;
-      if (dryRun || attempt === 2) {
-        for (const d of dropped) note('record', d.key, d.bytes, d.reason);
-        break;
-      }
-      if (rewriteBucket(dir, b, keep)) {
-        for (const d of dropped) note('record', d.key, d.bytes, d.reason);
-        break;
-      }
-      const again = readBuckets(dir).find((x) => x.path === b.path);
-      if (!again) break;
-      b = again;
-    }
-  }
-
-  const counts: Record<RemovalKind, number> = { blob: 0, record: 0, tmp: 0, stat: 0, lease: 0, trash: 0 };
-  for (const r of removed) counts[r.kind]++;
-  const bytesFreed = removed.reduce((n, r) => n + r.bytes, 0);
-  const sizeAfter = Math.max(0, sizeBefore - bytesFreed);
-  return { dryRun, removed, counts, bytesFreed, sizeBefore, sizeAfter, protectedBytes, liveLeases: leases.live.length, rescued };
 }
 
-interface DroppedLine {
-  key: string;
-  bytes: number;
-  reason: RemovalReason;
+/**
+ * Verified stamps (src/cache/stamp.ts) of blobs that are gone: a small file each, of no use now.
+ * The blob is looked up again on disk, so a stamp written for a blob stored after the scan stays.
+ */
+function sweepStamps(gc: Gc): void {
+  for (const f of listEntries(join(gc.dir, STAMP_DIR), gc.dryRun)) {
+    const hex = basename(f.path);
+    if (!/^[a-f0-9]{64}$/.test(hex)) continue;
+    if (present(gc, `sha256:${hex}`)) continue;
+    remove(gc, f, 'stat', 'unreferenced');
+  }
+}
+
+/**
+ * Compaction, key by key with cacache's `index.compact`: the keys the journal names (written or
+ * removed since the last gc, so possibly holding older lines), the records whose blob is gone
+ * (every writer stores the blob before the record, so one without its blob is dead at any age),
+ * expired metadata records, and under --verify every key. Of each, the newest line stays if it
+ * is live; a key left with no line loses its bucket file. A dry run reads no bucket whole: it
+ * reports the dead and expired records, not the older lines.
+ */
+async function compactIndex(gc: Gc): Promise<void> {
+  const keys = new Set<string>();
+  for (const r of gc.records) {
+    if (gc.opts.verify || lineVerdict(gc, r, new Set()) !== undefined) keys.add(r.key);
+  }
+  if (gc.dryRun) {
+    for (const r of gc.records) if (keys.has(r.key)) note(gc, 'record', r.key, lineBytes(r), lineVerdict(gc, r, new Set())!);
+    return;
+  }
+  for (const k of await drainJournal(gc.cacache, gc.dir)) keys.add(k);
+  for (const key of [...keys].sort()) await compactKey(gc, key);
+}
+
+async function compactKey(gc: Gc, key: string): Promise<void> {
+  // cacache hands the lines newest first; `seen` tells a key's newest line from its older ones.
+  const seen = new Set<string>();
+  const dropped: Removal[] = [];
+  const validateEntry = (line: CacheObject) => {
+    const reason = lineVerdict(gc, line, seen);
+    if (reason !== undefined) dropped.push({ kind: 'record', what: line.key, bytes: lineBytes(line), reason });
+    return reason === undefined;
+  };
+  let kept: CacheObject[];
+  try {
+    kept = await gc.cacache.index.compact(gc.dir, key, (a, b) => a.key === b.key, { validateEntry });
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return; // no bucket: nothing to compact
+    throw cacheFsError(err, gc.dir, 'compact the index in');
+  }
+  if (kept.length === 0) await removeBucket(gc.cacache, gc.dir, key);
+  gc.removed.push(...dropped);
+}
+
+/**
+ * Why an index line goes, or undefined if it stays: an older line of a key already met, a
+ * removal, a metadata record past --max-age, a record whose blob is gone. `seen` is updated.
+ */
+function lineVerdict(gc: Gc, line: Pick<CacheObject, 'key' | 'integrity' | 'time'>, seen: Set<string>): RemovalReason | undefined {
+  if (seen.has(line.key)) return 'duplicate';
+  seen.add(line.key);
+  if (!line.integrity) return 'dead';
+  if (isMetadataKey(line.key)) return typeof line.time === 'number' && expired(gc, line.time) ? 'expired' : undefined;
+  const digest = digestOf(line.integrity);
+  // A sha512 entry from some other cacache user is not ours to judge.
+  return digest !== undefined && !present(gc, digest) ? 'dead' : undefined;
+}
+
+/** A key's bucket file, removed when compaction left it empty (cacache's documented `removeFully`). */
+async function removeBucket(cacache: Cacache, dir: string, key: string): Promise<void> {
+  const rmEntry = cacache.rm.entry as (cache: string, key: string, opts: { removeFully: boolean }) => Promise<unknown>;
+  await rmEntry(dir, key, { removeFully: true });
+}
+
+/** Whether a blob is still in the store: found by the scan, or (not in a dry run) stored since. */
+function present(gc: Gc, digest: Digest): boolean {
+  return gc.blobs.has(digest) || (!gc.dryRun && statFile(gc.cache.blobPath(digest)) !== undefined);
+}
+
+function expired(gc: Gc, mtime: number): boolean {
+  return gc.ageCutoff !== undefined && mtime < gc.ageCutoff && mtime < gc.cutoff;
+}
+
+function digestOf(integrity: string | null | undefined): Digest | undefined {
+  if (!integrity) return undefined;
+  try {
+    return integrityToDigest(integrity);
+  } catch {
+    return undefined;
+  }
+}
+
+/** About what a line takes in its bucket: its JSON, a sha1 in hex, a tab and a newline. */
+function lineBytes(line: object): number {
+  return Buffer.byteLength(JSON.stringify(line)) + 42;
+}
+
+/** Index bytes that go with each blob's records (what evicting it also frees). */
+function recordBytesByDigest(gc: Gc): Map<Digest, number> {
+  const out = new Map<Digest, number>();
+  for (const r of gc.records) {
+    const d = digestOf(r.integrity);
+    if (d !== undefined && !isMetadataKey(r.key)) out.set(d, (out.get(d) ?? 0) + lineBytes(r));
+  }
+  return out;
+}
+
+function summarise(gc: Gc): GcReport {
+  const counts: Record<RemovalKind, number> = { blob: 0, record: 0, tmp: 0, stat: 0, lease: 0, trash: 0 };
+  for (const r of gc.removed) counts[r.kind]++;
+  const bytesFreed = gc.removed.reduce((n, r) => n + r.bytes, 0);
+  return {
+    dryRun: gc.dryRun, removed: gc.removed, counts, bytesFreed, sizeBefore: gc.sizeBefore,
+    sizeAfter: Math.max(0, gc.sizeBefore - bytesFreed), protectedBytes: gc.protectedBytes,
+    liveLeases: gc.liveLeases, rescued: gc.rescued,
+  };
 }
 
 /**
@@ -302,45 +447,6 @@ interface DroppedLine {
  */
 export function isMetadataKey(key: string): boolean {
   return key.startsWith('seen/');
-}
-
-function compactBucket(
-  b: Bucket,
-  present: (d: Digest) => boolean,
-  cutoff: number,
-  ageCutoff: number | undefined,
-): { keep: IndexLine[]; dropped: DroppedLine[] } {
-  const latest = new Map<string, IndexLine>();
-  for (const line of b.lines) latest.set(line.key, line);
-  const keep: IndexLine[] = [];
-  const dropped: DroppedLine[] = [];
-  for (const line of b.lines) {
-    const bytes = Buffer.byteLength(line.raw) + 1;
-    if (latest.get(line.key) !== line) {
-      dropped.push({ key: line.key, bytes, reason: 'duplicate' });
-      continue;
-    }
-    if (line.integrity === null) {
-      dropped.push({ key: line.key, bytes, reason: 'dead' });
-      continue;
-    }
-    if (isMetadataKey(line.key)) {
-      if (ageCutoff !== undefined && line.time < ageCutoff && line.time < cutoff) {
-        dropped.push({ key: line.key, bytes, reason: 'expired' });
-        continue;
-      }
-    } else {
-      const r = toLiveRecord(line, b.path);
-      if (r && !present(r.digest)) {
-        dropped.push({ key: line.key, bytes, reason: 'dead' });
-        continue;
-      }
-    }
-    keep.push(line);
-  }
-  // Torn lines are not records, but dropping them is part of the rewrite.
-  if (b.torn > 0 && dropped.length === 0) dropped.push({ key: '(torn index line)', bytes: 0, reason: 'dead' });
-  return { keep, dropped };
 }
 
 /** Moves a blob to its trash name; false if it was already gone. */
@@ -377,20 +483,6 @@ function finishEviction(path: string, cutoff: number): boolean {
     if (errnoCode(err) === 'ENOENT') return false;
     throw err;
   }
-}
-
-function sumBytes(blobs: Map<Digest, BlobFile>, evict: Map<Digest, RemovalReason>): number {
-  let n = 0;
-  for (const d of evict.keys()) n += blobs.get(d)?.bytes ?? 0;
-  return n;
-}
-
-function recordBytes(buckets: Bucket[], keys: string[]): number {
-  if (keys.length === 0) return 0;
-  const want = new Set(keys);
-  let n = 0;
-  for (const b of buckets) for (const l of b.lines) if (want.has(l.key)) n += Buffer.byteLength(l.raw) + 1;
-  return n;
 }
 
 function statFile(path: string): PlainFile | undefined {
@@ -465,3 +557,16 @@ export function treeSize(dir: string): number {
   return walkTotals(dir)?.bytes ?? 0;
 }
 
+
+/** Files exactly `depth` folders below `root` (cacache's content fan-out); missing folders are empty. */
+export function listFiles(root: string, depth: number): string[] {
+  let level = [root];
+  for (let d = 0; d < depth; d++) {
+    const next: string[] = [];
+    for (const dir of level) {
+      for (const n of safeReaddir(dir)) next.push(join(dir, n));
+    }
+    level = next;
+  }
+  return level;
+}

@@ -1,27 +1,19 @@
-import { once } from 'node:events';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { EventEmitter, once } from 'node:events';
+import { existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { close, createReadStream, open, read } from 'node:fs';
+import { close, closeSync, createReadStream, open, read } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { KocacheError, errnoCode } from '../errors.js';
 import { type Digest, digestHex, digestToIntegrity, integrityToDigest, isDigest } from '../oci/digest.js';
 import { traceAdd } from '../util/trace.js';
+import { type Mismatch, verify } from '../util/verify.js';
+import { loadCacache } from './cacache.js';
 import { cacheFsError } from './damage.js';
+import { JOURNAL_KEY, noteKey } from './journal.js';
 import { TEMP_PREFIX } from '../util/tmpfile.js';
 import { dropStamp, stampMatches, writeStamp } from './stamp.js';
-
-// cacache's modules are loaded on first use and one by one: its index alone is what a cache hit
-// needs; all of cacache (its content writer pulls in a file-copy library and semver) was ~65 ms
-// of a ~500 ms hit, measured with --cpu-prof.
-let entryIndexModule: Promise<typeof import('cacache/lib/entry-index.js').default> | undefined;
-const entryIndex = () => (entryIndexModule ??= import('cacache/lib/entry-index.js').then((m) => m.default));
-let contentWriteModule: Promise<typeof import('cacache/lib/content/write.js').default> | undefined;
-const contentWrite = () => (contentWriteModule ??= import('cacache/lib/content/write.js').then((m) => m.default));
-
-/** Every put uses sha256, so a blob's content path is its OCI digest. */
-const ALGORITHMS = ['sha256'];
 
 export interface BlobInfo {
   digest: Digest;
@@ -40,13 +32,21 @@ export interface CacheRecord<M> {
 
 /**
  * The on-disk cache: cacache's content store (blobs by sha256 digest) and its index (keys to
- * blobs, with JSON metadata). All writes are temp-file-then-rename or append-only lines, so a
- * process killed at any point leaves either nothing or a whole entry, never a half one.
+ * blobs, with JSON metadata), used through cacache's public API. All writes are
+ * temp-file-then-rename or append-only lines, so a process killed at any point leaves either
+ * nothing or a whole entry, never a half one.
+ *
+ * What kocache owns on top: where a blob's file is (below), because reads re-hash it in large
+ * reads, hits touch it for gc's least-recently-used order, and gc parks and evicts it; cacache has
+ * no call for any of these.
  */
 export class CacheStore {
   constructor(readonly dir: string) {}
 
-  /** Path of a blob's content file (it may not exist). */
+  /**
+   * Path of a blob's content file (it may not exist): cacache's content path for a sha256
+   * integrity (test/store.test.ts holds it to what cacache's own calls answer).
+   */
   blobPath(digest: Digest): string {
     const hex = digestHex(digest);
     return join(this.dir, 'content-v2', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex.slice(4));
@@ -65,11 +65,14 @@ export class CacheStore {
   /**
    * Streams bytes into the content store and returns their digest. When `expect` is given the
    * content is checked against it and nothing is stored on a mismatch.
+   *
+   * cacache's `put.stream` stores them (to tmp/, then moved into place if absent) under the
+   * journal's key; kocache hashes them itself as they pass (src/util/verify.ts when the digest is
+   * known) and hands cacache the result through its `integrityEmitter` option, so the bytes are
+   * hashed once, and a write kocache gives up on is failed the way cacache documents: an error on
+   * that emitter, after which cacache removes its temp file.
    */
   async writeBlob(source: AsyncIterable<Uint8Array>, expect?: Partial<BlobInfo>): Promise<BlobInfo> {
-    const opts: { algorithms: string[]; integrity?: string; size?: number; tmpPrefix: string } = { algorithms: ALGORITHMS, tmpPrefix: TEMP_PREFIX };
-    if (expect?.digest) opts.integrity = digestToIntegrity(expect.digest);
-    if (expect?.size !== undefined) opts.size = expect.size;
     // A blob whose digest is known and that is not stored yet will be the bytes just hashed on
     // the way in, so it gets its verified stamp at once (the first hit need not re-hash it). What
     // is in its place that is not a file is damage, removed before cacache would keep it.
@@ -79,39 +82,48 @@ export class CacheStore {
       if (st !== undefined && !st.isFile()) await this.dropBlob(expect.digest);
       fresh = st === undefined || !st.isFile();
     }
-    const ws = (await contentWrite()).stream(this.dir, opts);
-    let integrity: string | undefined;
+    const cacache = await loadCacache();
+    const sums = new EventEmitter<{ integrity: [string]; size: [number]; error: [unknown] }>();
+    const ws = cacache.put.stream(this.dir, JOURNAL_KEY, { integrityEmitter: sums, tmpPrefix: TEMP_PREFIX });
+    const done = ws.promise();
+    done.catch(() => undefined);
+    const want = expect?.digest;
+    const hash = want === undefined ? createHash('sha256') : undefined;
+    const bytes = want === undefined ? source : verify(source, { digest: want, size: expect?.size }, (m) => writeMismatch(m, want));
     let size = 0;
-    ws.on('integrity', (i: unknown) => { integrity = String(i); });
-    ws.on('size', (s: number) => { size = s; });
-    const done = new Promise<void>((resolve, reject) => {
-      ws.on('error', reject);
-      ws.on('finish', resolve);
-      ws.on('end', resolve);
-    });
-    let wrote = false;
+    let started = false;
+    let digest: Digest | undefined;
     // Whether an error came from the source (the caller's to explain) or from the writer (the cache's).
     let reading = true;
     try {
-      for await (const chunk of source) {
+      for await (const chunk of bytes) {
         reading = false;
-        if (chunk.byteLength === 0) continue;
-        wrote = true;
-        if (!ws.write(chunk)) await Promise.race([once(ws, 'drain'), done]);
+        if (chunk.byteLength > 0) {
+          hash?.update(chunk);
+          size += chunk.byteLength;
+          started = true;
+          if (!ws.write(chunk)) await Promise.race([once(ws, 'drain'), done]);
+        }
         reading = true;
       }
       reading = false;
-      if (!wrote) ws.write(new Uint8Array(0));
+      if (want === undefined && expect?.size !== undefined && size !== expect.size) {
+        reading = true;
+        throw new KocacheError('digest-mismatch', `content is ${size} bytes, not the expected ${expect.size}`);
+      }
+      // An empty blob is a blob too: the first write is what starts cacache's temp file.
+      if (!started) ws.write(Buffer.alloc(0));
+      started = true;
+      digest = want ?? `sha256:${hash!.digest('hex')}`;
+      await Promise.race([listening(sums), done]);
+      sums.emit('integrity', digestToIntegrity(digest));
+      sums.emit('size', size);
       ws.end();
       await done;
     } catch (err) {
-      done.catch(() => undefined);
-      await abandonWrite(ws, err);
-      const mapped = mapIntegrityError(err, expect?.digest);
-      throw reading || mapped !== err ? mapped : cacheFsError(err, join(this.dir, 'content-v2'), 'write a blob to');
+      if (started) await abandonWrite(ws, sums, done, err);
+      throw reading ? err : cacheFsError(err, this.dir, 'write a blob to');
     }
-    if (!integrity) throw new KocacheError('cache', 'cache write finished without a digest');
-    const digest = integrityToDigest(integrity);
     // When the blob was already stored, cacache keeps the old file and its old mtime; touching it
     // marks it as in use now, so a concurrent gc (which spares files newer than the oldest lease)
     // cannot evict it between this write and the records that will point at it.
@@ -195,37 +207,46 @@ export class CacheStore {
   private async *verifiedRead(digest: Digest, size: number | undefined, drop: boolean): AsyncGenerator<Buffer> {
     const path = this.blobPath(digest);
     const fd = await this.openBlob(digest, path);
-    const hash = createHash('sha256');
-    let n = 0;
+    let isFile: boolean;
     try {
-      if (!fstatSync(fd).isFile()) {
-        closeSync(fd);
-        // A folder (or anything else) where a blob belongs: damage, like a flipped byte.
-        if (drop) await this.dropBlob(digest);
-        throw failure('corrupt', new KocacheError('digest-mismatch', `cached blob ${digest} is not a file (${path})${drop ? '; removed it' : ''}`));
-      }
-      for await (const chunk of createReadStream(path, { fd, highWaterMark: 1 << 20 })) {
-        const buf = chunk as Buffer;
-        hash.update(buf);
-        traceAdd('blob.verify', buf.length);
-        const from = n;
-        n += buf.length;
-        // Past the expected size the bytes are still hashed (to tell damage from a wrong size) but not handed out.
-        if (size === undefined || n <= size) yield buf;
-        else if (from < size) yield buf.subarray(0, size - from);
-      }
+      isFile = fstatSync(fd).isFile();
     } catch (err) {
-      if (err instanceof KocacheError) throw err;
+      closeSync(fd);
       throw cacheFsError(err, path, 'read');
     }
-    const got = `sha256:${hash.digest('hex')}`;
-    if (got !== digest) {
+    if (!isFile) {
+      closeSync(fd);
+      // A folder (or anything else) where a blob belongs: damage, like a flipped byte.
       if (drop) await this.dropBlob(digest);
-      throw failure('corrupt', new KocacheError('digest-mismatch', `cached blob ${digest} was corrupt (its bytes hash to ${got})${drop ? '; dropped it, so the next run fetches or rebuilds it' : ''}`));
+      throw failure('corrupt', new KocacheError('digest-mismatch', `cached blob ${digest} is not a file (${path})${drop ? '; removed it' : ''}`));
     }
-    if (size !== undefined && n !== size) {
-      throw failure('corrupt', new KocacheError('digest-mismatch', `cached blob ${digest} has the wrong size (${n} bytes, want ${size})`));
+    let mismatch: Mismatch | undefined;
+    const fail = (m: Mismatch) => {
+      mismatch = m;
+      return new Error('mismatch');
+    };
+    try {
+      yield* verify(createReadStream(path, { fd, highWaterMark: 1 << 20 }), { digest, size }, fail, (c) => traceAdd('blob.verify', c.length));
+    } catch (err) {
+      if (mismatch === undefined) throw cacheFsError(err, path, 'read');
+      throw await this.readMismatch(digest, mismatch, drop);
     }
+  }
+
+  /**
+   * The error for a blob that read back wrong. Bytes that hash to another digest are damage (dropped
+   * when `drop`); the right bytes at another size than the caller expects are not, so the blob
+   * stays. A blob longer than expected was not hashed to its end: it is hashed whole to tell which.
+   */
+  private async readMismatch(digest: Digest, m: Mismatch, drop: boolean): Promise<KocacheError> {
+    const sized = () => failure('corrupt', new KocacheError('digest-mismatch', `cached blob ${digest} has the wrong size (${m.bytes}${m.digest ? '' : ' or more'} bytes, want ${m.want.size})`));
+    if (m.digest === undefined) {
+      const whole = await this.hashState(digest, undefined, drop);
+      return whole === 'corrupt' ? failure('corrupt', corruptError(digest, undefined, drop)) : sized();
+    }
+    if (m.digest === digest) return sized();
+    if (drop) await this.dropBlob(digest);
+    return failure('corrupt', corruptError(digest, m.digest, drop));
   }
 
   /** Opens a blob for reading, taking it back if gc has just parked it. */
@@ -308,43 +329,51 @@ export class CacheStore {
    * a check the metadata is only known to be an object: the caller checks its fields before trusting them.
    */
   async getRecord<M = unknown>(key: string, isMetadata: (m: unknown) => m is M = isObject as (m: unknown) => m is M): Promise<CacheRecord<M> | undefined> {
+    if (key === JOURNAL_KEY) return undefined;
+    const cacache = await loadCacache();
     let info: Parameters<typeof toRecord>[0] | null;
     try {
-      info = await (await entryIndex()).find(this.dir, key);
+      info = await cacache.get.info(this.dir, key);
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return undefined;
-      throw cacheFsError(err, join(this.dir, 'index-v5'), 'read the index in');
+      throw cacheFsError(err, this.dir, 'read the index in');
     }
     const rec = info ? toRecord(info) : undefined;
     return rec && rec.key === key && isMetadata(rec.metadata) ? (rec as CacheRecord<M>) : undefined;
   }
 
   async putRecord<M>(key: string, blob: BlobInfo, metadata: M): Promise<void> {
+    const cacache = await loadCacache();
     try {
-      await (await entryIndex()).insert(this.dir, key, digestToIntegrity(blob.digest), { size: blob.size, metadata });
+      await noteKey(cacache, this.dir, key);
+      await cacache.index.insert(this.dir, key, digestToIntegrity(blob.digest), { size: blob.size, metadata });
     } catch (err) {
-      throw cacheFsError(err, join(this.dir, 'index-v5'), 'write the index in');
+      throw cacheFsError(err, this.dir, 'write the index in');
     }
   }
 
   /** Removes a record (cacache appends a tombstone); the blob stays until gc finds it unused. */
   async dropRecord(key: string): Promise<void> {
+    const cacache = await loadCacache();
     try {
-      await (await entryIndex()).delete(this.dir, key);
+      await noteKey(cacache, this.dir, key);
+      await cacache.rm.entry(this.dir, key);
     } catch (err) {
-      throw cacheFsError(err, join(this.dir, 'index-v5'), 'write the index in');
+      throw cacheFsError(err, this.dir, 'write the index in');
     }
   }
 
   /** Every well-formed record, by key; damaged ones are left out (gc compacts them away). */
   async listRecords(): Promise<CacheRecord<unknown>[]> {
+    const cacache = await loadCacache();
     let all: Record<string, Parameters<typeof toRecord>[0]>;
     try {
-      all = await (await entryIndex()).ls(this.dir);
+      all = await cacache.ls(this.dir);
     } catch (err) {
-      throw cacheFsError(err, join(this.dir, 'index-v5'), 'read the index in');
+      throw cacheFsError(err, this.dir, 'read the index in');
     }
     return Object.values(all)
+      .filter((e) => e.key !== JOURNAL_KEY)
       .map(toRecord)
       .filter((r): r is CacheRecord<unknown> => r !== undefined)
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -377,6 +406,11 @@ function failure(kind: 'missing' | 'corrupt', err: KocacheError): KocacheError {
   return err;
 }
 
+function corruptError(digest: Digest, got: string | undefined, dropped: boolean): KocacheError {
+  const hashes = got ? ` (its bytes hash to ${got})` : '';
+  return new KocacheError('digest-mismatch', `cached blob ${digest} was corrupt${hashes}${dropped ? '; dropped it, so the next run fetches or rebuilds it' : ''}`);
+}
+
 function gone(digest: Digest): KocacheError {
   return failure('missing', new KocacheError('cache', `cached blob ${digest} is gone from the cache (a concurrent kocache gc removed it); run the command again`));
 }
@@ -395,15 +429,11 @@ function statBlob(path: string): BigIntStats | undefined {
   }
 }
 
-function mapIntegrityError(err: unknown, want: Digest | undefined): unknown {
-  const code = errnoCode(err);
-  if (code === 'EINTEGRITY') {
-    return new KocacheError('digest-mismatch', `content does not match its digest${want ? ` ${want}` : ''}`, { cause: err });
-  }
-  if (code === 'EBADSIZE') {
-    return new KocacheError('digest-mismatch', `content is not the expected size${want ? ` for ${want}` : ''}`, { cause: err });
-  }
-  return err;
+/** A write whose bytes were not the expected ones: nothing was stored. */
+function writeMismatch(m: Mismatch, want: Digest): KocacheError {
+  return m.reason === 'size'
+    ? new KocacheError('digest-mismatch', `content is not the expected size for ${want} (${m.digest ? m.bytes : `more than ${m.want.size}`} bytes, want ${m.want.size})`)
+    : new KocacheError('digest-mismatch', `content does not match its digest ${want}`);
 }
 
 /** Where gc parks a blob while it makes sure nobody used it since it decided to evict it. */
@@ -430,19 +460,39 @@ export function ensureDir(dir: string): void {
   }
 }
 
+/** Resolves once cacache listens for both sums: emitted earlier, they would be lost and the write would hang. */
+function listening(sums: EventEmitter): Promise<void> {
+  const ready = () => sums.listenerCount('integrity') > 0 && sums.listenerCount('size') > 0;
+  if (ready()) return Promise.resolve();
+  return new Promise((resolve) => {
+    // 'newListener' comes just before the listener is added: look once it is.
+    const check = () => queueMicrotask(() => {
+      if (!ready()) return;
+      sums.off('newListener', check);
+      resolve();
+    });
+    sums.on('newListener', check);
+  });
+}
+
 /**
- * Fails a cacache content write and waits until cacache has removed its temp file. cacache has no
- * abort: failing its input stream is what makes its pipeline reject and its clean-up run, and a
- * command that exits right after a failed build (an unreadable file met mid-layer) would
- * otherwise leave the temp file in tmp/. These are the write stream's own fields, as cacache 20
- * has them; without them the stream is failed as before and gc sweeps the temp file later.
+ * Fails a cacache content write kocache gave up on and waits until cacache is done with it: an
+ * error on the integrity emitter (cacache's documented way) fails its temp file's pipeline, whose
+ * clean-up removes the file; ending the stream closes it. Without this, a command that exits right
+ * after a failed build (an unreadable file met mid-layer) would leave the temp file in tmp/ until
+ * gc. If cacache failed first, it has cleaned up already.
  */
-async function abandonWrite(ws: NodeJS.EventEmitter, err: unknown): Promise<void> {
-  const inner = ws as unknown as { inputStream?: NodeJS.EventEmitter; handleContentP?: Promise<unknown> | null };
-  if (inner.inputStream && inner.handleContentP) {
-    inner.inputStream.emit('error', err);
-    await inner.handleContentP.catch(() => undefined);
-  } else {
-    ws.emit('error', err);
+async function abandonWrite(ws: { end(): unknown }, sums: EventEmitter, done: Promise<unknown>, err: unknown): Promise<void> {
+  const failed = await Promise.race([listening(sums).then(() => false), done.then(() => false, () => true)]);
+  if (failed) return;
+  // Without a listener for it the error would throw here, and cacache would wait for sums forever:
+  // its temp file is then left for gc.
+  const heard = sums.listenerCount('error') > 0;
+  if (heard) sums.emit('error', err);
+  try {
+    ws.end();
+  } catch {
+    // already ended or failed
   }
+  if (heard) await done.catch(() => undefined);
 }
