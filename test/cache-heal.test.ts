@@ -13,7 +13,7 @@ import { parseReference } from '../src/reference/reference.js';
 import { RegistryClient } from '../src/remote/client.js';
 import { pushImage } from '../src/remote/push.js';
 import { makeDockerArchive, standardLayers } from './helpers/archives.js';
-import { CLI, isOneLineError, runCli, tempDirs } from './helpers/cli.js';
+import { CLI, isOneLineError, runCli, tempDir } from './helpers/cli.js';
 import { randomImage } from './helpers/images.js';
 import { appTree, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
@@ -37,7 +37,7 @@ async function manifestOf(cache: CacheStore, digest: Digest): Promise<ImageManif
 
 describe('a damaged cache heals itself', () => {
   let reg: RunningRegistry;
-  const newDir = tempDirs('kocache-heal-');
+  const newDir = () => tempDir('kocache-heal-');
   before(async () => {
     reg = await startRegistry();
   });
@@ -119,7 +119,7 @@ describe('a damaged cache heals itself', () => {
 });
 
 describe('gc never fails a running command', () => {
-  const newDir = tempDirs('kocache-heal-gc-');
+  const newDir = () => tempDir('kocache-heal-gc-');
 
   async function buildOnce(cacheDir: string, file: string) {
     const r = await runCli(['build', file, '--import-path', 'example.com/v'], { KOCACHE: cacheDir });
@@ -127,13 +127,17 @@ describe('gc never fails a running command', () => {
     return JSON.parse(r.stdout) as { digest: Digest; size: number; cached: boolean };
   }
 
-  test('a blob parked by gc is taken back by the command that reads it', async () => {
+  /** A cache holding one built layer, the file it was built from, and the build's result. */
+  async function cacheWithOneLayer() {
     const dir = newDir();
     const cacheDir = join(dir, 'cache');
     const file = join(dir, 'v');
     writeFileSync(file, randomBytes(100_000));
-    const built = await buildOnce(cacheDir, file);
-    const cache = new CacheStore(cacheDir);
+    return { cacheDir, file, built: await buildOnce(cacheDir, file), cache: new CacheStore(cacheDir) };
+  }
+
+  test('a blob parked by gc is taken back by the command that reads it', async () => {
+    const { cacheDir, file, built, cache } = await cacheWithOneLayer();
     // What gc does to a victim before it unlinks it (src/cache/gc.ts).
     renameSync(cache.blobPath(built.digest), trashPath(cache.blobPath(built.digest)));
     assert.equal((await buildOnce(cacheDir, file)).cached, true, 'a hit, not a rebuild');
@@ -141,12 +145,7 @@ describe('gc never fails a running command', () => {
   });
 
   test('gc --verify --max-size looks at a victim again right before parking it', async () => {
-    const dir = newDir();
-    const cacheDir = join(dir, 'cache');
-    const file = join(dir, 'v');
-    writeFileSync(file, randomBytes(100_000));
-    const built = await buildOnce(cacheDir, file);
-    const cache = new CacheStore(cacheDir);
+    const { cacheDir, file, built, cache } = await cacheWithOneLayer();
     const victim = cache.blobPath(built.digest);
     const old = new Date(Date.now() - HOUR);
     utimesSync(victim, old, old);
@@ -180,7 +179,7 @@ describe('gc never fails a running command', () => {
 });
 
 describe('operator damage is one clear line, or repaired', () => {
-  const newDir = tempDirs('kocache-damage-');
+  const newDir = () => tempDir('kocache-damage-');
 
   test('built/, stat/, verified/ replaced by files and gc.lock by a folder: build and gc work and put them right', async () => {
     const dir = newDir();

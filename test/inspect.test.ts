@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
 import { someBytes } from './helpers/archives.js';
-import { skopeo } from './helpers/image-fixtures.js';
+import { helloOut, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
 
 let work: string;
@@ -14,9 +14,7 @@ let reg: RunningRegistry;
 before(async () => {
   work = tempDir('kocache-inspect-');
   env = { KOCACHE: join(work, 'cache') };
-  mkdirSync(join(work, 'out'));
-  writeFileSync(join(work, 'out', 'hello'), '#!/bin/sh\necho hello\n');
-  chmodSync(join(work, 'out', 'hello'), 0o755);
+  helloOut(work);
   writeFileSync(join(work, 'out', 'data'), someBytes(100 << 10, 'inspect'));
   reg = await startRegistry();
 });

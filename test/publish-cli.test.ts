@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type PublishOut, isOneLineError, runCli, tempDir } from './helpers/cli.js';
-import { skopeo } from './helpers/image-fixtures.js';
+import { helloOut, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
 
 let work: string;
@@ -13,9 +13,7 @@ let reg: RunningRegistry;
 before(async () => {
   work = tempDir('kocache-publish-cli-');
   env = { KOCACHE: join(work, 'cache') };
-  mkdirSync(join(work, 'out'));
-  writeFileSync(join(work, 'out', 'hello'), '#!/bin/sh\necho hello\n');
-  chmodSync(join(work, 'out', 'hello'), 0o755);
+  helloOut(work);
   reg = await startRegistry();
 });
 after(async () => {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { helloOut } from './helpers/image-fixtures.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -20,9 +21,7 @@ function example(): string {
 test("the README's library example runs: a build, then the same build from the cache", (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'kocache-example-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  mkdirSync(join(dir, 'out'));
-  writeFileSync(join(dir, 'out', 'hello'), '#!/bin/sh\necho hello\n');
-  chmodSync(join(dir, 'out', 'hello'), 0o755);
+  helloOut(dir);
   writeFileSync(join(dir, 'example.mjs'), example());
   const env = { ...process.env, KOCACHE_DIR: join(dir, 'cache') };
   const run = () => execFileSync(process.execPath, ['example.mjs'], { cwd: dir, env, encoding: 'utf8' }).trim().split(' ');

@@ -4,7 +4,7 @@ import { chmodSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { ImageIndex, ImageManifest } from '../src/oci/manifest.js';
-import { runCli, tempDir, traceOf } from './helpers/cli.js';
+import { type PublishOut, runCli, tempDir, traceOf } from './helpers/cli.js';
 import { readDirManifest, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
 
@@ -19,13 +19,7 @@ after(async () => {
   await reg?.stop();
 });
 
-interface Published {
-  digest: string;
-  uploaded: number;
-  mounted: number;
-  present: number;
-  trace: Record<string, number>;
-}
+type Published = PublishOut & { trace: Record<string, number> };
 
 async function publish(args: string[], env: Record<string, string>, cwd: string): Promise<Published> {
   const r = await runCli(['publish', '--json', ...args], { ...env, KOCACHE_TRACE: '1' }, { cwd });

@@ -1,3 +1,4 @@
+import { observedBlob } from '../image/blobs.js';
 import type { BlobSource, Pushable, PushableManifest } from '../oci/pushable.js';
 import { type Output, formatBytes } from './output.js';
 
@@ -83,19 +84,7 @@ export class Progress {
   /** The same blob, counting the bytes read from it by an upload. */
   counting(blob: BlobSource): BlobSource {
     if (!this.out.showProgress) return blob;
-    const self = this;
-    return {
-      ...blob,
-      open: () => {
-        self.uploadStarted(blob.descriptor.size);
-        return (async function* () {
-          for await (const chunk of blob.open()) {
-            self.uploaded(chunk.byteLength);
-            yield chunk;
-          }
-        })();
-      },
-    };
+    return observedBlob(blob, (size) => this.uploadStarted(size), (n) => this.uploaded(n));
   }
 
   /** The same image, its blobs counted as they are uploaded. */

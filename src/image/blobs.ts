@@ -22,6 +22,22 @@ export function cachedBlob(cache: CacheStore, descriptor: Descriptor): BlobSourc
   };
 }
 
+/** The same blob, telling each open (with the blob's size) and the bytes of every chunk read. */
+export function observedBlob(blob: BlobSource, opened: (size: number) => void, read: (bytes: number) => void): BlobSource {
+  return {
+    ...blob,
+    open: () => {
+      opened(blob.descriptor.size);
+      return (async function* () {
+        for await (const chunk of blob.open()) {
+          read(chunk.byteLength);
+          yield chunk;
+        }
+      })();
+    },
+  };
+}
+
 /** The same bytes under another descriptor (a Docker media type renamed to its OCI twin). */
 export function withDescriptor(blob: BlobSource, descriptor: Descriptor): BlobSource {
   const out: BlobSource = { descriptor, open: () => blob.open() };

@@ -1,5 +1,5 @@
 import { loadBase, scratchBase } from '../image/base.js';
-import { cachedBlob } from '../image/blobs.js';
+import { cachedBlob, observedBlob } from '../image/blobs.js';
 import { buildImage } from '../image/build.js';
 import { createdTime } from '../image/config.js';
 import type { Descriptor } from '../oci/descriptor.js';
@@ -11,7 +11,7 @@ import { BlobPusher } from '../remote/blob-pusher.js';
 import { RegistryClient } from '../remote/client.js';
 import { isForeign, targetDigest } from '../remote/push.js';
 import { deliver } from './deliver.js';
-import type { PublishOptions, PublishProgress, PublishResult } from './options.js';
+import type { PublishOptions, PublishResult } from './options.js';
 import { planPublish, plansFor } from './plan.js';
 
 /**
@@ -25,7 +25,9 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
   const cache = o.cache;
   const warn = o.warn ?? (() => {});
   const tell = o.onProgress ?? (() => {});
-  const counted = o.onProgress ? (blob: BlobSource) => counting(blob, tell) : (blob: BlobSource) => blob;
+  const counted = o.onProgress
+    ? (blob: BlobSource) => observedBlob(blob, (size) => tell({ type: 'upload-start', size }), (bytes) => tell({ type: 'uploaded', bytes }))
+    : (blob: BlobSource) => blob;
   const pushing = plan.output.kind === 'registry';
   // A scratch base written to a file needs no registry: no client, no connection, no credentials.
   const needsRegistry = plan.base !== 'scratch' || pushing;
@@ -107,23 +109,7 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     return result;
   } finally {
     // On failure the records under way are not waited for: they finish (or fail, warned) on their own.
-    if (!done) void registryCache?.close();
+    if (!done) void registryCache?.close().catch(() => undefined);
     await own?.close();
   }
-}
-
-/** The same blob, telling the bytes an upload reads from it. */
-function counting(blob: BlobSource, tell: (e: PublishProgress) => void): BlobSource {
-  return {
-    ...blob,
-    open: () => {
-      tell({ type: 'upload-start', size: blob.descriptor.size });
-      return (async function* () {
-        for await (const chunk of blob.open()) {
-          tell({ type: 'uploaded', bytes: chunk.byteLength });
-          yield chunk;
-        }
-      })();
-    },
-  };
 }

@@ -2,7 +2,6 @@ import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { PublishResult } from '../../src/index.js';
 
@@ -41,22 +40,14 @@ export function runCliSync(args: string[], env: Record<string, string | undefine
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** A fresh temp folder. */
-export function tempDir(prefix = 'kocache-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
-}
+const made: string[] = [];
 
-/** A maker of fresh temp folders, all removed once the suite it is called in ends. */
-export function tempDirs(prefix = 'kocache-test-'): () => string {
-  const dirs: string[] = [];
-  after(() => {
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
-  return () => {
-    const d = tempDir(prefix);
-    dirs.push(d);
-    return d;
-  };
+/** A fresh temp folder, removed when the test file's process exits (each file runs in its own). */
+export function tempDir(prefix = 'kocache-test-'): string {
+  if (made.length === 0) process.once('exit', () => made.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
 }
 
 /** `kocache build --json` (docs/cli-json.md). */

@@ -18,6 +18,15 @@ export function appTree(root: string, name = 'app'): { bin: string; etc: string 
   return { bin, etc };
 }
 
+/** `DIR/out/hello`, an executable shell script: the smallest layer source, as `./out:/app`. */
+export function helloOut(dir: string): string {
+  const out = join(dir, 'out');
+  mkdirSync(out);
+  writeFileSync(join(out, 'hello'), '#!/bin/sh\necho hello\n');
+  chmodSync(join(out, 'hello'), 0o755);
+  return out;
+}
+
 /** Runs skopeo with the given arguments and returns stdout; failures throw with skopeo's stderr. */
 export async function skopeo(...args: string[]): Promise<string> {
   try {
