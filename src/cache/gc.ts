@@ -195,7 +195,7 @@ function sweepStatFiles(gc: Gc): void {
 
 /** Every blob file of the content store; a blob left parked by a gc that died is unlinked now. */
 function listBlobs(gc: Gc): void {
-  for (const path of listFiles(join(gc.dir, 'content-v2', 'sha256'), 3)) {
+  for (const { path, digest } of gc.cache.contentFiles()) {
     const f = statFile(path);
     if (!f) continue;
     if (path.endsWith('.gc')) {
@@ -203,9 +203,7 @@ function listBlobs(gc: Gc): void {
       if (f.mtime < gc.cutoff) remove(gc, f, 'trash', 'leftover');
       continue;
     }
-    const hex = rel(gc, path).split('/').slice(-3).join('');
-    if (!/^[a-f0-9]{64}$/.test(hex)) continue;
-    gc.blobs.set(`sha256:${hex}`, { digest: `sha256:${hex}`, ...f });
+    if (digest !== undefined) gc.blobs.set(digest, { digest, ...f });
   }
 }
 
@@ -555,18 +553,4 @@ function safeReaddir(dir: string): string[] {
 /** Bytes of every file under the cache folder: what --max-size bounds. */
 export function treeSize(dir: string): number {
   return walkTotals(dir)?.bytes ?? 0;
-}
-
-
-/** Files exactly `depth` folders below `root` (cacache's content fan-out); missing folders are empty. */
-export function listFiles(root: string, depth: number): string[] {
-  let level = [root];
-  for (let d = 0; d < depth; d++) {
-    const next: string[] = [];
-    for (const dir of level) {
-      for (const n of safeReaddir(dir)) next.push(join(dir, n));
-    }
-    level = next;
-  }
-  return level;
 }

@@ -1,7 +1,7 @@
 import { EventEmitter, once } from 'node:events';
-import { existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, fstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { close, closeSync, createReadStream, open, read } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -49,7 +49,26 @@ export class CacheStore {
    */
   blobPath(digest: Digest): string {
     const hex = digestHex(digest);
-    return join(this.dir, 'content-v2', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex.slice(4));
+    return join(this.contentRoot(), hex.slice(0, 2), hex.slice(2, 4), hex.slice(4));
+  }
+
+  /**
+   * Every file in the blob folders, with the digest its path names; none for anything else there
+   * (a blob gc parked under its trash name, a stray file). Nothing is opened or checked.
+   */
+  contentFiles(): { path: string; digest: Digest | undefined }[] {
+    const root = this.contentRoot();
+    let level = [root];
+    // cacache's fan-out: two folders of two hex digits, then the rest of the digest.
+    for (let depth = 0; depth < 3; depth++) level = level.flatMap((dir) => listDir(dir).map((n) => join(dir, n)));
+    return level.map((path) => {
+      const hex = relative(root, path).split(sep).join('');
+      return { path, digest: /^[a-f0-9]{64}$/.test(hex) ? (`sha256:${hex}` as Digest) : undefined };
+    });
+  }
+
+  private contentRoot(): string {
+    return join(this.dir, 'content-v2', 'sha256');
   }
 
   // The metadata calls below (stat, utimes, rename) are synchronous on purpose: each is one system
@@ -418,6 +437,17 @@ function gone(digest: Digest): KocacheError {
 /** Whether an error from readBlob means the blob is missing, or corrupt (wrong bytes, wrong size, not a file); undefined for anything else. */
 export function blobReadFailure(err: unknown): 'missing' | 'corrupt' | undefined {
   return typeof err === 'object' && err !== null ? failures.get(err) : undefined;
+}
+
+/** A folder's names; none when it is missing or not a folder. */
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw cacheFsError(err, dir, 'list');
+  }
 }
 
 function statBlob(path: string): BigIntStats | undefined {

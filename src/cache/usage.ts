@@ -64,12 +64,11 @@ export async function cacheUsage(cache: CacheStore): Promise<CacheUsage> {
     const had = owner.get(r.digest);
     if (had === undefined || KIND_ORDER.indexOf(kind) < KIND_ORDER.indexOf(had)) owner.set(r.digest, kind);
   }
-  const content = join(cache.dir, 'content-v2');
   const onDisk = new Map<string, number>();
-  walk(content, (path, size) => {
-    const rel = path.slice(content.length + 1).split('/');
-    if (rel.length === 4 && rel[0] === 'sha256') onDisk.set(`sha256:${rel[1]}${rel[2]}${rel[3]}`, size);
-  });
+  for (const { path, digest } of cache.contentFiles()) {
+    const size = digest === undefined ? undefined : fileSize(path);
+    if (digest !== undefined && size !== undefined) onDisk.set(digest, size);
+  }
   let unrefBlobs = 0;
   let unrefBytes = 0;
   for (const [digest, size] of onDisk) {
@@ -99,6 +98,17 @@ export async function cacheUsage(cache: CacheStore): Promise<CacheUsage> {
     stat: { bytes: folderBytes(join(cache.dir, 'stat')) },
     temp: { files: tempFiles, bytes: tempBytes },
   };
+}
+
+/** A regular file's size; undefined for anything else, or when it is gone (gc). */
+function fileSize(path: string): number | undefined {
+  try {
+    const st = lstatSync(path);
+    return st.isFile() ? st.size : undefined;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
 }
 
 function folderBytes(dir: string): number {
