@@ -92,8 +92,8 @@ export class CacheStore {
    * that emitter, after which cacache removes its temp file.
    */
   async writeBlob(source: AsyncIterable<Uint8Array>, expect?: Partial<BlobInfo>): Promise<BlobInfo> {
-    // A blob whose digest is known and that is not stored yet will be the bytes just hashed on
-    // the way in, so it gets its verified stamp at once (the first hit need not re-hash it). What
+    // A blob that is not stored yet will be the bytes just hashed on the way in, so it gets its
+    // verified stamp at once (the first hit need not re-hash it). What
     // is in its place that is not a file is damage, removed before cacache would keep it.
     let fresh = false;
     if (expect?.digest) {
@@ -134,6 +134,9 @@ export class CacheStore {
       if (!started) ws.write(Buffer.alloc(0));
       started = true;
       digest = want ?? `sha256:${hash!.digest('hex')}`;
+      // A digest learned only now (a layer just built) is fresh the same way if no file holds it
+      // yet: the one cacache moves into place is then these bytes, hashed as they passed.
+      if (want === undefined) fresh = statBlob(this.blobPath(digest)) === undefined;
       await Promise.race([listening(sums), done]);
       sums.emit('integrity', digestToIntegrity(digest));
       sums.emit('size', size);
