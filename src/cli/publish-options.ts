@@ -1,7 +1,10 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Argv } from 'yargs';
-import { fsError } from '../errors.js';
+import { fsError, usageError } from '../errors.js';
+import { splitPathTag } from '../image/transport.js';
+import type { OutputTarget } from '../publish/options.js';
+import { type Reference, parseReference } from '../reference/reference.js';
 import { type Project, PROJECT_FILE, REPO_ENV } from './project.js';
 
 /** The publish flags that deal with naming and recording the result, and the project file. */
@@ -62,4 +65,68 @@ export function writeResultFile(file: string, text: string, what: string): void 
   } catch (err) {
     throw fsError(err, path, `write ${what}`);
   }
+}
+
+// Parsers of publish's flag values: their errors name the flag, since only the command uses them.
+
+/**
+ * Parses `KEY=VALUE` from a repeatable flag. The value may be empty or contain `=`; the key may
+ * not be empty or contain white space, since neither Docker nor a shell can use such a name.
+ */
+export function parseKeyValue(s: string, flag: string): [string, string] {
+  const eq = s.indexOf('=');
+  const key = eq < 0 ? s : s.slice(0, eq);
+  if (eq <= 0 || /\s/.test(key)) {
+    throw usageError(`invalid --${flag} ${JSON.stringify(s)}: want KEY=VALUE with a non-empty KEY and no spaces in it`);
+  }
+  return [key, s.slice(eq + 1)];
+}
+
+/**
+ * Parses --entrypoint / --cmd. A value starting with `[` must be a JSON array of strings
+ * (`["/app","--serve"]`); anything else is taken whole as a single argument, never split on
+ * spaces, so a path with spaces stays one path. An empty JSON array clears the base's value.
+ */
+export function parseCommand(s: string, flag: string): string[] {
+  if (!s.trimStart().startsWith('[')) {
+    if (s === '') throw usageError(`empty --${flag}: give a program path or a JSON array such as '["/app","--flag"]'`);
+    return [s];
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(s);
+  } catch (err) {
+    throw usageError(`invalid --${flag} ${JSON.stringify(s)}: not a JSON array (${(err as Error).message})`);
+  }
+  if (!Array.isArray(parsed) || !parsed.every((x): x is string => typeof x === 'string')) {
+    throw usageError(`invalid --${flag} ${JSON.stringify(s)}: want a JSON array of strings`);
+  }
+  return parsed;
+}
+
+/** Parses `--output KIND:PATH`; no --output means push to the registry --repo names. */
+export function parseOutput(s: string | undefined, cwd = process.cwd()): OutputTarget {
+  if (s === undefined) return { kind: 'registry' };
+  const colon = s.indexOf(':');
+  const kind = colon < 0 ? s : s.slice(0, colon);
+  const path = colon < 0 ? '' : s.slice(colon + 1);
+  if (kind !== 'oci' && kind !== 'docker-archive') {
+    throw usageError(`unknown --output kind ${JSON.stringify(kind)}: want oci:DIR or docker-archive:FILE`);
+  }
+  if (path === '') throw usageError(`--output ${kind}: needs a path, e.g. ${kind === 'oci' ? 'oci:./out' : 'docker-archive:./image.tar'}`);
+  // oci:DIR:TAG names the index.json entry, as skopeo's does.
+  if (kind === 'oci') return { kind, ...splitPathTag(path, cwd) };
+  return { kind, path: resolve(cwd, path) };
+}
+
+/**
+ * Parses --repo `REGISTRY/REPO[:TAG]`. A digest is refused: the digest is what publishing
+ * produces, it cannot be chosen beforehand.
+ */
+export function parseRepo(s: string): Reference {
+  const ref = parseReference(s);
+  if (ref.digest !== undefined) {
+    throw usageError(`--repo ${JSON.stringify(s)} has a digest: name a repository and optionally a tag; the digest is the result`);
+  }
+  return ref;
 }

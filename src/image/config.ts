@@ -1,4 +1,3 @@
-import { usageError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { ContainerConfig, HistoryEntry, ImageConfig } from '../oci/manifest.js';
 import type { Platform } from '../oci/platform.js';
@@ -19,41 +18,6 @@ export interface AppendedLayer {
   diffid: Digest;
   /** The history line, e.g. `kocache publish ./out/app:/app`. */
   createdBy: string;
-}
-
-/**
- * Parses `KEY=VALUE` from a repeatable flag. The value may be empty or contain `=`; the key may
- * not be empty or contain white space, since neither Docker nor a shell can use such a name.
- */
-export function parseKeyValue(s: string, flag: string): [string, string] {
-  const eq = s.indexOf('=');
-  const key = eq < 0 ? s : s.slice(0, eq);
-  if (eq <= 0 || /\s/.test(key)) {
-    throw usageError(`invalid --${flag} ${JSON.stringify(s)}: want KEY=VALUE with a non-empty KEY and no spaces in it`);
-  }
-  return [key, s.slice(eq + 1)];
-}
-
-/**
- * Parses --entrypoint / --cmd. A value starting with `[` must be a JSON array of strings
- * (`["/app","--serve"]`); anything else is taken whole as a single argument, never split on
- * spaces, so a path with spaces stays one path. An empty JSON array clears the base's value.
- */
-export function parseCommand(s: string, flag: string): string[] {
-  if (!s.trimStart().startsWith('[')) {
-    if (s === '') throw usageError(`empty --${flag}: give a program path or a JSON array such as '["/app","--flag"]'`);
-    return [s];
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(s);
-  } catch (err) {
-    throw usageError(`invalid --${flag} ${JSON.stringify(s)}: not a JSON array (${(err as Error).message})`);
-  }
-  if (!Array.isArray(parsed) || !parsed.every((x): x is string => typeof x === 'string')) {
-    throw usageError(`invalid --${flag} ${JSON.stringify(s)}: want a JSON array of strings`);
-  }
-  return parsed;
 }
 
 /** `SOURCE_DATE_EPOCH` seconds as the RFC 3339 time every config and history entry carries. */

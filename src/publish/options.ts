@@ -2,13 +2,18 @@ import type { CacheStore } from '../cache/store.js';
 import type { GzipOptions } from '../compress/options.js';
 import type { ConfigOverrides } from '../image/config.js';
 import type { LayerSettings } from '../image/sources.js';
-import type { OutputTarget } from '../image/target.js';
 import type { Digest } from '../oci/digest.js';
 import type { Platform } from '../oci/platform.js';
 import type { Reference } from '../reference/reference.js';
 import type { CacheRepos } from '../regcache/cache.js';
 import type { RegistryClient } from '../remote/client.js';
 import type { Timeouts } from '../remote/timeouts.js';
+
+/** Where `publish()` sends the image: a registry, an OCI image layout folder, or a docker-archive tar. */
+export type OutputTarget =
+  | { kind: 'registry' }
+  | { kind: 'oci'; path: string; tag?: string | undefined }
+  | { kind: 'docker-archive'; path: string };
 
 /** What `publish()` builds and where it sends it. Only `cache`, `base` and `layers` are required. */
 export interface PublishOptions {

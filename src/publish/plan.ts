@@ -4,12 +4,11 @@ import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
 import { KocacheError } from '../errors.js';
 import type { PlatformPlan } from '../image/build.js';
 import { type LayerSettings, platformLayers } from '../image/sources.js';
-import type { OutputTarget } from '../image/target.js';
 import { validateImportPath } from '../layer/build.js';
 import { parseLayerSpecText } from '../layer/source.js';
 import { type Platform, formatPlatform, parsePlatform } from '../oci/platform.js';
 import { type Reference, formatRepository, parseReference, withIdentifier } from '../reference/reference.js';
-import { type PublishOptions, isValidTag } from './options.js';
+import { type OutputTarget, type PublishOptions, isValidTag } from './options.js';
 
 /** A publish checked and filled in before any work starts (no layer built, no request sent). */
 export interface PublishPlan {

@@ -1,10 +1,9 @@
 import type { Argv, CommandModule } from 'yargs';
 import { usageError } from '../../errors.js';
 import { standardAnnotations } from '../../image/annotations.js';
-import { type ConfigOverrides, parseCommand, parseKeyValue } from '../../image/config.js';
-import { type OutputTarget, parseOutput, parseRepo } from '../../image/target.js';
+import type { ConfigOverrides } from '../../image/config.js';
 import { type Platform, formatPlatform, parsePlatform } from '../../oci/platform.js';
-import { type PublishOptions, type PublishProgress, type PublishResult, isValidTag } from '../../publish/options.js';
+import { type OutputTarget, type PublishOptions, type PublishProgress, type PublishResult, isValidTag } from '../../publish/options.js';
 import { publish } from '../../publish/publish.js';
 import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
@@ -13,7 +12,7 @@ import { layerOptions, layerSettings } from '../layer-options.js';
 import { formatBytes } from '../output.js';
 import { loadProject } from '../project.js';
 import { Progress } from '../progress.js';
-import { publishOptions, withProject, writeResultFile } from '../publish-options.js';
+import { parseCommand, parseKeyValue, parseOutput, parseRepo, publishOptions, withProject, writeResultFile } from '../publish-options.js';
 
 /** A flag given once is a string, given several times an array; both mean a list. */
 type Many = string | string[] | undefined;
