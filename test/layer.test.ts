@@ -427,6 +427,16 @@ test('a file that grows or shrinks between the walk and the tar fails the layer,
     writeFileSync(join(src, 'b.txt'), body);
     assert.throws(drain, (err: Error) => err.message === `${join(src, 'b.txt')} changed while it was being read; build again`);
   }
+  // A big file (cut into 1 MiB pieces) grown by one byte: found by the read of its last piece.
+  writeFileSync(join(src, 'b.txt'), 'b'.repeat(5000));
+  writeFileSync(join(src, 'c.bin'), Buffer.alloc(2 * 1024 * 1024, 1));
+  const grown = walkSource(src);
+  const drainGrown = () => {
+    for (const block of tarBlocks(grown, { dest: '/app', mtime: 0 })) assert.ok(block.length > 0);
+  };
+  drainGrown();
+  writeFileSync(join(src, 'c.bin'), Buffer.alloc(2 * 1024 * 1024 + 1, 1));
+  assert.throws(drainGrown, (err: Error) => err.message === `${join(src, 'c.bin')} changed while it was being read; build again`);
 });
 
 test('a cache filled under the first key scheme keeps answering, and its entries move to the new keys', async () => {

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import tar from 'tar-stream';
-import { headerBytes, padding, type EntryHeader } from '../src/layer/tarheader.js';
+import { HeaderWriter, headerBytes, padding, type EntryHeader } from '../src/layer/tarheader.js';
 import { tempDir } from './helpers/cli.js';
 
 const base = { uid: 0, gid: 0, uname: '', gname: '', mtime: new Date(0), size: 0 };
@@ -106,4 +106,26 @@ test('a size past 8 GiB is written in base-256; out-of-range times and sizes are
   assert.equal(under!.subarray(124, 136).toString('latin1'), '77777777777 ');
   assert.throws(() => headerBytes({ ...base, name: 'x', type: 'file', mode: 0o644, mtime: new Date(-1000) }), RangeError);
   assert.throws(() => headerBytes({ ...base, name: 'x', type: 'file', mode: 0o644, size: -1 }), RangeError);
+});
+
+test('HeaderWriter gives the bytes headerBytes gives, for every shape and owner', () => {
+  const sizes = [0, 1, 511, 512, 8 ** 11 - 1, 8 ** 11, 10 * 2 ** 30];
+  const owners = [base, { ...base, uid: 1000, gid: 1000, uname: 'app', gname: 'staff', mtime: new Date(1_700_000_000_999) }, { ...base, uid: 0o1000000, gid: 7 }];
+  for (const shared of owners) {
+    const writer = new HeaderWriter(shared);
+    for (const { header } of cases()) {
+      for (const size of header.type === 'file' ? sizes : [0]) {
+        const h = { ...header, ...shared, size };
+        const fast = Buffer.concat(writer.header(h.name, h.type, h.mode, h.size, h.linkname));
+        assert.deepEqual(fast, Buffer.concat(headerBytes(h)), `${h.name} size ${size} uid ${shared.uid}`);
+      }
+    }
+  }
+  // A record handed out is reused by the next call: the caller copies it first (tar.ts does).
+  const writer = new HeaderWriter(base);
+  const first = writer.header('a', 'file', 0o644, 1)[0]!;
+  const kept = Buffer.from(first);
+  writer.header('b', 'file', 0o600, 2);
+  assert.notDeepEqual(first, kept);
+  assert.throws(() => writer.header('x', 'file', 0o644, -1), RangeError);
 });

@@ -4,7 +4,7 @@ import { KocacheError, fsError } from '../errors.js';
 import type { BlockPool } from '../compress/blockpool.js';
 import { BlockCutter } from '../compress/cuts.js';
 import { traceAdd } from '../util/trace.js';
-import { headerBytes, padding, rawNameHeaderBytes, type EntryHeader } from './tarheader.js';
+import { HeaderWriter, padding, rawNameHeaderBytes, type EntryHeader } from './tarheader.js';
 import type { SourceEntry } from './walk.js';
 import type { TarOptions } from './tarspec.js';
 
@@ -55,12 +55,14 @@ export function* tarBlocks(
   const dest = opts.dest.replace(/^\/+/, '');
   const base = { uid: opts.owner?.uid ?? 0, gid: opts.owner?.gid ?? 0, uname: '', gname: '', mtime, size: 0 };
   const keepModes = opts.mode === 'keep';
+  const headers = new HeaderWriter(base);
+  const rootHeaders = new HeaderWriter({ ...base, uid: 0, gid: 0 });
   // The full blocks go to the consumer, which keeps them (gzip holds each until its deflate is done).
   const blocks = new BlockCutter(pool);
   const put = (bytes: Uint8Array): Buffer[] => blocks.write(bytes);
 
-  function* entry(h: EntryHeader, e?: SourceEntry, rawName?: Buffer): Generator<Buffer> {
-    for (const b of rawName ? rawNameHeaderBytes(h, rawName) : headerBytes(h)) yield* put(b);
+  function* entry(h: EntryHeader, e?: SourceEntry, rawName?: Buffer, writer = headers): Generator<Buffer> {
+    for (const b of rawName ? rawNameHeaderBytes(h, rawName) : writer.header(h.name, h.type, h.mode, h.size, h.linkname)) yield* put(b);
     if (!e) return;
     // The file's own sha256, of the very bytes that go into the layer (the fingerprint, build.ts).
     const hash = onFileHash ? createHash('sha256') : undefined;
@@ -76,10 +78,17 @@ export function* tarBlocks(
     }
     try {
       let left = h.size;
+      // Whether a read asked for one byte more than the file should have and came back without
+      // it: then the file has not grown, with no read of its own to check (a syscall per file).
+      let ended = false;
       while (left > 0) {
         const at = blocks.length;
-        const n = readSync(fd, blocks.buffer, at, Math.min(left, blocks.room()), null);
+        const room = blocks.room();
+        const last = left < room;
+        const n = readSync(fd, blocks.buffer, at, last ? left + 1 : Math.min(left, room), null);
         if (n === 0) throw changedError(e); // shorter than its stat said
+        if (n > left) throw changedError(e); // longer: the header already promised the size
+        ended = last && n === left;
         traceAdd('file.read', n);
         if (hash) {
           hash.update(blocks.buffer.subarray(at, at + n));
@@ -90,7 +99,7 @@ export function* tarBlocks(
         yield* blocks.commit(n);
       }
       // One byte more would mean it grew since the walk: the header already promised the size.
-      if (readSync(fd, PROBE, 0, 1, null) !== 0) throw changedError(e);
+      if (!ended && readSync(fd, PROBE, 0, 1, null) !== 0) throw changedError(e);
       if (hash) onFileHash!(e, hash.digest('hex'));
     } catch (err) {
       if (err instanceof KocacheError) throw err;
@@ -104,7 +113,7 @@ export function* tarBlocks(
   // The folders above the destination, so the image has them with known modes (and root's: an
   // owner given for the layer is for its files, not for /usr above them).
   for (const dir of parentsOf(dest)) {
-    yield* entry({ ...base, uid: 0, gid: 0, name: `${dir}/`, type: 'directory', mode: 0o755 });
+    yield* entry({ ...base, uid: 0, gid: 0, name: `${dir}/`, type: 'directory', mode: 0o755 }, undefined, undefined, rootHeaders);
   }
   for (const e of entries) {
     const name = e.rel === '' ? dest : dest ? `${dest}/${e.rel}` : e.rel;
