@@ -105,7 +105,7 @@ describe('a layout folder: only regular files, read no further than the format o
     symlinkSync('../../layer.bin', l.layerBlob);
     const r = await runCli(['warm', '--json', '--tarball', l.layout], { KOCACHE: join(dir, 'cache') });
     assert.equal(r.code, 0, r.stderr);
-    assert.equal((JSON.parse(r.stdout) as { layers: number }).layers, 1);
+    assert.equal((JSON.parse(r.stdout).warmed[0] as { layers: number }).layers, 1);
   });
 });
 
@@ -140,13 +140,13 @@ describe('disk stays bounded by what the image needs', () => {
 
     const r = await runWatched(['warm', '--json', '--tarball', archive], { KOCACHE: join(dir, 'cache') }, { maxRssKb: MAX_RSS_KB, timeoutMs: 120_000 });
     assert.equal(r.code, 0, r.stderr);
-    assert.equal((JSON.parse(r.stdout) as { layers: number }).layers, 1);
+    assert.equal((JSON.parse(r.stdout).warmed[0] as { layers: number }).layers, 1);
     const used = diskUsage(join(dir, 'cache'));
     assert.ok(used < 10 * MB, `the cache holds ${used} bytes`);
     // And the image is whole: a second warm finds it all.
     const again = await runCli(['warm', '--json', '--tarball', archive], { KOCACHE: join(dir, 'cache') });
     assert.equal(again.code, 0, again.stderr);
-    assert.equal((JSON.parse(again.stdout) as { cached: boolean }).cached, true);
+    assert.equal((JSON.parse(again.stdout).warmed[0] as { cached: boolean }).cached, true);
   });
 
   test('a gzipped layer inflating to 200 MB with the wrong diff_id is refused and its tar removed', async () => {

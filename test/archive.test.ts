@@ -42,7 +42,7 @@ describe('warm --tarball: one pass over the archive', () => {
     assert.equal(first.trace['inflate.layer'], a.gzippedLayerTarBytes);
     // The repeated layer (a symlink to layer 0) is compressed once, not twice.
     assert.equal(first.trace['gzip.in'], a.plainLayerTarBytes);
-    const out = JSON.parse(first.stdout) as { cached: boolean; layers: number; format: string };
+    const out = JSON.parse(first.stdout).warmed[0] as { cached: boolean; layers: number; format: string };
     assert.equal(out.cached, false);
     assert.equal(out.layers, 5);
     assert.equal(out.format, 'gzip');
@@ -56,7 +56,7 @@ describe('warm --tarball: one pass over the archive', () => {
 
     const second = await warm(cache, a.path);
     assert.equal(second.code, 0, second.stderr);
-    assert.equal((JSON.parse(second.stdout) as { cached: boolean }).cached, true);
+    assert.equal((JSON.parse(second.stdout).warmed[0] as { cached: boolean }).cached, true);
     assert.equal(second.trace['inflate.archive'] ?? 0, 0);
     assert.equal(second.trace['inflate.layer'] ?? 0, 0);
     assert.equal(second.trace['gzip.in'] ?? 0, 0);
@@ -74,11 +74,11 @@ describe('warm --tarball: one pass over the archive', () => {
     assert.equal(first.code, 0, first.stderr);
     assert.equal(first.trace['file.hash'], size, 'the first import hashes the archive');
     const second = await warm(cache, a.path);
-    assert.equal((JSON.parse(second.stdout) as { cached: boolean }).cached, true);
+    assert.equal((JSON.parse(second.stdout).warmed[0] as { cached: boolean }).cached, true);
     assert.equal(second.trace['file.hash'] ?? 0, 0, 'recognised by its stat');
     utimesSync(a.path, new Date(), new Date());
     const touched = await warm(cache, a.path);
-    assert.equal((JSON.parse(touched.stdout) as { cached: boolean }).cached, true, 'same bytes, same archive');
+    assert.equal((JSON.parse(touched.stdout).warmed[0] as { cached: boolean }).cached, true, 'same bytes, same archive');
     assert.equal(touched.trace['file.hash'], size, 'a touched archive is hashed again');
   });
 
@@ -109,19 +109,19 @@ describe('warm --tarball: one pass over the archive', () => {
 
     const fromDir = await warm(cache, layout);
     assert.equal(fromDir.code, 0, fromDir.stderr);
-    const d1 = JSON.parse(fromDir.stdout) as { digest: string; format: string; layers: number };
+    const d1 = JSON.parse(fromDir.stdout).warmed[0] as { digest: string; format: string; layers: number };
     assert.equal(d1.format, 'layout');
     assert.equal(d1.layers, 4);
 
     const fromTar = await warm(cache, ociTar);
     assert.equal(fromTar.code, 0, fromTar.stderr);
-    const d2 = JSON.parse(fromTar.stdout) as { digest: string; format: string };
+    const d2 = JSON.parse(fromTar.stdout).warmed[0] as { digest: string; format: string };
     assert.equal(d2.format, 'gzip');
     assert.equal(d2.digest, d1.digest, 'same image from the directory and from the archive');
     // Everything was compressed (or kept) by the directory import already.
     assert.equal(fromTar.trace['gzip.in'] ?? 0, 0);
     const again = await warm(cache, layout);
-    assert.equal((JSON.parse(again.stdout) as { cached: boolean }).cached, true);
+    assert.equal((JSON.parse(again.stdout).warmed[0] as { cached: boolean }).cached, true);
   });
 
   test('several archives in one warm', async () => {
@@ -130,7 +130,7 @@ describe('warm --tarball: one pass over the archive', () => {
     const a = makeDockerArchive(join(dir), standardLayers().slice(0, 2), { gzip: true });
     const r = await warm(cache, a.path, a.tarPath);
     assert.equal(r.code, 0, r.stderr);
-    const rows = JSON.parse(r.stdout) as { digest: string }[];
+    const rows = JSON.parse(r.stdout).warmed as { digest: string }[];
     assert.equal(rows.length, 2);
     assert.equal(rows[0]!.digest, rows[1]!.digest);
   });

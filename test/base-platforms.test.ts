@@ -105,7 +105,7 @@ describe('an OCI layout of a thousand platforms naming one image', () => {
     const cache = join(dir, 'cache');
     const w = await runCli(['warm', '--json', '--tarball', layout], { KOCACHE: cache });
     assert.equal(w.code, 0, w.stderr);
-    assert.equal((JSON.parse(w.stdout) as { layers: number }).layers, 2);
+    assert.equal((JSON.parse(w.stdout).warmed[0] as { layers: number }).layers, 2);
     const r = await runCli(['push', '--json', layout, `${proxy.host}/many/layout:v1`], { KOCACHE: cache });
     assert.equal(r.code, 0, r.stderr);
     const puts = proxy.seen.filter((x) => x.method === 'PUT' && x.path.includes('/manifests/'));

@@ -52,7 +52,7 @@ describe('a damaged cache heals itself', () => {
     const cache = new CacheStore(env.KOCACHE);
     const warm = await runCli(['warm', '--tarball', archive.path, '--json'], env);
     assert.equal(warm.code, 0, warm.stderr);
-    const top = (JSON.parse(warm.stdout) as { digest: Digest }).digest;
+    const top = (JSON.parse(warm.stdout).warmed[0] as { digest: Digest }).digest;
     const manifest = await manifestOf(cache, top);
 
     flipByte(cache, manifest.layers[0]!.digest);
@@ -89,7 +89,7 @@ describe('a damaged cache heals itself', () => {
     flipByte(cache, layer.digest);
     const warm = await runCli(['warm', ref, '--json'], env);
     assert.equal(warm.code, 0, warm.stderr);
-    assert.equal((JSON.parse(warm.stdout) as { fetched: number }).fetched, 1, 'the damaged layer is fetched again');
+    assert.equal((JSON.parse(warm.stdout).warmed[0] as { fetched: number }).fetched, 1, 'the damaged layer is fetched again');
     assert.equal(warm.stderr.split('\n').filter((l) => /corrupt/.test(l)).length, 1, `one warning: ${warm.stderr}`);
     assert.equal(await cache.checkBlob(layer.digest, layer.size), 'ok');
 
@@ -108,7 +108,7 @@ describe('a damaged cache heals itself', () => {
     const cache = new CacheStore(env.KOCACHE);
     const warm = await runCli(['warm', '--tarball', archive.path, '--json'], env);
     assert.equal(warm.code, 0, warm.stderr);
-    const layer = (await manifestOf(cache, (JSON.parse(warm.stdout) as { digest: Digest }).digest)).layers[0]!;
+    const layer = (await manifestOf(cache, (JSON.parse(warm.stdout).warmed[0] as { digest: Digest }).digest)).layers[0]!;
     rmSync(cache.blobPath(layer.digest));
     mkdirSync(cache.blobPath(layer.digest));
     const push = await runCli(['push', archive.path, `${reg.host}/heal/folder:v1`], env);

@@ -67,7 +67,7 @@ test('the same options with their values still work, repeated ones included', ()
   assert.equal(r.code, 0, r.stderr);
   const w = runCliSync(['warm', ...args.warm!, '--platform', 'linux/amd64', '--platform', 'linux/arm64', '--json'], env);
   assert.equal(w.code, 0, w.stderr);
-  assert.equal((JSON.parse(w.stdout) as unknown[]).length, 2);
+  assert.equal((JSON.parse(w.stdout).warmed as unknown[]).length, 2);
 });
 
 test('an empty or blank --build-id is refused (exit 2, one line), by build and by warm', () => {

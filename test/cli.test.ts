@@ -116,20 +116,6 @@ describe('command line', () => {
   });
 });
 
-describe('documented --json shapes and summary lines (docs/cli-json.md)', () => {
-  test('build, ls', () => {
-    const cache = join(work, 'shape-cache');
-    const b = runCliSync(['build', `${join(work, 'out')}:/app`, '--import-path', 'example.com/shape'], { KOCACHE: cache });
-    assert.deepEqual(Object.keys(JSON.parse(b.stdout)), ['mediaType', 'digest', 'size', 'diffid', 'cached']);
-    const ls = runCliSync(['ls', '--json'], { KOCACHE: cache });
-    const rows = JSON.parse(ls.stdout) as object[];
-    assert.ok(rows.length >= 2);
-    for (const r of rows) assert.deepEqual(Object.keys(r), ['key', 'digest', 'size', 'time']);
-    const text = runCliSync(['ls'], { KOCACHE: cache });
-    assert.match(text.stdout.trimEnd().split('\n').at(-1)!, new RegExp(`^${rows.length} records, 1 blob, \\d+ B$`));
-  });
-});
-
 describe('du', () => {
   test('sizes by kind, in text and JSON of the documented shape', async () => {
     const cache = join(work, 'du-cache');

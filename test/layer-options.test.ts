@@ -107,7 +107,7 @@ describe('per-layer owner, modes and excludes', () => {
     const r = await runCli(['build', '--import-path', 'example.com/opts', '--build-id', 'warm-id', ...args], env);
     const b = JSON.parse(r.stdout) as Built;
     assert.equal(b.cached, true);
-    assert.equal(b.digest, (JSON.parse(w.stdout) as { digest: string }).digest);
+    assert.equal(b.digest, (JSON.parse(w.stdout).warmed[0] as { digest: string }).digest);
     assert.deepEqual((await entries(b.digest)).get('w/app.js'), [0o700, 7, 7]);
   });
 

@@ -40,7 +40,7 @@ describe('kocache warm', () => {
     const cacheDir = newDir();
     const first = await runCli(['warm', ref, '--json'], { KOCACHE: cacheDir });
     assert.equal(first.code, 0, first.stderr);
-    const r1 = JSON.parse(first.stdout) as { digest: string; platforms: string[]; layers: number; fetched: number };
+    const r1 = JSON.parse(first.stdout).warmed[0] as { digest: string; platforms: string[]; layers: number; fetched: number };
     assert.equal(r1.digest, index.descriptor.digest);
     assert.deepEqual(r1.platforms, ['linux/amd64', 'linux/arm64']);
     assert.deepEqual([r1.layers, r1.fetched], [3, 3]);
@@ -63,7 +63,7 @@ describe('kocache warm', () => {
     const cacheDir = newDir();
     const r = await runCli(['warm', ref, '--platform', 'linux/arm64', '--json'], { KOCACHE: cacheDir });
     assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as { platforms: string[]; fetched: number };
+    const out = JSON.parse(r.stdout).warmed[0] as { platforms: string[]; fetched: number };
     assert.deepEqual(out.platforms, ['linux/arm64']);
     assert.equal(out.fetched, 1);
     const missing = await runCli(['warm', ref, '--platform', 'linux/ppc64le'], { KOCACHE: cacheDir });
@@ -106,7 +106,7 @@ describe('kocache warm', () => {
     const args = [`${join(src, 'app')}:/usr/bin/app`, '--import-path', 'example.com/app', '--platform', 'linux/arm64'];
     const warm = await runCli(['warm', ...args, '--json'], { KOCACHE: cacheDir });
     assert.equal(warm.code, 0, warm.stderr);
-    const w = JSON.parse(warm.stdout) as { digest: string; cached: boolean; platform: string };
+    const w = JSON.parse(warm.stdout).warmed[0] as { digest: string; cached: boolean; platform: string };
     assert.equal(w.cached, false);
     assert.equal(w.platform, 'linux/arm64');
     const build = await runCli(['build', ...args], { KOCACHE: cacheDir });

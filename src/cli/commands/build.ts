@@ -53,7 +53,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       size: layer.descriptor.size,
       diffid: layer.diffid,
       cached: layer.cached,
-      ...(layer.remote ? { remote: true } : {}),
+      remote: Boolean(layer.remote),
     });
     await registryCache?.close();
   },

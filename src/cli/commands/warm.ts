@@ -94,21 +94,23 @@ export async function warmTarballs(ctx: Context, paths: string[], rc?: RegistryC
     if (rc && !loaded.remote) rc.offerArchive(archiveRecordKey(loaded.key), loaded.image, await archiveManifests(ctx, loaded));
     results.push(loaded);
   }
-  const rows = results.map((r) => {
+  const items = results.map((r) => {
     const manifests = r.image.kind === 'manifest' ? [r.image.manifest] : r.image.index.manifests;
     return {
+      kind: 'archive' as const,
+      target: r.path,
+      digest: topDescriptor(r.image).digest,
+      cached: r.cached,
+      remote: Boolean(r.remote),
       archive: r.path,
       format: r.format,
       archiveDigest: r.archiveDigest,
-      digest: topDescriptor(r.image).digest,
       // Per image, not per index entry: many entries may name one manifest.
       layers: [...new Map(manifests.map((m) => [m.descriptor.digest, m.layers.length])).values()].reduce((n, k) => n + k, 0),
-      cached: r.cached,
-      ...(r.remote ? { remote: true } : {}),
     };
   });
-  const text = rows.map((r) => `${r.archive}: ${r.digest} (${r.layers} layers, ${r.remote ? 'recorded in the registry cache' : r.cached ? 'already cached' : 'imported'})`).join('\n');
-  ctx.out.result(rows.length === 1 ? rows[0] : rows, text);
+  const lines = items.map((r) => `${r.archive}: ${r.digest} (${r.layers} layers, ${r.remote ? 'recorded in the registry cache' : r.cached ? 'already cached' : 'imported'})`);
+  report(ctx, items, lines, 'archives', 'imported');
 }
 
 /** Fetches base images into the cache one reference at a time (layers of each in parallel). */
@@ -129,10 +131,12 @@ export async function warmBases(ctx: Context, refs: string[], platforms: Platfor
   } finally {
     await client.close();
   }
-  const text = results
-    .map((r) => `${r.reference}: ${describePlatforms(r.platforms)}; ${r.layers} layers, ${r.fetched} fetched (${formatBytes(r.bytesFetched)}), ${r.layers - r.fetched} already cached`)
-    .join('\n');
-  ctx.out.result(results.length === 1 ? results[0] : results, text);
+  const items = results.map((r) => ({
+    kind: 'base' as const, target: r.reference, digest: r.digest, cached: r.fetched === 0, remote: false,
+    reference: r.reference, platforms: r.platforms, layers: r.layers, fetched: r.fetched, bytesFetched: r.bytesFetched,
+  }));
+  const lines = results.map((r) => `${r.reference}: ${describePlatforms(r.platforms)}; ${r.layers} layers, ${r.fetched} fetched (${formatBytes(r.bytesFetched)}), ${r.layers - r.fetched} already cached`);
+  report(ctx, items, lines, 'base images', 'fetched');
 }
 
 /** Pre-builds layers exactly as `build` would, for every platform asked for. */
@@ -140,7 +144,7 @@ export async function warmLayers(ctx: Context, sources: string[], importPath: st
   // Records only: a layer the registry cache has is checked there, not fetched.
   const tier = rc && layerTier(rc, { target: { kind: 'none' } });
   const parsed = sources.map((s) => withLayerSettings(parseLayerSource(s), settings));
-  const rows = [];
+  const items: (Warmed & { source: string; dest: string; platform: string; size: number; diffid: Digest })[] = [];
   for (const source of parsed) {
     for (const platform of platforms) {
       const layer = await buildLayer(source, {
@@ -153,11 +157,33 @@ export async function warmLayers(ctx: Context, sources: string[], importPath: st
         warn: (m) => ctx.out.warn(m),
         tier,
       });
-      rows.push({ source: source.src, dest: source.dest || '/', platform: formatPlatform(platform), digest: layer.descriptor.digest, size: layer.descriptor.size, diffid: layer.diffid, cached: layer.cached, ...(layer.remote ? { remote: true } : {}) });
+      items.push({
+        kind: 'layer', target: `${source.src}:${source.dest || '/'}`, digest: layer.descriptor.digest, cached: layer.cached, remote: Boolean(layer.remote),
+        source: source.src, dest: source.dest || '/', platform: formatPlatform(platform), size: layer.descriptor.size, diffid: layer.diffid,
+      });
     }
   }
-  const text = rows.map((r) => `${r.source}:${r.dest} ${r.platform}: ${r.digest} (${r.remote ? 'recorded in the registry cache' : r.cached ? 'already cached' : 'built'})`).join('\n');
-  ctx.out.result(rows.length === 1 ? rows[0] : rows, text);
+  const lines = items.map((r) => `${r.target} ${r.platform}: ${r.digest} (${r.remote ? 'recorded in the registry cache' : r.cached ? 'already cached' : 'built'})`);
+  report(ctx, items, lines, 'layers', 'built');
+}
+
+/** What every warmed target has, first in its --json entry (docs/cli-json.md). */
+interface Warmed {
+  kind: 'base' | 'layer' | 'archive';
+  target: string;
+  digest: Digest;
+  cached: boolean;
+  remote: boolean;
+}
+
+/**
+ * One --json shape whatever was warmed: `{"warmed": [...], "total", "cached"}`. In text, a line per
+ * target and, when there were several, a closing count, so the last line always sums up.
+ */
+function report(ctx: Context, items: Warmed[], lines: string[], what: string, done: string): void {
+  const cached = items.filter((i) => i.cached).length;
+  if (items.length > 1) lines.push(`warmed ${items.length} ${what}: ${items.length - cached} ${done}, ${cached} already cached`);
+  ctx.out.result({ warmed: items, total: items.length, cached }, lines.join('\n'));
 }
 
 /** The exact bytes of an imported archive's index and manifests (in the store), for its record. */
