@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
+import { makeDockerArchive, someBytes } from './helpers/archives.js';
 import { helloOut, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, startRegistry } from './helpers/registry.js';
 
@@ -95,5 +96,35 @@ describe('push transports', () => {
     const text = await runCli(['push', `oci-archive:${ociArchive}:a`, `${reg.host}/tr/oa:v1`], env, { cwd: work });
     assert.equal(text.code, 0, text.stderr);
     assert.equal(text.stdout, `${reg.host}/tr/oa@${digests.a}\n`);
+  });
+});
+
+describe('push progress', () => {
+  test('a first push shows a plain layer\'s compression advance, per layer and in total, and a line per phase', async () => {
+    const dir = join(work, 'progress');
+    mkdirSync(dir);
+    const archive = makeDockerArchive(dir, [{ files: { data: someBytes(32 << 20, 'push-progress') } }]);
+    // Level 9 on one job: a compression slow enough to be drawn while it runs.
+    const r = await runCli(['push', archive.path, `${reg.host}/progress/push:v1`, '--level', '9', '-j', '1'], { ...env, KOCACHE_PROGRESS: 'always' }, { cwd: work });
+    assert.equal(r.code, 0, r.stderr);
+    const drawn = r.stderr.split(/\r|\n/).map((l) => l.replace(/\x1b\[K/g, '')).filter(Boolean);
+    const mib = (s: string) => Number(s.split(' ')[0]) * { B: 1 / (1 << 20), KiB: 1 / 1024, MiB: 1, GiB: 1024 }[s.split(' ')[1]!]!;
+    const size = mib(`${(archive.plainLayerTarBytes / (1 << 20)).toFixed(1)} MiB`);
+    const counts = drawn.flatMap((l) => {
+      const m = /compressed ([\d.]+ \w+) of ([\d.]+ \w+)(?: \(layer [0-9a-f]{12} ([\d.]+ \w+) of ([\d.]+ \w+)\))?/.exec(l);
+      return m ? [{ total: mib(m[1]!), expected: mib(m[2]!), layer: m[3] === undefined ? undefined : mib(m[3]), layerSize: m[4] === undefined ? undefined : mib(m[4]) }] : [];
+    });
+    assert.ok(counts.length > 0, drawn.join('\n'));
+    for (const c of counts) assert.equal(c.expected, size, 'the bytes expected are the layer tar\'s size');
+    // Seen part way, per layer and in total, and growing: never a frozen count while compressing.
+    const partWay = counts.filter((c) => c.layer !== undefined && c.layer > 0 && c.layer < size);
+    assert.ok(partWay.length > 0, drawn.join('\n'));
+    for (const c of partWay) assert.deepEqual([c.layer, c.layerSize], [c.total, size]);
+    const totals = counts.map((c) => c.total);
+    assert.deepEqual(totals, [...totals].sort((a, b) => a - b), 'the count only grows');
+    assert.ok(new Set(totals).size >= 2, drawn.join('\n'));
+    assert.ok(drawn.some((l) => /^reading .*: done \([\d.]+ s\)$/.test(l)), 'a line for the reading phase');
+    assert.ok(drawn.some((l) => /^pushing to .*progress\/push:v1 [\d.]+ s · uploaded /.test(l)), drawn.join('\n'));
+    assert.match(drawn.at(-1)!, /^pushed .*progress\/push:v1: blobs 2 uploaded/);
   });
 });

@@ -4,8 +4,8 @@ import { type Output, formatBytes } from './output.js';
 
 /**
  * What a long publish or push is doing, for the one-line status on a terminal: the phase, layers
- * done of layers to do, bytes read, bytes uploaded of the bytes being uploaded and the rate, and
- * the time so far. The line is redrawn every half second even when no byte moved, so a slow step
+ * done of layers to do, bytes read, bytes compressed of the layers' sizes (in total and per layer
+ * being compressed), bytes uploaded of the bytes being uploaded and the rate, and the time so far. The line is redrawn every half second even when no byte moved, so a slow step
  * (compressing a big layer) shows its clock running instead of a frozen count. Each phase that
  * ends leaves one line behind. Nothing is drawn off a terminal or in CI (Output.showProgress).
  */
@@ -21,6 +21,10 @@ export class Progress {
   private sent = 0;
   private sending = 0;
   private firstSend = 0;
+  private compressed = 0;
+  private compressExpected = 0;
+  /** Layers being compressed now: bytes taken in, of their size. */
+  private readonly inFlight = new Map<string, { done: number; size: number }>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly out: Output) {}
@@ -69,6 +73,23 @@ export class Progress {
     this.draw();
   }
 
+  /**
+   * One layer's compression: bytes taken in so far, of its size. The slow step of a first archive
+   * push, after the archive itself was read: shown per layer and in total, so it never looks stuck.
+   */
+  layerCompressing(id: string, done: number, size: number): void {
+    let layer = this.inFlight.get(id);
+    if (!layer) {
+      layer = { done: 0, size };
+      this.inFlight.set(id, layer);
+      this.compressExpected += size;
+    }
+    this.compressed += done - layer.done;
+    layer.done = done;
+    if (done >= size) this.inFlight.delete(id);
+    this.draw();
+  }
+
   /** A blob whose upload has started counts its size toward the bytes expected. */
   uploadStarted(size: number): void {
     if (this.firstSend === 0) this.firstSend = Date.now();
@@ -108,6 +129,10 @@ export class Progress {
         const secs = (Date.now() - this.firstSend) / 1000;
         const rate = secs > 0.05 ? ` at ${formatBytes(this.sent / secs)}/s` : '';
         parts.push(`uploaded ${formatBytes(this.sent)} of ${formatBytes(this.sending)}${rate}`);
+      }
+      if (this.compressExpected) {
+        const layers = [...this.inFlight].map(([id, l]) => `${id} ${formatBytes(l.done)} of ${formatBytes(l.size)}`);
+        parts.push(`compressed ${formatBytes(this.compressed)} of ${formatBytes(this.compressExpected)}${layers.length ? ` (${layers.join(', ')})` : ''}`);
       }
       if (this.read) parts.push(this.readExpected ? `read ${formatBytes(this.read)} of ${formatBytes(this.readExpected)}` : `read ${formatBytes(this.read)}`);
       if (this.layersTotal) parts.push(`layers ${this.layersDone}/${this.layersTotal}${this.lastLayer ? ` (${this.lastLayer})` : ''}`);

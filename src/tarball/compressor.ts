@@ -1,5 +1,6 @@
 import { diffIdKey, LAYER_NAMESPACE } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
+import { tap } from '../compress/chunks.js';
 import { gzipSpec, gzipStream, type GzipOptions } from '../compress/gzip.js';
 import { blockKeySpec } from '../compress/options.js';
 import { LayerBlocks } from '../compress/stitch.js';
@@ -18,6 +19,13 @@ export const ARCHIVE_GZIP = 'gzip-archive';
 
 /** Archive layers whose blocks a newly compressed one may copy (an image's layers, about). */
 const ARCHIVE_RECENT = 16;
+
+/** How far the compression of one layer is: tar bytes taken in, of the tar's size. */
+export interface CompressProgress {
+  diffid: Digest;
+  done: number;
+  size: number;
+}
 
 /** An uncompressed layer tar in the store. */
 export interface LayerTar {
@@ -42,7 +50,14 @@ export class LayerCompressor {
   private readonly made = new Map<Digest, Promise<Made>>();
   private readonly slots: Limiter;
 
-  constructor(private readonly opts: { cache: CacheStore; gzip: GzipOptions; jobs: number; warn?: ((m: string) => void) | undefined }) {
+  constructor(private readonly opts: {
+    cache: CacheStore;
+    gzip: GzipOptions;
+    jobs: number;
+    warn?: ((m: string) => void) | undefined;
+    /** Tar bytes of a layer fed to the compressor so far, of its size (progress lines). */
+    onCompress?: ((e: CompressProgress) => void) | undefined;
+  }) {
     this.slots = new Limiter(Math.max(1, opts.jobs));
   }
 
@@ -98,7 +113,11 @@ export class LayerCompressor {
     }
     // Archive layers have no lineage of their own: the last ARCHIVE_RECENT compressed lend their blocks.
     const blocks = await LayerBlocks.open(cache, LAYER_NAMESPACE, blockKeySpec(this.opts.gzip), { warn: this.opts.warn, recent: ARCHIVE_RECENT });
-    const blob = await cache.writeBlob(gzipStream(cache.readBlob(tar.diffid, tar.size), this.opts.gzip, { reuse: blocks, onBlock: blocks.onBlock }));
+    const report = this.opts.onCompress;
+    let done = 0;
+    report?.({ diffid: tar.diffid, done, size: tar.size });
+    const source = report ? tap(cache.readBlob(tar.diffid, tar.size), (c) => report({ diffid: tar.diffid, done: (done += c.length), size: tar.size })) : cache.readBlob(tar.diffid, tar.size);
+    const blob = await cache.writeBlob(gzipStream(source, this.opts.gzip, { reuse: blocks, onBlock: blocks.onBlock }));
     // Its block map is a record too: saved by finish, once the archive is known to use the layer.
     return { descriptor: { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size }, fresh: true, blocks };
   }

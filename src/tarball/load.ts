@@ -10,7 +10,7 @@ import { StatCache } from '../layer/statcache.js';
 import { walkSource } from '../layer/walk.js';
 import { type ArchiveFormat, detectArchive, unchangedSince } from './detect.js';
 import { planDockerArchive } from './docker.js';
-import { LayerCompressor, type LayerTar } from './compressor.js';
+import { type CompressProgress, LayerCompressor, type LayerTar } from './compressor.js';
 import { finishImage } from './image.js';
 import { planOciArchive } from './oci.js';
 import type { ArchiveImage, ArchiveIndex, ArchiveLayer, ArchiveManifest, ImagePlan } from './plan.js';
@@ -28,6 +28,8 @@ export interface LoadArchiveOptions {
   tag?: string | undefined;
   /** Archive file bytes read so far, and the file's size, for a progress line. */
   onRead?: (read: number, total: number) => void;
+  /** A plain layer tar being compressed: bytes taken in so far, of its size (a progress line). */
+  onCompress?: ((e: CompressProgress) => void) | undefined;
   /**
    * Asked after the local cache misses, before the archive is read: the image this archive was
    * imported as elsewhere (the registry cache, src/regcache/), its blobs where the caller needs them.
