@@ -135,6 +135,62 @@ describe('per-layer owner, modes and excludes', () => {
   });
 });
 
+describe('per-layer settings in the project file', () => {
+  test('each layer object may set its own mode and excludes; the file-wide ones still apply to the rest', async () => {
+    const dir = join(work, 'proj-layers');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'logs.ignore'), 'logs\n');
+    writeFileSync(join(dir, '.kocache.json'), JSON.stringify({
+      base: 'scratch',
+      exclude: ['node_modules', 'logs/*.log'],
+      layers: [
+        { src: '../src', dest: '/a' },
+        { src: '../src', dest: '/b', mode: 'keep', excludeFrom: 'logs.ignore' },
+        { src: '../src', dest: '/c', exclude: ['!logs/keep.log', 'app.js'], owner: '5:6' },
+      ],
+    }));
+    const r = await runCli(['publish', '--json', '--output', `oci:${join(dir, 'out')}`], env, { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    const manifestDigest = (JSON.parse(r.stdout) as { digest: string }).digest;
+    const manifest = JSON.parse(readFileSync(join(dir, 'out', 'blobs', 'sha256', manifestDigest.slice(7)), 'utf8')) as { layers: { digest: string }[] };
+    const [a, b, c] = await Promise.all(manifest.layers.map((l) => entries(l.digest)));
+    assert.deepEqual([...a!.keys()], ['a/', 'a/app.js', 'a/logs/']);
+    assert.equal(a!.get('a/app.js')![0], 0o755, 'the file-wide mode (normalize)');
+    assert.deepEqual([...b!.keys()], ['b/', 'b/app.js']);
+    assert.equal(b!.get('b/app.js')![0], 0o700, 'its own mode: keep');
+    assert.deepEqual([...c!.keys()], ['c/', 'c/logs/', 'c/logs/keep.log'], 'the file-wide excludes, then its own');
+    assert.deepEqual(c!.get('c/logs/keep.log'), [0o644, 5, 6]);
+    // SRC arguments given on the command line replace the file's layers, their settings with them.
+    const args = await runCli(['publish', '--json', '../src:/b', '--output', `oci:${join(dir, 'out2')}`], env, { cwd: dir });
+    assert.equal(args.code, 0, args.stderr);
+    const m2 = JSON.parse(readFileSync(join(dir, 'out2', 'blobs', 'sha256', (JSON.parse(args.stdout) as { digest: string }).digest.slice(7)), 'utf8')) as { layers: { digest: string }[] };
+    assert.deepEqual([...(await entries(m2.layers[0]!.digest)).keys()], ['b/', 'b/app.js', 'b/logs/']);
+  });
+
+  test('a bad per-layer setting is one line naming the field, exit 2', async () => {
+    const dir = join(work, 'proj-layers-bad');
+    mkdirSync(dir);
+    const cases: [unknown, RegExp][] = [
+      [{ src: '../src', dest: '/x', mode: 'strict' }, /layers\[0\]\.mode: want "normalize" or "keep", not "strict"/],
+      [{ src: '../src', dest: '/x', exclude: 'logs' }, /layers\[0\]\.exclude: want an array of \.dockerignore patterns, not "logs"/],
+      [{ src: '../src', dest: '/x', exclude: ['ok', ' '] }, /layers\[0\]\.exclude\[1\]: want a pattern, not " "/],
+      [{ src: '../src', dest: '/x', excludeFrom: 'missing.ignore' }, /layers\[0\]\.excludeFrom: "missing\.ignore": no such file/],
+      [{ src: '../src', dest: '/x', modes: 'keep' }, /layers\[0\]\.modes: unknown field; a layer has "src", "dest", "owner", "mode", "exclude", "excludeFrom"/],
+    ];
+    for (const [layer, want] of cases) {
+      writeFileSync(join(dir, '.kocache.json'), JSON.stringify({ base: 'scratch', layers: [layer] }));
+      const r = await runCli(['publish', '--output', `oci:${join(dir, 'out')}`], env, { cwd: dir });
+      assert.equal(r.code, 2, `${JSON.stringify(layer)}: ${r.stderr}`);
+      assert.ok(isOneLineError(r), r.stderr);
+      assert.match(r.stderr, want);
+    }
+    writeFileSync(join(dir, '.kocache.json'), JSON.stringify({ base: 'scratch', layers: ['../src:/x'], excludeFrom: 'nope' }));
+    const top = await runCli(['publish', '--output', `oci:${join(dir, 'out')}`], env, { cwd: dir });
+    assert.equal(top.code, 2, top.stderr);
+    assert.match(top.stderr, /excludeFrom: "nope": no such file/);
+  });
+});
+
 describe('names that are not UTF-8', () => {
   test('are tarred with their bytes, as GNU tar does, short and long, files and folders', async () => {
     const root = join(work, 'latin1');

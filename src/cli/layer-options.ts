@@ -3,6 +3,7 @@ import { usageError } from '../errors.js';
 import { excludeFilter } from '../layer/exclude.js';
 import { parseOwner } from '../layer/source.js';
 import type { LayerSettings } from '../image/sources.js';
+import type { ProjectLayerSettings } from './project.js';
 
 // Defined beside the layer specs they apply to, where the library's publish uses them too.
 export { type LayerSettings, withLayerSettings } from '../image/sources.js';
@@ -33,5 +34,18 @@ export function layerSettings(args: Record<string, unknown>): LayerSettings {
     out.mode = mode[0];
   }
   out.exclude = excludeFilter(list(args.exclude), list(args['exclude-from']));
+  return out;
+}
+
+/**
+ * The settings of one layer that sets its own in the project file: its mode wins over the
+ * command's, and its excludes come after the command's (so its `!PATTERN` can take a path back).
+ */
+export function layerSettingsFor(s: LayerSettings, own: ProjectLayerSettings | undefined): LayerSettings {
+  if (!own) return s;
+  const out: LayerSettings = { ...s };
+  if (own.mode) out.mode = own.mode;
+  const mine = excludeFilter(own.exclude ?? [], own.excludeFrom ? [own.excludeFrom] : []);
+  if (mine) out.exclude = excludeFilter([...(s.exclude?.patterns ?? []), ...mine.patterns]);
   return out;
 }

@@ -10,10 +10,15 @@ export const PROJECT_FILE = '.kocache.json';
 /** The environment variable naming the repository to publish to when --repo is not given (like KO_DOCKER_REPO). */
 export const REPO_ENV = 'KOCACHE_DOCKER_REPO';
 
-/** One layer in the project file: `"SRC[:DEST]"`, or an object. */
-export interface ProjectLayer {
-  src: string;
-  dest?: string;
+/**
+ * How one layer of the project file is tarred, beyond SRC:DEST:UID:GID: its own permission-bit
+ * policy and excludes. The owner travels in the layer's text (`SRC:DEST:UID:GID`).
+ */
+export interface ProjectLayerSettings {
+  mode?: 'normalize' | 'keep';
+  exclude?: string[];
+  /** Absolute (resolved against the file's folder). */
+  excludeFrom?: string;
 }
 
 /** What a project file may set; every field is optional and a flag given overrides it. */
@@ -26,6 +31,8 @@ export interface Project {
   platforms?: string[];
   importPath?: string;
   layers?: string[];
+  /** Per layer (same order as `layers`): its own mode and excludes, when it sets any. */
+  layerSettings?: (ProjectLayerSettings | undefined)[];
   entrypoint?: string[];
   cmd?: string[];
   env?: string[];
@@ -117,7 +124,9 @@ export function parseProject(doc: unknown, file: string): Project {
   if (d.importPath !== undefined) p.importPath = str('importPath', d.importPath);
   if (d.layers !== undefined) {
     if (!Array.isArray(d.layers) || d.layers.length === 0) throw fail('layers', `want a non-empty array of "SRC[:DEST]" strings or {"src", "dest"} objects, not ${show(d.layers)}`);
-    p.layers = d.layers.map((l, i) => projectLayer(l, `layers[${i}]`, dirname(file), fail));
+    const layers = d.layers.map((l, i) => projectLayer(l, `layers[${i}]`, dirname(file), fail));
+    p.layers = layers.map((l) => l.spec);
+    if (layers.some((l) => l.settings)) p.layerSettings = layers.map((l) => l.settings);
   }
   if (d.entrypoint !== undefined) p.entrypoint = command('entrypoint', d.entrypoint);
   if (d.cmd !== undefined) p.cmd = command('cmd', d.cmd);
@@ -126,24 +135,53 @@ export function parseProject(doc: unknown, file: string): Project {
   if (d.annotations !== undefined) p.annotations = pairs('annotations', d.annotations);
   if (d.workdir !== undefined) p.workdir = str('workdir', d.workdir, [/^\//, 'must be an absolute path in the image']);
   if (d.user !== undefined) p.user = str('user', d.user);
-  if (d.mode !== undefined) p.mode = str('mode', d.mode, [/^(normalize|keep)$/, 'is not normalize or keep']);
-  if (d.exclude !== undefined) p.exclude = strings('exclude', d.exclude);
-  if (d.excludeFrom !== undefined) p.excludeFrom = resolve(dirname(file), str('excludeFrom', d.excludeFrom));
+  if (d.mode !== undefined) p.mode = modeField('mode', d.mode, fail);
+  if (d.exclude !== undefined) p.exclude = excludeField('exclude', d.exclude, fail);
+  if (d.excludeFrom !== undefined) p.excludeFrom = excludeFromField('excludeFrom', d.excludeFrom, dirname(file), fail);
   return p;
 }
 
-/** A layer of the file as the `SRC:DEST` text publish takes, SRC made absolute from the file's folder. */
-function projectLayer(l: unknown, field: string, dir: string, fail: (field: string, why: string) => KocacheError): string {
+type Fail = (field: string, why: string) => KocacheError;
+
+function modeField(field: string, v: unknown, fail: Fail): 'normalize' | 'keep' {
+  if (v !== 'normalize' && v !== 'keep') throw fail(field, `want "normalize" or "keep", not ${show(v)}`);
+  return v;
+}
+
+function excludeField(field: string, v: unknown, fail: Fail): string[] {
+  if (!Array.isArray(v)) throw fail(field, `want an array of .dockerignore patterns, not ${show(v)}`);
+  return v.map((x, i) => {
+    if (typeof x !== 'string' || x.trim() === '') throw fail(`${field}[${i}]`, `want a pattern, not ${show(x)}`);
+    return x;
+  });
+}
+
+/** A .dockerignore-style file, relative to the project file; checked now, so a typo names the field. */
+function excludeFromField(field: string, v: unknown, dir: string, fail: Fail): string {
+  if (typeof v !== 'string' || v === '') throw fail(field, `want the path of a .dockerignore-style file, not ${show(v)}`);
+  const path = resolve(dir, v);
+  if (!existsSync(path)) throw fail(field, `${show(v)}: no such file (paths are relative to the project file)`);
+  return path;
+}
+
+const LAYER_FIELDS = ['src', 'dest', 'owner', 'mode', 'exclude', 'excludeFrom'];
+
+/**
+ * A layer of the file: the `SRC:DEST[:UID:GID]` text publish takes (SRC made absolute from the
+ * file's folder), and its own mode and excludes if it sets any.
+ */
+function projectLayer(l: unknown, field: string, dir: string, fail: Fail): { spec: string; settings?: ProjectLayerSettings } {
   let src: string;
   let dest: string | undefined;
   let owner: string | undefined;
+  let settings: ProjectLayerSettings | undefined;
   if (typeof l === 'string') {
     if (l === '') throw fail(field, 'want "SRC[:DEST]", not an empty string');
     const parsed = parseLayerSpecText(l);
     ({ src, dest } = parsed);
     if (parsed.owner) owner = `${parsed.owner.uid}:${parsed.owner.gid}`;
   } else if (isPlainObject(l)) {
-    for (const k of Object.keys(l)) if (k !== 'src' && k !== 'dest' && k !== 'owner') throw fail(`${field}.${k}`, 'unknown field; a layer has "src", "dest" and "owner"');
+    for (const k of Object.keys(l)) if (!LAYER_FIELDS.includes(k)) throw fail(`${field}.${k}`, `unknown field; a layer has ${LAYER_FIELDS.map((f) => `"${f}"`).join(', ')}`);
     if (l.owner !== undefined) {
       if (typeof l.owner !== 'string' || !/^\d+:\d+$/.test(l.owner)) throw fail(`${field}.owner`, `want "UID:GID", not ${show(l.owner)}`);
       if (typeof l.dest !== 'string') throw fail(`${field}.owner`, 'an owner needs a "dest"');
@@ -153,11 +191,18 @@ function projectLayer(l: unknown, field: string, dir: string, fail: (field: stri
     src = l.src;
     dest = l.dest as string | undefined;
     if (l.owner !== undefined) owner = l.owner as string;
+    if (l.mode !== undefined || l.exclude !== undefined || l.excludeFrom !== undefined) {
+      settings = {};
+      if (l.mode !== undefined) settings.mode = modeField(`${field}.mode`, l.mode, fail);
+      if (l.exclude !== undefined) settings.exclude = excludeField(`${field}.exclude`, l.exclude, fail);
+      if (l.excludeFrom !== undefined) settings.excludeFrom = excludeFromField(`${field}.excludeFrom`, l.excludeFrom, dir, fail);
+    }
   } else {
-    throw fail(field, `want "SRC[:DEST]" or {"src", "dest"}, not ${show(l)}`);
+    throw fail(field, `want "SRC[:DEST]" or {"src", "dest", ...}, not ${show(l)}`);
   }
   if (dest !== undefined && !dest.startsWith('/')) throw fail(field, `DEST ${show(dest)} must be an absolute path in the image`);
-  return `${resolve(dir, src)}${dest !== undefined ? `:${dest}` : ''}${owner !== undefined ? `:${owner}` : ''}`;
+  const spec = `${resolve(dir, src)}${dest !== undefined ? `:${dest}` : ''}${owner !== undefined ? `:${owner}` : ''}`;
+  return settings ? { spec, settings } : { spec };
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -36,6 +36,8 @@ export function withProject<A extends Flags>(args: A, project: Project | undefin
     fill('tag', project.tags);
     fill('platform', project.platforms);
     fill('import-path', project.importPath);
+    // A layer's own mode and excludes go with the file's layers, not with SRC arguments given instead.
+    if (!given('sources') && project.layers) out.layerSettings = project.layerSettings;
     fill('sources', project.layers);
     fill('entrypoint', project.entrypoint && JSON.stringify(project.entrypoint));
     fill('cmd', project.cmd && JSON.stringify(project.cmd));

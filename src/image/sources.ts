@@ -56,7 +56,7 @@ export function withLayerSettings(source: LayerSource, s: LayerSettings): LayerS
   return out;
 }
 
-/** layerSpecsFor with the image's layer settings applied to every layer. */
-export function platformLayers(specs: readonly string[], p: Platform, settings: LayerSettings, cwd = process.cwd()): PlatformLayerSpec[] {
-  return layerSpecsFor(specs, p, cwd).map((l) => ({ ...l, source: withLayerSettings(l.source, settings) }));
+/** layerSpecsFor with the layer settings applied: the same to every layer, or one per layer in order. */
+export function platformLayers(specs: readonly string[], p: Platform, settings: LayerSettings | LayerSettings[], cwd = process.cwd()): PlatformLayerSpec[] {
+  return layerSpecsFor(specs, p, cwd).map((l, i) => ({ ...l, source: withLayerSettings(l.source, Array.isArray(settings) ? settings[i] ?? {} : settings) }));
 }

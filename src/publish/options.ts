@@ -43,8 +43,8 @@ export interface PublishOptions {
   config?: ConfigOverrides | undefined;
   /** On every manifest and on the index. */
   annotations?: Record<string, string> | undefined;
-  /** Owner, mode and excludes of every layer (part of each layer's cache key). */
-  layerSettings?: LayerSettings | undefined;
+  /** Owner, mode and excludes of every layer, or of each layer in order (part of each layer's cache key). */
+  layerSettings?: LayerSettings | LayerSettings[] | undefined;
   /** Seconds since 1970 (SOURCE_DATE_EPOCH): layer mtimes, config and history times; default 0. */
   sourceDateEpoch?: number | undefined;
   /** Take the base from the cache only; never contact its registry. */

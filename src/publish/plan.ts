@@ -20,7 +20,7 @@ export interface PublishPlan {
   platforms: Platform[] | 'all';
   tags: string[];
   specs: string[];
-  layerSettings: LayerSettings;
+  layerSettings: LayerSettings | LayerSettings[];
   importPath: string;
   jobs: number;
   compression: GzipOptions;
@@ -56,6 +56,7 @@ export function planPublish(o: PublishOptions): PublishPlan {
   if (output.kind === 'docker-archive' && platforms !== 'all' && platforms.length > 1) throw oneImageOnly(platforms.length);
   if (o.layers.length === 0) throw invalid('publish needs at least one layer in `layers`');
   const settings = o.layerSettings ?? {};
+  if (Array.isArray(settings) && settings.length !== o.layers.length) throw invalid(`\`layerSettings\` has ${settings.length} entries for ${o.layers.length} layers: give one per layer, or one object for all`);
   const plans = platforms === 'all' ? undefined : platforms.map((platform) => ({ platform, layers: platformLayers(o.layers, platform, settings, cwd) }));
   const firstSrc = plans?.[0]!.layers[0]!.source.src ?? parseLayerSpecText(o.layers[0]!).src;
   const importPath = validateImportPath(o.importPath ?? (repo ? formatRepository(repo) : `local/${basename(firstSrc) || 'image'}`));

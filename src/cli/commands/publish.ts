@@ -8,9 +8,9 @@ import { publish } from '../../publish/publish.js';
 import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
 import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
-import { layerOptions, layerSettings } from '../layer-options.js';
+import { layerOptions, layerSettings, layerSettingsFor } from '../layer-options.js';
 import { formatBytes } from '../output.js';
-import { loadProject } from '../project.js';
+import { type ProjectLayerSettings, loadProject } from '../project.js';
 import { Progress } from '../progress.js';
 import { parseCommand, parseKeyValue, parseOutput, parseRepo, publishOptions, withProject, writeResultFile } from '../publish-options.js';
 
@@ -37,6 +37,8 @@ interface PublishArgs extends GlobalArgs, CacheRepoArgs, RegistryArgs {
   'image-refs'?: string | undefined;
   'digest-file'?: string | undefined;
   config?: string | undefined;
+  /** From the project file: per layer, its own mode and excludes (publish-options.ts). */
+  layerSettings?: (ProjectLayerSettings | undefined)[] | undefined;
 }
 
 function list(v: Many): string[] {
@@ -141,6 +143,8 @@ function parseRequest(args: PublishArgs): PublishRequest {
   const specs = list(args.sources as Many);
   if (specs.length === 0) throw usageError('publish needs at least one SRC[:DEST] layer');
   const annotations = Object.fromEntries(list(args.annotation).map((a) => parseKeyValue(a, 'annotation')));
+  const settings = layerSettings(args as unknown as Record<string, unknown>);
+  const perLayer = args.layerSettings;
   return {
     repo, output,
     imageRefs: single(args['image-refs'], 'image-refs'),
@@ -150,7 +154,7 @@ function parseRequest(args: PublishArgs): PublishRequest {
       importPath: single(args['import-path'], 'import-path'),
       config: overrides,
       annotations: { ...standardAnnotations(), ...annotations },
-      layerSettings: layerSettings(args as unknown as Record<string, unknown>),
+      layerSettings: perLayer ? specs.map((_, i) => layerSettingsFor(settings, perLayer[i])) : settings,
       sourceDateEpoch: sourceDateEpoch(),
       offline: Boolean(args.offline),
       insecureRegistries: list(args['insecure-registry']),
