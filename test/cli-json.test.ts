@@ -99,7 +99,7 @@ function lastLine(s: string): string {
 /** In CI (as these tests run) publish and push say exactly one line on stderr: the summary. */
 function oneStderrLine(r: CliResult, pattern: RegExp): void {
   assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
-  assert.match(r.stderr, pattern);
+  assert.match(r.stderr.trimEnd(), pattern);
 }
 
 describe('every --json output has its documented shape, and every text output ends in one summary line', () => {

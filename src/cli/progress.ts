@@ -77,7 +77,9 @@ export class Progress {
    * One layer's compression: bytes taken in so far, of its size. The slow step of a first archive
    * push, after the archive itself was read: shown per layer and in total, so it never looks stuck.
    */
-  layerCompressing(id: string, done: number, size: number): void {
+  layerCompressing(e: { diffid: string; done: number; size: number }): void {
+    const { done, size } = e;
+    const id = `layer ${e.diffid.slice('sha256:'.length, 'sha256:'.length + 12)}`;
     let layer = this.inFlight.get(id);
     if (!layer) {
       layer = { done: 0, size };

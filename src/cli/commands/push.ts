@@ -158,7 +158,7 @@ async function pushOne(ctx: Context, client: RegistryClient, job: PushJob, progr
         // Reading ends before the last layers are compressed: say so, or the count looks stuck.
         if (read === total) progress.phase('compressing layers');
       },
-      onCompress: (e) => progress.layerCompressing(`layer ${e.diffid.slice(7, 19)}`, e.done, e.size),
+      onCompress: (e) => progress.layerCompressing(e),
     }),
     targetDigest(client, job.target),
   ]);

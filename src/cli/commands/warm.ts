@@ -10,6 +10,7 @@ import { loadArchive, topDescriptor, type LoadedArchive } from '../../tarball/lo
 import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
 import type { Timeouts } from '../../remote/timeouts.js';
 import { formatBytes } from '../output.js';
+import { Progress } from '../progress.js';
 import type { Digest } from '../../oci/digest.js';
 import { RegistryCache } from '../../regcache/cache.js';
 import { archiveRecordKey } from '../../regcache/archives.js';
@@ -84,15 +85,25 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
 export async function warmTarballs(ctx: Context, paths: string[], rc?: RegistryCache): Promise<void> {
   const results: LoadedArchive[] = [];
   for (const path of paths) {
-    ctx.out.progress(() => `importing ${path}`);
     // A registry cache that knows the archive spares importing it; one that does not gets its record.
     const remote = rc && (async (key: string) => (await rc.findArchive(archiveRecordKey(key), { kind: 'none' }))?.record.image);
-    const loaded = await loadArchive(path, {
-      cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), remote,
-      onRead: (read, total) => ctx.out.progress(() => `reading ${path}: ${formatBytes(read)} of ${formatBytes(total)}`),
-    });
-    if (rc && !loaded.remote) rc.offerArchive(archiveRecordKey(loaded.key), loaded.image, await archiveManifests(ctx, loaded));
-    results.push(loaded);
+    const progress = new Progress(ctx.out);
+    let last = 0;
+    try {
+      progress.phase(`importing ${path}`);
+      const loaded = await loadArchive(path, {
+        cache: ctx.cache, gzip: ctx.gzip, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), remote,
+        onRead: (read, total) => {
+          progress.bytesRead(read - last, total);
+          last = read;
+        },
+        onCompress: (e) => progress.layerCompressing(e),
+      });
+      if (rc && !loaded.remote) rc.offerArchive(archiveRecordKey(loaded.key), loaded.image, await archiveManifests(ctx, loaded));
+      results.push(loaded);
+    } finally {
+      progress.stop();
+    }
   }
   const items = results.map((r) => {
     const manifests = r.image.kind === 'manifest' ? [r.image.manifest] : r.image.index.manifests;
