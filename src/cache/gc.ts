@@ -8,6 +8,7 @@ import { type Cacache, loadCacache } from './cacache.js';
 import { JOURNAL_KEY, drainJournal } from './journal.js';
 import { acquireGcLock, scanLeases } from './lease.js';
 import { cacheFsError, ensureOwnFolder } from './damage.js';
+import { totals, treeSize } from './folders.js';
 import { STAMP_DIR } from './stamp.js';
 import { type CacheStore, trashPath } from './store.js';
 
@@ -514,43 +515,8 @@ function listEntries(dir: string, dryRun = true): PlainFile[] {
   }
   const out: PlainFile[] = [];
   for (const n of names) {
-    const t = walkTotals(join(dir, n));
+    const t = totals(join(dir, n));
     if (t) out.push(t);
   }
   return out;
-}
-
-function walkTotals(path: string): PlainFile | undefined {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
-    throw err;
-  }
-  if (!st.isDirectory()) return { path, bytes: st.size, mtime: st.mtimeMs };
-  let bytes = 0;
-  let mtime = st.mtimeMs;
-  for (const n of safeReaddir(path)) {
-    const t = walkTotals(join(path, n));
-    if (!t) continue;
-    bytes += t.bytes;
-    mtime = Math.max(mtime, t.mtime);
-  }
-  return { path, bytes, mtime };
-}
-
-function safeReaddir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
-    throw err;
-  }
-}
-
-/** Bytes of every file under the cache folder: what --max-size bounds. */
-export function treeSize(dir: string): number {
-  return walkTotals(dir)?.bytes ?? 0;
 }

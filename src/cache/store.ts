@@ -1,5 +1,5 @@
 import { EventEmitter, once } from 'node:events';
-import { existsSync, fstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -11,6 +11,7 @@ import { traceAdd } from '../util/trace.js';
 import { type Mismatch, verify } from '../util/verify.js';
 import { loadCacache } from './cacache.js';
 import { cacheFsError } from './damage.js';
+import { listFolder } from './folders.js';
 import { JOURNAL_KEY, noteKey } from './journal.js';
 import { TEMP_PREFIX } from '../util/tmpfile.js';
 import { dropStamp, stampMatches, writeStamp } from './stamp.js';
@@ -60,7 +61,7 @@ export class CacheStore {
     const root = this.contentRoot();
     let level = [root];
     // cacache's fan-out: two folders of two hex digits, then the rest of the digest.
-    for (let depth = 0; depth < 3; depth++) level = level.flatMap((dir) => listDir(dir).map((n) => join(dir, n)));
+    for (let depth = 0; depth < 3; depth++) level = level.flatMap((dir) => listFolder(dir).map((n) => join(dir, n)));
     return level.map((path) => {
       const hex = relative(root, path).split(sep).join('');
       return { path, digest: /^[a-f0-9]{64}$/.test(hex) ? (`sha256:${hex}` as Digest) : undefined };
@@ -440,17 +441,6 @@ function gone(digest: Digest): KocacheError {
 /** Whether an error from readBlob means the blob is missing, or corrupt (wrong bytes, wrong size, not a file); undefined for anything else. */
 export function blobReadFailure(err: unknown): 'missing' | 'corrupt' | undefined {
   return typeof err === 'object' && err !== null ? failures.get(err) : undefined;
-}
-
-/** A folder's names; none when it is missing or not a folder. */
-function listDir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
-    throw cacheFsError(err, dir, 'list');
-  }
 }
 
 function statBlob(path: string): BigIntStats | undefined {

@@ -1,6 +1,7 @@
-import { lstatSync, readdirSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
+import { listFolder, treeSize } from './folders.js';
 import type { CacheStore } from './store.js';
 
 /** What the cache holds, by the kind of key that points at it (src/cache/keys.ts). */
@@ -87,15 +88,13 @@ export async function cacheUsage(cache: CacheStore): Promise<CacheUsage> {
     tempFiles++;
     tempBytes += size;
   });
-  let total = 0;
-  walk(cache.dir, (_, size) => (total += size));
   return {
     dir: cache.dir,
-    total,
+    total: treeSize(cache.dir),
     kinds,
-    index: { records: records.length, bytes: folderBytes(join(cache.dir, 'index-v5')) },
+    index: { records: records.length, bytes: treeSize(join(cache.dir, 'index-v5')) },
     unreferenced: { blobs: unrefBlobs, bytes: unrefBytes },
-    stat: { bytes: folderBytes(join(cache.dir, 'stat')) },
+    stat: { bytes: treeSize(join(cache.dir, 'stat')) },
     temp: { files: tempFiles, bytes: tempBytes },
   };
 }
@@ -111,23 +110,9 @@ function fileSize(path: string): number | undefined {
   }
 }
 
-function folderBytes(dir: string): number {
-  let n = 0;
-  walk(dir, (_, size) => (n += size));
-  return n;
-}
-
 /** Every regular file under `dir` with its size; a folder that vanishes meanwhile (gc) is skipped. */
 function walk(dir: string, visit: (path: string, size: number) => void): void {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'ENOENT' || code === 'ENOTDIR') return;
-    throw err;
-  }
-  for (const name of names) {
+  for (const name of listFolder(dir)) {
     const path = join(dir, name);
     let st;
     try {
