@@ -59,25 +59,59 @@ export function* tarBlocks(
   const rootHeaders = new HeaderWriter({ ...base, uid: 0, gid: 0 });
   // The full blocks go to the consumer, which keeps them (gzip holds each until its deflate is done).
   const blocks = new BlockCutter(pool);
-  const put = (bytes: Uint8Array): Buffer[] => blocks.write(bytes);
 
-  function* entry(h: EntryHeader, e?: SourceEntry, rawName?: Buffer, writer = headers): Generator<Buffer> {
-    for (const b of rawName ? rawNameHeaderBytes(h, rawName) : writer.header(h.name, h.type, h.mode, h.size, h.linkname)) yield* put(b);
-    if (!e) return;
-    // The file's own sha256, of the very bytes that go into the layer (the fingerprint, build.ts).
-    const hash = onFileHash ? createHash('sha256') : undefined;
-    if (h.size === 0) {
-      if (hash) onFileHash!(e, hash.digest('hex'));
-      return;
+  /** The header records in: the blocks they ended (usually none). */
+  const putAll = (records: readonly Buffer[]): Buffer[] => {
+    let out = NONE;
+    for (const b of records) {
+      const done = blocks.write(b);
+      if (done.length > 0) out = out === NONE ? done : out.concat(done);
     }
-    let fd: number;
+    return out;
+  };
+
+  /** sha256 of a file's bytes as read, for onFileHash. */
+  const hashOf = (e: SourceEntry, bytes?: Buffer): void => {
+    if (!onFileHash) return;
+    const h = createHash('sha256');
+    if (bytes) {
+      h.update(bytes);
+      traceAdd('file.hash', bytes.length);
+    }
+    onFileHash(e, h.digest('hex'));
+  };
+
+  /**
+   * A file's data that fits in the block before its next decision, in one read (asking one byte
+   * more, which must not come) and no generator: most files of a node_modules. Undefined when it
+   * does not fit, for `body`.
+   */
+  function small(e: SourceEntry, size: number): Buffer[] | undefined {
+    const at = blocks.length;
+    if (size + 1 > blocks.room()) return undefined;
+    const fd = openFile(e);
+    let n: number;
     try {
-      fd = openSync(e.rawAbs ?? e.abs, 'r');
+      n = readSync(fd, blocks.buffer, at, size + 1, null);
     } catch (err) {
       throw fsError(err, e.abs, 'read');
+    } finally {
+      closeSync(fd);
     }
+    if (n !== size) throw changedError(e);
+    traceAdd('file.read', n);
+    hashOf(e, blocks.buffer.subarray(at, at + n));
+    onBytes?.(n);
+    return blocks.commit(n);
+  }
+
+  /** A file's data read into blocks up to each cut, the blocks yielded as they end. */
+  function* body(e: SourceEntry, size: number): Generator<Buffer> {
+    // The file's own sha256, of the very bytes that go into the layer (the fingerprint, build.ts).
+    const hash = onFileHash ? createHash('sha256') : undefined;
+    const fd = openFile(e);
     try {
-      let left = h.size;
+      let left = size;
       // Whether a read asked for one byte more than the file should have and came back without
       // it: then the file has not grown, with no read of its own to check (a syscall per file).
       let ended = false;
@@ -107,26 +141,48 @@ export function* tarBlocks(
     } finally {
       closeSync(fd);
     }
-    yield* put(ZEROS.subarray(0, padding(h.size)));
   }
 
   // The folders above the destination, so the image has them with known modes (and root's: an
   // owner given for the layer is for its files, not for /usr above them).
-  for (const dir of parentsOf(dest)) {
-    yield* entry({ ...base, uid: 0, gid: 0, name: `${dir}/`, type: 'directory', mode: 0o755 }, undefined, undefined, rootHeaders);
-  }
+  for (const dir of parentsOf(dest)) yield* putAll(rootHeaders.header(`${dir}/`, 'directory', 0o755, 0));
   for (const e of entries) {
     const name = e.rel === '' ? dest : dest ? `${dest}/${e.rel}` : e.rel;
     if (name === '') continue; // the root directory placed at / has no entry of its own
     const mode = layerMode(e, keepModes);
-    const raw = e.rawRel && Buffer.concat([Buffer.from(dest ? `${dest}/` : ''), e.rawRel, Buffer.from(e.type === 'directory' ? '/' : '')]);
-    if (e.type === 'directory') yield* entry({ ...base, name: `${name}/`, type: 'directory', mode }, undefined, raw);
-    else if (e.type === 'symlink') yield* entry({ ...base, name, type: 'symlink', mode, linkname: e.linkTarget ?? '' }, undefined, raw);
-    else yield* entry({ ...base, name, type: 'file', mode, size: e.size }, e, raw);
+    const size = e.type === 'file' ? e.size : 0;
+    const entryName = e.type === 'directory' ? `${name}/` : name;
+    const linkname = e.type === 'symlink' ? (e.linkTarget ?? '') : '';
+    if (e.rawRel) {
+      const raw = Buffer.concat([Buffer.from(dest ? `${dest}/` : ''), e.rawRel, Buffer.from(e.type === 'directory' ? '/' : '')]);
+      const h: EntryHeader = { ...base, name: entryName, type: e.type, mode, size, linkname };
+      yield* putAll(rawNameHeaderBytes(h, raw));
+    } else {
+      yield* putAll(headers.header(entryName, e.type, mode, size, linkname));
+    }
+    if (e.type !== 'file') continue;
+    if (size === 0) {
+      hashOf(e);
+      continue;
+    }
+    const done = small(e, size);
+    if (done) yield* done;
+    else yield* body(e, size);
+    yield* blocks.write(ZEROS.subarray(0, padding(size)));
   }
-  yield* put(ZEROS);
+  yield* blocks.write(ZEROS);
   yield* blocks.end();
 }
+
+function openFile(e: SourceEntry): number {
+  try {
+    return openSync(e.rawAbs ?? e.abs, 'r');
+  } catch (err) {
+    throw fsError(err, e.abs, 'read');
+  }
+}
+
+const NONE: Buffer[] = [];
 
 function changedError(e: SourceEntry): KocacheError {
   return new KocacheError('input', `${e.abs} changed while it was being read; build again`);
