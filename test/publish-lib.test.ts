@@ -100,6 +100,7 @@ describe('publish() from the library', () => {
         [{ cache, base: 'scratch', layers: [], output: { kind: 'oci', path: join(work, 'x') } }, /`layers`/],
         [{ cache, base: 'scratch', layers: ['app:/app'], cwd: join(work, 'src'), platforms: 'all', output: { kind: 'oci', path: join(work, 'x') } }, /platforms 'all'/],
         [{ cache, base: 'scratch', layers: ['app:/app'], cwd: join(work, 'src'), repo: parseReference(`${reg.host}/lib/x`), tags: ['-bad'] }, /invalid tag "-bad" in `tags`/],
+        [{ cache, base: 'scratch', layers: ['app:/app'], cwd: join(work, 'src'), repo: parseReference(`${reg.host}/lib/x`), importPath: ' ' }, /empty import path/],
       ];
       for (const [options, message] of cases) {
         await assert.rejects(publish(options), (err: unknown) => {

@@ -73,7 +73,7 @@ export function isDiffIdRecord(m: unknown): m is DiffIdRecord {
 const FIRST_SCHEME_FINGERPRINT = 1;
 
 export function validateImportPath(ip: string): string {
-  if (!ip || !ip.trim()) throw new KocacheError('input', 'empty import path: --import-path names what is being built (e.g. github.com/you/app)');
+  if (!ip || !ip.trim()) throw new KocacheError('input', 'empty import path: it names what is being built (e.g. github.com/you/app)');
   if (ip.split('/').some((p) => p === '..' || p === '.') || ip.startsWith('/') || /[\0\n]/.test(ip)) {
     throw new KocacheError('input', `invalid import path ${JSON.stringify(ip)}: no leading /, no . or .. parts`);
   }
