@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KocacheError } from '../src/errors.js';
-import { formatReference, parseReference } from '../src/reference/reference.js';
+import { KocacheError } from '../../src/errors.js';
+import { formatReference, parseReference } from '../../src/reference/reference.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 

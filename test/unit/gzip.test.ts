@@ -3,9 +3,9 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { gzipBlocks, gzipStream, gzipSpec } from '../src/compress/gzip.js';
-import { CHUNK, looksIncompressible } from '../src/compress/incompressible.js';
-import { traceSnapshot } from '../src/util/trace.js';
+import { gzipBlocks, gzipStream, gzipSpec } from '../../src/compress/gzip.js';
+import { CHUNK, looksIncompressible } from '../../src/compress/incompressible.js';
+import { traceSnapshot } from '../../src/util/trace.js';
 
 /** gzipBlocks over blocks of `blockSize` (the cut rule is tested on its own, in stitch.test.ts). */
 async function gz(data: Buffer, jobs: number, blockSize = 64 * 1024): Promise<Buffer> {

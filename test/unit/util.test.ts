@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { sha256Digest } from '../src/oci/digest.js';
-import { Limiter } from '../src/util/limit.js';
-import { type Mismatch, describeMismatch, matches, verify } from '../src/util/verify.js';
+import { sha256Digest } from '../../src/oci/digest.js';
+import { Limiter } from '../../src/util/limit.js';
+import { type Mismatch, describeMismatch, matches, verify } from '../../src/util/verify.js';
 
 async function* chunks(...parts: string[]): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield new TextEncoder().encode(p);

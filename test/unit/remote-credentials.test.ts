@@ -3,9 +3,9 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { KocacheError } from '../src/errors.js';
-import { parseChallenge, repositoryScope } from '../src/remote/auth.js';
-import { CredentialStore, configKeyToRegistry, helperServerName } from '../src/remote/credentials.js';
+import { KocacheError } from '../../src/errors.js';
+import { parseChallenge, repositoryScope } from '../../src/remote/auth.js';
+import { CredentialStore, configKeyToRegistry, helperServerName } from '../../src/remote/credentials.js';
 
 test('WWW-Authenticate challenges: quoted values with commas, unquoted values, case, unknown schemes', () => {
   assert.deepEqual(

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openCache } from '../src/cache/open.js';
-import { scanLeases } from '../src/cache/lease.js';
+import { openCache } from '../../src/cache/open.js';
+import { scanLeases } from '../../src/cache/lease.js';
 
 test('openCache holds a lease gc can see until close()', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'kocache-open-'));

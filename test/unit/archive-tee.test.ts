@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { tee } from '../src/tarball/tee.js';
-import { entryPath, linkTarget } from '../src/tarball/entries.js';
-import { KocacheError } from '../src/errors.js';
+import { tee } from '../../src/tarball/tee.js';
+import { entryPath, linkTarget } from '../../src/tarball/entries.js';
+import { KocacheError } from '../../src/errors.js';
 
 async function* counted(n: number, pulled: { count: number }): AsyncGenerator<number> {
   for (let i = 0; i < n; i++) {
