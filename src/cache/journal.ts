@@ -2,15 +2,15 @@ import { errnoCode } from '../errors.js';
 import type { Cacache } from './cacache.js';
 
 /**
- * The journal: one index key whose lines name every key written or removed since the last gc, and
- * every blob stored. cacache's public calls show a key's newest line only (`ls`, `get.info`), so
- * the journal is how gc knows which keys may hold older lines, or a removal, to compact; and
- * `put.stream`, cacache's public way to store content, records each write under a key: this one.
- * Lines are never references: gc empties the journal each run.
+ * The journal: one index key whose lines name every key rewritten (given a line while it had a live
+ * one) or removed since the last gc, and every blob stored. cacache's public calls show a key's
+ * newest line only (`ls`, `get.info`), so the journal is how gc knows which keys hold older lines,
+ * or a removal, to compact; and `put.stream`, cacache's public way to store content, records each
+ * write under a key: this one. Lines are never references: gc empties the journal each run.
  */
 export const JOURNAL_KEY = 'kocache/journal';
 
-/** Notes that `key` is about to get a line (written before the line, so no line goes unnoticed). */
+/** Notes that `key` is about to get a line over an older one (written first, so none goes unnoticed). */
 export async function noteKey(cacache: Cacache, dir: string, key: string): Promise<void> {
   // A null integrity: the line points at no content, and `ls` never lists the journal for it.
   await cacache.index.insert(dir, JOURNAL_KEY, null as unknown as string, { metadata: { key } });

@@ -368,7 +368,9 @@ export class CacheStore {
   async putRecord<M>(key: string, blob: BlobInfo, metadata: M): Promise<void> {
     const cacache = await loadCacache();
     try {
-      await noteKey(cacache, this.dir, key);
+      // Only a key that has a record gets an older line now, and only those are gc's to compact: a
+      // first gc after many builds would otherwise rewrite every new key's one-line bucket.
+      if (await cacache.get.info(this.dir, key)) await noteKey(cacache, this.dir, key);
       await cacache.index.insert(this.dir, key, digestToIntegrity(blob.digest), { size: blob.size, metadata });
     } catch (err) {
       throw cacheFsError(err, this.dir, 'write the index in');
