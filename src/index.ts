@@ -24,6 +24,7 @@ export { DEFAULT_GZIP, type GzipOptions } from './compress/options.js';
 
 // Layers: build one through the cache.
 export { parseLayerSource, type LayerSource } from './layer/source.js';
+export { excludeFilter, type ExcludeFilter } from './layer/exclude.js';
 export { buildLayer, type BuildLayerOptions, type LayerResult } from './layer/build.js';
 
 // Images: a base, layers on top, one manifest per platform and an index over them.

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { KocacheError, type PublishProgress, openCache, parsePlatform, parseReference, publish } from '../src/index.js';
+import { KocacheError, type PublishProgress, excludeFilter, openCache, parsePlatform, parseReference, publish } from '../src/index.js';
 import { sha256Digest } from '../src/oci/digest.js';
 import type { ImageConfig, ImageManifest } from '../src/oci/manifest.js';
 import { tempDir } from './helpers/cli.js';
@@ -87,6 +88,26 @@ describe('publish() from the library', () => {
       assert.deepEqual(r.platforms.map((p) => p.platform), ['linux/amd64', 'linux/arm64']);
       const raw = await skopeo('inspect', '--raw', `oci:${join(work, 'src', 'layout')}:latest`);
       assert.equal(sha256Digest(raw), r.digest);
+    } finally {
+      cache.close();
+    }
+  });
+
+  test('layer settings apply to every layer: an excluded folder is not in the layer', async () => {
+    const cache = openCache(join(work, 'cache'));
+    try {
+      const r = await publish({
+        cache, base: 'scratch', layers: ['.:/srv'], cwd: join(work, 'src'), output: { kind: 'oci', path: join(work, 'excluded') },
+        layerSettings: { exclude: excludeFilter(['etc', 'layout']), owner: { uid: 1000, gid: 1000 } },
+      });
+      const out = join(work, 'excluded-dir');
+      await skopeo('copy', `oci:${join(work, 'excluded')}:latest`, `dir:${out}`);
+      const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as ImageManifest;
+      assert.equal(sha256Digest(readFileSync(join(out, 'manifest.json'))), r.digest);
+      const listing = execFileSync('tar', ['-tvzf', join(out, manifest.layers[0]!.digest.slice('sha256:'.length))], { encoding: 'utf8' });
+      assert.match(listing, /srv\/app$/m);
+      assert.doesNotMatch(listing, /srv\/etc/);
+      assert.ok(listing.trim().split('\n').every((l) => l.includes(' 1000/1000 ')), listing);
     } finally {
       cache.close();
     }

@@ -16,7 +16,7 @@ export interface ExcludeFilter {
   patterns: string[];
 }
 
-/** The patterns of `--exclude` flags and `--exclude-from` files, in order; undefined for none. */
+/** The patterns given and those of .dockerignore-style files (`--exclude`, `--exclude-from`), in order; undefined for none. */
 export function excludeFilter(patterns: readonly string[], files: readonly string[] = []): ExcludeFilter | undefined {
   const all: string[] = [];
   for (const file of files) {
@@ -33,7 +33,7 @@ export function excludeFilter(patterns: readonly string[], files: readonly strin
     }
   }
   for (const p of patterns) {
-    if (p.trim() === '') throw usageError('empty --exclude pattern');
+    if (p.trim() === '') throw usageError('empty exclude pattern');
     all.push(p.trim());
   }
   if (all.length === 0) return undefined;
