@@ -197,7 +197,7 @@ describe('progress', () => {
     const r = await runCli(args, { ...env, KOCACHE_PROGRESS: 'always' }, { cwd: work });
     assert.equal(r.code, 0, r.stderr);
     const drawn = r.stderr.split(/\r|\n/).map((l) => l.replace(/\x1b\[K/g, '')).filter(Boolean);
-    assert.ok(drawn.some((l) => /^building layers [\d.]+ s · read [\d.]+ MiB · layers 0\/1$/.test(l)), drawn.join('\n'));
+    assert.ok(drawn.some((l) => /^building layers [\d.]+ s · read [\d.]+ MiB of 24\.0 MiB · layers 0\/1$/.test(l)), drawn.join('\n'));
     assert.ok(drawn.some((l) => /^building layers: 1 built, 0 cached \([\d.]+ s\)$/.test(l)), 'a line for the finished phase');
     assert.ok(drawn.some((l) => /^pushing to .*progress\/app [\d.]+ s · uploaded [\d.]+ (KiB|MiB) of [\d.]+ MiB/.test(l)), drawn.join('\n'));
     assert.match(r.stderr, / at [\d.]+ (KiB|MiB|GiB)\/s/);

@@ -92,6 +92,12 @@ export class Progress {
     this.draw();
   }
 
+  /** More bytes to read: a layer whose files are about to be tarred (publish). */
+  bytesExpected(n: number): void {
+    this.readExpected += n;
+    this.draw();
+  }
+
   /** A blob whose upload has started counts its size toward the bytes expected. */
   uploadStarted(size: number): void {
     if (this.firstSend === 0) this.firstSend = Date.now();

@@ -32,6 +32,8 @@ export interface BuildImageOptions {
    */
   onLayer?: (e: { platform: Platform; spec: string; descriptor: Descriptor; cached: boolean }) => void;
   onBytes?: (n: number) => void;
+  /** A layer must be tarred: the bytes of its files (progress: bytes read of bytes expected). */
+  onPack?: ((bytes: number) => void) | undefined;
   /** The registry cache, behind the local one (src/layer/tier.ts). */
   tier?: LayerTier | undefined;
   /** On every manifest and on the index. */
@@ -62,6 +64,7 @@ export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOption
           gzip: o.gzip,
           warn: o.warn,
           onBytes: o.onBytes,
+          onPack: o.onPack,
           tier: o.tier,
         });
         shared.set(same, build);

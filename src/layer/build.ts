@@ -31,6 +31,8 @@ export interface BuildLayerOptions {
   warn?: (message: string) => void;
   /** Uncompressed bytes read from the source, for progress. */
   onBytes?: (n: number) => void;
+  /** Told once, when the layer must be tarred (a miss): the bytes of its files that onBytes will count. */
+  onPack?: ((bytes: number) => void) | undefined;
   /** A cache behind the local one (the registry cache): asked after a local miss, told every layer. */
   tier?: LayerTier | undefined;
 }
@@ -120,6 +122,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const stats = new StatCache(cache.dir, source.src, startedMs);
   const pack = async (onFileHash?: (e: SourceEntry, sha256: string) => void) => {
     const { packToCache } = await import('./pack.js');
+    opts.onPack?.(entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0));
     return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, warn: opts.warn });
   };
   const vouchedKey = vouched === undefined ? undefined : buildIdKey(namespace, vouched, spec);

@@ -81,6 +81,8 @@ export type PublishProgress =
   | { type: 'layer'; platform: Platform; spec: string; cached: boolean }
   /** Bytes of layer sources read. */
   | { type: 'read'; bytes: number }
+  /** A layer must be tarred: the bytes of its files, which 'read' events will count. */
+  | { type: 'expect'; bytes: number }
   /** A blob's upload starts (its size), or bytes of it were sent. */
   | { type: 'upload-start'; size: number }
   | { type: 'uploaded'; bytes: number };

@@ -77,6 +77,7 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
         warn,
         tier,
         onBytes: (bytes) => tell({ type: 'read', bytes }),
+        onPack: (bytes) => tell({ type: 'expect', bytes }),
         onLayer: (e) => {
           void pusher?.push(counted(cachedBlob(cache, e.descriptor)));
           if (!e.cached) built++;

@@ -33,6 +33,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
     const registryCache = repos && new (await import('../../regcache/cache.js')).RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs });
     const tier = registryCache && (await import('../../regcache/layers.js')).layerTier(registryCache, { target: { kind: 'local' } });
     let read = 0;
+    let expected = 0;
     const layer = await buildLayer(source, {
       cache: ctx.cache,
       importPath: args['import-path'],
@@ -42,9 +43,12 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       gzip: ctx.gzip,
       warn: (m) => ctx.out.warn(m),
       tier,
+      onPack: (n) => {
+        expected = n;
+      },
       onBytes: (n) => {
         read += n;
-        ctx.out.progress(() => `building layer: ${formatBytes(read)} read`);
+        ctx.out.progress(() => `building layer: ${formatBytes(read)} of ${formatBytes(expected)} read`);
       },
     });
     ctx.out.result({

@@ -185,6 +185,8 @@ async function run(req: PublishRequest, ctx: Context): Promise<void> {
         return progress.layerDone(`${e.spec}${multi ? ` (${formatPlatform(e.platform)})` : ''} ${e.cached ? 'cached' : 'built'}`);
       case 'read':
         return progress.bytesRead(e.bytes);
+      case 'expect':
+        return progress.bytesExpected(e.bytes);
       case 'upload-start':
         return progress.uploadStarted(e.size);
       case 'uploaded':
