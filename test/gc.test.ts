@@ -138,7 +138,7 @@ describe('kocache gc', () => {
   });
 
   test('--dry-run reports and changes nothing', async () => {
-    const { cacheDir } = await fiveLayers();
+    const { cacheDir, cache } = await fiveLayers();
     mkdirSync(join(cacheDir, 'tmp'), { recursive: true });
     const leftover = join(cacheDir, 'tmp', 'crashed-writer');
     writeFileSync(leftover, 'half a blob');
@@ -149,6 +149,10 @@ describe('kocache gc', () => {
     const out = JSON.parse(r.stdout) as GcOut;
     assert.equal(out.counts.blob, 5);
     assert.equal(out.counts.tmp, 1);
+    // Every record points at a blob that would go, so each would go with it.
+    const keys = (await cache.listRecords()).map((r) => r.key);
+    assert.ok(keys.length >= 10);
+    assert.deepEqual(out.removed.filter((x) => x.kind === 'record').map((x) => x.what).sort(), keys);
     assert.ok(out.bytesFreed > 500_000);
     assert.deepEqual(listing(cacheDir), before, 'every file in place, same size, same mtime');
     const text = await runCli(['gc', '--dry-run', '--max-size', '0'], { KOCACHE: cacheDir });

@@ -342,14 +342,14 @@ function sweepStamps(gc: Gc): void {
  * reports the dead and expired records, not the older lines.
  */
 async function compactIndex(gc: Gc): Promise<void> {
-  const keys = new Set<string>();
+  const keys = new Set<string>(gc.opts.verify ? gc.records.map((r) => r.key) : []);
   for (const r of gc.records) {
-    if (gc.opts.verify || lineVerdict(gc, r, new Set()) !== undefined) keys.add(r.key);
+    const reason = lineVerdict(gc, r, new Set());
+    if (reason === undefined) continue;
+    if (gc.dryRun) note(gc, 'record', r.key, lineBytes(r), reason);
+    keys.add(r.key);
   }
-  if (gc.dryRun) {
-    for (const r of gc.records) if (keys.has(r.key)) note(gc, 'record', r.key, lineBytes(r), lineVerdict(gc, r, new Set())!);
-    return;
-  }
+  if (gc.dryRun) return;
   for (const k of await drainJournal(gc.cacache, gc.dir)) keys.add(k);
   for (const key of [...keys].sort()) await compactKey(gc, key);
 }
