@@ -8,7 +8,8 @@ import { type Digest, isDigest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import type { Platform } from '../oci/platform.js';
 import { KocacheError, usageError } from '../errors.js';
-import { fingerprint } from './fingerprint.js';
+import { fingerprint, fingerprintTree } from './fingerprint.js';
+import { warmHashWorker } from './hashpool.js';
 import { FINGERPRINT_FORMAT } from './formats.js';
 import { readGoBuildId } from './gobuildid.js';
 import type { LayerSource } from './source.js';
@@ -117,9 +118,12 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const find = (key: string) => lookup(cache, key, namespace, compression, opts.warn);
 
   const startedMs = Date.now();
+  const stats = new StatCache(cache.dir, source.src, startedMs);
+  // A tree to be fingerprinted whose files were never stamped here (a fresh runner) is hashed
+  // whole: the second hashing thread starts while the tree is walked.
+  if (opts.buildId === undefined && (opts.tier || hasBuilt(cache.dir, treeMark(spec))) && !stats.hasStamps()) warmHashWorker();
   const entries = await applyExcludes(walkSource(source.src), source.exclude);
   const vouched = opts.buildId ?? goBuildId(entries);
-  const stats = new StatCache(cache.dir, source.src, startedMs);
   const pack = async (onFileHash?: (e: SourceEntry, sha256: string) => void) => {
     const { packToCache } = await import('./pack.js');
     opts.onPack?.(entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0));
@@ -163,7 +167,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     return { descriptor, diffid, buildId: vouched ?? fp, cached: false };
   }
 
-  const fp = idFromTree(stats, entries);
+  const fp = await idFromTree(stats, entries);
   const contentKey = treeKey(FINGERPRINT_FORMAT, fp, spec);
   const byTree = await find(contentKey);
   const hit = byTree ?? (legacy ? await find(buildIdKey(namespace, fp, spec)) : undefined);
@@ -232,10 +236,10 @@ function goBuildId(entries: readonly SourceEntry[]): string | undefined {
   return id ? `go:${id}:${root.size}:${(root.mode & 0o111).toString(8)}` : undefined;
 }
 
-function idFromTree(stats: StatCache, entries: readonly SourceEntry[]): string {
+async function idFromTree(stats: StatCache, entries: readonly SourceEntry[]): Promise<string> {
   const known = stats.knownFingerprint(entries);
   if (known !== undefined) return known;
-  const id = fingerprint(entries, stats);
+  const id = await fingerprintTree(entries, stats);
   stats.save({ entries, fingerprint: id });
   return id;
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { hashFiles } from './hashpool.js';
 import type { StatCache } from './statcache.js';
 import type { SourceEntry } from './walk.js';
 
@@ -33,4 +34,14 @@ export function fingerprint(entries: readonly SourceEntry[], stats: StatCache, r
     }
   }
   return `fp:${h.update(pending).digest('hex')}`;
+}
+
+/**
+ * `fingerprint` of a tree whose files the stat cache may not know: the files it has no stamp for
+ * are hashed first, on two threads when there are enough of them (hashpool.ts). The same value.
+ */
+export async function fingerprintTree(entries: readonly SourceEntry[], stats: StatCache): Promise<string> {
+  const todo = entries.filter((e) => e.type === 'file' && stats.lookup(e) === undefined);
+  const hashes = await hashFiles(todo);
+  return fingerprint(entries, stats, new Map(todo.map((e, i) => [e, hashes[i]!])));
 }

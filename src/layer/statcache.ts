@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { ensureOwnFolder } from '../cache/damage.js';
 import { join } from 'node:path';
 import { FINGERPRINT_FORMAT } from './formats.js';
@@ -69,6 +69,11 @@ export class StatCache {
   knownFingerprint(entries: readonly SourceEntry[]): string | undefined {
     const known = loadListingFile(this.listingPath);
     return known?.listing === listingDigest(entries) ? known.fingerprint : undefined;
+  }
+
+  /** Whether stamps were ever saved for this tree (none on a fresh runner: every file is hashed). */
+  hasStamps(): boolean {
+    return existsSync(this.path);
   }
 
   /** The cached hash if the file is unchanged and not racy; undefined otherwise. */

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { hashFileSync } from '../src/layer/filehash.js';
+import { fingerprint, fingerprintTree } from '../src/layer/fingerprint.js';
+import { hashFiles } from '../src/layer/hashpool.js';
+import { StatCache } from '../src/layer/statcache.js';
+import { walkSource } from '../src/layer/walk.js';
+import { traceSnapshot } from '../src/util/trace.js';
+import { tempDir } from './helpers/cli.js';
+
+/** 600 small files in 6 folders, two files larger than the worker's 1 MiB read buffer, one empty, one non-UTF-8 name. */
+function tree(): string {
+  const src = join(tempDir(), 'src');
+  for (let d = 0; d < 6; d++) {
+    mkdirSync(join(src, `d${d}`), { recursive: true });
+    for (let f = 0; f < 100; f++) writeFileSync(join(src, `d${d}`, `f${f}.js`), randomBytes(1 + ((d * 100 + f) % 700)));
+  }
+  writeFileSync(join(src, 'big-1.bin'), randomBytes(3 * 1024 * 1024 + 7));
+  writeFileSync(join(src, 'big-2.bin'), randomBytes(1024 * 1024));
+  writeFileSync(join(src, 'empty'), '');
+  writeFileSync(Buffer.concat([Buffer.from(`${src}/raw-`), Buffer.from([0xff, 0xfe])]), 'not utf-8 named');
+  return src;
+}
+
+const workerBytes = () => traceSnapshot()['file.hash.worker'] ?? 0;
+
+test('files hashed by the worker thread give the sha256 one thread gives, and the same fingerprint', async () => {
+  const src = tree();
+  const entries = walkSource(src);
+  const files = entries.filter((e) => e.type === 'file');
+  assert.ok(files.some((f) => f.rawAbs), 'the tree has a name that is not UTF-8');
+  const expected = files.map((f) => hashFileSync(f.abs, f.rawAbs));
+
+  const before = workerBytes();
+  assert.deepEqual(await hashFiles(files, { mainThread: false }), expected);
+  // Every file but the raw-named one (left to the main thread) went through the worker.
+  const byWorker = files.filter((f) => !f.rawAbs).reduce((n, f) => n + f.size, 0);
+  assert.equal(workerBytes() - before, byWorker);
+
+  // Both threads at once (the order they take files in varies; the answer may not).
+  assert.deepEqual(await hashFiles(files), expected);
+
+  const cache = tempDir();
+  const alone = fingerprint(entries, new StatCache(join(cache, 'one'), src, Date.now()));
+  assert.equal(await fingerprintTree(entries, new StatCache(join(cache, 'two'), src, Date.now())), alone);
+});
+
+test('a file gone between the walk and the hashing: the error one thread gives, naming the file', async () => {
+  const src = tree();
+  const files = walkSource(src).filter((e) => e.type === 'file');
+  const gone = files[files.length >> 1]!;
+  rmSync(gone.abs);
+  const want = (() => {
+    try {
+      hashFileSync(gone.abs);
+    } catch (err) {
+      return err as Error;
+    }
+    assert.fail('the removed file hashed');
+  })();
+  await assert.rejects(hashFiles(files, { mainThread: false }), (err: Error) => err.message === want.message && err.message.includes(gone.abs));
+  await assert.rejects(hashFiles(files), (err: Error) => err.message === want.message);
+});
