@@ -68,6 +68,26 @@ describe('a registry that accepts connections and never answers', () => {
     }, { timeout: KILL_AFTER_MS });
     assertGaveUp(r, host);
   });
+
+  test('build --cache-from: the registry cache is asked with the configured timeouts, then is a miss with one warning', async () => {
+    const src = join(root, 'src-cache-from');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(src, 'a.txt'), 'a\n');
+    const r = await runCli(['build', `${src}:/app`, '--import-path', 'x/y', '--cache-from', `${host}/cache`, ...FAST], { KOCACHE: join(root, 'cache-build') }, { timeout: KILL_AFTER_MS });
+    assert.equal(r.code, 0, r.stderr);
+    const { warnings, errors } = lines(r);
+    assert.deepEqual(errors, []);
+    assert.equal(warnings.length, 1, r.stderr);
+    assert.match(warnings[0]!, new RegExp(`registry cache ${host}/cache not used: .*registry timeout 3 s`));
+  });
+
+  test('gc --cache-repo: the same timeouts, one line naming the registry', async () => {
+    const r = await runCli(['gc', '--cache-repo', `${host}/cache`, '--max-age', '1d', ...FAST], { KOCACHE: join(root, 'cache-gc') }, { timeout: KILL_AFTER_MS });
+    assert.equal(r.signal, null, r.stderr);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(lines(r).errors.length, 1, r.stderr);
+    assert.match(lines(r).errors[0]!, new RegExp(`^kocache: .*registry ${host}.*registry timeout 3 s`));
+  });
 });
 
 describe('a registry that stops reading an upload', () => {

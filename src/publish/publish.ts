@@ -55,7 +55,7 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     // looked up, and the push is told so; records are written in the background, each after its
     // layer's push, and waited for only once the image is delivered.
     registryCache = o.registryCache
-      ? new RegistryCache({ repos: o.registryCache, cache, warn, jobs: plan.jobs, insecureRegistries: o.insecureRegistries ?? [] })
+      ? new RegistryCache({ repos: o.registryCache, cache, warn, jobs: plan.jobs, insecureRegistries: o.insecureRegistries ?? [], timeouts: o.timeouts ?? {} })
       : undefined;
     const tier = registryCache && layerTier(registryCache, {
       target: pusher ? { kind: 'registry', repo: plan.repo!, settle: (d, outcome) => pusher.settle(d, outcome) } : { kind: 'local' },

@@ -6,6 +6,7 @@ import { type Digest, isDigest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { type Reference, canonicalRegistry, formatRepository } from '../reference/reference.js';
 import type { RegistryClient } from '../remote/client.js';
+import type { Timeouts } from '../remote/timeouts.js';
 import type { ArchiveImage } from '../tarball/plan.js';
 import { Limiter } from '../util/limit.js';
 import { traceAdd } from '../util/trace.js';
@@ -45,6 +46,8 @@ export interface RegistryCacheOptions {
   jobs: number;
   insecureRegistries?: string[];
   dockerConfigDir?: string;
+  /** The command's registry timeouts (--connect-timeout etc.), as its other registry clients get. */
+  timeouts?: Partial<Timeouts>;
   /** A client of its own, or one given (tests); by default made on first use, with few retries. */
   client?: RegistryClient;
   /** The clock, for tests of gc (records carry the UTC day they were written). */
@@ -105,6 +108,7 @@ export class RegistryCache {
     return (this.clientP ??= import('../remote/client.js').then(({ RegistryClient }) => new RegistryClient({
       ...(this.o.insecureRegistries ? { insecureRegistries: this.o.insecureRegistries } : {}),
       ...(this.o.dockerConfigDir ? { dockerConfigDir: this.o.dockerConfigDir } : {}),
+      ...(this.o.timeouts ? { timeouts: this.o.timeouts } : {}),
       jobs: this.o.jobs,
       cache: this.o.cache,
       // Short waits (a cache that does not answer soon is a miss), but four tries: the distribution

@@ -2,12 +2,12 @@ import type { Argv, CommandModule } from 'yargs';
 import { buildLayer } from '../../layer/build.js';
 import { parseLayerSource } from '../../layer/source.js';
 import { parsePlatform } from '../../oci/platform.js';
-import { type GlobalArgs, globalOptions, makeContext, sourceDateEpoch } from '../context.js';
+import { type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
 import { formatBytes } from '../output.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
 import { layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
 
-interface BuildArgs extends GlobalArgs, CacheRepoArgs {
+interface BuildArgs extends GlobalArgs, CacheRepoArgs, RegistryArgs {
   source: string;
   'import-path': string;
   platform: string;
@@ -18,7 +18,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
   command: 'build <source>',
   describe: 'Build one layer from SRC[:DEST] through the cache and print its descriptor as JSON',
   builder: (y: Argv) =>
-    layerOptions(cacheRepoOptions(globalOptions(y)))
+    layerOptions(registryOptions(cacheRepoOptions(globalOptions(y))))
       .positional('source', { type: 'string', demandOption: true, describe: 'File or directory, optionally :/destination/in/image' })
       .option('import-path', { requiresArg: true, type: 'string', demandOption: true, describe: 'What is being built, e.g. github.com/you/app: the namespace of --build-id and Go build IDs (a layer found by its content is shared by every namespace)' })
       .option('platform', { requiresArg: true, type: 'string', default: 'linux/amd64', describe: 'OS/ARCH[/VARIANT] the layer is for' })
@@ -28,9 +28,10 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
     const platform = parsePlatform(args.platform);
     const source = withLayerSettings(parseLayerSource(args.source), layerSettings(args as unknown as Record<string, unknown>));
     const repos = cacheReposFrom(args);
+    const timeouts = registryTimeouts(args);
     const ctx = makeContext(args);
     // The registry cache is loaded only when asked for: a plain local hit must not load it.
-    const registryCache = repos && new (await import('../../regcache/cache.js')).RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs });
+    const registryCache = repos && new (await import('../../regcache/cache.js')).RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, timeouts });
     const tier = registryCache && (await import('../../regcache/layers.js')).layerTier(registryCache, { target: { kind: 'local' } });
     let read = 0;
     let expected = 0;

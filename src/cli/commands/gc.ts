@@ -3,10 +3,10 @@ import { collectGarbage, type GcReport } from '../../cache/gc.js';
 import { KocacheError, usageError } from '../../errors.js';
 import { parseCacheRepo } from '../cache-repo.js';
 import { Output } from '../output.js';
-import { type GlobalArgs, globalOptions, makeContext } from '../context.js';
+import { type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts } from '../context.js';
 import { formatBytes } from '../output.js';
 
-interface GcArgs extends GlobalArgs {
+interface GcArgs extends GlobalArgs, RegistryArgs {
   'cache-repo'?: string | undefined;
   'insecure-registry'?: string | string[] | undefined;
   'max-size'?: string | undefined;
@@ -56,7 +56,7 @@ export const gcCommand: CommandModule<object, GcArgs> = {
   command: 'gc',
   describe: 'Remove unused, expired and least recently used cache content; safe while builds run',
   builder: (y: Argv) =>
-    globalOptions(y)
+    registryOptions(globalOptions(y))
       .option('max-size', { requiresArg: true, type: 'string', describe: 'Shrink the cache to this size, least recently used first (500MB, 2GiB, bytes)' })
       .option('max-age', { requiresArg: true, type: 'string', describe: 'Remove content not used for this long (30d, 12h, 90m)' })
       .option('verify', { type: 'boolean', default: false, describe: 'Re-hash all content and drop corrupt blobs (reads the whole cache)' })
@@ -106,7 +106,7 @@ async function remoteGc(args: GcArgs, maxAge: number | undefined): Promise<void>
   const insecure = args['insecure-registry'] === undefined ? [] : (Array.isArray(args['insecure-registry']) ? args['insecure-registry'] : [args['insecure-registry']]).map(String);
   const { RegistryClient } = await import('../../remote/client.js');
   const { collectRegistryGarbage } = await import('../../regcache/gc.js');
-  const client = new RegistryClient({ insecureRegistries: insecure, warn: (m) => out.warn(m) });
+  const client = new RegistryClient({ insecureRegistries: insecure, warn: (m) => out.warn(m), timeouts: registryTimeouts(args) });
   try {
     const r = await collectRegistryGarbage(client, repo, { maxAgeMs: maxAge, dryRun: Boolean(args['dry-run']) });
     if (r.deletesDisabled) {

@@ -60,7 +60,7 @@ export const pushCommand: CommandModule<object, PushArgs> = {
     const timeouts = registryTimeouts(args);
     const ctx = makeContext(args);
     const insecure = many(args['insecure-registry']);
-    const registryCache = repos && new RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, insecureRegistries: insecure });
+    const registryCache = repos && new RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, insecureRegistries: insecure, timeouts });
     const results = await pushArchives(ctx, jobs, insecure, registryCache, timeouts);
     // One shape however many archives (docs/cli-json.md): the images, then the totals.
     const images = results.map((r, i) => ({

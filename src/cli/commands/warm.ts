@@ -67,7 +67,7 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
     const ctx = makeContext(args);
     const insecure = (args['insecure-registry'] ?? []).map(String);
     const registryCache = repos && (hasTarballs || args['import-path'] !== undefined)
-      ? new RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, insecureRegistries: insecure })
+      ? new RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, insecureRegistries: insecure, timeouts })
       : undefined;
     try {
       if (hasTarballs) return await warmTarballs(ctx, (args.tarball ?? []).map(String), registryCache);
