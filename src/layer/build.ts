@@ -9,7 +9,7 @@ import { MediaType } from '../oci/mediatypes.js';
 import type { Platform } from '../oci/platform.js';
 import { KocacheError, usageError } from '../errors.js';
 import { fingerprint, fingerprintTree } from './fingerprint.js';
-import { warmHashWorker } from './hashpool.js';
+import { type Scout, scoutTree } from './hashpool.js';
 import { FINGERPRINT_FORMAT } from './formats.js';
 import { readGoBuildId } from './gobuildid.js';
 import type { LayerSource } from './source.js';
@@ -119,9 +119,9 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
 
   const startedMs = Date.now();
   const stats = new StatCache(cache.dir, source.src, startedMs);
-  // A tree to be fingerprinted whose files were never stamped here (a fresh runner) is hashed
-  // whole: the second hashing thread starts while the tree is walked.
-  if (opts.buildId === undefined && (opts.tier || hasBuilt(cache.dir, treeMark(spec))) && !stats.hasStamps()) warmHashWorker();
+  // A fresh runner (a registry cache, no stamps of this tree) hashes the whole tree before
+  // anything else: a second thread starts hashing it while this one walks it.
+  const scout = opts.buildId === undefined && opts.tier && !stats.hasStamps() ? await scoutTree(source.src) : undefined;
   const entries = await applyExcludes(walkSource(source.src), source.exclude);
   const vouched = opts.buildId ?? goBuildId(entries);
   const pack = async (onFileHash?: (e: SourceEntry, sha256: string) => void) => {
@@ -167,7 +167,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     return { descriptor, diffid, buildId: vouched ?? fp, cached: false };
   }
 
-  const fp = await idFromTree(stats, entries);
+  const fp = await idFromTree(stats, entries, scout);
   const contentKey = treeKey(FINGERPRINT_FORMAT, fp, spec);
   const byTree = await find(contentKey);
   const hit = byTree ?? (legacy ? await find(buildIdKey(namespace, fp, spec)) : undefined);
@@ -236,10 +236,13 @@ function goBuildId(entries: readonly SourceEntry[]): string | undefined {
   return id ? `go:${id}:${root.size}:${(root.mode & 0o111).toString(8)}` : undefined;
 }
 
-async function idFromTree(stats: StatCache, entries: readonly SourceEntry[]): Promise<string> {
+async function idFromTree(stats: StatCache, entries: readonly SourceEntry[], scout: Scout | undefined): Promise<string> {
   const known = stats.knownFingerprint(entries);
-  if (known !== undefined) return known;
-  const id = await fingerprintTree(entries, stats);
+  if (known !== undefined) {
+    void scout?.stop();
+    return known;
+  }
+  const id = await fingerprintTree(entries, stats, scout);
   stats.save({ entries, fingerprint: id });
   return id;
 }

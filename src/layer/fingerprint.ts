@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { hashFiles } from './hashpool.js';
+import { type Scout, hashFiles } from './hashpool.js';
 import type { StatCache } from './statcache.js';
 import type { SourceEntry } from './walk.js';
 
@@ -38,10 +38,20 @@ export function fingerprint(entries: readonly SourceEntry[], stats: StatCache, r
 
 /**
  * `fingerprint` of a tree whose files the stat cache may not know: the files it has no stamp for
- * are hashed first, on two threads when there are enough of them (hashpool.ts). The same value.
+ * are hashed first, on two threads when there are enough of them (hashpool.ts), those a scout
+ * already hashed excepted. The same value.
  */
-export async function fingerprintTree(entries: readonly SourceEntry[], stats: StatCache): Promise<string> {
-  const todo = entries.filter((e) => e.type === 'file' && stats.lookup(e) === undefined);
+export async function fingerprintTree(entries: readonly SourceEntry[], stats: StatCache, scout?: Scout): Promise<string> {
+  const scouted = await scout?.stop();
+  const known = new Map<SourceEntry, string>();
+  const todo: SourceEntry[] = [];
+  for (const e of entries) {
+    if (e.type !== 'file' || stats.lookup(e) !== undefined) continue;
+    const h = e.rawAbs ? undefined : scouted?.hash(e);
+    if (h === undefined) todo.push(e);
+    else known.set(e, h);
+  }
   const hashes = await hashFiles(todo);
-  return fingerprint(entries, stats, new Map(todo.map((e, i) => [e, hashes[i]!])));
+  todo.forEach((e, i) => known.set(e, hashes[i]!));
+  return fingerprint(entries, stats, known);
 }

@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { resolve as absolute } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { hashFileSync } from './filehash.js';
 import { traceAdd } from '../util/trace.js';
@@ -15,10 +16,64 @@ import { traceAdd } from '../util/trace.js';
 // CommonJS, run with `eval`: the CLI is one bundled file, so there is no module path to start.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
-const { openSync, readSync, closeSync } = require('node:fs');
+const { openSync, readSync, closeSync, fstatSync, readdirSync } = require('node:fs');
 const { createHash } = require('node:crypto');
 const buf = Buffer.allocUnsafe(1 << 20);
-parentPort.on('message', ({ id, paths, next }) => {
+const same = (a, b) => a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.dev === b.dev;
+// Walks a tree on its own, hashing every regular file, until told to stop: each hash comes with
+// the file's stat, the same before and after the read, for the main thread to match to its walk.
+function scout({ id, root, stop }) {
+  const halt = new Int32Array(stop);
+  const paths = [];
+  const numbers = [];
+  const hashes = [];
+  let bytes = 0;
+  const dirs = [root];
+  while (dirs.length > 0 && Atomics.load(halt, 0) === 0) {
+    const dir = dirs.pop();
+    let list;
+    try {
+      list = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const d of list) {
+      if (Atomics.load(halt, 0) !== 0) break;
+      const p = dir === '/' ? '/' + d.name : dir + '/' + d.name;
+      if (d.isDirectory()) dirs.push(p);
+      if (!d.isFile()) continue;
+      try {
+        const fd = openSync(p, 'r');
+        try {
+          const before = fstatSync(fd);
+          if (!before.isFile()) continue;
+          const h = createHash('sha256');
+          let n = 0;
+          for (;;) {
+            const got = readSync(fd, buf, 0, buf.length, null);
+            if (got === 0) break;
+            h.update(buf.subarray(0, got));
+            n += got;
+          }
+          bytes += n;
+          const after = fstatSync(fd);
+          if (!same(before, after)) continue;
+          paths.push(p);
+          numbers.push(after.size, after.mtimeMs, after.ctimeMs, after.ino, after.dev);
+          hashes.push(h.digest('hex'));
+        } finally {
+          closeSync(fd);
+        }
+      } catch {}
+    }
+  }
+  // Few big values rather than an object per file: cheap for the main thread to receive.
+  const nums = new Float64Array(numbers);
+  parentPort.postMessage({ id, scouted: { paths: paths.join('\0'), numbers: nums, hashes: hashes.join('') }, bytes, done: [] }, [nums.buffer]);
+}
+parentPort.on('message', (m) => {
+  if (m.root !== undefined) return scout(m);
+  const { id, paths, next } = m;
   const claim = new Int32Array(next);
   const done = [];
   let bytes = 0;
@@ -58,6 +113,8 @@ interface Reply {
   /** index, sha256 hex, index, sha256 hex... */
   done: (number | string)[];
   bytes: number;
+  /** A scout's answer: absolute paths (NUL between), 5 stat numbers each, 64 hex digits each. */
+  scouted?: { paths: string; numbers: Float64Array; hashes: string };
 }
 
 export interface FileToHash {
@@ -72,9 +129,11 @@ let users = 0;
 let nextId = 0;
 const waiting = new Map<number, (r: Reply | undefined) => void>();
 
-// worker_threads is loaded only here: a cache hit never needs it (a test holds it to that).
+// worker_threads is loaded only here: a cache hit never needs it (a test holds it to that). Not
+// import(): the bundled CLI runs as a script that has no dynamic import.
 function startWorker(): Promise<Worker | undefined> {
-  return (worker ??= import('node:worker_threads').then(({ Worker }) => {
+  return (worker ??= Promise.resolve().then(() => {
+    const { Worker } = process.getBuiltinModule('node:worker_threads');
     const w = new Worker(WORKER_SOURCE, { eval: true });
     w.on('message', (r: Reply) => {
       waiting.get(r.id)?.(r);
@@ -134,14 +193,6 @@ function holdHashWorker(): () => void {
 }
 
 /**
- * Starts the worker ahead of a hashing job that is likely (while the tree is still being walked),
- * so that its start-up overlaps that work; it ends if no job comes within a second.
- */
-export function warmHashWorker(): void {
-  if (canHashInParallel()) holdHashWorker()();
-}
-
-/**
  * The sha256 hex of each file, in order. Errors are the same as hashFileSync's: a file the worker
  * could not read is read again here, which throws the error to report. `mainThread: false` leaves
  * the files to the worker (the main thread hashes only what it could not), for tests.
@@ -192,4 +243,64 @@ export async function hashFiles(files: readonly FileToHash[], opts: { mainThread
   } finally {
     release();
   }
+}
+
+/** What the worker learned walking a tree by itself (see `scoutTree`). */
+export interface Scouted {
+  /** The file's sha256 if the worker hashed it and it has the stat it had then. */
+  hash(f: { abs: string; size: number; mtimeMs: number; ctimeMs: number; ino: number; dev: number }): string | undefined;
+}
+
+export interface Scout {
+  /** Stops the walk and gives what was hashed so far. */
+  stop(): Promise<Scouted>;
+}
+
+/**
+ * Starts the worker walking `root` and hashing its files while the main thread walks it too
+ * (synchronously, so the worker would otherwise wait): a fresh runner's tree is half hashed by the
+ * time its listing is known. A hash is used only for a file whose stat, as the main thread's walk
+ * took it, is the one the worker saw before and after reading it.
+ */
+export async function scoutTree(root: string): Promise<Scout | undefined> {
+  if (!canHashInParallel()) return undefined;
+  const release = holdHashWorker();
+  const w = await startWorker();
+  if (!w) {
+    release();
+    return undefined;
+  }
+  const stopFlag = new SharedArrayBuffer(4);
+  const id = nextId++;
+  // Not held open meanwhile: a build that ends another way (an error) must not wait for the walk.
+  const reply = new Promise<Reply | undefined>((resolve) => {
+    waiting.set(id, resolve);
+    w.postMessage({ id, root: absolute(root), stop: stopFlag });
+  });
+  return {
+    async stop() {
+      Atomics.store(new Int32Array(stopFlag), 0, 1);
+      if (waiting.has(id)) w.ref();
+      const r = await reply;
+      release();
+      const byPath = new Map<string, number>();
+      if (r?.scouted) {
+        traceAdd('file.hash', r.bytes);
+        traceAdd('file.read', r.bytes);
+        traceAdd('file.hash.worker', r.bytes);
+        const paths = r.scouted.paths === '' ? [] : r.scouted.paths.split('\0');
+        paths.forEach((p, i) => byPath.set(p, i));
+      }
+      const n = r?.scouted?.numbers;
+      return {
+        hash(f) {
+          const i = byPath.get(f.abs);
+          if (i === undefined || !n) return undefined;
+          const k = i * 5;
+          if (n[k] !== f.size || n[k + 1] !== f.mtimeMs || n[k + 2] !== f.ctimeMs || n[k + 3] !== f.ino || n[k + 4] !== f.dev) return undefined;
+          return r!.scouted!.hashes.slice(i * 64, i * 64 + 64);
+        },
+      };
+    },
+  };
 }
