@@ -1,5 +1,5 @@
 import { EventEmitter, once } from 'node:events';
-import { existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, fstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -104,7 +104,10 @@ export class CacheStore {
     }
     const cacache = await loadCacache();
     const sums = new EventEmitter<{ integrity: [string]; size: [number]; error: [unknown] }>();
-    const ws = cacache.put.stream(this.dir, JOURNAL_KEY, { integrityEmitter: sums, tmpPrefix: TEMP_PREFIX });
+    // A prefix of this write's own (still under this process's, for the clean-up on a signal), so
+    // a write given up on can tell when cacache's temp file exists.
+    const tmpPrefix = `${TEMP_PREFIX}-${(writes++).toString(36)}`;
+    const ws = cacache.put.stream(this.dir, JOURNAL_KEY, { integrityEmitter: sums, tmpPrefix });
     const done = ws.promise();
     done.catch(() => undefined);
     const want = expect?.digest;
@@ -144,7 +147,7 @@ export class CacheStore {
       ws.end();
       await done;
     } catch (err) {
-      if (started) await abandonWrite(ws, sums, done, err);
+      if (started) await abandonWrite(ws, sums, done, err, { dir: join(this.dir, 'tmp'), prefix: tmpPrefix });
       throw reading ? err : cacheFsError(err, this.dir, 'write a blob to');
     }
     // When the blob was already stored, cacache keeps the old file and its old mtime; touching it
@@ -507,9 +510,12 @@ function listening(sums: EventEmitter): Promise<void> {
  * after a failed build (an unreadable file met mid-layer) would leave the temp file in tmp/ until
  * gc. If cacache failed first, it has cleaned up already.
  */
-async function abandonWrite(ws: { end(): unknown }, sums: EventEmitter, done: Promise<unknown>, err: unknown): Promise<void> {
+async function abandonWrite(ws: { end(): unknown }, sums: EventEmitter, done: Promise<unknown>, err: unknown, tmp: { dir: string; prefix: string }): Promise<void> {
   const failed = await Promise.race([listening(sums).then(() => false), done.then(() => false, () => true)]);
   if (failed) return;
+  // cacache has asked for its temp file to be opened; an error given before the open is done
+  // would have it remove the file first and the open create it afterwards, left behind.
+  if (await tempFileOpened(tmp, done)) return;
   // Without a listener for it the error would throw here, and cacache would wait for sums forever:
   // its temp file is then left for gc.
   const heard = sums.listenerCount('error') > 0;
@@ -520,4 +526,26 @@ async function abandonWrite(ws: { end(): unknown }, sums: EventEmitter, done: Pr
     // already ended or failed
   }
   if (heard) await done.catch(() => undefined);
+}
+
+let writes = 0;
+
+/**
+ * Waits until cacache's temp file for a write exists (true when the write failed first). Bounded:
+ * a file system that never shows it leaves the file to gc, which removes old temp files.
+ */
+async function tempFileOpened(tmp: { dir: string; prefix: string }, done: Promise<unknown>): Promise<boolean> {
+  let failed = false;
+  done.catch(() => (failed = true));
+  for (let i = 0; i < 1000 && !failed; i++) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(tmp.dir);
+    } catch {
+      // not there yet
+    }
+    if (names.some((n) => n.startsWith(`${tmp.prefix}-`))) return false;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  return failed;
 }
