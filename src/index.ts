@@ -41,7 +41,7 @@ export { pushImage, type PushOptions, type PushResult } from './remote/push.js';
 
 // Publish: the whole pipeline `kocache publish` runs, as one call.
 export { publish } from './publish/publish.js';
-export type { OutputTarget, PublishOptions, PublishProgress, PublishResult } from './publish/options.js';
+export type { OutputTarget, PublishLayer, PublishOptions, PublishProgress, PublishResult } from './publish/options.js';
 export type { LayerSettings } from './image/sources.js';
 export type { CacheRepos } from './regcache/cache.js';
 

@@ -197,7 +197,7 @@ describe('progress', () => {
     const r = await runCli(args, { ...env, KOCACHE_PROGRESS: 'always' }, { cwd: work });
     assert.equal(r.code, 0, r.stderr);
     const drawn = r.stderr.split(/\r|\n/).map((l) => l.replace(/\x1b\[K/g, '')).filter(Boolean);
-    assert.ok(drawn.some((l) => /^building layers [\d.]+ s · read [\d.]+ MiB of 24\.0 MiB · layers 0\/1$/.test(l)), drawn.join('\n'));
+    assert.ok(drawn.some((l) => /^building layers [\d.]+ s · read [\d.]+ MiB of 24\.0 MiB · layers 0\/1 \(\S+\/big:\/data [\d.]+ MiB of 24\.0 MiB\)$/.test(l)), drawn.join('\n'));
     assert.ok(drawn.some((l) => /^building layers: 1 built, 0 cached \([\d.]+ s\)$/.test(l)), 'a line for the finished phase');
     assert.ok(drawn.some((l) => /^pushing to .*progress\/app [\d.]+ s · uploaded [\d.]+ (KiB|MiB) of [\d.]+ MiB/.test(l)), drawn.join('\n'));
     assert.match(r.stderr, / at [\d.]+ (KiB|MiB|GiB)\/s/);
@@ -206,5 +206,55 @@ describe('progress', () => {
     const quiet = await runCli(args, env, { cwd: work });
     assert.equal(quiet.code, 0, quiet.stderr);
     assert.deepEqual(quiet.stderr.trimEnd().split('\n'), [`pushed ${reg.host}/progress/app:v1: layers 0 built, 1 cached; blobs 0 uploaded, 0 mounted, 2 already present`]);
+  });
+
+  test('per layer: bytes read of its files, then built and uploaded, only growing; the layers add up to the total', async () => {
+    const { someBytes } = await import('./helpers/archives.js');
+    const sizes = { one: 6 << 20, two: 10 << 20 };
+    for (const [name, size] of Object.entries(sizes)) {
+      mkdirSync(join(work, name));
+      writeFileSync(join(work, name, 'data'), someBytes(size, name));
+    }
+    const args = ['publish', `${join(work, 'one')}:/one`, `${join(work, 'two')}:/two`, '--base', 'scratch', '--repo', `${reg.host}/progress/layers:v1`, '-j', '1'];
+    const r = await runCli(args, { ...env, KOCACHE_PROGRESS: 'always' }, { cwd: work });
+    assert.equal(r.code, 0, r.stderr);
+    const drawn = r.stderr.split(/\r|\n/).map((l) => l.replace(/\x1b\[K/g, '')).filter(Boolean);
+    const units: Record<string, number> = { B: 1, KiB: 1024, MiB: 1 << 20 };
+    const bytes = (n: string, unit: string) => Number(n) * units[unit]!;
+    const entry = /^\S+\/(one|two):\/(?:one|two)(?: ([\d.]+) (B|KiB|MiB) of ([\d.]+) (MiB))?( built| cached)?( uploading [\d.]+ \S+ of [\d.]+ \S+| uploaded)?$/;
+    const rank = (state: string) => ['', ' built', ' built uploading', ' built uploaded'].indexOf(state);
+    const last = new Map<string, { read: number; rank: number }>();
+    let summed = 0;
+    for (const line of drawn) {
+      const list = / · layers \d\/2 \((.*)\)$/.exec(line);
+      if (!list) continue;
+      let read = 0;
+      let unitSlack = 0;
+      for (const e of list[1]!.split(', ')) {
+        const m = entry.exec(e);
+        assert.ok(m, `a layer's part: ${e}`);
+        const [, name, n, unit, of, ofUnit, built, upload] = m;
+        if (n !== undefined) {
+          assert.equal(bytes(of!, ofUnit!), sizes[name as 'one' | 'two'], e);
+          read += bytes(n, unit!);
+          unitSlack += 0.05 * units[unit!]!;
+        }
+        const now = { read: n === undefined ? 0 : bytes(n, unit!), rank: rank(`${built ?? ''}${upload?.startsWith(' uploading') ? ' uploading' : upload ?? ''}`) };
+        const before = last.get(name!);
+        // A figure shown with one decimal only grows, and a state only moves on.
+        assert.ok(!before || (now.read >= before.read && now.rank >= before.rank), `${name}: ${JSON.stringify(before)} then ${e}`);
+        last.set(name!, now);
+      }
+      const total = / · read ([\d.]+) (B|KiB|MiB) of ([\d.]+) MiB · /.exec(line);
+      if (total && line.startsWith('building layers')) {
+        // The layers' figures add up to the total's, within the rounding of what is shown.
+        assert.ok(Math.abs(read - bytes(total[1]!, total[2]!)) <= unitSlack + 0.05 * units[total[2]!]!, line);
+        assert.equal(bytes(total[3]!, 'MiB'), sizes.one + sizes.two, line);
+        summed++;
+      }
+    }
+    assert.ok(summed > 0, drawn.join('\n'));
+    assert.deepEqual([...last.keys()].sort(), ['one', 'two'], drawn.join('\n'));
+    for (const [name, l] of last) assert.equal(l.rank, rank(' built uploaded'), `${name} ends uploaded:\n${drawn.join('\n')}`);
   });
 });

@@ -65,6 +65,15 @@ describe('publish() from the library', () => {
     assert.deepEqual(phases, ['layers', 'push']);
     assert.equal(events.filter((e) => e.type === 'layer').length, 2);
     assert.ok(events.some((e) => e.type === 'read' && e.bytes > 0), 'bytes read are told');
+    // Each layer's bytes are told under its SRC:DEST: all of its files read, of what was expected.
+    const perLayer = (type: 'read' | 'expect' | 'uploaded') => {
+      const by: Record<string, number> = {};
+      for (const e of events) if (e.type === type && e.layer) by[e.layer.spec] = (by[e.layer.spec] ?? 0) + e.bytes;
+      return by;
+    };
+    assert.deepEqual(Object.keys(perLayer('read')).sort(), ['app:/usr/local/bin/app', 'etc:/etc/app']);
+    assert.deepEqual(perLayer('read'), perLayer('expect'));
+    assert.deepEqual(Object.keys(perLayer('uploaded')).sort(), ['app:/usr/local/bin/app', 'etc:/etc/app'], 'a layer upload names its layer');
     const sent = events.reduce((n, e) => n + (e.type === 'uploaded' ? e.bytes : 0), 0);
     assert.ok(sent >= 256 << 10, `the layer uploads are counted (${sent} bytes)`);
 

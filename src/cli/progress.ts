@@ -15,7 +15,8 @@ export class Progress {
   private readonly start = Date.now();
   private layersDone = 0;
   private layersTotal = 0;
-  private lastLayer = '';
+  /** Publish: each layer by its label, its files' bytes read of expected, then its state. */
+  private readonly layers = new Map<string, { read: number; expected: number; state: string; sent: number; size: number }>();
   private read = 0;
   private readExpected = 0;
   private sent = 0;
@@ -61,10 +62,40 @@ export class Progress {
     this.draw();
   }
 
-  layerDone(label: string): void {
+  /** A layer is ready: built now, or found in a cache. */
+  layerDone(label: string, state: 'built' | 'cached'): void {
     this.layersDone++;
-    this.lastLayer = label;
+    this.layer(label).state = state;
     this.draw();
+  }
+
+  /** A layer must be tarred: the bytes of its files that layerRead() will count (publish). */
+  layerExpected(label: string, n: number): void {
+    this.layer(label).expected += n;
+    this.bytesExpected(n);
+  }
+
+  /** Bytes of a layer's files read; the total counts them too. */
+  layerRead(label: string, n: number): void {
+    this.layer(label).read += n;
+    this.bytesRead(n);
+  }
+
+  /** A layer's blob starts uploading (its size), or bytes of it were sent; the total counts them too. */
+  layerUploadStarted(label: string, size: number): void {
+    this.layer(label).size += size;
+    this.uploadStarted(size);
+  }
+
+  layerUploaded(label: string, n: number): void {
+    this.layer(label).sent += n;
+    this.uploaded(n);
+  }
+
+  private layer(label: string) {
+    let l = this.layers.get(label);
+    if (!l) this.layers.set(label, (l = { read: 0, expected: 0, state: '', sent: 0, size: 0 }));
+    return l;
   }
 
   bytesRead(n: number, expected?: number): void {
@@ -143,7 +174,16 @@ export class Progress {
         parts.push(`compressed ${formatBytes(this.compressed)} of ${formatBytes(this.compressExpected)}${layers.length ? ` (${layers.join(', ')})` : ''}`);
       }
       if (this.read) parts.push(this.readExpected ? `read ${formatBytes(this.read)} of ${formatBytes(this.readExpected)}` : `read ${formatBytes(this.read)}`);
-      if (this.layersTotal) parts.push(`layers ${this.layersDone}/${this.layersTotal}${this.lastLayer ? ` (${this.lastLayer})` : ''}`);
+      if (this.layersTotal) {
+        const each = [...this.layers].map(([label, l]) => {
+          const bits = [label];
+          if (l.expected) bits.push(`${formatBytes(l.read)} of ${formatBytes(l.expected)}`);
+          if (l.state) bits.push(l.state);
+          if (l.size) bits.push(l.sent >= l.size ? 'uploaded' : `uploading ${formatBytes(l.sent)} of ${formatBytes(l.size)}`);
+          return bits.join(' ');
+        });
+        parts.push(`layers ${this.layersDone}/${this.layersTotal}${each.length ? ` (${each.join(', ')})` : ''}`);
+      }
       return parts.join(' · ');
     };
     if (force) this.out.redraw(text);

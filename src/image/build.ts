@@ -31,9 +31,10 @@ export interface BuildImageOptions {
    * layers are: progress lines, and `kocache publish` starting that layer's upload right away.
    */
   onLayer?: (e: { platform: Platform; spec: string; descriptor: Descriptor; cached: boolean }) => void;
-  onBytes?: (n: number) => void;
+  /** Bytes of a layer's files read, and which layer (a build shared by platforms names the first). */
+  onBytes?: (n: number, layer: { spec: string; platform: Platform }) => void;
   /** A layer must be tarred: the bytes of its files (progress: bytes read of bytes expected). */
-  onPack?: ((bytes: number) => void) | undefined;
+  onPack?: ((bytes: number, layer: { spec: string; platform: Platform }) => void) | undefined;
   /** The registry cache, behind the local one (src/layer/tier.ts). */
   tier?: LayerTier | undefined;
   /** On every manifest and on the index. */
@@ -56,6 +57,8 @@ export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOption
       let build = shared.get(same);
       const first = build === undefined;
       if (build === undefined) {
+        const id = { spec, platform: plan.platform };
+        const { onBytes, onPack } = o;
         build = buildLayer(source, {
           cache: o.cache,
           importPath: o.importPath,
@@ -63,8 +66,8 @@ export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOption
           mtime: o.mtime,
           gzip: o.gzip,
           warn: o.warn,
-          onBytes: o.onBytes,
-          onPack: o.onPack,
+          onBytes: onBytes && ((n) => onBytes(n, id)),
+          onPack: onPack && ((n) => onPack(n, id)),
           tier: o.tier,
         });
         shared.set(same, build);

@@ -71,6 +71,16 @@ export interface PublishOptions {
   onDelivered?: ((result: PublishResult) => void) | undefined;
 }
 
+/**
+ * Which layer a progress event is about: its `SRC:DEST` as given and the platform it is built for.
+ * A layer whose files are the same for every platform is tarred and uploaded once, reported under
+ * the first platform that asked for it.
+ */
+export interface PublishLayer {
+  spec: string;
+  platform: Platform;
+}
+
 /** What a publish is doing, as it does it. */
 export type PublishProgress =
   /** A phase starts: the base ('base'), the layers ('layers', with how many), the delivery ('push' or 'write'). */
@@ -79,13 +89,13 @@ export type PublishProgress =
   | { type: 'layers-done'; built: number; cached: number }
   /** One layer is ready (built now, or found in a cache). */
   | { type: 'layer'; platform: Platform; spec: string; cached: boolean }
-  /** Bytes of layer sources read. */
-  | { type: 'read'; bytes: number }
+  /** Bytes of a layer's sources read. */
+  | { type: 'read'; bytes: number; layer: PublishLayer }
   /** A layer must be tarred: the bytes of its files, which 'read' events will count. */
-  | { type: 'expect'; bytes: number }
-  /** A blob's upload starts (its size), or bytes of it were sent. */
-  | { type: 'upload-start'; size: number }
-  | { type: 'uploaded'; bytes: number };
+  | { type: 'expect'; bytes: number; layer: PublishLayer }
+  /** A blob's upload starts (its size), or bytes of it were sent; `layer` is set for a layer built or cached now (not a base layer or a config). */
+  | { type: 'upload-start'; size: number; layer?: PublishLayer | undefined }
+  | { type: 'uploaded'; bytes: number; layer?: PublishLayer | undefined };
 
 export interface PublishResult {
   /** `REGISTRY/REPO@sha256:...` (or the digest alone for a file with no `repo`). */

@@ -11,7 +11,7 @@ import { BlobPusher } from '../remote/blob-pusher.js';
 import { RegistryClient } from '../remote/client.js';
 import { isForeign, targetDigest } from '../remote/push.js';
 import { deliver } from './deliver.js';
-import type { PublishOptions, PublishResult } from './options.js';
+import type { PublishLayer, PublishOptions, PublishResult } from './options.js';
 import { planPublish, plansFor } from './plan.js';
 
 /**
@@ -26,8 +26,8 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
   const warn = o.warn ?? (() => {});
   const tell = o.onProgress ?? (() => {});
   const counted = o.onProgress
-    ? (blob: BlobSource) => observedBlob(blob, (size) => tell({ type: 'upload-start', size }), (bytes) => tell({ type: 'uploaded', bytes }))
-    : (blob: BlobSource) => blob;
+    ? (blob: BlobSource, layer?: PublishLayer) => observedBlob(blob, (size) => tell({ type: 'upload-start', size, layer }), (bytes) => tell({ type: 'uploaded', bytes, layer }))
+    : (blob: BlobSource, _layer?: PublishLayer) => blob;
   const pushing = plan.output.kind === 'registry';
   // A scratch base written to a file needs no registry: no client, no connection, no credentials.
   const needsRegistry = plan.base !== 'scratch' || pushing;
@@ -76,10 +76,10 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
         gzip: plan.compression,
         warn,
         tier,
-        onBytes: (bytes) => tell({ type: 'read', bytes }),
-        onPack: (bytes) => tell({ type: 'expect', bytes }),
+        onBytes: (bytes, layer) => tell({ type: 'read', bytes, layer }),
+        onPack: (bytes, layer) => tell({ type: 'expect', bytes, layer }),
         onLayer: (e) => {
-          void pusher?.push(counted(cachedBlob(cache, e.descriptor)));
+          void pusher?.push(counted(cachedBlob(cache, e.descriptor), { spec: e.spec, platform: e.platform }));
           if (!e.cached) built++;
           tell({ type: 'layer', platform: e.platform, spec: e.spec, cached: e.cached });
         },

@@ -3,7 +3,7 @@ import { usageError } from '../../errors.js';
 import { standardAnnotations } from '../../image/annotations.js';
 import type { ConfigOverrides } from '../../image/config.js';
 import { type Platform, formatPlatform, parsePlatform } from '../../oci/platform.js';
-import { type OutputTarget, type PublishOptions, type PublishProgress, type PublishResult, isValidTag } from '../../publish/options.js';
+import { type OutputTarget, type PublishLayer, type PublishOptions, type PublishProgress, type PublishResult, isValidTag } from '../../publish/options.js';
 import { publish } from '../../publish/publish.js';
 import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
@@ -169,6 +169,7 @@ async function run(req: PublishRequest, ctx: Context): Promise<void> {
   const progress = new Progress(out);
   const layerCount = req.options.layers.length;
   let multi = false; // several platforms: each layer line names its platform
+  const label = (l: PublishLayer) => `${l.spec}${multi ? ` (${formatPlatform(l.platform)})` : ''}`;
   const onProgress = (e: PublishProgress) => {
     switch (e.type) {
       case 'phase':
@@ -182,15 +183,15 @@ async function run(req: PublishRequest, ctx: Context): Promise<void> {
       case 'layers-done':
         return progress.endPhase(`${e.built} built, ${e.cached} cached`);
       case 'layer':
-        return progress.layerDone(`${e.spec}${multi ? ` (${formatPlatform(e.platform)})` : ''} ${e.cached ? 'cached' : 'built'}`);
+        return progress.layerDone(label(e), e.cached ? 'cached' : 'built');
       case 'read':
-        return progress.bytesRead(e.bytes);
+        return progress.layerRead(label(e.layer), e.bytes);
       case 'expect':
-        return progress.bytesExpected(e.bytes);
+        return progress.layerExpected(label(e.layer), e.bytes);
       case 'upload-start':
-        return progress.uploadStarted(e.size);
+        return e.layer ? progress.layerUploadStarted(label(e.layer), e.size) : progress.uploadStarted(e.size);
       case 'uploaded':
-        return progress.uploaded(e.bytes);
+        return e.layer ? progress.layerUploaded(label(e.layer), e.bytes) : progress.uploaded(e.bytes);
     }
   };
   // Said only once the image is delivered: on failure the error is the one line on stderr.
