@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 // The `kocache` program, started by dist/bin/kocache (src/cli/startup/kocache.sh). It prepares the
-// process, then runs the bundled CLI (dist/bin/cli.cjs) with compiled code from a cache: V8's code
-// cache made at build time, or for a bundle another Node line built, one made at run time.
+// process, then runs the bundled CLI (dist/bin/cli.cjs) with compiled code from a cache: Node's
+// own compile cache where Node has one (22.1 and later), else V8's code cache made at build time.
 // What each saves, and when it can go: docs/performance.md.
 //
 // CommonJS on purpose: it runs before anything has touched libuv's thread pool, which is created on
 // first use with UV_THREADPOOL_SIZE threads (4 by default) and never resized. Compression runs on
 // that pool (src/compress/), so with the default a 16-core machine would compress on 4. A value
 // the user set is kept.
-import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import Module from 'node:module';
 import { availableParallelism, homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -22,7 +22,7 @@ export function threadPoolSize(cores: number): number {
 const OFF_VALUES = new Set(['off', 'none', 'false', '0']);
 
 /**
- * The folder for compiled code made at run time: `node-compile-cache` in the kocache cache folder, found as
+ * The folder for Node's compile cache: `node-compile-cache` in the kocache cache folder, found as
  * src/cache/location.ts finds it ($KOCACHE, else --cache-dir, else $XDG_CACHE_HOME/kocache or
  * ~/.cache/kocache). Undefined for a throwaway cache (KOCACHE=off, --no-cache): nothing is kept.
  */
@@ -57,6 +57,20 @@ function startTrace(name: string): Trace {
   return trace;
 }
 
+/**
+ * Node 22.1+: its compile cache, kept in the kocache cache folder (made by the first run of each
+ * Node version, then read by every run). True when it is on; then the bundle is an ordinary
+ * `require`. Off where Node has none, where NODE_DISABLE_COMPILE_CACHE says so, or where the
+ * folder cannot be used: then the build-time code cache serves.
+ */
+function nodeCompileCache(dir: string | undefined): boolean {
+  const enable = (Module as { enableCompileCache?: (dir?: string) => { status: number } }).enableCompileCache;
+  if (!dir || typeof enable !== 'function') return false;
+  const constants = (Module as unknown as { constants?: { compileCacheStatus?: Record<string, number> } }).constants?.compileCacheStatus;
+  const { status } = enable(dir);
+  return status === constants?.['ENABLED'] || status === constants?.['ALREADY_ENABLED'];
+}
+
 /** The build-time code cache's file: V8 takes a cache only from its own version. */
 export function codeCacheFile(dir: string, v8Version = process.versions.v8): string {
   return join(dir, `cli.cjs.v8-${v8Version}.codecache`);
@@ -77,42 +91,8 @@ export function runBundle(file: string, cachedData: Buffer | undefined, writeCac
   mod.filename = file;
   const wrapper = script.runInThisContext() as (exports: unknown, require: NodeJS.Require, module: Module, filename: string, dirname: string) => void;
   // The cache is written at exit, once the run has compiled the functions it needed.
-  if (writeCacheTo) process.once('exit', () => writeAtomically(writeCacheTo, script.createCachedData()));
+  if (writeCacheTo) process.once('exit', () => writeFileSync(writeCacheTo, script.createCachedData()));
   wrapper.call(mod.exports, mod.exports, Module.createRequire(file), mod, file, dirname(file));
-}
-
-/** Whole or not at all, whatever runs beside it; a cache that cannot be written is no error. */
-function writeAtomically(file: string, data: Buffer): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(tmp, data);
-    renameSync(tmp, file);
-  } catch {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // nothing was written
-    }
-  }
-}
-
-/**
- * The code cache this V8 makes of this bundle at run time, for a bundle built by another Node
- * line: in the kocache cache folder, named by V8 version and the bundle file (size and mtime), so
- * an upgraded kocache or another Node never takes another's. Undefined for a throwaway cache or
- * where NODE_DISABLE_COMPILE_CACHE says so.
- */
-export function runTimeCodeCacheFile(bundle: string, argv: readonly string[], env: NodeJS.ProcessEnv): string | undefined {
-  if (env['NODE_DISABLE_COMPILE_CACHE']) return undefined;
-  const dir = compileCacheDir(argv, env);
-  if (!dir) return undefined;
-  try {
-    const st = statSync(bundle);
-    return join(dir, `cli.cjs.v8-${process.versions.v8}-${st.size}-${Math.trunc(st.mtimeMs)}.codecache`);
-  } catch {
-    return undefined;
-  }
 }
 
 function readIfThere(file: string): Buffer | undefined {
@@ -136,16 +116,13 @@ if (require.main === module) {
   delete process.env['KOCACHE_WRITE_CODE_CACHE'];
   const bundle = join(__dirname, 'cli.cjs');
   const codeCache = codeCacheFile(__dirname);
-  // The build-time cache when this V8 made it; else one this V8 made of the bundle at run time
-  // (kept in the cache folder), made at the exit of the first run that finds none. Both hold what
-  // a whole run compiled, where Node's own compile cache (22.1+) holds only what V8 compiled
-  // before the code ran (docs/performance.md).
+  // The build-time cache when this V8 made it (measured faster than Node's compile cache, which
+  // holds only what V8 compiled before the code ran); else Node's compile cache where Node has one.
   const cachedData = writeCache ? undefined : readIfThere(codeCache);
-  if (writeCache || cachedData) {
-    runBundle(bundle, cachedData, writeCache ? codeCache : undefined);
+  if (!writeCache && !cachedData && nodeCompileCache(compileCacheDir(process.argv.slice(2), process.env))) {
+    startTrace('compilecache.on');
+    require(bundle);
   } else {
-    const runTime = runTimeCodeCacheFile(bundle, process.argv.slice(2), process.env);
-    const made = runTime === undefined ? undefined : readIfThere(runTime);
-    runBundle(bundle, made, made ? undefined : runTime);
+    runBundle(bundle, cachedData, writeCache ? codeCache : undefined);
   }
 }
