@@ -40,14 +40,14 @@ export function needsTag(index: ImageIndex): boolean {
   return index.manifests.length > 1 && !index.manifests.every((m) => m.platform);
 }
 
-/** Parses and checks a layout's index.json (read by tarball/layout.ts, within its bounds). */
-export function parseLayoutIndex(bytes: Buffer, where: string): ImageIndex {
+/** Parses and checks a layout's index.json (read by tarball/layout.ts, within its bounds; an OCI archive's too). */
+export function parseLayoutIndex(bytes: Buffer, where: string, code: 'layout' | 'archive' = 'layout'): ImageIndex {
   let parsed: ImageIndex;
   try {
     parsed = JSON.parse(bytes.toString('utf8')) as ImageIndex;
   } catch {
-    throw new KocacheError('layout', `${where}: index.json is not JSON`);
+    throw new KocacheError(code, `${where}: index.json is not JSON`);
   }
-  if (parsed?.schemaVersion !== 2 || !Array.isArray(parsed.manifests)) throw new KocacheError('layout', `${where}: index.json is not an OCI image index`);
+  if (parsed?.schemaVersion !== 2 || !Array.isArray(parsed.manifests)) throw new KocacheError(code, `${where}: index.json is not an OCI image index`);
   return parsed;
 }

@@ -59,7 +59,7 @@ async function inspect(given: string, source: ImageSource, ctx: Context, insecur
   }
   const peek = await peekArchive(source.path);
   if (peek.small.has('index.json') && source.format !== 'docker-archive') {
-    const index = checkedIndex(peek.small.get('index.json')!, given);
+    const index = parseLayoutIndex(peek.small.get('index.json')!, given, 'archive');
     const read: ReadBlob = async (d) => {
       const b = peek.small.get(layoutBlobPath(d.digest));
       if (!b) throw new KocacheError('archive', `${given}: blob ${d.digest} is missing or too big for a manifest`);
@@ -154,17 +154,6 @@ function inspectDockerArchive(given: string, peek: ArchivePeek): Inspection {
     };
   });
   return { source: given, mediaType: 'docker-archive', digest: null, annotations: {}, images };
-}
-
-function checkedIndex(bytes: Buffer, given: string): ImageIndex {
-  let index: ImageIndex;
-  try {
-    index = JSON.parse(bytes.toString('utf8')) as ImageIndex;
-  } catch {
-    throw new KocacheError('archive', `${given}: index.json is not JSON`);
-  }
-  if (index?.schemaVersion !== 2 || !Array.isArray(index.manifests)) throw new KocacheError('archive', `${given}: index.json is not an OCI image index`);
-  return index;
 }
 
 const KINDS: Record<string, string> = {
