@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -12,8 +12,6 @@ const launch = require(CLI_JS) as {
   compileCacheDir(argv: readonly string[], env: NodeJS.ProcessEnv): string | undefined;
   codeCacheFile(dir: string, v8Version?: string): string;
 };
-const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
-const nodeHasCompileCache = major > 22 || (major === 22 && minor >= 1);
 
 function hitTwice(launcher: string, cache: string): Record<string, number> {
   const src = join(dirname(cache), 'src');
@@ -37,26 +35,60 @@ test('the build-time code cache serves the Node that made it, and no compile cac
   assert.equal(existsSync(join(cache, 'node-compile-cache')), false);
 });
 
-test("another Node's bundle: Node's compile cache in the kocache cache folder where Node has one", () => {
+function run(launcher: string, args: string[], env: NodeJS.ProcessEnv): Record<string, number> {
+  const r = spawnSync(process.execPath, [launcher, ...args], { env: { ...process.env, KOCACHE_TRACE: '1', ...env }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return traceOf(r.stderr);
+}
+
+test("another Node's bundle: a code cache made at run time by a hit, in the kocache cache folder", () => {
   // The bundle as another Node line built it: a code cache this V8 does not take.
   const bin = join(tempDir(), 'bin');
   cpSync(dirname(CLI_JS), bin, { recursive: true });
   rmSync(launch.codeCacheFile(bin));
   writeFileSync(launch.codeCacheFile(bin, '0.0.0-other'), 'not for this V8');
+  const launcher = join(bin, 'kocache.cjs');
   const cache = join(tempDir(), 'cache');
-  const t = hitTwice(join(bin, 'kocache.cjs'), cache);
-  if (nodeHasCompileCache) {
-    assert.equal(t['compilecache.on'], 1, JSON.stringify(t));
-    const versions = readdirSync(join(cache, 'node-compile-cache'));
-    assert.ok(versions.some((v) => v.startsWith(`v${process.versions.node}-`)), versions.join(' '));
-  } else {
-    assert.equal(t['codecache.compiled'], 1, JSON.stringify(t));
-    assert.equal(existsSync(join(cache, 'node-compile-cache')), false);
-  }
-  // NODE_DISABLE_COMPILE_CACHE is honoured: compiled as usual.
-  const off = spawnSync(process.execPath, [join(bin, 'kocache.cjs'), 'ls'], { env: { ...process.env, KOCACHE: cache, KOCACHE_TRACE: '1', NODE_DISABLE_COMPILE_CACHE: '1' }, encoding: 'utf8' });
-  assert.equal(off.status, 0, off.stderr);
-  assert.equal(traceOf(off.stderr)['codecache.compiled'], 1);
+  const folder = join(cache, 'node-compile-cache');
+  const src = join(dirname(cache), 'src');
+  mkdirSync(src, { recursive: true });
+  writeFileSync(join(src, 'a.txt'), 'a tree\n');
+  const build = ['build', `${src}:/app`, '--import-path', 'example.com/startup'];
+  const env = { KOCACHE: cache };
+  const made = () => readdirSync(folder).sort();
+  const prefix = `cli.cjs.v8-${process.versions.v8}-`;
+
+  // A cold build compiles and leaves a first cache; it never makes the one hits keep.
+  assert.equal(run(launcher, build, env)['codecache.compiled'], 1);
+  assert.deepEqual(made().map((f) => f.slice(prefix.length).replace(/^\d+-\d+/, '')), ['.first.codecache']);
+  // The first hit takes it, then replaces it with its own.
+  const hit = run(launcher, build, env);
+  assert.equal(hit['codecache.used'], 1, JSON.stringify(hit));
+  assert.equal(hit['layer.cached'], 1, JSON.stringify(hit));
+  const [hitFile, ...rest] = made();
+  assert.deepEqual(rest, []);
+  assert.ok(hitFile!.startsWith(prefix) && hitFile!.endsWith('.hit.codecache'), hitFile);
+  const bytes = readFileSync(join(folder, hitFile!));
+  // Later runs take the hit's cache and leave it as it is, a hit or not.
+  assert.equal(run(launcher, build, env)['codecache.used'], 1);
+  assert.equal(run(launcher, ['ls'], env)['codecache.used'], 1);
+  assert.deepEqual(made(), [hitFile]);
+  assert.ok(readFileSync(join(folder, hitFile!)).equals(bytes), 'the hit cache was rewritten');
+
+  // A cache V8 rejects is compiled past, and the next hit makes a good one in its place.
+  writeFileSync(join(folder, hitFile!), 'not a code cache');
+  assert.equal(run(launcher, ['ls'], env)['codecache.compiled'], 1);
+  assert.equal(run(launcher, build, env)['codecache.compiled'], 1);
+  assert.equal(run(launcher, build, env)['codecache.used'], 1);
+
+  // A changed bundle (another size) is another name: the old cache is never given to it.
+  writeFileSync(join(bin, 'cli.cjs'), `${readFileSync(join(bin, 'cli.cjs'), 'latin1')}\n`, 'latin1');
+  assert.equal(run(launcher, ['ls'], env)['codecache.compiled'], 1);
+  assert.equal(made().length, 2);
+  // NODE_DISABLE_COMPILE_CACHE is honoured, and a throwaway cache keeps none: compiled as usual.
+  assert.equal(run(launcher, build, { ...env, NODE_DISABLE_COMPILE_CACHE: '1' })['codecache.compiled'], 1);
+  assert.equal(run(launcher, ['ls'], { KOCACHE: 'off' })['codecache.compiled'], 1);
+  assert.equal(made().length, 2);
 });
 
 test('the compile cache folder is found as the cache folder is; a throwaway cache keeps none', () => {

@@ -4,6 +4,7 @@ import { parseLayerSource } from '../../layer/source.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
 import { formatBytes } from '../output.js';
+import { traceAdd } from '../../util/trace.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
 import { layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
 
@@ -52,6 +53,8 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         ctx.out.progress(() => `building layer: ${formatBytes(read)} of ${formatBytes(expected)} read`);
       },
     });
+    // Read by the launcher: a hit's run is the one to make a code cache from (src/cli/startup/launch.cts).
+    if (layer.cached) traceAdd('layer.cached', 1);
     ctx.out.result({
       mediaType: layer.descriptor.mediaType,
       digest: layer.descriptor.digest,

@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 // The `kocache` program, started by dist/bin/kocache (src/cli/startup/kocache.sh). It prepares the
-// process, then runs the bundled CLI (dist/bin/cli.cjs) with compiled code from a cache: Node's
-// own compile cache where Node has one (22.1 and later), else V8's code cache made at build time.
+// process, then runs the bundled CLI (dist/bin/cli.cjs) with compiled code from a cache: V8's code
+// cache made at build time, or for a bundle another Node line built, one made at run time by a hit.
 // What each saves, and when it can go: docs/performance.md.
 //
 // CommonJS on purpose: it runs before anything has touched libuv's thread pool, which is created on
 // first use with UV_THREADPOOL_SIZE threads (4 by default) and never resized. Compression runs on
 // that pool (src/compress/), so with the default a 16-core machine would compress on 4. A value
 // the user set is kept.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import Module from 'node:module';
 import { availableParallelism, homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -22,7 +22,7 @@ export function threadPoolSize(cores: number): number {
 const OFF_VALUES = new Set(['off', 'none', 'false', '0']);
 
 /**
- * The folder for Node's compile cache: `node-compile-cache` in the kocache cache folder, found as
+ * The folder for code caches made at run time: `node-compile-cache` in the kocache cache folder, found as
  * src/cache/location.ts finds it ($KOCACHE, else --cache-dir, else $XDG_CACHE_HOME/kocache or
  * ~/.cache/kocache). Undefined for a throwaway cache (KOCACHE=off, --no-cache): nothing is kept.
  */
@@ -57,32 +57,18 @@ function startTrace(name: string): Trace {
   return trace;
 }
 
-/**
- * Node 22.1+: its compile cache, kept in the kocache cache folder (made by the first run of each
- * Node version, then read by every run). True when it is on; then the bundle is an ordinary
- * `require`. Off where Node has none, where NODE_DISABLE_COMPILE_CACHE says so, or where the
- * folder cannot be used: then the build-time code cache serves.
- */
-function nodeCompileCache(dir: string | undefined): boolean {
-  const enable = (Module as { enableCompileCache?: (dir?: string) => { status: number } }).enableCompileCache;
-  if (!dir || typeof enable !== 'function') return false;
-  const constants = (Module as unknown as { constants?: { compileCacheStatus?: Record<string, number> } }).constants?.compileCacheStatus;
-  const { status } = enable(dir);
-  return status === constants?.['ENABLED'] || status === constants?.['ALREADY_ENABLED'];
-}
-
 /** The build-time code cache's file: V8 takes a cache only from its own version. */
 export function codeCacheFile(dir: string, v8Version = process.versions.v8): string {
   return join(dir, `cli.cjs.v8-${v8Version}.codecache`);
 }
 
 /**
- * Runs the bundle with `cachedData`, the code cache made at build time (scripts/bundle-cli.mjs)
- * by the same V8: V8 then skips parsing and compiling the functions a run uses. A cache V8
- * rejects (other V8 flags) costs nothing but the speed: V8 compiles as usual. With
- * `writeCacheTo`, the cache is made by this run instead, at its exit.
+ * Runs the bundle with `cachedData`, V8's code cache of it made by the same V8: V8 then skips
+ * parsing and compiling the functions a run uses. A cache V8 rejects (other V8 flags) costs
+ * nothing but the speed: V8 compiles as usual. Returns the script, whose `createCachedData()`
+ * holds, at exit, what the run compiled.
  */
-export function runBundle(file: string, cachedData: Buffer | undefined, writeCacheTo?: string): void {
+export function runBundle(file: string, cachedData: Buffer | undefined): Script {
   // ASCII by construction (scripts/bundle-cli.mjs checks): Latin-1 makes a one-byte string directly.
   const source = readFileSync(file, 'latin1');
   const script = new Script(Module.wrap(source), { filename: file, ...(cachedData ? { cachedData } : {}) });
@@ -90,9 +76,72 @@ export function runBundle(file: string, cachedData: Buffer | undefined, writeCac
   const mod = new Module(file, module);
   mod.filename = file;
   const wrapper = script.runInThisContext() as (exports: unknown, require: NodeJS.Require, module: Module, filename: string, dirname: string) => void;
-  // The cache is written at exit, once the run has compiled the functions it needed.
-  if (writeCacheTo) process.once('exit', () => writeFileSync(writeCacheTo, script.createCachedData()));
   wrapper.call(mod.exports, mod.exports, Module.createRequire(file), mod, file, dirname(file));
+  return script;
+}
+
+/** Whole or not at all, whatever runs beside it; a cache that cannot be written is no error. */
+function writeAtomically(file: string, data: Buffer): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(tmp, data);
+    renameSync(tmp, file);
+  } catch {
+    removeIfThere(tmp);
+  }
+}
+
+function removeIfThere(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // not there, or not ours to remove: either way it is not read again by this run
+  }
+}
+
+/**
+ * The code caches this V8 makes of this bundle at run time, for a bundle another Node line built:
+ * in the kocache cache folder, named by V8 version and the bundle file (size and mtime), so an
+ * upgraded kocache or another Node never takes another's. `hit` is made by a cache hit, `first`
+ * by whatever ran first (replaced by a hit's: see below). Undefined for a throwaway cache or
+ * where NODE_DISABLE_COMPILE_CACHE says so.
+ */
+export function runTimeCodeCacheFiles(bundle: string, argv: readonly string[], env: NodeJS.ProcessEnv): { hit: string; first: string } | undefined {
+  if (env['NODE_DISABLE_COMPILE_CACHE']) return undefined;
+  const dir = compileCacheDir(argv, env);
+  if (!dir) return undefined;
+  try {
+    const st = statSync(bundle);
+    const base = join(dir, `cli.cjs.v8-${process.versions.v8}-${st.size}-${Math.trunc(st.mtimeMs)}`);
+    return { hit: `${base}.hit.codecache`, first: `${base}.first.codecache` };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A bundle another Node line built, run from a code cache made at run time. Which run makes it
+ * decides what it is worth (docs/performance.md, "Node lines"): one made by a cold build made
+ * hits slower on Node 24, one made by a hit faster. So the first successful run leaves one, and
+ * the first hit (a layer answered from the cache, nothing tarred) replaces it with its own, once.
+ */
+function runWithRunTimeCache(bundle: string, files: { hit: string; first: string }): void {
+  const fromHit = readIfThere(files.hit);
+  const fromFirst = fromHit ? undefined : readIfThere(files.first);
+  const script = runBundle(bundle, fromHit ?? fromFirst);
+  const taken = !script.cachedDataRejected;
+  process.once('exit', (code) => {
+    if (code !== 0) return;
+    const trace = (globalThis as Record<symbol, Map<string, number> | undefined>)[Symbol.for('kocache.trace')];
+    const hit = Boolean(trace?.get('layer.cached')) && !trace?.get('tar.out');
+    if (hit && !(fromHit && taken)) {
+      writeAtomically(files.hit, script.createCachedData());
+      removeIfThere(files.first);
+    } else if (!fromHit && !(fromFirst && taken)) {
+      writeAtomically(files.first, script.createCachedData());
+    }
+  });
 }
 
 function readIfThere(file: string): Buffer | undefined {
@@ -116,13 +165,16 @@ if (require.main === module) {
   delete process.env['KOCACHE_WRITE_CODE_CACHE'];
   const bundle = join(__dirname, 'cli.cjs');
   const codeCache = codeCacheFile(__dirname);
-  // The build-time cache when this V8 made it (measured faster than Node's compile cache, which
-  // holds only what V8 compiled before the code ran); else Node's compile cache where Node has one.
+  // The build-time cache when this V8 made it; else one this V8 made of the bundle at run time,
+  // kept in the cache folder. Both hold what a whole run compiled, where Node's own compile cache
+  // (22.1+) holds only what V8 compiled before the code ran (docs/performance.md).
   const cachedData = writeCache ? undefined : readIfThere(codeCache);
-  if (!writeCache && !cachedData && nodeCompileCache(compileCacheDir(process.argv.slice(2), process.env))) {
-    startTrace('compilecache.on');
-    require(bundle);
+  const runTime = writeCache || cachedData ? undefined : runTimeCodeCacheFiles(bundle, process.argv.slice(2), process.env);
+  if (runTime) {
+    runWithRunTimeCache(bundle, runTime);
   } else {
-    runBundle(bundle, cachedData, writeCache ? codeCache : undefined);
+    const script = runBundle(bundle, cachedData);
+    // The build-time cache, made at the exit of a run of a build (scripts/bundle-cli.mjs).
+    if (writeCache) process.once('exit', () => writeFileSync(codeCache, script.createCachedData()));
   }
 }
