@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, writeFileSync, type BigIntStats } from 'node:fs';
+import { readFileSync, rmSync, unlinkSync, writeFileSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { ensureOwnFolder } from './damage.js';
 import { type Digest, digestHex } from '../oci/digest.js';
@@ -34,7 +34,7 @@ export function stampMatches(cacheDir: string, digest: Digest, st: BigIntStats):
 export function writeStamp(cacheDir: string, digest: Digest, st: BigIntStats): void {
   const path = stampPath(cacheDir, digest);
   try {
-    writeFileSync(path, render(st));
+    replaceFile(path, render(st));
   } catch {
     // No folder yet, or something in its place (or in the stamp's): made right, then once more.
     // Without a stamp the next hit hashes the blob again; nothing is wrong.
@@ -45,6 +45,20 @@ export function writeStamp(cacheDir: string, digest: Digest, st: BigIntStats): v
       /* see above */
     }
   }
+}
+
+/**
+ * A new file in place of the old one, not the old one truncated: truncating a file on ext4 starts
+ * writing its blocks to disk, and the next truncate of it waits for that write (every hit rewrites
+ * its blob's stamp, so back-to-back hits waited on the disk; docs/performance.md).
+ */
+function replaceFile(path: string, text: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  writeFileSync(path, text);
 }
 
 export function dropStamp(cacheDir: string, digest: Digest): void {
