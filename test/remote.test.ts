@@ -56,6 +56,21 @@ describe('registry client against a real registry', () => {
     assert.equal(reg.uploadsStarted('app'), uploads, 'no upload session started on the second push');
   });
 
+  test('a wrong hint costs a refused mount, then the HEAD: a blob the target holds is not sent again', async () => {
+    const image = randomImage([40_000]);
+    await pushImage(client, parseReference(`${reg.host}/held:v1`), image);
+    const fresh = new RegistryClient();
+    try {
+      const layer: BlobSource = { ...image.layers[0]!, origins: [{ registry: reg.host, repository: 'never/had/it' }] };
+      const puts = reg.requests('PUT', /^\/v2\/held\/blobs\/uploads\//);
+      assert.equal(await fresh.pushBlob({ registry: reg.host, repository: 'held' }, layer), 'present');
+      assert.ok(/POST \/v2\/held\/blobs\/uploads\/\?[^ ]*from=never/.test(reg.log()), 'the mount was asked for first');
+      assert.equal(reg.requests('PUT', /^\/v2\/held\/blobs\/uploads\//), puts, 'no bytes sent');
+    } finally {
+      await fresh.close();
+    }
+  });
+
   test('a push to another repository of the same registry mounts instead of uploading', async () => {
     const image = randomImage([50_000, 60_000]);
     await pushImage(client, parseReference(`${reg.host}/first:v1`), image);
@@ -64,6 +79,7 @@ describe('registry client against a real registry', () => {
     assert.deepEqual([result.uploaded, result.mounted, result.present], [0, 3, 0]);
     assert.ok(/POST \/v2\/second\/blobs\/uploads\/\?[^ ]*mount=sha256/.test(reg.log()), 'the registry log shows mount=');
     assert.equal(reg.requests('PUT', /^\/v2\/second\/blobs\/uploads\//), 0, 'no blob bytes sent to the second repository');
+    assert.equal(reg.requests('HEAD', /^\/v2\/second\/blobs\//), 0, 'a blob known in another repository is mounted with no HEAD before');
     assert.ok(reg.uploadsStarted('second') > before);
     skopeoRead(`${reg.host}/second:v1`);
   });

@@ -39,11 +39,16 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
   let done = false;
   try {
     if (plan.base !== 'scratch') tell({ type: 'phase', phase: 'base' });
-    const [bases, current] = await Promise.all([
+    // What the tag names now is asked for while the layers are built, not before: it is needed
+    // only to deliver. A registry that cannot be reached still ends the publish as soon as it says so.
+    const currentLookup = pushing ? targetDigest(client!, plan.repo!) : Promise.resolve(undefined);
+    const unreachable = currentLookup.then(() => new Promise<never>(() => {}));
+    unreachable.catch(() => undefined);
+    const bases = await Promise.race([
       plan.base === 'scratch'
         ? (plan.platforms as Platform[]).map(scratchBase)
         : loadBase(plan.base, plan.platforms, { client: client!, cache, offline: Boolean(o.offline), warn }),
-      pushing ? targetDigest(client!, plan.repo!) : undefined,
+      unreachable,
     ]);
     const plans = plansFor(plan, bases.map((b) => b.platform));
 
@@ -88,7 +93,8 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     // A failed early upload ends the publish now, not once every layer is built (a build that
     // fails after that has nobody left to tell).
     building.catch(() => undefined);
-    const image = await (pusher ? Promise.race([building, pusher.failure]) : building);
+    const image = await Promise.race([building, unreachable, ...(pusher ? [pusher.failure] : [])]);
+    const current = await currentLookup;
     const layers = { built, cached: total - built, reused: bases.reduce((n, b) => n + b.layers.length, 0) };
     tell({ type: 'layers-done', built: layers.built, cached: layers.cached });
     tell({ type: 'phase', phase: pushing ? 'push' : 'write' });

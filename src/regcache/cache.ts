@@ -253,15 +253,20 @@ export class RegistryCache {
   }
 
   /**
-   * Makes a record's blob available where the target needs it. HEAD in the cache repository first:
-   * its size must be the record's (a record pointing at a blob that is gone, or at one of another
-   * size, is a miss). Then, for a registry target on the same registry, a mount (which a registry
-   * also grants when the target has the blob already); elsewhere a HEAD in the target and, only
+   * Makes a record's blob available where the target needs it. HEAD in the cache repository: its
+   * size must be the record's (a record pointing at a blob that is gone, or at one of another size,
+   * is a miss). For a registry target on the same registry, a mount at the same time (which a
+   * registry also grants when the target has the blob already); elsewhere a HEAD in the target and, only
    * when it lacks the blob, a copy streamed through, verified by digest.
    */
   private async materialize(d: Descriptor, from: Reference, target: Target): Promise<void> {
     const client = await this.client();
     if (target.kind === 'local' && (await this.o.cache.blobSize(d.digest)) === d.size && (await this.o.cache.useBlob(d.digest, d.size)) === 'ok') return;
+    // The mount is asked for beside the HEAD, not after it: one round trip. A mount of a blob
+    // whose record then proves broken only links a blob under its own digest, which nothing names.
+    const to = target.kind === 'registry' ? target.repo : undefined;
+    const mounting = to && sameRegistry(to, from) && to.repository !== from.repository ? client.mountBlob(to, d.digest, from.repository) : undefined;
+    mounting?.catch(() => undefined);
     const size = await client.blobSize(from, d.digest);
     if (size === undefined) throw new BrokenRecord(`its blob ${d.digest} is missing from ${formatRepository(from)}`);
     if (size !== d.size) throw new BrokenRecord(`its blob ${d.digest} is ${size} bytes there, not ${d.size}`);
@@ -271,15 +276,14 @@ export class RegistryCache {
       traceAdd('regcache.fetched', d.size);
       return;
     }
-    const to = target.repo;
     let outcome: 'present' | 'mounted' | 'uploaded';
-    if (sameRegistry(to, from) && to.repository !== from.repository && (await client.mountBlob(to, d.digest, from.repository))) {
+    if (mounting && (await mounting)) {
       outcome = 'mounted';
-    } else if ((await client.blobSize(to, d.digest)) === d.size) {
+    } else if ((await client.blobSize(target.repo, d.digest)) === d.size) {
       outcome = 'present';
     } else {
       const blob: BlobSource = { descriptor: d, open: () => client.getBlob(from, d) };
-      outcome = await client.pushBlob(to, blob, this.transfers);
+      outcome = await client.pushBlob(target.repo, blob, this.transfers);
       traceAdd('regcache.copied', d.size);
     }
     target.settle?.(d.digest, outcome);

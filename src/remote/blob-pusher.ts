@@ -11,9 +11,9 @@ export type PushOutcome = 'present' | 'mounted' | 'uploaded';
  * known: `kocache publish` hands a layer over the moment it is built, so its upload runs while
  * the other layers are still compressing, and pushImage later asks for every blob of the finished
  * image and gets the same push (and its outcome, for the counts) instead of a second one.
- * At most `jobs` mounts or uploads run at once; the HEADs before them are not held to that (only
- * to the HTTP client's connections per registry): asking `jobs` at a time cost a round trip per
- * `jobs` blobs, for blobs the registry mostly has. After the first failure no push starts.
+ * At most `jobs` uploads run at once; the HEADs, and the mounts of blobs known elsewhere on the
+ * registry, are not held to that (only to the HTTP client's connections per registry): asking
+ * `jobs` at a time cost a round trip per `jobs` blobs, for blobs the registry mostly has. After the first failure no push starts.
  */
 export class BlobPusher {
   private readonly started = new Map<Digest, Promise<PushOutcome>>();

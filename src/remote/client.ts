@@ -41,8 +41,8 @@ const MAX_MANIFEST_BYTES = 8 << 20;
 
 /**
  * A client for OCI distribution registries: resolves and fetches manifests, streams blobs with
- * verification, and pushes blobs the cheap way first (HEAD, then a cross-repository mount, then
- * an upload). One client holds one connection pool and one token cache; share it.
+ * verification, and pushes blobs the cheap way first (a cross-repository mount of a blob known
+ * elsewhere on the registry, else a HEAD, then an upload). One client holds one connection pool and one token cache; share it.
  */
 export class RegistryClient {
   readonly jobs: number | undefined;
@@ -172,7 +172,7 @@ export class RegistryClient {
     await discard(res);
     if (res.status === 201) {
       checkDigestHeader(res, digest, what);
-      await this.seen.record(canonicalRegistry(repo.registry), repo.repository, digest, 0);
+      this.seen.record(canonicalRegistry(repo.registry), repo.repository, digest, 0);
       return true;
     }
     if (res.status !== 202) throw await this.rq.unexpected(res, { method: 'POST', what });
@@ -243,7 +243,7 @@ export class RegistryClient {
     const what = `${formatRepository(repo)}@${descriptor.digest}`;
     yield* verify(this.blobBytes(repo, descriptor, what), descriptor, (m) =>
       new KocacheError('digest-mismatch', `${what}: digest mismatch: the registry sent ${describeMismatch(m)}`));
-    await this.seen.record(canonicalRegistry(repo.registry), repo.repository, descriptor.digest, descriptor.size);
+    this.seen.record(canonicalRegistry(repo.registry), repo.repository, descriptor.digest, descriptor.size);
   }
 
   /** A blob's bytes as the registry sends them, unverified; a connection dropped mid-blob resumes with a Range request. */
@@ -308,18 +308,41 @@ export class RegistryClient {
   private async pushBlobOnce(repo: Reference, blob: BlobSource, transfer: Limiter | undefined): Promise<'present' | 'mounted' | 'uploaded'> {
     const { digest, size } = blob.descriptor;
     const registry = canonicalRegistry(repo.registry);
-    if (await this.headBlob(repo, digest, pushScope(repo))) {
-      await this.seen.record(registry, repo.repository, digest, size);
-      return 'present';
-    }
+    const seenIn = await this.seen.repositories(registry, digest);
     const candidates = [
       ...(blob.origins ?? []).filter((o) => canonicalRegistry(o.registry) === registry).map((o) => o.repository),
-      ...(await this.seen.repositories(registry, digest)),
+      ...seenIn,
     ].filter((r) => r !== repo.repository);
-    const send = () => this.transferBlob(repo, blob, candidates[0]);
+    // Known elsewhere on this registry and not known here: a mount straight away, with no HEAD
+    // before it (a registry grants the mount when the target holds the blob already too).
+    let from = candidates[0];
+    if (from !== undefined && !seenIn.includes(repo.repository)) {
+      if (await this.tryMount(repo, digest, from)) return 'mounted';
+      from = undefined; // refused: asking again in the upload would be refused again
+    }
+    if (await this.headBlob(repo, digest, pushScope(repo))) {
+      this.seen.record(registry, repo.repository, digest, size);
+      return 'present';
+    }
+    const send = () => this.transferBlob(repo, blob, from);
     const outcome = await (transfer ? transfer.run(send) : send());
-    await this.seen.record(registry, repo.repository, digest, size);
+    this.seen.record(registry, repo.repository, digest, size);
     return outcome;
+  }
+
+  /** mountBlob, false also when the origin may not be read (the push scope alone may still do). */
+  private async tryMount(repo: Reference, digest: Digest, from: string): Promise<boolean> {
+    try {
+      return await this.mountBlob(repo, digest, from);
+    } catch (err) {
+      if (err instanceof KocacheError && err.code === 'auth') return false;
+      throw err;
+    }
+  }
+
+  /** Where blobs were seen has reached the cache (pushes write it in the background). */
+  async hintsWritten(): Promise<void> {
+    await this.seen.settled();
   }
 
   /** A mount from `from` when given and the registry allows it, else an upload. */
@@ -328,6 +351,7 @@ export class RegistryClient {
   }
 
   async close(): Promise<void> {
+    await this.seen.settled();
     await this.transport.close();
   }
 

@@ -67,6 +67,7 @@ export async function pushImage(client: RegistryClient, target: Reference, image
   if (already) {
     done = total;
     progress();
+    await client.hintsWritten();
     return { digest: top.descriptor.digest, reference: `${formatRepository(repo)}@${top.descriptor.digest}`, ...counts };
   }
   if (image.kind === 'index') {
@@ -82,7 +83,8 @@ export async function pushImage(client: RegistryClient, target: Reference, image
     }
   }
   const topRef: Reference = target.tag !== undefined ? { ...repo, tag: target.tag } : { ...repo, digest: top.descriptor.digest };
-  const pushed = await client.putManifest(topRef, top.bytes, top.descriptor.mediaType);
+  // Where each blob now is goes to the cache while the manifest is put, not before it.
+  const [pushed] = await Promise.all([client.putManifest(topRef, top.bytes, top.descriptor.mediaType), client.hintsWritten()]);
   done++;
   progress();
   return { digest: pushed.digest, reference: `${formatRepository(repo)}@${pushed.digest}`, ...counts };

@@ -20,6 +20,7 @@ function isSeenMetadata(m: unknown): m is SeenMetadata {
  */
 export class BlobLocations {
   private readonly memory = new Map<string, string[]>();
+  private readonly writing = new Set<Promise<void>>();
 
   constructor(private readonly cache?: CacheStore) {}
 
@@ -39,7 +40,22 @@ export class BlobLocations {
     }
   }
 
-  async record(registry: string, repository: string, digest: Digest, size: number): Promise<void> {
+  /**
+   * Remembers that `repository` holds the blob. The cache write is not waited for here (a push
+   * would otherwise hold its image's manifest back for it): `settled()` waits for every one.
+   */
+  record(registry: string, repository: string, digest: Digest, size: number): void {
+    const write = this.write(registry, repository, digest, size);
+    this.writing.add(write);
+    void write.finally(() => this.writing.delete(write));
+  }
+
+  /** Every `record` so far has reached the cache (or failed, which only loses a hint). */
+  async settled(): Promise<void> {
+    while (this.writing.size > 0) await Promise.all(this.writing);
+  }
+
+  private async write(registry: string, repository: string, digest: Digest, size: number): Promise<void> {
     const key = seenKey(registry, digest);
     const before = await this.repositories(registry, digest);
     if (before[0] === repository) return;
