@@ -10,6 +10,8 @@ import { availableParallelism } from 'node:os';
 import { cachedDataVersionTag } from 'node:v8';
 import { CacheStore } from '../src/cache/store.js';
 import { DEFAULT_GZIP, gzipSpec } from '../src/compress/gzip.js';
+import { zstdUnavailable } from '../src/compress/zstd.js';
+import { gunzipSync } from 'node:zlib';
 import { type BuildOut, CLI, CLI_JS, isOneLineError, runCli, tempDir, traceOf } from './helpers/cli.js';
 
 function tree(root: string, mb = 1): string {
@@ -250,6 +252,31 @@ test('a hit re-hashes its blob only when the file was written since it last hash
   const healed = await hashed();
   assert.equal(healed.out.cached, true);
   assert.equal(healed.verified, 0, 'the rebuilt blob was stamped as it was written');
+});
+
+test('a big layer hashes its diffid on a worker thread, to the sha256 of its tar (gzip and zstd)', async () => {
+  const dir = tempDir();
+  const small = tree(join(dir, 'small'));
+  const big = tree(join(dir, 'big'), 33);
+  const build = async (src: string, extra: string[] = []) => {
+    const r = await runCli(['build', `${src}:/app`, '--import-path', 'example.com/big', ...extra], { KOCACHE: join(dir, 'cache'), KOCACHE_TRACE: '1' });
+    assert.equal(r.code, 0, r.stderr);
+    return { out: JSON.parse(r.stdout) as BuildOut, trace: traceOf(r.stderr) };
+  };
+  const blob = (d: string) => readFileSync(new CacheStore(join(dir, 'cache')).blobPath(d as `sha256:${string}`));
+  const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+  const s = await build(small);
+  assert.equal(s.trace['hash.worker'] ?? 0, 0, 'a small layer starts no worker');
+  assert.equal(s.out.diffid, sha(gunzipSync(blob(s.out.digest))));
+  const g = await build(big);
+  assert.equal(g.trace['hash.worker'], g.trace['tar.out'], 'every tar byte went to the worker');
+  assert.equal(g.out.diffid, sha(gunzipSync(blob(g.out.digest))));
+  if (zstdUnavailable()) return; // Node 20: no zstd layers
+  const z = await build(big, ['--compression', 'zstd']);
+  assert.equal(z.trace['hash.worker'], z.trace['tar.out']);
+  assert.equal(z.out.diffid, g.out.diffid, 'the same tar whatever the compression');
+  const tar = execFileSync('zstd', ['-dc'], { maxBuffer: 64 << 20, input: blob(z.out.digest) });
+  assert.equal(z.out.diffid, sha(tar));
 });
 
 test('bad input: one line on stderr, non-zero exit, no stack trace, cache untouched', async () => {

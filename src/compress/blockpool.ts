@@ -7,10 +7,11 @@
 export class BlockPool {
   private readonly free: Buffer[] = [];
 
-  constructor(readonly size: number, private readonly keep: number) {}
+  /** `shared`: buffers in shared memory, which a worker thread reads where they are (streamhash.ts). */
+  constructor(readonly size: number, private readonly keep: number, private readonly shared = false) {}
 
   take(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    return this.free.pop() ?? (this.shared ? Buffer.from(new SharedArrayBuffer(this.size)) : Buffer.allocUnsafeSlow(this.size));
   }
 
   /** A block nobody reads or writes any more: a view from the start of a buffer `take` gave. */

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { BlockPool } from '../compress/blockpool.js';
 import { BLOCK_CAPACITY } from '../compress/cuts.js';
 import { gzipBlocks, type GzipOptions } from '../compress/gzip.js';
@@ -6,12 +5,16 @@ import { blockKeySpec } from '../compress/options.js';
 import { tap } from '../compress/chunks.js';
 import { zstdStream } from '../compress/zstd.js';
 import { LayerBlocks } from '../compress/stitch.js';
+import { localHash, workerHash } from '../compress/streamhash.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
 import { traceAdd } from '../util/trace.js';
 import { tarBlocks } from './tar.js';
 import type { TarOptions } from './tarspec.js';
 import type { SourceEntry } from './walk.js';
+
+/** Layers with at least this much file data hash their diffid off the main thread (docs/compression.md). */
+const OFF_THREAD_BYTES = 32 << 20;
 
 export interface PackOptions {
   /** Layers of the same lineage (namespace and destination) lend their compressed blocks. */
@@ -33,25 +36,36 @@ export async function packToCache(
   cache: CacheStore,
   o: PackOptions,
 ): Promise<{ blob: BlobInfo; diffid: Digest }> {
-  const diffHash = createHash('sha256');
-  if (gzip.algorithm === 'zstd') {
-    // One multi-threaded zstd frame; no block reuse (that is gzip's stitching).
-    const pool = new BlockPool(BLOCK_CAPACITY, 4);
+  let bytes = 0;
+  for (const e of entries) if (e.type === 'file') bytes += e.size;
+  // A big layer's diffid is hashed on a worker thread, on the core the main thread leaves idle.
+  const diffHash = bytes >= OFF_THREAD_BYTES ? workerHash() : localHash();
+  try {
+    const zstd = gzip.algorithm === 'zstd';
+    const pool = new BlockPool(BLOCK_CAPACITY, zstd ? 4 : gzip.jobs * 4 + 4, diffHash.shared);
+    // A block has two readers, the hash and the compressor: it goes back to the pool after both.
+    const readers = new Map<ArrayBufferLike, number>();
+    const release = (b: Buffer) => {
+      const left = (readers.get(b.buffer) ?? 1) - 1;
+      if (left > 0) return void readers.set(b.buffer, left);
+      readers.delete(b.buffer);
+      pool.give(b);
+    };
     const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, o.onFileHash, pool), (c) => {
-      diffHash.update(c);
+      readers.set(c.buffer, 2);
+      diffHash.add(c, () => release(c));
       traceAdd('tar.out', c.length);
     });
-    const blob = await cache.writeBlob(zstdStream(tarBytes, gzip, (b) => pool.give(b)));
-    return { blob, diffid: `sha256:${diffHash.digest('hex')}` };
+    if (zstd) {
+      // One multi-threaded zstd frame; no block reuse (that is gzip's stitching).
+      const blob = await cache.writeBlob(zstdStream(tarBytes, gzip, release));
+      return { blob, diffid: `sha256:${await diffHash.digest()}` };
+    }
+    const blocks = await LayerBlocks.open(cache, o.lineage, blockKeySpec(gzip), { warn: o.warn });
+    const blob = await cache.writeBlob(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock }));
+    await blocks.save(blob);
+    return { blob, diffid: `sha256:${await diffHash.digest()}` };
+  } finally {
+    diffHash.close();
   }
-  const blocks = await LayerBlocks.open(cache, o.lineage, blockKeySpec(gzip), { warn: o.warn });
-  // Blocks go round: the tar writer fills them, gzip hands each back once it is compressed.
-  const pool = new BlockPool(BLOCK_CAPACITY, gzip.jobs * 4 + 4);
-  const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, o.onFileHash, pool), (c) => {
-    diffHash.update(c);
-    traceAdd('tar.out', c.length);
-  });
-  const blob = await cache.writeBlob(gzipBlocks(tarBytes, gzip, { recycle: (b) => pool.give(b), reuse: blocks, onBlock: blocks.onBlock }));
-  await blocks.save(blob);
-  return { blob, diffid: `sha256:${diffHash.digest('hex')}` };
 }
