@@ -15,7 +15,8 @@ import { sameInputRows } from './same-inputs.js';
 // `npm run bench`: every row is kocache beside the tool a user would otherwise run, on the same
 // input, in the same run, with the ratio. BENCH_SIZE_MB (tree, default 100), BENCH_ARCHIVE_MB
 // (default 300), BENCH_ARCHIVE_LAYERS (default 50), BENCH_NODE_MODULES_MB (default 500), BENCH_RUNS
-// (default 3); BENCH_ONLY=registry-cache runs the registry-cache rows alone.
+// (default 3); BENCH_ONLY=registry-cache runs the registry-cache rows alone, BENCH_ONLY=node-lines
+// the Node lines and zstd rows alone.
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 // The command as npm installs it: the shell launcher, which starts Node.
@@ -45,6 +46,11 @@ async function main(): Promise<void> {
       trees.push({ name: `node-modules-${nodeModulesMb}mb`, path: nm });
     }
     process.stdout.write(`Machine: ${machineLine()}\n\n${renderTable(await registryCacheRows(cli, trees, work))}\n`);
+    return;
+  }
+  // BENCH_ONLY=node-lines: issue 17's rows alone, printed, the docs' tables left as they are.
+  if (process.env.BENCH_ONLY === 'node-lines') {
+    process.stdout.write(`Machine: ${machineLine()}\n\n${renderTable(nodeLineRows(root, cli, tree, work, jobs))}\n`);
     return;
   }
   // Whole commands first, the in-process compression rows last: those hold hundreds of MB in this
