@@ -254,28 +254,40 @@ test('a hit re-hashes its blob only when the file was written since it last hash
   assert.equal(healed.verified, 0, 'the rebuilt blob was stamped as it was written');
 });
 
-test('a big layer hashes its diffid on a worker thread, to the sha256 of its tar (gzip and zstd)', async () => {
+test('a big layer hashes its diffid (and a first build its files) on a worker thread, as one thread would', async () => {
   const dir = tempDir();
   const small = tree(join(dir, 'small'));
   const big = tree(join(dir, 'big'), 33);
-  const build = async (src: string, extra: string[] = []) => {
-    const r = await runCli(['build', `${src}:/app`, '--import-path', 'example.com/big', ...extra], { KOCACHE: join(dir, 'cache'), KOCACHE_TRACE: '1' });
+  const build = async (src: string, cache: string, extra: string[] = []) => {
+    const r = await runCli(['build', `${src}:/app`, '--import-path', 'example.com/big', ...extra], { KOCACHE: join(dir, cache), KOCACHE_TRACE: '1' });
     assert.equal(r.code, 0, r.stderr);
     return { out: JSON.parse(r.stdout) as BuildOut, trace: traceOf(r.stderr) };
   };
-  const blob = (d: string) => readFileSync(new CacheStore(join(dir, 'cache')).blobPath(d as `sha256:${string}`));
+  const blob = (cache: string, d: string) => readFileSync(new CacheStore(join(dir, cache)).blobPath(d as `sha256:${string}`));
   const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-  const s = await build(small);
+  const s = await build(small, 'one');
   assert.equal(s.trace['hash.worker'] ?? 0, 0, 'a small layer starts no worker');
-  assert.equal(s.out.diffid, sha(gunzipSync(blob(s.out.digest))));
-  const g = await build(big);
+  assert.equal(s.out.diffid, sha(gunzipSync(blob('one', s.out.digest))));
+  // The first build with these tar settings in a cache takes the files' hashes from the tar.
+  const g = await build(big, 'two');
   assert.equal(g.trace['hash.worker'], g.trace['tar.out'], 'every tar byte went to the worker');
-  assert.equal(g.out.diffid, sha(gunzipSync(blob(g.out.digest))));
+  assert.equal(g.trace['tar.files.worker'], 2, 'both files hashed by the worker');
+  assert.equal(g.trace['file.hash'] ?? 0, 0, 'none on the main thread');
+  assert.equal(g.out.diffid, sha(gunzipSync(blob('two', g.out.digest))));
+  // In the cache that built the small tree, the big one is fingerprinted by hashing its files on
+  // their own: the same fingerprint as the worker's hashes gave, so a cache that has both hits.
+  const f = await build(big, 'one');
+  assert.equal(f.out.cached, false);
+  assert.equal(f.trace['tar.files.worker'] ?? 0, 0);
+  assert.deepEqual({ ...f.out }, { ...g.out });
+  const again = await build(big, 'two');
+  assert.equal(again.out.cached, true);
   if (zstdUnavailable()) return; // Node 20: no zstd layers
-  const z = await build(big, ['--compression', 'zstd']);
+  const z = await build(big, 'three', ['--compression', 'zstd']);
   assert.equal(z.trace['hash.worker'], z.trace['tar.out']);
+  assert.equal(z.trace['tar.files.worker'], 2);
   assert.equal(z.out.diffid, g.out.diffid, 'the same tar whatever the compression');
-  const tar = execFileSync('zstd', ['-dc'], { maxBuffer: 64 << 20, input: blob(z.out.digest) });
+  const tar = execFileSync('zstd', ['-dc'], { maxBuffer: 64 << 20, input: blob('three', z.out.digest) });
   assert.equal(z.out.diffid, sha(tar));
 });
 

@@ -4,17 +4,24 @@ import { traceAdd } from '../util/trace.js';
 
 /**
  * The sha256 of a stream of blocks (a layer's tar: its diffid), on this thread or on a worker of
- * its own. A block is handed over as it is, never copied, and handed back through `done` once the
- * hash has read it: only then may its buffer be filled again (blockpool.ts).
+ * its own, and on the worker if asked the sha256 of each regular file's data in the tar. A block
+ * is handed over as it is, never copied, and handed back through `done` once the hash has read
+ * it: only then may its buffer be filled again (blockpool.ts).
  */
 export interface StreamHash {
   /** Whether blocks should live in shared memory (a buffer the worker can read where it is). */
   readonly shared: boolean;
   add(block: Buffer, done: () => void): void;
   /** The hex digest of everything added, once the hash has read it all. */
-  digest(): Promise<string>;
+  digest(): Promise<StreamDigest>;
   /** Stops the worker, if any, whether or not the digest was asked for (a failed pack). */
   close(): void;
+}
+
+export interface StreamDigest {
+  hex: string;
+  /** With `files`: each regular file of the tar in order, its size and (64 hex digits each) sha256. */
+  files?: { sizes: Float64Array; hashes: string } | undefined;
 }
 
 /** The hash on the calling thread: each block is read at once. */
@@ -26,7 +33,7 @@ export function localHash(): StreamHash {
       hash.update(block);
       done();
     },
-    digest: async () => hash.digest('hex'),
+    digest: async () => ({ hex: hash.digest('hex') }),
     close: () => undefined,
   };
 }
@@ -49,19 +56,104 @@ const END = -1;
 const WORKER_SOURCE = `
 const { parentPort, workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const { control, port, ring } = workerData;
+const { control, port, ring, files } = workerData;
 const words = new Int32Array(control);
 const buffers = new Map();
 const hash = createHash('sha256');
-let read = 0;
+
+// The tar read as it passes, for each regular file's hash: 512-byte header records (gathered
+// across blocks), each entry's data, its padding. A PAX record's size= applies to the next entry.
+const header = Buffer.alloc(512);
+let gathered = 0;
+let left = 0;
+let pad = 0;
+let fileHash;
+let pax;
+let paxSize = -1;
+const sizes = [];
+const hashes = [];
+function size() {
+  if (header[124] & 0x80) {
+    let n = 0;
+    for (let i = 125; i < 136; i++) n = n * 256 + header[i];
+    return n;
+  }
+  let n = 0;
+  for (let i = 124; i < 136; i++) {
+    const c = header[i];
+    if (c < 0x30 || c > 0x37) {
+      if (n > 0 || (c !== 0x20 && c !== 0)) break;
+      continue;
+    }
+    n = n * 8 + (c - 0x30);
+  }
+  return n;
+}
+function entryEnd() {
+  if (fileHash) hashes.push(fileHash.digest('hex'));
+  else if (pax) {
+    const m = /(?:^|\\n)\\d+ size=(\\d+)\\n/.exec(Buffer.concat(pax).toString('latin1'));
+    if (m) paxSize = Number(m[1]);
+  }
+  fileHash = undefined;
+  pax = undefined;
+}
+function onHeader() {
+  // An end-of-archive record: all zeros, so no checksum.
+  if (header[148] === 0) return;
+  const type = header[156];
+  let n = size();
+  if (type !== 0x78 && type !== 0x67 && paxSize >= 0) {
+    n = paxSize;
+    paxSize = -1;
+  }
+  left = n;
+  pad = (512 - (n % 512)) % 512;
+  if (type === 0x30 || type === 0 || type === 0x37) {
+    sizes.push(n);
+    fileHash = createHash('sha256');
+  } else if (type === 0x78) {
+    pax = [];
+  }
+  if (n === 0) entryEnd();
+}
+function read(bytes) {
+  let off = 0;
+  while (off < bytes.length) {
+    if (left > 0) {
+      const k = Math.min(left, bytes.length - off);
+      const part = bytes.subarray(off, off + k);
+      if (fileHash) fileHash.update(part);
+      else if (pax) pax.push(Buffer.from(part));
+      off += k;
+      left -= k;
+      if (left === 0) entryEnd();
+    } else if (pad > 0) {
+      const k = Math.min(pad, bytes.length - off);
+      off += k;
+      pad -= k;
+    } else {
+      const k = Math.min(512 - gathered, bytes.length - off);
+      header.set(bytes.subarray(off, off + k), gathered);
+      gathered += k;
+      off += k;
+      if (gathered === 512) {
+        gathered = 0;
+        onHeader();
+      }
+    }
+  }
+}
+
+let done = 0;
 try {
 for (;;) {
   const written = Atomics.load(words, ${WRITTEN});
-  if (read === written) {
+  if (done === written) {
     Atomics.wait(words, ${WRITTEN}, written);
     continue;
   }
-  const slot = ${SLOTS} + (read % ring) * 2;
+  const slot = ${SLOTS} + (done % ring) * 2;
   const id = words[slot];
   if (id === ${END}) break;
   while (!buffers.has(id)) {
@@ -69,8 +161,10 @@ for (;;) {
     if (got === undefined) throw new Error('block buffer ' + id + ' was never sent');
     buffers.set(got.message.id, got.message.buffer);
   }
-  hash.update(new Uint8Array(buffers.get(id), 0, words[slot + 1]));
-  Atomics.store(words, ${READ}, ++read);
+  const bytes = new Uint8Array(buffers.get(id), 0, words[slot + 1]);
+  hash.update(bytes);
+  if (files) read(bytes);
+  Atomics.store(words, ${READ}, ++done);
   Atomics.notify(words, ${READ});
 }
 } catch (err) {
@@ -79,7 +173,8 @@ for (;;) {
   Atomics.notify(words, ${READ});
   throw err;
 }
-parentPort.postMessage({ digest: hash.digest('hex') });
+const out = files ? { sizes: new Float64Array(sizes), hashes: hashes.join('') } : undefined;
+parentPort.postMessage({ hex: hash.digest('hex'), files: out }, out ? [out.sizes.buffer] : []);
 `;
 
 /**
@@ -87,12 +182,12 @@ parentPort.postMessage({ digest: hash.digest('hex') });
  * that is not is copied into one). The worker's start-up (~30 ms of CPU) is paid on the other core
  * while this one reads and tars; worth it only for a big stream (pack.ts decides).
  */
-export function workerHash(): StreamHash {
+export function workerHash(o: { files?: boolean } = {}): StreamHash {
   const { Worker: WorkerThread, MessageChannel } = process.getBuiltinModule('node:worker_threads');
   const control = new SharedArrayBuffer((SLOTS + RING * 2) * 4);
   const words = new Int32Array(control);
   const { port1, port2 } = new MessageChannel();
-  const worker: Worker = new WorkerThread(WORKER_SOURCE, { eval: true, workerData: { control, port: port2, ring: RING }, transferList: [port2] });
+  const worker: Worker = new WorkerThread(WORKER_SOURCE, { eval: true, workerData: { control, port: port2, ring: RING, files: o.files === true }, transferList: [port2] });
   const ids = new WeakMap<SharedArrayBuffer, number>();
   /** `done` of each block published and not yet read, oldest first, from index `head`. */
   const pending: (() => void)[] = [];
@@ -101,12 +196,12 @@ export function workerHash(): StreamHash {
   let written = 0;
   let nextId = 0;
   let failed: Error | undefined;
-  let finish: { resolve: (hex: string) => void; reject: (err: Error) => void } | undefined;
+  let finish: { resolve: (d: StreamDigest) => void; reject: (err: Error) => void } | undefined;
   const fail = (err: Error) => {
     failed ??= err;
     finish?.reject(failed);
   };
-  worker.on('message', (m: { digest: string }) => finish?.resolve(m.digest));
+  worker.on('message', (m: StreamDigest) => finish?.resolve(m));
   worker.on('error', fail);
   worker.on('exit', () => fail(new Error('the hashing worker stopped')));
   /** Hands back the blocks the worker has read since the last look. */
@@ -157,12 +252,12 @@ export function workerHash(): StreamHash {
       publish(id, block.length);
     },
     digest() {
-      return new Promise<string>((resolve, reject) => {
+      return new Promise<StreamDigest>((resolve, reject) => {
         if (failed) return reject(failed);
         finish = {
-          resolve: (hex) => {
+          resolve: (d) => {
             collect();
-            resolve(hex);
+            resolve(d);
           },
           reject,
         };

@@ -5,7 +5,7 @@ import { blockKeySpec } from '../compress/options.js';
 import { tap } from '../compress/chunks.js';
 import { zstdStream } from '../compress/zstd.js';
 import { LayerBlocks } from '../compress/stitch.js';
-import { localHash, workerHash } from '../compress/streamhash.js';
+import { localHash, workerHash, type StreamDigest } from '../compress/streamhash.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
 import { traceAdd } from '../util/trace.js';
@@ -38,8 +38,16 @@ export async function packToCache(
 ): Promise<{ blob: BlobInfo; diffid: Digest }> {
   let bytes = 0;
   for (const e of entries) if (e.type === 'file') bytes += e.size;
-  // A big layer's diffid is hashed on a worker thread, on the core the main thread leaves idle.
-  const diffHash = bytes >= OFF_THREAD_BYTES ? workerHash() : localHash();
+  // A big layer's diffid (and its files' hashes, when asked for) are hashed on a worker thread, on
+  // the core the main thread leaves idle.
+  const offThread = bytes >= OFF_THREAD_BYTES;
+  const filesOffThread = offThread && o.onFileHash !== undefined;
+  const diffHash = offThread ? workerHash({ files: filesOffThread }) : localHash();
+  const tarred = async (): Promise<Digest> => {
+    const d = await diffHash.digest();
+    if (filesOffThread) fileHashes(entries, d.files, o.onFileHash!);
+    return `sha256:${d.hex}`;
+  };
   try {
     const zstd = gzip.algorithm === 'zstd';
     const pool = new BlockPool(BLOCK_CAPACITY, zstd ? 4 : gzip.jobs * 4 + 4, diffHash.shared);
@@ -51,7 +59,7 @@ export async function packToCache(
       readers.delete(b.buffer);
       pool.give(b);
     };
-    const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, o.onFileHash, pool), (c) => {
+    const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, filesOffThread ? undefined : o.onFileHash, pool), (c) => {
       readers.set(c.buffer, 2);
       diffHash.add(c, () => release(c));
       traceAdd('tar.out', c.length);
@@ -59,13 +67,25 @@ export async function packToCache(
     if (zstd) {
       // One multi-threaded zstd frame; no block reuse (that is gzip's stitching).
       const blob = await cache.writeBlob(zstdStream(tarBytes, gzip, release));
-      return { blob, diffid: `sha256:${await diffHash.digest()}` };
+      return { blob, diffid: await tarred() };
     }
     const blocks = await LayerBlocks.open(cache, o.lineage, blockKeySpec(gzip), { warn: o.warn });
     const blob = await cache.writeBlob(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock }));
     await blocks.save(blob);
-    return { blob, diffid: `sha256:${await diffHash.digest()}` };
+    return { blob, diffid: await tarred() };
   } finally {
     diffHash.close();
   }
+}
+
+/**
+ * The worker's file hashes, in tar order, matched to the file entries in the same order. Should
+ * the counts or any size not match, none is given: the caller hashes those files itself.
+ */
+function fileHashes(entries: readonly SourceEntry[], got: StreamDigest['files'], onFileHash: (e: SourceEntry, sha256: string) => void): void {
+  const files = entries.filter((e) => e.type === 'file');
+  if (!got || got.sizes.length !== files.length || got.hashes.length !== files.length * 64) return;
+  if (files.some((e, i) => got.sizes[i] !== e.size)) return;
+  files.forEach((e, i) => onFileHash(e, got.hashes.slice(i * 64, i * 64 + 64)));
+  traceAdd('tar.files.worker', files.length);
 }

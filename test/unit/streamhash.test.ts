@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BlockPool } from '../../src/compress/blockpool.js';
+import { BLOCK_CAPACITY } from '../../src/compress/cuts.js';
 import { localHash, workerHash, type StreamHash } from '../../src/compress/streamhash.js';
+import { tarBlocks } from '../../src/layer/tar.js';
+import { walkSource } from '../../src/layer/walk.js';
+import { tempDir } from '../helpers/cli.js';
 
 /**
  * Feeds `count` blocks through `h`, each written into a buffer handed back by an earlier block's
@@ -32,7 +39,7 @@ async function feed(h: StreamHash, count: number): Promise<{ hex: string; want: 
     // Now and then let the worker get ahead, so buffers come back and are written over.
     if (i % 50 === 0) await new Promise((r) => setTimeout(r, 5));
   }
-  const hex = await h.digest();
+  const { hex } = await h.digest();
   h.close();
   return { hex, want: want.digest('hex'), done, buffers };
 }
@@ -49,7 +56,7 @@ test('the worker hashes shared blocks to the one-thread digest and hands each ba
 
 test('the worker hashes an empty stream', async () => {
   const h = workerHash();
-  assert.equal(await h.digest(), createHash('sha256').digest('hex'));
+  assert.equal((await h.digest()).hex, createHash('sha256').digest('hex'));
   h.close();
 });
 
@@ -59,4 +66,37 @@ test('a worker closed before its digest stops, and refuses more blocks', async (
   h.close();
   assert.throws(() => h.add(Buffer.from(new SharedArrayBuffer(16)), () => undefined), /closed/);
   await assert.rejects(h.digest(), /closed/);
+});
+
+test("with files, the worker hashes each regular file's data as the tar carries it, in order", async () => {
+  const root = join(tempDir(), 'src');
+  const long = `${'d'.repeat(90)}/${'n'.repeat(120)}`; // past ustar's 100 bytes: a PAX record
+  mkdirSync(join(root, long.split('/')[0]!), { recursive: true });
+  mkdirSync(join(root, 'sub'), { recursive: true });
+  writeFileSync(join(root, 'empty'), '');
+  writeFileSync(join(root, long), 'long name\n');
+  writeFileSync(join(root, 'sub', 'caf\u00e9-\u6f22.txt'), 'not ascii\n');
+  // Over several blocks (big entries are cut every MiB of their data), padding at the end.
+  const big = Buffer.alloc(3 * 1024 * 1024 + 77);
+  for (let i = 0; i < big.length; i += 4096) big.writeUInt32BE(i, i);
+  writeFileSync(join(root, 'sub', 'big.bin'), big);
+  for (let i = 0; i < 300; i++) writeFileSync(join(root, 'sub', `f${i}`), 'x'.repeat(i * 37));
+  symlinkSync('sub/f1', join(root, 'link'));
+  const entries = walkSource(root);
+  const files = entries.filter((e) => e.type === 'file');
+  const h = workerHash({ files: true });
+  const tar = createHash('sha256');
+  let blocks = 0;
+  for (const block of tarBlocks(entries, { dest: '/app', mtime: 0 }, undefined, undefined, new BlockPool(BLOCK_CAPACITY, 4, true))) {
+    tar.update(block);
+    h.add(block, () => undefined);
+    blocks++;
+  }
+  const d = await h.digest();
+  h.close();
+  assert.ok(blocks > 3, 'the tar spans several blocks');
+  assert.equal(d.hex, tar.digest('hex'));
+  assert.deepEqual([...d.files!.sizes], files.map((e) => e.size));
+  const want = files.map((e) => createHash('sha256').update(readFileSync(e.abs)).digest('hex')).join('');
+  assert.equal(d.files!.hashes, want);
 });
