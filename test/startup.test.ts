@@ -6,6 +6,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { CLI_JS, tempDir, traceOf } from './helpers/cli.js';
+import { startRegistry } from './helpers/registry.js';
 
 const require = createRequire(import.meta.url);
 const launch = require(CLI_JS) as {
@@ -41,12 +42,17 @@ function run(launcher: string, args: string[], env: NodeJS.ProcessEnv): Record<s
   return traceOf(r.stderr);
 }
 
-test("another Node's bundle: a code cache made at run time by a hit, in the kocache cache folder", () => {
-  // The bundle as another Node line built it: a code cache this V8 does not take.
+/** The bundle as another Node line built it: a code cache this V8 does not take. */
+function otherLinesBundle(): string {
   const bin = join(tempDir(), 'bin');
   cpSync(dirname(CLI_JS), bin, { recursive: true });
   rmSync(launch.codeCacheFile(bin));
   writeFileSync(launch.codeCacheFile(bin, '0.0.0-other'), 'not for this V8');
+  return bin;
+}
+
+test("another Node's bundle: a code cache made at run time by a hit, in the kocache cache folder", () => {
+  const bin = otherLinesBundle();
   const launcher = join(bin, 'kocache.cjs');
   const cache = join(tempDir(), 'cache');
   const folder = join(cache, 'node-compile-cache');
@@ -89,6 +95,31 @@ test("another Node's bundle: a code cache made at run time by a hit, in the koca
   assert.equal(run(launcher, build, { ...env, NODE_DISABLE_COMPILE_CACHE: '1' })['codecache.compiled'], 1);
   assert.equal(run(launcher, ['ls'], { KOCACHE: 'off' })['codecache.compiled'], 1);
   assert.equal(made().length, 2);
+});
+
+test("another Node's bundle: a registry command leaves a code cache the next run takes, though it sets a V8 flag", async () => {
+  const reg = await startRegistry();
+  try {
+    const launcher = join(otherLinesBundle(), 'kocache.cjs');
+    const cache = join(tempDir(), 'cache');
+    const src = join(dirname(cache), 'src');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(src, 'a.txt'), 'a tree\n');
+    const publish = (repo: string) => run(launcher, ['publish', '--base', 'scratch', '--repo', `${reg.host}/startup/${repo}:v1`, `${src}:/app`, '--quiet'], { KOCACHE: cache });
+    const first = publish('one');
+    assert.equal(first['codecache.compiled'], 1, JSON.stringify(first));
+    assert.equal(first['wasm.baseline'], 1, 'the command set its V8 flag');
+    const folder = join(cache, 'node-compile-cache');
+    const [made, ...rest] = readdirSync(folder);
+    assert.deepEqual(rest, []);
+    const bytes = readFileSync(join(folder, made!));
+    // Made before the flag: V8 takes it, and nothing is written again.
+    assert.equal(publish('two')['codecache.used'], 1);
+    assert.deepEqual(readdirSync(folder), [made]);
+    assert.ok(readFileSync(join(folder, made!)).equals(bytes));
+  } finally {
+    await reg.stop();
+  }
 });
 
 test('the compile cache folder is found as the cache folder is; a throwaway cache keeps none', () => {

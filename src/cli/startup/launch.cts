@@ -65,10 +65,10 @@ export function codeCacheFile(dir: string, v8Version = process.versions.v8): str
 /**
  * Runs the bundle with `cachedData`, V8's code cache of it made by the same V8: V8 then skips
  * parsing and compiling the functions a run uses. A cache V8 rejects (other V8 flags) costs
- * nothing but the speed: V8 compiles as usual. Returns the script, whose `createCachedData()`
- * holds, at exit, what the run compiled.
+ * nothing but the speed: V8 compiles as usual. `before` gets the script before the bundle runs:
+ * its `createCachedData()` holds what the run has compiled so far.
  */
-export function runBundle(file: string, cachedData: Buffer | undefined): Script {
+export function runBundle(file: string, cachedData: Buffer | undefined, before?: (script: Script) => void): void {
   // ASCII by construction (scripts/bundle-cli.mjs checks): Latin-1 makes a one-byte string directly.
   const source = readFileSync(file, 'latin1');
   const script = new Script(Module.wrap(source), { filename: file, ...(cachedData ? { cachedData } : {}) });
@@ -76,8 +76,8 @@ export function runBundle(file: string, cachedData: Buffer | undefined): Script 
   const mod = new Module(file, module);
   mod.filename = file;
   const wrapper = script.runInThisContext() as (exports: unknown, require: NodeJS.Require, module: Module, filename: string, dirname: string) => void;
+  before?.(script);
   wrapper.call(mod.exports, mod.exports, Module.createRequire(file), mod, file, dirname(file));
-  return script;
 }
 
 /** Whole or not at all, whatever runs beside it; a cache that cannot be written is no error. */
@@ -129,18 +129,28 @@ export function runTimeCodeCacheFiles(bundle: string, argv: readonly string[], e
 function runWithRunTimeCache(bundle: string, files: { hit: string; first: string }): void {
   const fromHit = readIfThere(files.hit);
   const fromFirst = fromHit ? undefined : readIfThere(files.first);
-  const script = runBundle(bundle, fromHit ?? fromFirst);
-  const taken = !script.cachedDataRejected;
-  process.once('exit', (code) => {
-    if (code !== 0) return;
-    const trace = (globalThis as Record<symbol, Map<string, number> | undefined>)[Symbol.for('kocache.trace')];
-    const hit = Boolean(trace?.get('layer.cached')) && !trace?.get('tar.out');
-    if (hit && !(fromHit && taken)) {
-      writeAtomically(files.hit, script.createCachedData());
-      removeIfThere(files.first);
-    } else if (!fromHit && !(fromFirst && taken)) {
-      writeAtomically(files.first, script.createCachedData());
-    }
+  runBundle(bundle, fromHit ?? fromFirst, (script) => {
+    const taken = !script.cachedDataRejected;
+    let done = false;
+    const keep = (hit: boolean) => {
+      if (done) return;
+      done = true;
+      if (hit && !(fromHit && taken)) {
+        writeAtomically(files.hit, script.createCachedData());
+        removeIfThere(files.first);
+      } else if (!hit && !fromHit && !(fromFirst && taken)) {
+        writeAtomically(files.first, script.createCachedData());
+      }
+    };
+    // A cache made after a V8 flag changed carries the new flags, and V8 refuses it to a run that
+    // starts without them: a registry command (src/cli/startup/wasm.ts) leaves its cache just
+    // before it sets one, and none after.
+    (globalThis as Record<symbol, unknown>)[Symbol.for('kocache.beforeV8Flags')] = () => keep(false);
+    process.once('exit', (code) => {
+      if (code !== 0) return;
+      const trace = (globalThis as Record<symbol, Map<string, number> | undefined>)[Symbol.for('kocache.trace')];
+      keep(Boolean(trace?.get('layer.cached')) && !trace?.get('tar.out'));
+    });
   });
 }
 
@@ -173,8 +183,7 @@ if (require.main === module) {
   if (runTime) {
     runWithRunTimeCache(bundle, runTime);
   } else {
-    const script = runBundle(bundle, cachedData);
     // The build-time cache, made at the exit of a run of a build (scripts/bundle-cli.mjs).
-    if (writeCache) process.once('exit', () => writeFileSync(codeCache, script.createCachedData()));
+    runBundle(bundle, cachedData, writeCache ? (script) => process.once('exit', () => writeFileSync(codeCache, script.createCachedData())) : undefined);
   }
 }

@@ -16,6 +16,8 @@ import { traceAdd } from '../../util/trace.js';
  * src/cli/startup/launch.cts). The CLI's choice, not the library's: a V8 flag applies to the whole process.
  */
 export function baselineWasmOnly(): void {
+  // The launcher's last chance to keep a code cache V8 will take at the next start (launch.cts).
+  ((globalThis as Record<symbol, unknown>)[Symbol.for('kocache.beforeV8Flags')] as (() => void) | undefined)?.();
   setFlagsFromString('--liftoff-only');
   traceAdd('wasm.baseline', 1);
 }
