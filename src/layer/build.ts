@@ -10,6 +10,7 @@ import type { Platform } from '../oci/platform.js';
 import { KocacheError, usageError } from '../errors.js';
 import { fingerprint, fingerprintTree } from './fingerprint.js';
 import { type Scout, scoutTree } from './hashpool.js';
+import { hasAtLeastEntries } from './treesize.js';
 import { FINGERPRINT_FORMAT } from './formats.js';
 import { readGoBuildId } from './gobuildid.js';
 import type { LayerSource } from './source.js';
@@ -18,6 +19,7 @@ import { type LayerTier, checkTierAnswer } from './tier.js';
 import { tarSpec, type TarOptions } from './tarspec.js';
 import { walkSource, type SourceEntry } from './walk.js';
 import { applyExcludes } from './exclude.js';
+import { traceAdd } from '../util/trace.js';
 
 export interface BuildLayerOptions {
   cache: CacheStore;
@@ -75,6 +77,11 @@ export function isDiffIdRecord(m: unknown): m is DiffIdRecord {
 /** The fingerprint format of the first key scheme, whose records are still read. */
 const FIRST_SCHEME_FINGERPRINT = 1;
 
+/** A fresh runner's tree with this many entries is walked and hashed ahead by a worker (docs/registry-cache.md). */
+export const SCOUT_MIN_ENTRIES = 4096;
+/** Below this many bytes of files (and entries), a fresh runner hashes its tree on one thread. */
+export const SECOND_THREAD_MIN_BYTES = 256 << 20;
+
 export function validateImportPath(ip: string): string {
   if (!ip || !ip.trim()) throw new KocacheError('input', 'empty import path: it names what is being built (e.g. github.com/you/app)');
   if (ip.split('/').some((p) => p === '..' || p === '.') || ip.startsWith('/') || /[\0\n]/.test(ip)) {
@@ -120,13 +127,18 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const startedMs = Date.now();
   const stats = new StatCache(cache.dir, source.src, startedMs);
   // A fresh runner (a registry cache, no stamps of this tree) hashes the whole tree before
-  // anything else: a second thread starts hashing it while this one walks it.
-  const scout = opts.buildId === undefined && opts.tier && !stats.hasStamps() ? await scoutTree(source.src) : undefined;
+  // anything else. A second thread costs its start-up first, so it is used only where that is
+  // repaid: it starts hashing while this one walks a tree of many entries (the walk outlasts its
+  // start-up), or helps hash a few big files once the walk has shown their size.
+  const fresh = opts.buildId === undefined && opts.tier !== undefined && !stats.hasStamps();
+  const scout = fresh && hasAtLeastEntries(source.src, SCOUT_MIN_ENTRIES) ? await scoutTree(source.src) : undefined;
+  if (scout) traceAdd('file.scout', 1);
   const entries = await applyExcludes(walkSource(source.src), source.exclude);
+  const secondThread = !fresh || scout !== undefined || fileBytes(entries) >= SECOND_THREAD_MIN_BYTES;
   const vouched = opts.buildId ?? goBuildId(entries);
   const pack = async (onFileHash?: (e: SourceEntry, sha256: string) => void) => {
     const { packToCache } = await import('./pack.js');
-    opts.onPack?.(entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0));
+    opts.onPack?.(fileBytes(entries));
     return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, warn: opts.warn });
   };
   const vouchedKey = vouched === undefined ? undefined : buildIdKey(namespace, vouched, spec);
@@ -167,7 +179,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     return { descriptor, diffid, buildId: vouched ?? fp, cached: false };
   }
 
-  const fp = await idFromTree(stats, entries, scout);
+  const fp = await idFromTree(stats, entries, scout, secondThread);
   const contentKey = treeKey(FINGERPRINT_FORMAT, fp, spec);
   const byTree = await find(contentKey);
   const hit = byTree ?? (legacy ? await find(buildIdKey(namespace, fp, spec)) : undefined);
@@ -228,6 +240,12 @@ async function lookup(
   return { descriptor: d, diffid: byDiff.metadata.diffid };
 }
 
+function fileBytes(entries: readonly SourceEntry[]): number {
+  let n = 0;
+  for (const e of entries) if (e.type === 'file') n += e.size;
+  return n;
+}
+
 function goBuildId(entries: readonly SourceEntry[]): string | undefined {
   const root = entries[0];
   if (entries.length !== 1 || root?.type !== 'file') return undefined;
@@ -236,13 +254,13 @@ function goBuildId(entries: readonly SourceEntry[]): string | undefined {
   return id ? `go:${id}:${root.size}:${(root.mode & 0o111).toString(8)}` : undefined;
 }
 
-async function idFromTree(stats: StatCache, entries: readonly SourceEntry[], scout: Scout | undefined): Promise<string> {
+async function idFromTree(stats: StatCache, entries: readonly SourceEntry[], scout: Scout | undefined, secondThread: boolean): Promise<string> {
   const known = stats.knownFingerprint(entries);
   if (known !== undefined) {
     void scout?.stop();
     return known;
   }
-  const id = await fingerprintTree(entries, stats, scout);
+  const id = await fingerprintTree(entries, stats, scout, { secondThread });
   stats.save({ entries, fingerprint: id });
   return id;
 }

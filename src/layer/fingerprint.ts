@@ -41,7 +41,7 @@ export function fingerprint(entries: readonly SourceEntry[], stats: StatCache, r
  * are hashed first, on two threads when there are enough of them (hashpool.ts), those a scout
  * already hashed excepted. The same value.
  */
-export async function fingerprintTree(entries: readonly SourceEntry[], stats: StatCache, scout?: Scout): Promise<string> {
+export async function fingerprintTree(entries: readonly SourceEntry[], stats: StatCache, scout?: Scout, opts: { secondThread?: boolean } = {}): Promise<string> {
   const scouted = await scout?.stop();
   const known = new Map<SourceEntry, string>();
   const todo: SourceEntry[] = [];
@@ -51,7 +51,7 @@ export async function fingerprintTree(entries: readonly SourceEntry[], stats: St
     if (h === undefined) todo.push(e);
     else known.set(e, h);
   }
-  const hashes = await hashFiles(todo);
+  const hashes = await hashFiles(todo, { secondThread: opts.secondThread ?? true });
   todo.forEach((e, i) => known.set(e, hashes[i]!));
   return fingerprint(entries, stats, known);
 }

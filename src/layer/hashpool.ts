@@ -195,14 +195,16 @@ function holdHashWorker(): () => void {
 /**
  * The sha256 hex of each file, in order. Errors are the same as hashFileSync's: a file the worker
  * could not read is read again here, which throws the error to report. `mainThread: false` leaves
- * the files to the worker (the main thread hashes only what it could not), for tests.
+ * the files to the worker (the main thread hashes only what it could not), for tests;
+ * `secondThread: false` keeps them all on this thread (the caller knows the worker's start-up
+ * would not be repaid).
  */
-export async function hashFiles(files: readonly FileToHash[], opts: { mainThread?: boolean } = {}): Promise<string[]> {
+export async function hashFiles(files: readonly FileToHash[], opts: { mainThread?: boolean; secondThread?: boolean } = {}): Promise<string[]> {
   const out = new Array<string | undefined>(files.length);
   let bytes = 0;
   for (const f of files) bytes += f.size;
   const mainThread = opts.mainThread ?? true;
-  if (mainThread && (!canHashInParallel() || (bytes < MIN_BYTES && files.length < MIN_FILES))) {
+  if (mainThread && (opts.secondThread === false || !canHashInParallel() || (bytes < MIN_BYTES && files.length < MIN_FILES))) {
     return files.map((f) => hashFileSync(f.abs, f.rawAbs));
   }
   const release = holdHashWorker();

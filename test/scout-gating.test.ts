@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { CacheStore } from '../src/cache/store.js';
+import { SCOUT_MIN_ENTRIES, buildLayer } from '../src/layer/build.js';
+import { parseLayerSource } from '../src/layer/source.js';
+import type { LayerTier } from '../src/layer/tier.js';
+import { hasAtLeastEntries } from '../src/layer/treesize.js';
+import { sha256Digest } from '../src/oci/digest.js';
+import { MediaType } from '../src/oci/mediatypes.js';
+import { traceSnapshot } from '../src/util/trace.js';
+import { tempDir } from './helpers/cli.js';
+
+/** `dirs` folders of `files` small files each: dirs * (files + 1) + 1 entries. */
+function tree(dirs: number, files: number): string {
+  const src = join(tempDir(), 'src');
+  for (let d = 0; d < dirs; d++) {
+    mkdirSync(join(src, `d${d}`), { recursive: true });
+    for (let f = 0; f < files; f++) writeFileSync(join(src, `d${d}`, `f${f}`), `${d}/${f}`);
+  }
+  return src;
+}
+
+const counter = (name: string) => traceSnapshot()[name] ?? 0;
+
+// A registry cache that answers every lookup: the build only fingerprints the tree.
+const answer = { descriptor: { mediaType: MediaType.OciLayerGzip, digest: sha256Digest('layer'), size: 5 }, diffid: sha256Digest('tar') };
+const tier: LayerTier = { check: false, find: async () => answer, offer: () => {} };
+
+async function freshRunner(src: string): Promise<void> {
+  const cache = new CacheStore(join(tempDir(), 'cache'));
+  const r = await buildLayer(parseLayerSource(`${src}:/app`), { cache, importPath: 'example.com/scout', platform: { os: 'linux', architecture: 'amd64' }, tier });
+  assert.equal(r.remote, true);
+}
+
+test('hasAtLeastEntries counts every entry below the root, folders included', () => {
+  const src = tree(3, 10); // 3 folders + 30 files
+  assert.equal(hasAtLeastEntries(src, 33), true);
+  assert.equal(hasAtLeastEntries(src, 34), false);
+  assert.equal(hasAtLeastEntries(join(src, 'd0', 'f0'), 1), false, 'a file is no tree');
+});
+
+test('a fresh runner hashes a tree of few entries and bytes on one thread, and walks one of many ahead on a second', async () => {
+  const scouts = counter('file.scout');
+  const worker = counter('file.hash.worker');
+  await freshRunner(tree(6, 100)); // 607 entries: the worker's start-up would not be repaid
+  assert.equal(counter('file.scout'), scouts);
+  assert.equal(counter('file.hash.worker'), worker, 'no file hashed by the worker');
+
+  await freshRunner(tree(Math.ceil(SCOUT_MIN_ENTRIES / 100), 100));
+  assert.equal(counter('file.scout'), scouts + 1, 'the worker walked the big tree ahead');
+});
