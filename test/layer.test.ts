@@ -217,8 +217,24 @@ test('stat cache: a stamp holds only while size, mtime, ctime, inode and device 
   racy.save();
   assert.equal(new StatCache(join(dir, 'cache2'), src, later).lookup(f), undefined);
 
+  // Asked out of the walk's order, each stamp still answers.
+  const reversed = new StatCache(cacheDir, src, later);
+  for (const e of [...files].reverse()) assert.equal(reversed.lookup(e), sha(content[e.rel]!), `stamp of ${e.rel} kept, asked in reverse`);
+
   // A damaged file or one of another version is no stamp at all, and no error.
   const [name] = readdirSync(join(cacheDir, 'stat'));
+  const good = readFileSync(join(cacheDir, 'stat', name!));
+  const hexAt = 64 + 3 * 5 * 8;
+  const damaged = {
+    'one byte short': good.subarray(0, good.length - 1),
+    'a byte more': Buffer.concat([good, Buffer.from('x')]),
+    'a hash digit not hex': Buffer.concat([good.subarray(0, hexAt), Buffer.from('g'), good.subarray(hexAt + 1)]),
+    'another version': Buffer.from(good.toString('latin1').replace('stamps 3 ', 'stamps 4 '), 'latin1'),
+  };
+  for (const [what, body] of Object.entries(damaged)) {
+    writeFileSync(join(cacheDir, 'stat', name!), body);
+    assert.equal(new StatCache(cacheDir, src, later).lookup(f), undefined, what);
+  }
   for (const body of ['{"version":1,"entries":{"f":{"size":3}}}', '{"version":2,"entries":{"f":[3]}}', 'null', '[', '{"version":2,"entries":{"f":"x"}}']) {
     writeFileSync(join(cacheDir, 'stat', name!), body);
     assert.equal(new StatCache(cacheDir, src, later).lookup(f), undefined, body);

@@ -187,7 +187,7 @@ function sweepStatFiles(gc: Gc): void {
   for (const f of listEntries(join(gc.dir, 'stat'), gc.dryRun)) {
     if (f.path.endsWith('.tmp')) {
       if (f.mtime < gc.tmpCutoff) remove(gc, f, 'tmp', 'leftover');
-    } else if (f.path.endsWith('.json')) {
+    } else if (f.path.endsWith('.json') || f.path.endsWith('.stamps')) {
       if (expired(gc, f.mtime)) remove(gc, f, 'stat', 'expired');
       else gc.statFiles.push(f);
     }

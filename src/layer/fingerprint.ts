@@ -10,24 +10,24 @@ import type { SourceEntry } from './walk.js';
  * the tar writer, of the bytes it read), which are used instead of reading the files again.
  */
 export function fingerprint(entries: readonly SourceEntry[], stats: StatCache, read?: ReadonlyMap<SourceEntry, string>): string {
+  return fingerprintOf(entries, (e) => {
+    const taken = read?.get(e);
+    if (taken === undefined) return stats.hash(e);
+    stats.record(e, taken);
+    return taken;
+  });
+}
+
+/** The fingerprint given each file's content hash (`content` is asked once per file, in order). */
+function fingerprintOf(entries: readonly SourceEntry[], content: (e: SourceEntry, i: number) => string): string {
   const h = createHash('sha256');
   // Lines go to the hash ~64 KB at a time: an update per entry showed in a hit (docs/performance.md).
   let pending = '';
-  for (const e of entries) {
-    let content = '';
-    if (e.type === 'file') {
-      const taken = read?.get(e);
-      if (taken === undefined) {
-        content = stats.hash(e);
-      } else {
-        stats.record(e, taken);
-        content = taken;
-      }
-    } else if (e.type === 'symlink') {
-      content = e.linkTarget ?? '';
-    }
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    const c = e.type === 'file' ? content(e, i) : e.type === 'symlink' ? (e.linkTarget ?? '') : '';
     // NUL separates fields: it cannot occur in a path or a link target.
-    pending += `${e.type}\0${e.mode.toString(8)}\0${e.size}\0${e.rel}\0${content}\n`;
+    pending += `${e.type}\0${e.mode.toString(8)}\0${e.size}\0${e.rel}\0${c}\n`;
     if (pending.length >= 65536) {
       h.update(pending);
       pending = '';
@@ -39,19 +39,35 @@ export function fingerprint(entries: readonly SourceEntry[], stats: StatCache, r
 /**
  * `fingerprint` of a tree whose files the stat cache may not know: the files it has no stamp for
  * are hashed first, on two threads when there are enough of them (hashpool.ts), those a scout
- * already hashed excepted. The same value.
+ * already hashed excepted. The same value. Each file's stamp is looked up once and the new ones
+ * recorded in walk order, the order the stat cache reads fastest.
  */
 export async function fingerprintTree(entries: readonly SourceEntry[], stats: StatCache, scout?: Scout, opts: { secondThread?: boolean } = {}): Promise<string> {
   const scouted = await scout?.stop();
-  const known = new Map<SourceEntry, string>();
+  const hashes = new Array<string | undefined>(entries.length);
+  const fresh = new Uint8Array(entries.length);
   const todo: SourceEntry[] = [];
-  for (const e of entries) {
-    if (e.type !== 'file' || stats.lookup(e) !== undefined) continue;
+  const todoAt: number[] = [];
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (e.type !== 'file') continue;
+    const stamped = stats.lookup(e);
+    if (stamped !== undefined) {
+      hashes[i] = stamped;
+      continue;
+    }
+    fresh[i] = 1;
     const h = e.rawAbs ? undefined : scouted?.hash(e);
-    if (h === undefined) todo.push(e);
-    else known.set(e, h);
+    if (h !== undefined) hashes[i] = h;
+    else {
+      todo.push(e);
+      todoAt.push(i);
+    }
   }
-  const hashes = await hashFiles(todo, { secondThread: opts.secondThread ?? true });
-  todo.forEach((e, i) => known.set(e, hashes[i]!));
-  return fingerprint(entries, stats, known);
+  const done = await hashFiles(todo, { secondThread: opts.secondThread ?? true });
+  todoAt.forEach((i, k) => (hashes[i] = done[k]!));
+  return fingerprintOf(entries, (e, i) => {
+    if (fresh[i] === 1) stats.record(e, hashes[i]!);
+    return hashes[i]!;
+  });
 }

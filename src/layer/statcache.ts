@@ -10,22 +10,32 @@ import type { SourceEntry } from './walk.js';
 // within the same timestamp tick without either changing (the "racy git" problem); such a file
 // is always re-hashed. 2 s covers the coarsest common granularity (FAT, some network mounts).
 const RACY_MS = 2000;
-const VERSION = 2;
+// Of the stamps file's layout (see `Stamps`); 2 was one JSON object of stamps, now ignored.
+const VERSION = 3;
 // Of the listing file's own layout; the fingerprint's format is hashed into each listing.
 const LISTING_VERSION = 1;
+/** Stat numbers per stamp: size, mtime (ms), ctime (ms), inode, device. */
+const FIELDS = 5;
+const HEX = 64;
+const HEADER = 64;
 
 /**
- * What a file had when its content hashed to `sha256`: size, mtime, ctime (ms), inode, device.
- * A tuple rather than an object, keyed by relative path: every cache hit reads this file, and
- * tuples make it a third smaller (docs/performance.md).
+ * The stamps of one walk: what each file had (the 5 numbers above) when its content hashed to
+ * its sha256, in columns rather than an object per file: a 96,000-file node_modules made a JSON
+ * file whose parse, per-path lookups and rewrite showed in an edit build (docs/performance.md).
+ * On disk: a 64-byte text header, the numbers as doubles (this machine's byte order: the file
+ * never leaves it), the sha256s as hex, the paths as UTF-8 with NUL after each.
  */
-type Stamp = [size: number, mtimeMs: number, ctimeMs: number, ino: number, dev: number, sha256: string];
-
-interface StatFile {
-  version: number;
-  /** Keyed by the entry's path relative to the root ('' for a file given as the root). */
-  entries: Record<string, Stamp>;
+interface Stamps {
+  paths: string[];
+  numbers: Float64Array;
+  /** 64 hex digits per path, one after another. */
+  hex: string;
+  /** Paths in ascending order of UTF-16 code units, each once. */
+  sorted: boolean;
 }
+
+const NO_STAMPS: Stamps = { paths: [], numbers: new Float64Array(0), hex: '', sorted: true };
 
 /** The last fingerprint of a whole tree and the listing it was taken of (see `knownFingerprint`). */
 interface ListingFile {
@@ -43,20 +53,27 @@ interface ListingFile {
 export class StatCache {
   private readonly path: string;
   private readonly listingPath: string;
-  private loaded: Record<string, Stamp> | undefined;
-  // No prototype: a file named __proto__ is a key like any other.
-  private readonly next: Record<string, Stamp> = Object.create(null) as Record<string, Stamp>;
-  private changed = false;
+  private loaded: Stamps | undefined;
+  /** Path -> index in `old`, made only when the paths are not asked in the order they were saved. */
+  private index: Map<string, number> | undefined;
+  private cursor = 0;
+  /** 1 for each of the old stamps that held in this walk. */
+  private kept: Uint8Array | undefined;
+  private keptCount = 0;
+  // Stamps taken in this walk, in the order they were recorded (the walk's).
+  private readonly newPaths: string[] = [];
+  private readonly newNumbers: number[] = [];
+  private readonly newHex: string[] = [];
 
   constructor(cacheDir: string, root: string, private readonly takenAtMs: number) {
     const id = createHash('sha256').update(root).digest('hex').slice(0, 32);
-    this.path = join(cacheDir, 'stat', `${id}.json`);
+    this.path = join(cacheDir, 'stat', `${id}.stamps`);
     this.listingPath = join(cacheDir, 'stat', `${id}.listing.json`);
   }
 
   /** Read when first needed: a hit answered by `knownFingerprint` never needs it. */
-  private get old(): Record<string, Stamp> {
-    return (this.loaded ??= loadStatFile(this.path));
+  private get old(): Stamps {
+    return (this.loaded ??= loadStamps(this.path));
   }
 
   /**
@@ -76,14 +93,49 @@ export class StatCache {
     return existsSync(this.path);
   }
 
+  /**
+   * Where `rel`'s old stamp is, or -1. A walk asks in the order the stamps were saved, so the next
+   * one is tried first; else a binary search when the paths are sorted (as a rule), or a map.
+   */
+  private find(rel: string): number {
+    const old = this.old;
+    const paths = old.paths;
+    if (paths[this.cursor] === rel) return this.cursor++;
+    let i: number | undefined;
+    if (old.sorted) {
+      let lo = 0;
+      let hi = paths.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (paths[mid]! < rel) lo = mid + 1;
+        else hi = mid;
+      }
+      i = paths[lo] === rel ? lo : undefined;
+    } else {
+      if (!this.index) {
+        this.index = new Map();
+        for (let k = 0; k < paths.length; k++) this.index.set(paths[k]!, k);
+      }
+      i = this.index.get(rel);
+    }
+    if (i === undefined) return -1;
+    this.cursor = i + 1;
+    return i;
+  }
+
   /** The cached hash if the file is unchanged and not racy; undefined otherwise. */
   lookup(e: SourceEntry): string | undefined {
-    const s = Object.hasOwn(this.old, e.rel) ? this.old[e.rel] : undefined;
-    // Anything but a stamp of this shape (a damaged file) is no stamp: the file is hashed again.
-    if (!Array.isArray(s) || typeof s[5] !== 'string') return undefined;
-    if (s[0] !== e.size || s[1] !== e.mtimeMs || s[2] !== e.ctimeMs || s[3] !== e.ino || s[4] !== e.dev) return undefined;
-    this.next[e.rel] = s;
-    return s[5];
+    const i = this.find(e.rel);
+    if (i < 0) return undefined;
+    const { numbers: n, hex } = this.old;
+    const k = i * FIELDS;
+    if (n[k] !== e.size || n[k + 1] !== e.mtimeMs || n[k + 2] !== e.ctimeMs || n[k + 3] !== e.ino || n[k + 4] !== e.dev) return undefined;
+    const kept = (this.kept ??= new Uint8Array(this.old.paths.length));
+    if (kept[i] === 0) {
+      kept[i] = 1;
+      this.keptCount++;
+    }
+    return hex.slice(i * HEX, i * HEX + HEX);
   }
 
   /** The file's sha256: the cached one if it holds, else read and hashed now (and remembered). */
@@ -97,8 +149,9 @@ export class StatCache {
 
   record(e: SourceEntry, sha256: string): void {
     if (Math.max(e.mtimeMs, e.ctimeMs) + RACY_MS > this.takenAtMs) return; // too fresh to trust next time
-    this.next[e.rel] = [e.size, e.mtimeMs, e.ctimeMs, e.ino, e.dev, sha256];
-    this.changed = true;
+    this.newPaths.push(e.rel);
+    this.newNumbers.push(e.size, e.mtimeMs, e.ctimeMs, e.ino, e.dev);
+    this.newHex.push(sha256);
   }
 
   /**
@@ -107,17 +160,95 @@ export class StatCache {
    * after this walk (none too fresh to trust): the condition under which each stamp would answer.
    */
   save(tree?: { entries: readonly SourceEntry[]; fingerprint: string }): void {
-    if (this.changed || Object.keys(this.next).length !== Object.keys(this.old).length) {
-      const body: StatFile = { version: VERSION, entries: this.next };
-      writeAtomically(this.path, JSON.stringify(body));
-    }
-    if (!tree || tree.entries.some((e) => e.type === 'file' && !Object.hasOwn(this.next, e.rel))) return;
+    const next = this.merged();
+    if (this.newPaths.length > 0 || this.keptCount !== this.old.paths.length) writeAtomically(this.path, encodeStamps(next));
+    if (!tree || !everyFileIn(tree.entries, next.paths)) return;
     const body: ListingFile = { version: LISTING_VERSION, listing: listingDigest(tree.entries), fingerprint: tree.fingerprint };
     writeAtomically(this.listingPath, JSON.stringify(body));
   }
+
+  /** The old stamps that held and the new ones, merged in path order (a new one wins). */
+  private merged(): { paths: string[]; numbers: number[]; hex: string[] } {
+    const old = this.old;
+    const kept = this.kept;
+    const fresh = { paths: this.newPaths, numbers: this.newNumbers };
+    const out = { paths: [] as string[], numbers: [] as number[], hex: [] as string[] };
+    const take = (from: { paths: string[]; numbers: ArrayLike<number> }, i: number, hex: string) => {
+      out.paths.push(from.paths[i]!);
+      for (let f = 0; f < FIELDS; f++) out.numbers.push(from.numbers[i * FIELDS + f]!);
+      out.hex.push(hex);
+    };
+    const nOld = old.paths.length;
+    const nNew = fresh.paths.length;
+    let i = 0;
+    let j = 0;
+    // Both lists are in walk order, so the merge keeps the file in the order the next walk asks.
+    while (i < nOld || j < nNew) {
+      if (i < nOld && kept?.[i] !== 1) i++;
+      else if (j + 1 < nNew && fresh.paths[j + 1] === fresh.paths[j]) j++; // recorded twice: the later one
+      else if (j >= nNew || (i < nOld && old.paths[i]! < fresh.paths[j]!)) {
+        take(old, i, old.hex.slice(i * HEX, i * HEX + HEX));
+        i++;
+      } else {
+        if (i < nOld && old.paths[i] === fresh.paths[j]) i++; // the new stamp replaces the old
+        take(fresh, j, this.newHex[j]!);
+        j++;
+      }
+    }
+    return out;
+  }
 }
 
-function writeAtomically(path: string, text: string): void {
+/** Whether every file of `entries` is in `paths` (both in walk order, as a rule: a set only if not). */
+function everyFileIn(entries: readonly SourceEntry[], paths: readonly string[]): boolean {
+  let k = 0;
+  let all: Set<string> | undefined;
+  for (const e of entries) {
+    if (e.type !== 'file') continue;
+    if (paths[k] === e.rel) k++;
+    else if (!(all ??= new Set(paths)).has(e.rel)) return false;
+  }
+  return true;
+}
+
+function encodeStamps({ paths, numbers, hex }: { paths: string[]; numbers: number[]; hex: string[] }): Buffer {
+  const names = Buffer.from(paths.length > 0 ? `${paths.join('\0')}\0` : '');
+  const header = Buffer.alloc(HEADER, 0x20);
+  header.write(`kocache stamps ${VERSION} ${paths.length} ${names.length}`);
+  header[HEADER - 1] = 0x0a;
+  const nums = new Float64Array(numbers);
+  return Buffer.concat([header, new Uint8Array(nums.buffer), Buffer.from(hex.join(''), 'latin1'), names]);
+}
+
+/** Missing, damaged or of another version: no stamps (each file is hashed again, and the file rewritten). */
+function loadStamps(path: string): Stamps {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch {
+    return NO_STAMPS;
+  }
+  const m = /^kocache stamps (\d+) (\d+) (\d+) *\n$/.exec(buf.subarray(0, HEADER).toString('latin1'));
+  if (!m || Number(m[1]) !== VERSION) return NO_STAMPS;
+  const count = Number(m[2]);
+  const namesLength = Number(m[3]);
+  const numbersAt = HEADER;
+  const hexAt = numbersAt + count * FIELDS * 8;
+  const namesAt = hexAt + count * HEX;
+  if (buf.length !== namesAt + namesLength) return NO_STAMPS;
+  const hex = buf.toString('latin1', hexAt, namesAt);
+  if (!/^[0-9a-f]*$/.test(hex)) return NO_STAMPS;
+  const paths = count === 0 ? [] : buf.toString('utf8', namesAt, buf.length - 1).split('\0');
+  if (paths.length !== count || (count > 0 && buf[buf.length - 1] !== 0)) return NO_STAMPS;
+  // Copied out: the file's bytes need not sit at a multiple of 8 in their buffer.
+  const numbers = new Float64Array(count * FIELDS);
+  new Uint8Array(numbers.buffer).set(buf.subarray(numbersAt, hexAt));
+  let sorted = true;
+  for (let i = 1; i < count && sorted; i++) sorted = paths[i - 1]! < paths[i]!;
+  return { paths, numbers, hex, sorted };
+}
+
+function writeAtomically(path: string, text: string | Uint8Array): void {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     mkdirSync(join(path, '..'), { recursive: true });
@@ -180,14 +311,4 @@ function loadListingFile(path: string): ListingFile | undefined {
     // Missing or unreadable: no known fingerprint.
   }
   return undefined;
-}
-
-function loadStatFile(path: string): Record<string, Stamp> {
-  try {
-    const parsed = JSON.parse(readFileSync(path, 'utf8')) as StatFile;
-    if (parsed && parsed.version === VERSION && parsed.entries && typeof parsed.entries === 'object') return parsed.entries;
-  } catch {
-    // Missing or unreadable: start empty. A corrupt file is simply rewritten.
-  }
-  return {};
 }
