@@ -1,12 +1,10 @@
 import { KocacheError } from '../errors.js';
-import { writeLayout } from '../layout/write.js';
 import type { Digest } from '../oci/digest.js';
 import type { Pushable } from '../oci/pushable.js';
 import { formatReference, formatRepository, withIdentifier } from '../reference/reference.js';
 import type { BlobPusher } from '../remote/blob-pusher.js';
 import type { RegistryClient } from '../remote/client.js';
 import { pushImage } from '../remote/push.js';
-import { writeDockerArchive } from '../tarball/write.js';
 import type { PublishResult } from './options.js';
 import type { PublishPlan } from './plan.js';
 
@@ -38,6 +36,8 @@ export async function deliver(plan: PublishPlan, image: Pushable, d: Delivery): 
       };
     }
     case 'oci': {
+      // The file writers are loaded only for a file output: a push never uses them.
+      const { writeLayout } = await import('../layout/write.js');
       // skopeo's oci:DIR:TAG; else the tags; else latest. Each tag replaces its own entry.
       const tags = output.tag !== undefined ? [output.tag] : plan.tags;
       let written = 0;
@@ -55,6 +55,7 @@ export async function deliver(plan: PublishPlan, image: Pushable, d: Delivery): 
     }
     case 'docker-archive': {
       if (image.kind !== 'manifest') throw new KocacheError('input', 'docker-archive holds one image, not an index', { exitCode: 2 });
+      const { writeDockerArchive } = await import('../tarball/write.js');
       const repoTags = plan.repo ? plan.tags.map((tag) => formatReference(withIdentifier(plan.repo!, { tag }))) : [];
       const r = await writeDockerArchive(output.path, image, { repoTags, mtime: plan.epoch });
       return {

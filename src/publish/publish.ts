@@ -5,8 +5,7 @@ import { createdTime } from '../image/config.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { type Platform, formatPlatform } from '../oci/platform.js';
 import type { BlobSource } from '../oci/pushable.js';
-import { RegistryCache } from '../regcache/cache.js';
-import { layerTier } from '../regcache/layers.js';
+import type { RegistryCache } from '../regcache/cache.js';
 import { BlobPusher } from '../remote/blob-pusher.js';
 import { RegistryClient } from '../remote/client.js';
 import { isForeign, targetDigest } from '../remote/push.js';
@@ -59,10 +58,12 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     // The registry cache: a layer it answers is mounted (or copied) into the target while it is
     // looked up, and the push is told so; records are written in the background, each after its
     // layer's push, and waited for only once the image is delivered.
-    registryCache = o.registryCache
-      ? new RegistryCache({ repos: o.registryCache, cache, warn, jobs: plan.jobs, insecureRegistries: o.insecureRegistries ?? [], timeouts: o.timeouts ?? {} })
+    // Loaded only when there is one to ask.
+    const regcache = o.registryCache ? await loadRegistryCache() : undefined;
+    registryCache = o.registryCache && regcache
+      ? new regcache.RegistryCache({ repos: o.registryCache, cache, warn, jobs: plan.jobs, insecureRegistries: o.insecureRegistries ?? [], timeouts: o.timeouts ?? {} })
       : undefined;
-    const tier = registryCache && layerTier(registryCache, {
+    const tier = registryCache && regcache?.layerTier(registryCache, {
       target: pusher ? { kind: 'registry', repo: plan.repo!, settle: (d, outcome) => pusher.settle(d, outcome) } : { kind: 'local' },
       ...(pusher ? { pushed: (d: Descriptor) => pusher.push(cachedBlob(cache, d)) } : {}),
     });
@@ -119,4 +120,9 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     if (!done) void registryCache?.close().catch(() => undefined);
     await own?.close();
   }
+}
+
+async function loadRegistryCache(): Promise<{ RegistryCache: typeof import('../regcache/cache.js').RegistryCache; layerTier: typeof import('../regcache/layers.js').layerTier }> {
+  const [{ RegistryCache }, { layerTier }] = await Promise.all([import('../regcache/cache.js'), import('../regcache/layers.js')]);
+  return { RegistryCache, layerTier };
 }
