@@ -282,6 +282,13 @@ test('a big layer hashes its diffid (and a first build its files) on a worker th
   assert.deepEqual({ ...f.out }, { ...g.out });
   const again = await build(big, 'two');
   assert.equal(again.out.cached, true);
+  // An edit: the worker's block keys find the blocks to copy, and the layer is the cold one's bytes.
+  writeFileSync(join(big, 'sub', 'a.txt'), 'b\n'.repeat(1000));
+  const edit = await build(big, 'two');
+  assert.ok(edit.trace['gzip.reused']! > 30 << 20, `blocks copied: ${JSON.stringify(edit.trace)}`);
+  assert.equal(edit.trace['hash.worker'], edit.trace['tar.out']);
+  const cold = await build(big, 'four');
+  assert.deepEqual(edit.out, cold.out);
   if (zstdUnavailable()) return; // Node 20: no zstd layers
   const z = await build(big, 'three', ['--compression', 'zstd']);
   assert.equal(z.trace['hash.worker'], z.trace['tar.out']);

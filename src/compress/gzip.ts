@@ -55,6 +55,11 @@ export interface GzipHooks {
   reuse?: BlockSource | undefined;
   /** Told of every block in order, for the next layer to reuse it. */
   onBlock?: ((b: WrittenBlock) => void) | undefined;
+  /**
+   * A block's key worked out elsewhere (a worker: streamhash.ts), given the blocks in order, the
+   * same value as blockKey; undefined for a block it was not given.
+   */
+  key?: ((block: Buffer) => Promise<Buffer> | undefined) | undefined;
 }
 
 /**
@@ -96,7 +101,7 @@ export async function* gzipBlocks(
   const window = running * 2;
   interface Job {
     finished: boolean;
-    key: Buffer | undefined;
+    key: Buffer | Promise<Buffer> | undefined;
     out: Promise<{ bytes: Buffer[]; crc: number; check?: number }>;
     length: number;
   }
@@ -111,15 +116,16 @@ export async function* gzipBlocks(
 
   const dispatch = (block: Buffer) => {
     let job: Job;
+    const given = hooks.key?.(block);
     if (hooks.reuse && hooks.reuse.size > 0) {
-      const key = blockKey(spec, dictionary, block);
+      const key = given ?? blockKey(spec, dictionary, block);
       job = { finished: false, out: compressBlock(block, dictionary, key, opts.level, hooks.reuse), key, length: block.length };
     } else {
       // Nothing to copy from: the deflate starts first, and the key (for the map) is hashed while
       // it runs. The main thread is the busier side of a cold build; a block waiting for its key
       // before going to the thread pool left a core idle.
       job = { finished: false, out: compressBlock(block, dictionary, undefined, opts.level, undefined), key: undefined, length: block.length };
-      if (hooks.onBlock) job.key = blockKey(spec, dictionary, block);
+      if (hooks.onBlock) job.key = given ?? blockKey(spec, dictionary, block);
     }
     busy++;
     const settle = () => {
@@ -164,7 +170,7 @@ export async function* gzipBlocks(
         if (hooks.onBlock) {
           let size = 0;
           for (const b of done.bytes) size += b.length;
-          hooks.onBlock({ key: head.key!, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
+          hooks.onBlock({ key: await head.key!, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
         }
         yield* done.bytes;
       } else {
@@ -206,11 +212,11 @@ export function rangeCheck(bytes: readonly Buffer[]): number {
 async function compressBlock(
   block: Buffer,
   dictionary: Buffer,
-  key: Buffer | undefined,
+  key: Buffer | Promise<Buffer> | undefined,
   level: number,
   reuse: BlockSource | undefined,
 ): Promise<{ bytes: Buffer[]; crc: number; check?: number }> {
-  const found = key && (await reuse?.find(key, block.length));
+  const found = key && (await reuse?.find(await key, block.length));
   if (found) {
     traceAdd('gzip.reused', block.length);
     return { bytes: [found.bytes], crc: found.crc, check: found.check };

@@ -11,7 +11,8 @@ import { traceAdd } from '../util/trace.js';
 export interface StreamHash {
   /** Whether blocks should live in shared memory (a buffer the worker can read where it is). */
   readonly shared: boolean;
-  add(block: Buffer, done: () => void): void;
+  /** With `keys`: the block's key (gzip.ts blockKey), once the worker has hashed it. */
+  add(block: Buffer, done: () => void): Promise<Buffer> | undefined;
   /** The hex digest of everything added, once the hash has read it all. */
   digest(): Promise<StreamDigest>;
   /** Stops the worker, if any, whether or not the digest was asked for (a failed pack). */
@@ -32,6 +33,7 @@ export function localHash(): StreamHash {
     add(block, done) {
       hash.update(block);
       done();
+      return undefined;
     },
     digest: async () => ({ hex: hash.digest('hex') }),
     close: () => undefined,
@@ -41,7 +43,10 @@ export function localHash(): StreamHash {
 /** Blocks handed over but not yet read that the ring can hold; then the producer waits. */
 const RING = 256;
 // Shared control words: blocks published, blocks read, whether the worker failed, then RING
-// (buffer id, length) pairs.
+// (buffer id, length) pairs; after them RING block keys of KEY bytes.
+const KEY = 32;
+/** gzip.ts WINDOW: a block's key covers the 32 KiB of input before it. */
+const WINDOW = 32 * 1024;
 const WRITTEN = 0;
 const READ = 1;
 const FAILED = 2;
@@ -56,8 +61,9 @@ const END = -1;
 const WORKER_SOURCE = `
 const { parentPort, workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const { control, port, ring, files } = workerData;
+const { control, port, ring, files, spec } = workerData;
 const words = new Int32Array(control);
+const keys = new Uint8Array(control, (${SLOTS} + ring * 2) * 4, ring * ${KEY});
 const buffers = new Map();
 const hash = createHash('sha256');
 
@@ -145,6 +151,17 @@ function read(bytes) {
   }
 }
 
+// The block key of gzip.ts (blockKey), with the dictionary kept as gzipBlocks keeps it.
+let dictionary = Buffer.alloc(0);
+const length = Buffer.alloc(4);
+function key(bytes, slot) {
+  length.writeUInt32BE(dictionary.length);
+  const k = createHash('sha256').update(spec).update('\\0').update(length).update(dictionary).update(bytes).digest();
+  keys.set(k, slot * ${KEY});
+  if (bytes.length === 0) return;
+  dictionary = bytes.length >= ${WINDOW} ? Buffer.from(bytes.subarray(bytes.length - ${WINDOW})) : Buffer.concat([dictionary, bytes]).subarray(-${WINDOW});
+}
+
 let done = 0;
 try {
 for (;;) {
@@ -164,6 +181,7 @@ for (;;) {
   const bytes = new Uint8Array(buffers.get(id), 0, words[slot + 1]);
   hash.update(bytes);
   if (files) read(bytes);
+  if (spec !== undefined) key(bytes, done % ring);
   Atomics.store(words, ${READ}, ++done);
   Atomics.notify(words, ${READ});
 }
@@ -182,15 +200,19 @@ parentPort.postMessage({ hex: hash.digest('hex'), files: out }, out ? [out.sizes
  * that is not is copied into one). The worker's start-up (~30 ms of CPU) is paid on the other core
  * while this one reads and tars; worth it only for a big stream (pack.ts decides).
  */
-export function workerHash(o: { files?: boolean } = {}): StreamHash {
+export function workerHash(o: { files?: boolean; keys?: string | undefined } = {}): StreamHash {
   const { Worker: WorkerThread, MessageChannel } = process.getBuiltinModule('node:worker_threads');
-  const control = new SharedArrayBuffer((SLOTS + RING * 2) * 4);
+  const control = new SharedArrayBuffer((SLOTS + RING * 2) * 4 + RING * KEY);
   const words = new Int32Array(control);
+  const keys = new Uint8Array(control, (SLOTS + RING * 2) * 4, RING * KEY);
+  const keyed = o.keys !== undefined;
   const { port1, port2 } = new MessageChannel();
-  const worker: Worker = new WorkerThread(WORKER_SOURCE, { eval: true, workerData: { control, port: port2, ring: RING, files: o.files === true }, transferList: [port2] });
+  const worker: Worker = new WorkerThread(WORKER_SOURCE, { eval: true, workerData: { control, port: port2, ring: RING, files: o.files === true, spec: o.keys }, transferList: [port2] });
   const ids = new WeakMap<SharedArrayBuffer, number>();
-  /** `done` of each block published and not yet read, oldest first, from index `head`. */
-  const pending: (() => void)[] = [];
+  /** Each block published and not yet read, oldest first, from index `head`. */
+  const pending: { done: () => void; key?: ((k: Buffer) => void) | undefined; lost?: ((err: Error) => void) | undefined }[] = [];
+  let waiting = 0;
+  let watching = false;
   let head = 0;
   let read = 0;
   let written = 0;
@@ -200,22 +222,45 @@ export function workerHash(o: { files?: boolean } = {}): StreamHash {
   const fail = (err: Error) => {
     failed ??= err;
     finish?.reject(failed);
+    // Keys that will never come: their blocks' compression fails with the worker's error.
+    for (let i = head; i < pending.length; i++) pending[i]!.lost?.(failed);
   };
   worker.on('message', (m: StreamDigest) => finish?.resolve(m));
   worker.on('error', fail);
   worker.on('exit', () => fail(new Error('the hashing worker stopped')));
-  /** Hands back the blocks the worker has read since the last look. */
+  /**
+   * Hands back the blocks the worker has read since the last look, with their keys (copied out
+   * before their ring slot can be used again: a block is published only after a look).
+   */
   const collect = () => {
     const now = Atomics.load(words, READ);
     while (read < now) {
+      const p = pending[head]!;
+      pending[head++] = DONE;
+      if (p.key) {
+        waiting--;
+        p.key(Buffer.from(keys.subarray((read % RING) * KEY, (read % RING + 1) * KEY)));
+      }
       read++;
-      pending[head]!();
-      pending[head++] = noop;
+      p.done();
     }
     if (head > RING) {
       pending.splice(0, head);
       head = 0;
     }
+  };
+  /** While a key is awaited, wakes when the worker reads a block (no message per block). */
+  const watch = () => {
+    if (watching || waiting === 0 || failed) return;
+    watching = true;
+    const r = (Atomics as unknown as WaitAsync).waitAsync(words, READ, read);
+    const woken = () => {
+      watching = false;
+      collect();
+      watch();
+    };
+    if (r.async) void r.value.then(woken);
+    else queueMicrotask(woken);
   };
   const publish = (id: number, length: number) => {
     // The ring is full only when the worker has fallen RING blocks behind: wait for it.
@@ -247,9 +292,18 @@ export function workerHash(o: { files?: boolean } = {}): StreamHash {
         ids.set(buffer, id);
         port1.postMessage({ id, buffer });
       }
-      pending.push(done);
       traceAdd('hash.worker', block.length);
+      if (!keyed) {
+        pending.push({ done });
+        publish(id, block.length);
+        return undefined;
+      }
+      const key = new Promise<Buffer>((resolve, lost) => pending.push({ done, key: resolve, lost }));
+      key.catch(noop); // seen where it is awaited; this only keeps it from counting as unhandled
+      waiting++;
       publish(id, block.length);
+      watch();
+      return key;
     },
     digest() {
       return new Promise<StreamDigest>((resolve, reject) => {
@@ -274,3 +328,8 @@ export function workerHash(o: { files?: boolean } = {}): StreamHash {
 }
 
 const noop = (): void => undefined;
+/** Atomics.waitAsync (in Node since 16; in TypeScript's ES2024 library, past this project's). */
+interface WaitAsync {
+  waitAsync(a: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}
+const DONE = { done: noop };

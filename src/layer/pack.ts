@@ -42,14 +42,16 @@ export async function packToCache(
   // the core the main thread leaves idle.
   const offThread = bytes >= OFF_THREAD_BYTES;
   const filesOffThread = offThread && o.onFileHash !== undefined;
-  const diffHash = offThread ? workerHash({ files: filesOffThread }) : localHash();
+  const zstd = gzip.algorithm === 'zstd';
+  // gzip's block keys too, as the worker reads each block: the main thread skips a second pass.
+  const diffHash = offThread ? workerHash({ files: filesOffThread, keys: zstd ? undefined : blockKeySpec(gzip) }) : localHash();
+  const keys = new Map<Buffer, Promise<Buffer>>();
   const tarred = async (): Promise<Digest> => {
     const d = await diffHash.digest();
     if (filesOffThread) fileHashes(entries, d.files, o.onFileHash!);
     return `sha256:${d.hex}`;
   };
   try {
-    const zstd = gzip.algorithm === 'zstd';
     const pool = new BlockPool(BLOCK_CAPACITY, zstd ? 4 : gzip.jobs * 4 + 4, diffHash.shared);
     // A block has two readers, the hash and the compressor: it goes back to the pool after both.
     const readers = new Map<ArrayBufferLike, number>();
@@ -61,7 +63,8 @@ export async function packToCache(
     };
     const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, filesOffThread ? undefined : o.onFileHash, pool), (c) => {
       readers.set(c.buffer, 2);
-      diffHash.add(c, () => release(c));
+      const key = diffHash.add(c, () => release(c));
+      if (key) keys.set(c, key);
       traceAdd('tar.out', c.length);
     });
     if (zstd) {
@@ -69,8 +72,13 @@ export async function packToCache(
       const blob = await cache.writeBlob(zstdStream(tarBytes, gzip, release));
       return { blob, diffid: await tarred() };
     }
+    const takeKey = (b: Buffer) => {
+      const key = keys.get(b);
+      keys.delete(b);
+      return key;
+    };
     const blocks = await LayerBlocks.open(cache, o.lineage, blockKeySpec(gzip), { warn: o.warn });
-    const blob = await cache.writeBlob(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock }));
+    const blob = await cache.writeBlob(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: takeKey }));
     await blocks.save(blob);
     return { blob, diffid: await tarred() };
   } finally {

@@ -5,6 +5,8 @@ import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BlockPool } from '../../src/compress/blockpool.js';
 import { BLOCK_CAPACITY } from '../../src/compress/cuts.js';
+import { blockKey } from '../../src/compress/gzip.js';
+import { blockKeySpec } from '../../src/compress/options.js';
 import { localHash, workerHash, type StreamHash } from '../../src/compress/streamhash.js';
 import { tarBlocks } from '../../src/layer/tar.js';
 import { walkSource } from '../../src/layer/walk.js';
@@ -99,4 +101,25 @@ test("with files, the worker hashes each regular file's data as the tar carries 
   assert.deepEqual([...d.files!.sizes], files.map((e) => e.size));
   const want = files.map((e) => createHash('sha256').update(readFileSync(e.abs)).digest('hex')).join('');
   assert.equal(d.files!.hashes, want);
+});
+
+test("with keys, the worker gives each block gzip's own block key (dictionary carried across small and empty blocks)", async () => {
+  const spec = blockKeySpec({ level: 5 });
+  const h = workerHash({ keys: spec });
+  const sizes = [100_000, 5, 0, 20_000, 40_000, 1, 32 * 1024, 70_000, 0, 3];
+  const keys: Promise<Buffer>[] = [];
+  const want: Buffer[] = [];
+  let dictionary = Buffer.alloc(0);
+  sizes.forEach((n, i) => {
+    const block = Buffer.from(new SharedArrayBuffer(Math.max(n, 1))).subarray(0, n);
+    for (let j = 0; j < n; j++) block[j] = (i * 31 + j * 7) & 0xff;
+    want.push(blockKey(spec, dictionary, block));
+    if (n > 0) dictionary = Buffer.concat([dictionary, block]).subarray(-32 * 1024);
+    keys.push(h.add(block, () => undefined)!);
+  });
+  const got = await Promise.all(keys);
+  await h.digest();
+  h.close();
+  assert.deepEqual(got.map((k) => k.toString('hex')), want.map((k) => k.toString('hex')));
+  assert.equal(new Set(want.map((k) => k.toString('hex'))).size, sizes.length, 'the keys differ from block to block');
 });
