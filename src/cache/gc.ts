@@ -10,6 +10,7 @@ import { acquireGcLock, scanLeases } from './lease.js';
 import { cacheFsError, ensureOwnFolder } from './damage.js';
 import { totals, treeSize } from './folders.js';
 import { STAMP_DIR } from './stamp.js';
+import { CODE_CACHE_DIR, bundleStamp, judgeCodeCacheEntry, listCodeCacheDir } from './codecaches.js';
 import { type CacheStore, trashPath } from './store.js';
 
 export interface GcOptions {
@@ -23,11 +24,13 @@ export interface GcOptions {
   /** Temp files younger than this (ms) are left alone even without any lease: a writer may not have taken one. */
   tmpGraceMs?: number | undefined;
   now?: number | undefined;
+  /** The running bundle (its run-time code caches stay); without it, only leftovers of the code cache folder go. */
+  bundle?: string | undefined;
   /** How long evicted blobs stay parked under their trash name before they are unlinked. */
   trashGraceMs?: number | undefined;
 }
 
-export type RemovalKind = 'blob' | 'record' | 'tmp' | 'stat' | 'lease' | 'trash';
+export type RemovalKind = 'blob' | 'record' | 'tmp' | 'stat' | 'lease' | 'trash' | 'code';
 export type RemovalReason = 'unreferenced' | 'expired' | 'size' | 'corrupt' | 'dead' | 'duplicate' | 'stale' | 'leftover';
 
 export interface Removal {
@@ -132,6 +135,7 @@ const STEPS: ((gc: Gc) => void | Promise<void>)[] = [
   markLeases,
   sweepTemp,
   sweepStatFiles,
+  sweepCodeCaches,
   listBlobs,
   readIndex,
   verifyBlobs,
@@ -191,6 +195,33 @@ function sweepStatFiles(gc: Gc): void {
       if (expired(gc, f.mtime)) remove(gc, f, 'stat', 'expired');
       else gc.statFiles.push(f);
     }
+  }
+}
+
+/**
+ * The launcher's code cache folder: caches made for another bundle (an older or newer kocache),
+ * Node's compile-cache folders older kocaches left, and temp files of a killed write. Only past
+ * the temp files' grace: another kocache sharing the cache folder may be writing them now. The
+ * running bundle's caches stay, for every V8. One that cannot be removed (read-only) is left.
+ */
+function sweepCodeCaches(gc: Gc): void {
+  const dir = join(gc.dir, CODE_CACHE_DIR);
+  const stamp = gc.opts.bundle === undefined ? undefined : bundleStamp(gc.opts.bundle);
+  for (const e of listCodeCacheDir(dir)) {
+    const verdict = judgeCodeCacheEntry(e.name, e.isDir, stamp);
+    if (verdict === 'current' || verdict === 'unknown') continue;
+    const f = totals(join(dir, e.name));
+    if (!f || f.mtime >= gc.tmpCutoff) continue;
+    if (!gc.dryRun) {
+      try {
+        rmSync(f.path, { recursive: true, force: true });
+      } catch (err) {
+        const code = errnoCode(err);
+        if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') continue;
+        throw err;
+      }
+    }
+    note(gc, 'code', rel(gc, f.path), f.bytes, verdict === 'temp' ? 'leftover' : 'stale');
   }
 }
 
@@ -428,7 +459,7 @@ function recordBytesByDigest(gc: Gc): Map<Digest, number> {
 }
 
 function summarise(gc: Gc): GcReport {
-  const counts: Record<RemovalKind, number> = { blob: 0, record: 0, tmp: 0, stat: 0, lease: 0, trash: 0 };
+  const counts: Record<RemovalKind, number> = { blob: 0, record: 0, tmp: 0, stat: 0, lease: 0, trash: 0, code: 0 };
   for (const r of gc.removed) counts[r.kind]++;
   const bytesFreed = gc.removed.reduce((n, r) => n + r.bytes, 0);
   return {

@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { collectGarbage, type GcReport } from '../../cache/gc.js';
+import { runningBundle } from '../../cache/codecaches.js';
 import { KocacheError, usageError } from '../../errors.js';
 import { parseCacheRepo } from '../cache-repo.js';
 import { Output } from '../output.js';
@@ -71,7 +72,7 @@ export const gcCommand: CommandModule<object, GcArgs> = {
     const maxAge = args['max-age'] === undefined ? undefined : parseDuration(args['max-age']);
     if (args['cache-repo'] !== undefined) return remoteGc(args, maxAge);
     const ctx = makeContext(args, { lease: false });
-    const report = await collectGarbage(ctx.cache, { maxSize, maxAge, verify: args.verify, dryRun: args['dry-run'] });
+    const report = await collectGarbage(ctx.cache, { maxSize, maxAge, verify: args.verify, dryRun: args['dry-run'], bundle: runningBundle() });
     if (maxSize !== undefined && report.sizeAfter > maxSize) {
       ctx.out.warn(`cache is ${formatBytes(report.sizeAfter)}, above --max-size ${formatBytes(maxSize)}: ${formatBytes(report.protectedBytes)} is in use by running kocache commands`);
     }
@@ -88,6 +89,7 @@ function summary(r: GcReport): string {
     `${c.tmp + c.trash} temp file${c.tmp + c.trash === 1 ? '' : 's'}`,
     `${c.stat} stat file${c.stat === 1 ? '' : 's'}`,
     `${c.lease} stale lease${c.lease === 1 ? '' : 's'}`,
+    `${c.code} code cache${c.code === 1 ? '' : 's'}`,
   ];
   // Files one per line; index records (several per blob) only in the count, and in --json.
   const lines = r.removed.filter((x) => x.kind !== 'record').map((x) => `${verb} ${x.kind} ${x.what} (${x.reason}, ${formatBytes(x.bytes)})`);
