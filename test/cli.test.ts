@@ -128,7 +128,7 @@ describe('du', () => {
     const r = runCliSync(['du', '--json'], { KOCACHE: cache });
     assert.equal(r.code, 0, r.stderr);
     const u = JSON.parse(r.stdout);
-    assert.deepEqual(Object.keys(u), ['dir', 'total', 'kinds', 'index', 'unreferenced', 'stat', 'temp']);
+    assert.deepEqual(Object.keys(u), ['dir', 'total', 'kinds', 'index', 'unreferenced', 'stat', 'codeCache', 'temp']);
     assert.deepEqual(Object.keys(u.kinds), ['layers', 'tars', 'base-images', 'archives', 'other']);
     assert.deepEqual(u.kinds.layers, { records: u.kinds.layers.records, blobs: 1, bytes: layer.size });
     assert.ok(u.kinds.layers.records >= 1);

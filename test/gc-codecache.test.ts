@@ -65,6 +65,8 @@ describe('gc and the code cache folder', () => {
       `cli.cjs.v8-13.6.233.10-node.24-${stamp}.first.codecache`,
       'notes.txt',
     ].sort());
+    const du = await runCli(['du', '--json'], { KOCACHE: cacheDir });
+    assert.equal((JSON.parse(du.stdout) as { codeCache: { bytes: number } }).codeCache.bytes, 1000 + 1100 + 1300 + 10);
     const text = await runCli(['gc'], { KOCACHE: cacheDir });
     assert.match(text.stdout + text.stderr, /0 code caches/);
   });

@@ -2,6 +2,7 @@ import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { listFolder, treeSize } from './folders.js';
+import { CODE_CACHE_DIR } from './codecaches.js';
 import type { CacheStore } from './store.js';
 
 /** What the cache holds, by the kind of key that points at it (src/cache/keys.ts). */
@@ -26,6 +27,8 @@ export interface CacheUsage {
   unreferenced: { blobs: number; bytes: number };
   /** Stat stamps and listings that let a hit skip hashing (src/layer/statcache.ts). */
   stat: { bytes: number };
+  /** V8 code caches the launcher makes at run time (gc prunes other bundles'). */
+  codeCache: { bytes: number };
   /** Temp files: writes in progress, or left by a killed process (gc removes them). */
   temp: { files: number; bytes: number };
 }
@@ -95,6 +98,7 @@ export async function cacheUsage(cache: CacheStore): Promise<CacheUsage> {
     index: { records: records.length, bytes: treeSize(join(cache.dir, 'index-v5')) },
     unreferenced: { blobs: unrefBlobs, bytes: unrefBytes },
     stat: { bytes: treeSize(join(cache.dir, 'stat')) },
+    codeCache: { bytes: treeSize(join(cache.dir, CODE_CACHE_DIR)) },
     temp: { files: tempFiles, bytes: tempBytes },
   };
 }

@@ -20,6 +20,7 @@ export const duCommand: CommandModule<object, GlobalArgs> = {
     }
     rows.push(['index', formatBytes(u.index.bytes), `${u.index.records} records`]);
     if (u.stat.bytes) rows.push(['stat cache', formatBytes(u.stat.bytes), '']);
+    if (u.codeCache.bytes) rows.push(['code caches', formatBytes(u.codeCache.bytes), 'node-compile-cache/']);
     if (u.unreferenced.blobs) rows.push(['unreferenced', formatBytes(u.unreferenced.bytes), `${u.unreferenced.blobs} blobs (kocache gc removes them)`]);
     if (u.temp.files) rows.push(['temp files', formatBytes(u.temp.bytes), `${u.temp.files} files`]);
     const width = Math.max(...rows.map((r) => r[0].length));
