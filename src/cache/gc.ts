@@ -165,10 +165,21 @@ function note(gc: Gc, kind: RemovalKind, what: string, bytes: number, reason: Re
   gc.removed.push({ kind, what, bytes, reason });
 }
 
-/** Notes a file or folder as removed, and removes it unless this is a dry run. */
-function remove(gc: Gc, f: PlainFile, kind: RemovalKind, reason: RemovalReason): void {
+/**
+ * Removes a file or folder unless this is a dry run, and notes it as removed. `leaveReadOnly`: one
+ * the file system will not let go (a read-only folder) is left and not noted, instead of failing gc.
+ */
+function remove(gc: Gc, f: PlainFile, kind: RemovalKind, reason: RemovalReason, leaveReadOnly = false): void {
+  if (!gc.dryRun) {
+    try {
+      rmSync(f.path, { recursive: true, force: true });
+    } catch (err) {
+      const code = errnoCode(err);
+      if (leaveReadOnly && (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')) return;
+      throw err;
+    }
+  }
   note(gc, kind, rel(gc, f.path), f.bytes, reason);
-  if (!gc.dryRun) rmSync(f.path, { recursive: true, force: true });
 }
 
 /** Stale leases go; the live ones set the cutoff. The cache's size is taken here, before anything goes. */
@@ -212,16 +223,7 @@ function sweepCodeCaches(gc: Gc): void {
     if (verdict === 'current' || verdict === 'unknown') continue;
     const f = totals(join(dir, e.name));
     if (!f || f.mtime >= gc.tmpCutoff) continue;
-    if (!gc.dryRun) {
-      try {
-        rmSync(f.path, { recursive: true, force: true });
-      } catch (err) {
-        const code = errnoCode(err);
-        if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') continue;
-        throw err;
-      }
-    }
-    note(gc, 'code', rel(gc, f.path), f.bytes, verdict === 'temp' ? 'leftover' : 'stale');
+    remove(gc, f, 'code', verdict === 'temp' ? 'leftover' : 'stale', true);
   }
 }
 
