@@ -45,12 +45,13 @@ export function zstdSpec(level: number, zstdVersion = process.versions['zstd'] ?
  * `source` as concatenated zstd frames of ZSTD_FRAME input bytes each (the last shorter), up to
  * `jobs` + 1 compressed at once on libuv's thread pool. The bytes depend on the input, the level
  * and zstd's version, never on `jobs` or on how the input was chunked. `recycle` gets each input
- * buffer back once its bytes are copied into a frame.
+ * buffer back once zstd has taken its bytes. A frame's output comes in the pieces zlib gave.
  *
  * Each of the `jobs` + 1 compressors is one streaming context that ends a frame per ZSTD_FRAME
  * input (a ZSTD_e_end flush) and goes on to its next frame: a one-shot call per frame set up a new
  * context each time, on the main thread and in memory (docs/compression.md). A frame written so
- * does not depend on the frames before it in the same context, nor on how its input was split.
+ * does not depend on the frames before it in the same context, nor on how its input was split:
+ * so the input buffers go to zstd as they are, cut only at frame ends, never copied into frames.
  */
 export async function* zstdStream(
   source: AsyncIterable<Buffer> | Iterable<Buffer>,
@@ -69,44 +70,43 @@ export async function* zstdStream(
   const chunkSize = ZSTD_FRAME + (1 << 20);
   const running = Math.max(1, opts.jobs) + 1;
   const contexts: Compressor[] = Array.from({ length: running }, () => compressor(zlib.createZstdCompress!({ params, chunkSize }), endFrame));
-  const queue: Promise<Buffer>[] = [];
-  let frame: Buffer = Buffer.allocUnsafe(ZSTD_FRAME);
+  const queue: Promise<Buffer[]>[] = [];
   let fill = 0;
   let frames = 0;
-  // Frame buffers go round: a new 4 MiB buffer per frame was garbage the collector kept chasing.
-  const spare: Buffer[] = [];
-  const start = (bytes: Buffer) => {
-    traceAdd('zstd.in', bytes.length);
+  const end = () => {
     // Frame n goes to context n mod `running`: at most `running` frames are in flight, so a
     // context has finished its previous frame before it gets the next one.
-    const p = contexts[frames % running]!.frame(bytes).then((out) => {
-      if (bytes.length === ZSTD_FRAME) spare.push(bytes);
-      return out;
-    });
+    const p = contexts[frames % running]!.end();
     frames++;
     p.catch(() => {}); // awaited in order below; a failure is seen there
     queue.push(p);
   };
   try {
     for await (const chunk of source) {
+      // The chunk goes back once every context given a part of it is done with that part.
+      let parts = 1;
+      const taken = () => {
+        if (--parts === 0) recycle?.(chunk);
+      };
       let off = 0;
       while (off < chunk.length) {
         const n = Math.min(ZSTD_FRAME - fill, chunk.length - off);
-        chunk.copy(frame, fill, off, off + n);
+        parts++;
+        traceAdd('zstd.in', n);
+        contexts[frames % running]!.write(n === chunk.length ? chunk : chunk.subarray(off, off + n), taken);
         fill += n;
         off += n;
         if (fill === ZSTD_FRAME) {
-          start(frame);
-          frame = spare.pop() ?? Buffer.allocUnsafe(ZSTD_FRAME);
+          end();
           fill = 0;
+          while (queue.length >= running) yield* await queue.shift()!;
         }
-        while (queue.length >= running) yield await queue.shift()!;
       }
-      recycle?.(chunk);
+      taken();
     }
     // The last frame; an empty input is one empty frame, still a valid zstd stream.
-    if (fill > 0 || frames === 0) start(frame.subarray(0, fill));
-    while (queue.length > 0) yield await queue.shift()!;
+    if (fill > 0 || frames === 0) end();
+    while (queue.length > 0) yield* await queue.shift()!;
   } finally {
     queue.length = 0;
     for (const ctx of contexts) ctx.close();
@@ -114,15 +114,17 @@ export async function* zstdStream(
 }
 
 interface Compressor {
-  /** The frame's compressed bytes; one frame at a time per compressor. */
-  frame(bytes: Buffer): Promise<Buffer>;
+  /** Input for the frame under way; `taken` once zstd has its bytes. */
+  write(bytes: Buffer, taken: () => void): void;
+  /** Ends the frame under way: its compressed bytes, in order. One frame at a time per compressor. */
+  end(): Promise<Buffer[]>;
   close(): void;
 }
 
 interface ZstdStream {
   on(event: 'data', fn: (b: Buffer) => void): unknown;
   on(event: 'error', fn: (err: Error) => void): unknown;
-  write(b: Buffer): boolean;
+  write(b: Buffer, cb: () => void): boolean;
   flush(kind: number, cb: () => void): void;
   destroy(): void;
 }
@@ -137,16 +139,19 @@ function compressor(stream: ZstdStream, endFrame: number): Compressor {
     reject?.(err);
   });
   return {
-    frame(bytes) {
-      return new Promise<Buffer>((resolve, fail) => {
+    write(bytes, taken) {
+      // Past the high-water mark zlib queues the write; the frames in flight bound what it holds.
+      stream.write(bytes, taken);
+    },
+    end() {
+      return new Promise<Buffer[]>((resolve, fail) => {
         if (failed) return fail(failed);
         reject = fail;
-        stream.write(bytes);
         stream.flush(endFrame, () => {
           if (failed) return;
           const pieces = out;
           out = [];
-          resolve(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+          resolve(pieces);
         });
       });
     },

@@ -52,7 +52,7 @@ export async function packToCache(
     return `sha256:${d.hex}`;
   };
   try {
-    const pool = new BlockPool(BLOCK_CAPACITY, zstd ? 4 : gzip.jobs * 4 + 4, diffHash.shared);
+    const pool = new BlockPool(BLOCK_CAPACITY, gzip.jobs * 4 + 4, diffHash.shared);
     // A block has two readers, the hash and the compressor: it goes back to the pool after both.
     const readers = new Map<ArrayBufferLike, number>();
     const release = (b: Buffer) => {
@@ -68,7 +68,7 @@ export async function packToCache(
       traceAdd('tar.out', c.length);
     });
     if (zstd) {
-      // One multi-threaded zstd frame; no block reuse (that is gzip's stitching).
+      // zstd frames compressed in parallel; no block reuse (that is gzip's stitching).
       const blob = await cache.writeBlob(zstdStream(tarBytes, gzip, release));
       return { blob, diffid: await tarred() };
     }
