@@ -1,3 +1,4 @@
+import type { BlockNames } from './blocknames.js';
 import type { BlockPool } from './blockpool.js';
 
 /**
@@ -217,7 +218,11 @@ export class BlockCutter {
   /** Below this length the rule has nothing to decide (TarCuts.room): commits skip it. */
   private check: number;
 
-  constructor(private readonly pool?: BlockPool) {
+  constructor(
+    private readonly pool?: BlockPool,
+    /** Told what each byte is (written, or a file's data) and where blocks end, to name them. */
+    private readonly names?: BlockNames,
+  ) {
     this.buffer = this.fresh();
     this.check = this.cuts.room(0);
   }
@@ -226,7 +231,13 @@ export class BlockCutter {
     return Math.min(this.check - this.length, this.buffer.length - this.length);
   }
 
+  /** `n` bytes read into `buffer` at `length`: data of the names' current source. */
   commit(n: number): Buffer[] {
+    if (n > 0) this.names?.data(this.length, n);
+    return this.advance(n);
+  }
+
+  private advance(n: number): Buffer[] {
     this.length += n;
     if (this.length < this.check) return NONE;
     const out: Buffer[] = [];
@@ -245,8 +256,9 @@ export class BlockCutter {
     while (off < bytes.byteLength) {
       const n = Math.min(this.room(), bytes.byteLength - off);
       this.buffer.set(bytes.subarray(off, off + n), this.length);
+      if (n > 0) this.names?.literal(this.length);
       off += n;
-      const done = this.commit(n);
+      const done = this.advance(n);
       if (done.length > 0) out = out === NONE ? done : out.concat(done);
     }
     return out;
@@ -260,19 +272,25 @@ export class BlockCutter {
       if (c === 0) break;
       out.push(this.split(c));
     }
-    if (this.length > 0) out.push(this.buffer.subarray(0, this.length));
+    if (this.length > 0) {
+      const last = this.buffer.subarray(0, this.length);
+      this.names?.cut(last, this.length);
+      out.push(last);
+    }
     this.length = 0;
     return out;
   }
 
   private split(c: number): Buffer {
     const full = this.buffer;
+    const block = full.subarray(0, c);
+    this.names?.cut(block, this.length);
     const rest = this.length - c;
     this.buffer = this.fresh();
     // At most a header's look-ahead, or the tail of a write past a cut.
     if (rest > 0) full.copy(this.buffer, 0, c, this.length);
     this.length = rest;
-    return full.subarray(0, c);
+    return block;
   }
 
   private fresh(): Buffer {

@@ -25,6 +25,8 @@ const FINAL_BLOCK = Buffer.from([0x03, 0x00]);
 /** A block's compressed bytes found elsewhere (an earlier layer), with the block's CRC-32. */
 export interface ReusedBlock {
   bytes: Buffer;
+  /** The block's key (blockKey), for the new layer's map. */
+  key: Buffer;
   crc: number;
   /** CRC-32 of `bytes` (as the block map holds it). */
   check: number;
@@ -35,11 +37,15 @@ export interface BlockSource {
   /** Blocks known: with none, gzip deflates at once and hashes keys only for the map. */
   readonly size: number;
   find(key: Buffer, length: number): Promise<ReusedBlock | undefined>;
+  /** By the block's name (blocknames.ts) instead of its key. */
+  findName(name: Buffer): Promise<ReusedBlock | undefined>;
 }
 
 /** One block as written, in order: what a block map records (stitch.ts). */
 export interface WrittenBlock {
   key: Buffer;
+  /** Its name (blocknames.ts), when every file in it had a known hash. */
+  name: Buffer | undefined;
   /** Compressed size. */
   size: number;
   /** CRC-32 of the block's input. */
@@ -60,6 +66,11 @@ export interface GzipHooks {
    * same value as blockKey; undefined for a block it was not given.
    */
   key?: ((block: Buffer) => Promise<Buffer> | undefined) | undefined;
+  /**
+   * A block's name (blocknames.ts), given the blocks in order: looked up first, so a block found by
+   * it needs no key, which costs a sha256 pass over the block and its dictionary.
+   */
+  name?: ((block: Buffer) => Buffer | undefined) | undefined;
 }
 
 /**
@@ -102,7 +113,8 @@ export async function* gzipBlocks(
   interface Job {
     finished: boolean;
     key: Buffer | Promise<Buffer> | undefined;
-    out: Promise<{ bytes: Buffer[]; crc: number; check?: number }>;
+    name: Buffer | undefined;
+    out: Promise<Compressed>;
     length: number;
   }
   const inflight: Job[] = [];
@@ -117,14 +129,16 @@ export async function* gzipBlocks(
   const dispatch = (block: Buffer) => {
     let job: Job;
     const given = hooks.key?.(block);
+    const name = hooks.name?.(block);
     if (hooks.reuse && hooks.reuse.size > 0) {
-      const key = given ?? blockKey(spec, dictionary, block);
-      job = { finished: false, out: compressBlock(block, dictionary, key, opts.level, hooks.reuse), key, length: block.length };
+      const before = dictionary;
+      const key = () => given ?? blockKey(spec, before, block);
+      job = { finished: false, out: reuseBlock(block, before, name, key, opts.level, hooks.reuse), key: undefined, name, length: block.length };
     } else {
       // Nothing to copy from: the deflate starts first, and the key (for the map) is hashed while
       // it runs. The main thread is the busier side of a cold build; a block waiting for its key
       // before going to the thread pool left a core idle.
-      job = { finished: false, out: compressBlock(block, dictionary, undefined, opts.level, undefined), key: undefined, length: block.length };
+      job = { finished: false, out: compressBlock(block, dictionary, opts.level), key: undefined, name, length: block.length };
       if (hooks.onBlock) job.key = given ?? blockKey(spec, dictionary, block);
     }
     busy++;
@@ -170,7 +184,7 @@ export async function* gzipBlocks(
         if (hooks.onBlock) {
           let size = 0;
           for (const b of done.bytes) size += b.length;
-          hooks.onBlock({ key: await head.key!, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
+          hooks.onBlock({ key: done.key ?? (await head.key!), name: head.name, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
         }
         yield* done.bytes;
       } else {
@@ -209,18 +223,48 @@ export function rangeCheck(bytes: readonly Buffer[]): number {
   return c >>> 0;
 }
 
-async function compressBlock(
+interface Compressed {
+  bytes: Buffer[];
+  /** CRC-32 of the input. */
+  crc: number;
+  /** CRC-32 of `bytes`, when known. */
+  check?: number;
+  /** The block's key, when it was worked out. */
+  key?: Buffer;
+}
+
+/**
+ * A block copied from an earlier layer if one had it, else deflated. By name first (no hashing of
+ * the block); a name trusts the files' hashes, so the copy's input CRC-32 must match the block's
+ * bytes (a file changed behind the stat cache's back: then by key, which hashes them).
+ */
+async function reuseBlock(
   block: Buffer,
   dictionary: Buffer,
-  key: Buffer | Promise<Buffer> | undefined,
+  name: Buffer | undefined,
+  key: () => Buffer | Promise<Buffer>,
   level: number,
-  reuse: BlockSource | undefined,
-): Promise<{ bytes: Buffer[]; crc: number; check?: number }> {
-  const found = key && (await reuse?.find(await key, block.length));
+  reuse: BlockSource,
+): Promise<Compressed> {
+  const named = name && (await reuse.findName(name));
+  if (named) {
+    if (zlib.crc32(block) === named.crc) {
+      traceAdd('gzip.reused', block.length);
+      traceAdd('gzip.named', block.length);
+      return { bytes: [named.bytes], crc: named.crc, check: named.check, key: named.key };
+    }
+    traceAdd('stitch.stale', 1);
+  }
+  const k = await key();
+  const found = await reuse.find(k, block.length);
   if (found) {
     traceAdd('gzip.reused', block.length);
-    return { bytes: [found.bytes], crc: found.crc, check: found.check };
+    return { bytes: [found.bytes], crc: found.crc, check: found.check, key: k };
   }
+  return { ...(await compressBlock(block, dictionary, level)), key: k };
+}
+
+async function compressBlock(block: Buffer, dictionary: Buffer, level: number): Promise<Compressed> {
   traceAdd('gzip.in', block.length);
   const bytes = await deflateBlock(block, dictionary, level);
   return { bytes, crc: zlib.crc32(block) };

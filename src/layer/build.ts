@@ -136,10 +136,13 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const entries = await applyExcludes(walkSource(source.src), source.exclude);
   const secondThread = !fresh || scout !== undefined || fileBytes(entries) >= SECOND_THREAD_MIN_BYTES;
   const vouched = opts.buildId ?? goBuildId(entries);
+  /** Each file's sha256 by entry index, once the tree has been fingerprinted: it names gzip's blocks. */
+  let hashes: readonly (string | undefined)[] | undefined;
   const pack = async (onFileHash?: (e: SourceEntry, sha256: string) => void) => {
     const { packToCache } = await import('./pack.js');
     opts.onPack?.(fileBytes(entries));
-    return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, warn: opts.warn });
+    const known = hashes && ((i: number) => hashes![i]);
+    return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, known, warn: opts.warn });
   };
   const vouchedKey = vouched === undefined ? undefined : buildIdKey(namespace, vouched, spec);
   /** `fp` undefined: only the vouched id may say what the layer is (a registry cache's answer to it). */
@@ -179,7 +182,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     return { descriptor, diffid, buildId: vouched ?? fp, cached: false };
   }
 
-  const fp = await idFromTree(stats, entries, scout, secondThread);
+  const fp = await idFromTree(stats, entries, scout, secondThread, (h) => (hashes = h));
   const contentKey = treeKey(FINGERPRINT_FORMAT, fp, spec);
   const byTree = await find(contentKey);
   const hit = byTree ?? (legacy ? await find(buildIdKey(namespace, fp, spec)) : undefined);
@@ -254,13 +257,19 @@ function goBuildId(entries: readonly SourceEntry[]): string | undefined {
   return id ? `go:${id}:${root.size}:${(root.mode & 0o111).toString(8)}` : undefined;
 }
 
-async function idFromTree(stats: StatCache, entries: readonly SourceEntry[], scout: Scout | undefined, secondThread: boolean): Promise<string> {
+async function idFromTree(
+  stats: StatCache,
+  entries: readonly SourceEntry[],
+  scout: Scout | undefined,
+  secondThread: boolean,
+  onHashes: (hashes: readonly (string | undefined)[]) => void,
+): Promise<string> {
   const known = stats.knownFingerprint(entries);
   if (known !== undefined) {
     void scout?.stop();
     return known;
   }
-  const id = await fingerprintTree(entries, stats, scout, { secondThread });
+  const id = await fingerprintTree(entries, stats, scout, { secondThread, onHashes });
   stats.save({ entries, fingerprint: id });
   return id;
 }

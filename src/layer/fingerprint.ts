@@ -42,7 +42,12 @@ function fingerprintOf(entries: readonly SourceEntry[], content: (e: SourceEntry
  * already hashed excepted. The same value. Each file's stamp is looked up once and the new ones
  * recorded in walk order, the order the stat cache reads fastest.
  */
-export async function fingerprintTree(entries: readonly SourceEntry[], stats: StatCache, scout?: Scout, opts: { secondThread?: boolean } = {}): Promise<string> {
+export async function fingerprintTree(
+  entries: readonly SourceEntry[],
+  stats: StatCache,
+  scout?: Scout,
+  opts: { secondThread?: boolean; onHashes?: (hashes: readonly (string | undefined)[]) => void } = {},
+): Promise<string> {
   const scouted = await scout?.stop();
   const hashes = new Array<string | undefined>(entries.length);
   const fresh = new Uint8Array(entries.length);
@@ -66,6 +71,7 @@ export async function fingerprintTree(entries: readonly SourceEntry[], stats: St
   }
   const done = await hashFiles(todo, { secondThread: opts.secondThread ?? true });
   todoAt.forEach((i, k) => (hashes[i] = done[k]!));
+  opts.onHashes?.(hashes);
   return fingerprintOf(entries, (e, i) => {
     if (fresh[i] === 1) stats.record(e, hashes[i]!);
     return hashes[i]!;

@@ -1,3 +1,4 @@
+import { BlockNames } from '../compress/blocknames.js';
 import { BlockPool } from '../compress/blockpool.js';
 import { BLOCK_CAPACITY } from '../compress/cuts.js';
 import { gzipBlocks, type GzipOptions } from '../compress/gzip.js';
@@ -21,6 +22,8 @@ export interface PackOptions {
   lineage: string;
   onBytes?: ((n: number) => void) | undefined;
   onFileHash?: ((e: SourceEntry, sha256: string) => void) | undefined;
+  /** Each file's sha256 by entry index where known (the stat cache's): names gzip's blocks. */
+  known?: ((index: number) => string | undefined) | undefined;
   warn?: ((m: string) => void) | undefined;
 }
 
@@ -43,9 +46,15 @@ export async function packToCache(
   const offThread = bytes >= OFF_THREAD_BYTES;
   const filesOffThread = offThread && o.onFileHash !== undefined;
   const zstd = gzip.algorithm === 'zstd';
-  // gzip's block keys too, as the worker reads each block: the main thread skips a second pass.
-  const diffHash = offThread ? workerHash({ files: filesOffThread, keys: zstd ? undefined : blockKeySpec(gzip) }) : localHash();
+  const spec = blockKeySpec(gzip);
+  const blocks = zstd ? undefined : await LayerBlocks.open(cache, o.lineage, spec, { warn: o.warn });
+  // Blocks found by name need no key; else the worker hashes gzip's block keys as it reads each
+  // block, so the main thread skips a second pass.
+  const byName = o.known !== undefined && blocks !== undefined && blocks.named > 0;
+  const diffHash = offThread ? workerHash({ files: filesOffThread, keys: zstd || byName ? undefined : spec }) : localHash();
   const keys = new Map<Buffer, Promise<Buffer>>();
+  const names = new Map<Buffer, Buffer>();
+  const naming = !zstd && o.known ? { names: new BlockNames(spec, (b, k) => k && names.set(b, k)), known: o.known } : undefined;
   const tarred = async (): Promise<Digest> => {
     const d = await diffHash.digest();
     if (filesOffThread) fileHashes(entries, d.files, o.onFileHash!);
@@ -61,24 +70,23 @@ export async function packToCache(
       readers.delete(b.buffer);
       pool.give(b);
     };
-    const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, filesOffThread ? undefined : o.onFileHash, pool), (c) => {
+    const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, filesOffThread ? undefined : o.onFileHash, pool, naming), (c) => {
       readers.set(c.buffer, 2);
       const key = diffHash.add(c, () => release(c));
       if (key) keys.set(c, key);
       traceAdd('tar.out', c.length);
     });
-    if (zstd) {
+    if (!blocks) {
       // zstd frames compressed in parallel; no block reuse (that is gzip's stitching).
       const blob = await cache.writeBlob(zstdStream(tarBytes, gzip, release));
       return { blob, diffid: await tarred() };
     }
-    const takeKey = (b: Buffer) => {
-      const key = keys.get(b);
-      keys.delete(b);
-      return key;
+    const take = <T>(m: Map<Buffer, T>) => (b: Buffer) => {
+      const v = m.get(b);
+      m.delete(b);
+      return v;
     };
-    const blocks = await LayerBlocks.open(cache, o.lineage, blockKeySpec(gzip), { warn: o.warn });
-    const blob = await cache.writeBlob(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: takeKey }));
+    const blob = await cache.writeBlob(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names) }));
     await blocks.save(blob);
     return { blob, diffid: await tarred() };
   } finally {

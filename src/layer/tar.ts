@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { KocacheError, fsError } from '../errors.js';
+import type { BlockNames } from '../compress/blocknames.js';
 import type { BlockPool } from '../compress/blockpool.js';
 import { BlockCutter } from '../compress/cuts.js';
 import { traceAdd } from '../util/trace.js';
@@ -50,6 +51,8 @@ export function* tarBlocks(
   onBytes?: (n: number) => void,
   onFileHash?: (e: SourceEntry, sha256: string) => void,
   pool?: BlockPool,
+  /** Names the blocks (gzip's reuse) from each file's sha256 where `known` has it. */
+  naming?: { names: BlockNames; known: (index: number) => string | undefined },
 ): Generator<Buffer> {
   const mtime = new Date(opts.mtime * 1000);
   const dest = opts.dest.replace(/^\/+/, '');
@@ -58,7 +61,7 @@ export function* tarBlocks(
   const headers = new HeaderWriter(base);
   const rootHeaders = new HeaderWriter({ ...base, uid: 0, gid: 0 });
   // The full blocks go to the consumer, which keeps them (gzip holds each until its deflate is done).
-  const blocks = new BlockCutter(pool);
+  const blocks = new BlockCutter(pool, naming?.names);
 
   /** The header records in: the blocks they ended (usually none). */
   const putAll = (records: readonly Buffer[]): Buffer[] => {
@@ -146,7 +149,8 @@ export function* tarBlocks(
   // The folders above the destination, so the image has them with known modes (and root's: an
   // owner given for the layer is for its files, not for /usr above them).
   for (const dir of parentsOf(dest)) yield* putAll(rootHeaders.header(`${dir}/`, 'directory', 0o755, 0));
-  for (const e of entries) {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
     const name = e.rel === '' ? dest : dest ? `${dest}/${e.rel}` : e.rel;
     if (name === '') continue; // the root directory placed at / has no entry of its own
     const mode = layerMode(e, keepModes);
@@ -165,6 +169,7 @@ export function* tarBlocks(
       hashOf(e);
       continue;
     }
+    naming?.names.source(naming.known(i));
     const done = small(e, size);
     if (done) yield* done;
     else yield* body(e, size);

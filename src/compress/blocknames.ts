@@ -1,0 +1,133 @@
+import { createHash } from 'node:crypto';
+
+/** gzip.ts WINDOW: a block's dictionary is the 32 KiB of input before it. */
+const WINDOW = 32 * 1024;
+/** Bump on any change to how a name is made. */
+const NAME_FORMAT = 'bn1';
+
+/**
+ * Block names: a gzip block's key (gzip.ts) worked out from what is known of its bytes instead of
+ * hashing them. A tar block is header and padding bytes (hashed as they are) and ranges of files,
+ * each named by the file's sha256 (from the stat cache or a hash already taken), the offset and the
+ * length. Its key is the names of the blocks before it that cover the 32 KiB dictionary, then its
+ * own. So a key still determines the block's bytes and its dictionary exactly, given that each
+ * file's sha256 is right: what a cache hit already trusts (and a copied block's input CRC-32 is
+ * checked against the bytes read, gzip.ts). A block with a file range of unknown hash gets no name,
+ * nor do the blocks whose dictionary reaches into it.
+ */
+export class BlockNames {
+  /** Segment starts in the current block; a segment runs to the next one's start. */
+  private starts: number[] = [];
+  /** Per segment: the file's sha256 (hex), '' for literal bytes, undefined for an unknown file. */
+  private files: (string | undefined)[] = [];
+  /** Per segment: offset in its file of the segment's first byte. */
+  private offsets: number[] = [];
+  /** The file being read (`source`) and where in it the next committed bytes are. */
+  private file: string | undefined = '';
+  private at = 0;
+  /** Names and lengths of the blocks before, newest last, as far back as the window reaches. */
+  private recent: { name: Buffer | undefined; length: number }[] = [];
+
+  private readonly spec: string;
+
+  /** `keySpec`: gzip's blockKeySpec; `onKey` hears each block's key (undefined: no name). */
+  constructor(
+    keySpec: string,
+    private readonly onKey: (block: Buffer, key: Buffer | undefined) => void,
+  ) {
+    // Its own format, so a name never equals a key of blockKey's.
+    this.spec = `${NAME_FORMAT}-${keySpec}`;
+  }
+
+  /** The next committed bytes are the data of a file with this sha256 (undefined: not known). */
+  source(sha256: string | undefined): void {
+    this.file = sha256;
+    this.at = 0;
+  }
+
+  /** Bytes at `pos` of the current block, written as they are. */
+  literal(pos: number): void {
+    const last = this.files.length - 1;
+    if (last >= 0 && this.files[last] === '') return;
+    this.push(pos, '', 0);
+  }
+
+  /** `n` bytes of the current source read in at `pos`. */
+  data(pos: number, n: number): void {
+    if (this.file === '') return this.literal(pos);
+    const last = this.files.length - 1;
+    const contiguous = last >= 0 && this.files[last] === this.file && this.offsets[last]! + (pos - this.starts[last]!) === this.at;
+    if (!contiguous) this.push(pos, this.file, this.at);
+    this.at += n;
+  }
+
+  /** The current block ends: `block` is its bytes; the buffer held `length`, the rest starts the next. */
+  cut(block: Buffer, length: number): void {
+    const c = block.length;
+    const h = createHash('sha256');
+    const field = Buffer.alloc(13);
+    let known = true;
+    let keep = this.starts.length;
+    for (let i = 0; i < this.starts.length; i++) {
+      const from = this.starts[i]!;
+      if (from >= c) {
+        keep = i;
+        break;
+      }
+      const to = Math.min(i + 1 < this.starts.length ? this.starts[i + 1]! : length, c);
+      const file = this.files[i];
+      if (file === undefined) known = false;
+      if (file === undefined || !known) continue;
+      // Tag, length, then the bytes or the file's hash and offset: no two blocks share a name.
+      field[0] = file === '' ? 0x4c : 0x46;
+      field.writeUInt32BE(to - from, 1);
+      field.writeDoubleBE(file === '' ? 0 : this.offsets[i]!, 5);
+      h.update(field);
+      h.update(file === '' ? block.subarray(from, to) : file);
+    }
+    // The segment the cut falls in goes on in the next block, from the cut.
+    const starts: number[] = [];
+    const files: (string | undefined)[] = [];
+    const offsets: number[] = [];
+    const split = keep - 1;
+    if (split >= 0 && (split + 1 < this.starts.length ? this.starts[split + 1]! : length) > c) {
+      starts.push(0);
+      files.push(this.files[split]);
+      offsets.push(this.offsets[split]! + (this.files[split] === '' ? 0 : c - this.starts[split]!));
+    }
+    for (let i = keep; i < this.starts.length; i++) {
+      starts.push(this.starts[i]! - c);
+      files.push(this.files[i]);
+      offsets.push(this.offsets[i]!);
+    }
+    this.starts = starts;
+    this.files = files;
+    this.offsets = offsets;
+    this.named(block, known ? h.digest() : undefined);
+  }
+
+  private named(block: Buffer, name: Buffer | undefined): void {
+    const k = createHash('sha256').update(this.spec).update('\0');
+    let known = name !== undefined;
+    for (const r of this.recent) {
+      if (!r.name) known = false;
+      if (!r.name || !known) break;
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(r.length);
+      k.update(len).update(r.name);
+    }
+    this.onKey(block, known ? k.update('|').update(name!).digest() : undefined);
+    this.recent.push({ name, length: block.length });
+    // Keep the blocks the next dictionary reaches into: newest back to 32 KiB.
+    let covered = 0;
+    let from = this.recent.length;
+    while (from > 0 && covered < WINDOW) covered += this.recent[--from]!.length;
+    if (from > 0) this.recent = this.recent.slice(from);
+  }
+
+  private push(pos: number, file: string | undefined, offset: number): void {
+    this.starts.push(pos);
+    this.files.push(file);
+    this.offsets.push(offset);
+  }
+}

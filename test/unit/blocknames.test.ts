@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { test } from 'node:test';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CacheStore } from '../../src/cache/store.js';
+import { packToCache } from '../../src/layer/pack.js';
+import { walkSource, type SourceEntry } from '../../src/layer/walk.js';
+import { traceSnapshot } from '../../src/util/trace.js';
+import { tempDir } from '../helpers/cli.js';
+
+const gzip = { level: 5, jobs: 2 };
+const tarOpts = { dest: '/app', mtime: 0 };
+
+/** Words from a fixed generator: compressible, and no two files alike. */
+function text(seed: number, size: number): Buffer {
+  let x = seed * 2654435761 + 1;
+  const words: string[] = [];
+  let n = 0;
+  while (n < size) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    const w = `w${(x >>> 8) % 5000} `;
+    words.push(w);
+    n += w.length;
+  }
+  return Buffer.from(words.join('')).subarray(0, size);
+}
+
+async function pack(cacheDir: string, entries: SourceEntry[], known?: (i: number) => string | undefined) {
+  const before = traceSnapshot();
+  const r = await packToCache(entries, tarOpts, gzip, new CacheStore(cacheDir), { lineage: 'test/names', known });
+  const after = traceSnapshot();
+  const delta = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
+  return { ...r, named: delta('gzip.named'), reused: delta('gzip.reused'), deflated: delta('gzip.in'), stale: delta('stitch.stale'), tar: delta('tar.out') };
+}
+
+test('blocks are copied by name without hashing them; a name whose file hash is stale is caught by the input CRC-32', async () => {
+  const dir = tempDir();
+  const src = join(dir, 'src');
+  mkdirSync(join(src, 'lib'), { recursive: true });
+  for (let i = 0; i < 80; i++) writeFileSync(join(src, 'lib', `f${i}.txt`), text(i, 40_000 + i * 300));
+  writeFileSync(join(src, 'big.bin'), text(999, 2_500_000));
+  const entries = walkSource(src);
+  const sha = (e: SourceEntry) => createHash('sha256').update(readFileSync(e.abs)).digest('hex');
+  const hashes = entries.map((e) => (e.type === 'file' ? sha(e) : undefined));
+  const cacheDir = join(dir, 'cache');
+
+  const first = await pack(cacheDir, entries, (i) => hashes[i]);
+  assert.equal(first.reused, 0);
+  const again = await pack(cacheDir, entries, (i) => hashes[i]);
+  assert.equal(again.blob.digest, first.blob.digest);
+  assert.equal(again.deflated, 0);
+  assert.equal(again.named, again.tar, 'every block found by its name');
+
+  // The same size, other bytes: a stat cache fooled into the old hash would name the old block.
+  const victim = entries.findIndex((e) => e.rel === 'lib/f40.txt');
+  writeFileSync(entries[victim]!.abs, text(4040, entries[victim]!.size));
+  const stale = await pack(cacheDir, entries, (i) => hashes[i]);
+  const cold = await pack(join(dir, 'cold'), entries);
+  assert.equal(cold.reused, 0);
+  assert.equal(stale.blob.digest, cold.blob.digest);
+  assert.equal(stale.diffid, cold.diffid);
+  assert.equal(stale.stale, 1, 'the block whose name lied was not copied');
+  assert.ok(stale.deflated > 0 && stale.deflated < stale.tar / 2, `deflated ${stale.deflated} of ${stale.tar}`);
+  assert.ok(stale.named < stale.tar);
+
+  // Without the hashes nothing has a name: blocks are found by key, the same bytes.
+  const unnamed = await pack(cacheDir, entries);
+  assert.equal(unnamed.blob.digest, cold.blob.digest);
+  assert.equal(unnamed.named, 0);
+  assert.equal(unnamed.deflated, 0);
+});
