@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { hashFileSync } from '../src/layer/filehash.js';
 import { fingerprint, fingerprintTree } from '../src/layer/fingerprint.js';
-import { hashFiles } from '../src/layer/hashpool.js';
+import { hashFiles, scoutTree } from '../src/layer/hashpool.js';
 import { StatCache } from '../src/layer/statcache.js';
 import { walkSource } from '../src/layer/walk.js';
 import { traceSnapshot } from '../src/util/trace.js';
@@ -63,4 +63,47 @@ test('a file gone between the walk and the hashing: the error one thread gives, 
   })();
   await assert.rejects(hashFiles(files, { mainThread: false }), (err: Error) => err.message === want.message && err.message.includes(gone.abs));
   await assert.rejects(hashFiles(files), (err: Error) => err.message === want.message);
+});
+
+/** 80 folders (past the 64 listed on the main thread before both threads share them), links, an empty folder. */
+function wideTree(): string {
+  const src = join(tempDir(), 'wide');
+  for (let d = 0; d < 80; d++) {
+    mkdirSync(join(src, 'pkgs', `p${d}`, 'lib'), { recursive: true });
+    for (let f = 0; f < 5; f++) writeFileSync(join(src, 'pkgs', `p${d}`, 'lib', `f${f}.js`), randomBytes(1 + ((d * 5 + f) % 300)));
+    writeFileSync(join(src, 'pkgs', `p${d}`, 'package.json'), `{"name":"p${d}"}`);
+    writeFileSync(join(src, 'pkgs', `p${d}`, 'lib', 'big.bin'), randomBytes(256 * 1024));
+  }
+  symlinkSync('../pkgs/p1/lib', join(src, 'pkgs', 'p0', 'link'));
+  mkdirSync(join(src, 'pkgs', 'empty'));
+  writeFileSync(join(src, 'pkgs', 'p-2'), 'sorts between p- and p/ as bytes do');
+  return src;
+}
+
+test('a tree walked on two threads lists what walkSource lists, and gives the same fingerprint', async () => {
+  const src = wideTree();
+  // The worker started and waiting (it stays a second), so that it takes folders before this
+  // thread has listed them all.
+  await hashFiles(walkSource(src).filter((e) => e.type === 'file'), { mainThread: false });
+  const before = workerBytes();
+  const scout = await scoutTree(src);
+  assert.ok(scout, 'two cores here');
+  const entries = await scout.walk();
+  assert.deepEqual(entries, walkSource(src));
+  assert.ok(workerBytes() > before, 'the worker hashed a share of the files');
+  const cache = tempDir();
+  const alone = fingerprint(entries, new StatCache(join(cache, 'one'), src, Date.now()));
+  assert.equal(await fingerprintTree(entries, new StatCache(join(cache, 'two'), src, Date.now()), scout), alone);
+});
+
+test('a tree with a name that is not UTF-8 is walked as walkSource walks it', async () => {
+  const src = wideTree();
+  writeFileSync(Buffer.concat([Buffer.from(`${src}/pkgs/p7/lib/raw-`), Buffer.from([0xff])]), 'latin-1 named');
+  const scout = await scoutTree(src);
+  const entries = await scout!.walk();
+  const expected = walkSource(src);
+  assert.ok(expected.some((e) => e.rawRel));
+  assert.deepEqual(entries, expected);
+  const cache = tempDir();
+  assert.equal(await fingerprintTree(entries, new StatCache(join(cache, 'two'), src, Date.now()), scout), fingerprint(expected, new StatCache(join(cache, 'one'), src, Date.now())));
 });

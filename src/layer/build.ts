@@ -128,12 +128,12 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const stats = new StatCache(cache.dir, source.src, startedMs);
   // A fresh runner (a registry cache, no stamps of this tree) hashes the whole tree before
   // anything else. A second thread costs its start-up first, so it is used only where that is
-  // repaid: it starts hashing while this one walks a tree of many entries (the walk outlasts its
+  // repaid: it walks and hashes a tree of many entries with this one (the walk outlasts its
   // start-up), or helps hash a few big files once the walk has shown their size.
   const fresh = opts.buildId === undefined && opts.tier !== undefined && !stats.hasStamps();
   const scout = fresh && hasAtLeastEntries(source.src, SCOUT_MIN_ENTRIES) ? await scoutTree(source.src) : undefined;
   if (scout) traceAdd('file.scout', 1);
-  const entries = await applyExcludes(walkSource(source.src), source.exclude);
+  const entries = await applyExcludes(scout ? await scout.walk() : walkSource(source.src), source.exclude);
   const secondThread = !fresh || scout !== undefined || fileBytes(entries) >= SECOND_THREAD_MIN_BYTES;
   const vouched = opts.buildId ?? goBuildId(entries);
   /** Each file's sha256 by entry index, once the tree has been fingerprinted: it names gzip's blocks. */

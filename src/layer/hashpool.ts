@@ -1,7 +1,11 @@
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve as absolute } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { hashFileSync } from './filehash.js';
+import { type ShareIo, type ShareOut, emptyShare, walkShare } from './sharewalk.js';
+import { type SourceEntry, sortEntries, statRoot, walkSource } from './walk.js';
 import { traceAdd } from '../util/trace.js';
 
 /**
@@ -16,63 +20,25 @@ import { traceAdd } from '../util/trace.js';
 // CommonJS, run with `eval`: the CLI is one bundled file, so there is no module path to start.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
-const { openSync, readSync, closeSync, fstatSync, readdirSync } = require('node:fs');
+const { openSync, readSync, closeSync, fstatSync, lstatSync, readdirSync, readlinkSync } = require('node:fs');
 const { createHash } = require('node:crypto');
 const buf = Buffer.allocUnsafe(1 << 20);
-const same = (a, b) => a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.dev === b.dev;
-// Walks a tree on its own, hashing every regular file, until told to stop: each hash comes with
-// the file's stat, the same before and after the read, for the main thread to match to its walk.
-function scout({ id, root, stop }) {
-  const halt = new Int32Array(stop);
-  const paths = [];
-  const numbers = [];
-  const hashes = [];
-  let bytes = 0;
-  const dirs = [root];
-  while (dirs.length > 0 && Atomics.load(halt, 0) === 0) {
-    const dir = dirs.pop();
-    let list;
-    try {
-      list = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const d of list) {
-      if (Atomics.load(halt, 0) !== 0) break;
-      const p = dir === '/' ? '/' + d.name : dir + '/' + d.name;
-      if (d.isDirectory()) dirs.push(p);
-      if (!d.isFile()) continue;
-      try {
-        const fd = openSync(p, 'r');
-        try {
-          const before = fstatSync(fd);
-          if (!before.isFile()) continue;
-          const h = createHash('sha256');
-          let n = 0;
-          for (;;) {
-            const got = readSync(fd, buf, 0, buf.length, null);
-            if (got === 0) break;
-            h.update(buf.subarray(0, got));
-            n += got;
-          }
-          bytes += n;
-          const after = fstatSync(fd);
-          if (!same(before, after)) continue;
-          paths.push(p);
-          numbers.push(after.size, after.mtimeMs, after.ctimeMs, after.ino, after.dev);
-          hashes.push(h.digest('hex'));
-        } finally {
-          closeSync(fd);
-        }
-      } catch {}
-    }
-  }
-  // Few big values rather than an object per file: cheap for the main thread to receive.
-  const nums = new Float64Array(numbers);
-  parentPort.postMessage({ id, scouted: { paths: paths.join('\0'), numbers: nums, hashes: hashes.join('') }, bytes, done: [] }, [nums.buffer]);
+const walkShare = ${walkShare.toString()};
+const io = { readdirSync, lstatSync, openSync, fstatSync, readSync, closeSync, readlinkSync, createHash, buf };
+// Its part of a tree being walked by both threads (see walkTree); none if the main thread finished
+// the walk before this thread started on it.
+function share({ id, base, dirs, flags }) {
+  const f = new Int32Array(flags);
+  const out = { rels: [], types: [], numbers: [], links: [], hashes: [], bytes: 0, bad: false };
+  if (Atomics.compareExchange(f, 2, 0, 1) === 0) walkShare(io, base, dirs, f, out);
+  // Few big values rather than an object per entry: cheap for the main thread to receive.
+  const numbers = new Float64Array(out.numbers);
+  const types = new Uint8Array(out.types);
+  const shared = { rels: out.rels.join('\0'), types, numbers, links: out.links.join('\0'), hashes: out.hashes.join(''), bad: out.bad };
+  parentPort.postMessage({ id, shared, bytes: out.bytes, done: [] }, [numbers.buffer, types.buffer]);
 }
 parentPort.on('message', (m) => {
-  if (m.root !== undefined) return scout(m);
+  if (m.dirs !== undefined) return share(m);
   const { id, paths, next } = m;
   const claim = new Int32Array(next);
   const done = [];
@@ -113,8 +79,8 @@ interface Reply {
   /** index, sha256 hex, index, sha256 hex... */
   done: (number | string)[];
   bytes: number;
-  /** A scout's answer: absolute paths (NUL between), 5 stat numbers each, 64 hex digits each. */
-  scouted?: { paths: string; numbers: Float64Array; hashes: string };
+  /** A share of a walk's answer (see `walkTree`). */
+  shared?: Posted;
 }
 
 export interface FileToHash {
@@ -247,22 +213,25 @@ export async function hashFiles(files: readonly FileToHash[], opts: { mainThread
   }
 }
 
-/** What the worker learned walking a tree by itself (see `scoutTree`). */
+/** The file hashes a two-thread walk took (see `scoutTree`). */
 export interface Scouted {
-  /** The file's sha256 if the worker hashed it and it has the stat it had then. */
-  hash(f: { abs: string; size: number; mtimeMs: number; ctimeMs: number; ino: number; dev: number }): string | undefined;
+  /** The file's sha256 if it was hashed as it was listed. */
+  hash(f: SourceEntry): string | undefined;
 }
 
 export interface Scout {
-  /** Stops the walk and gives what was hashed so far. */
+  /** The tree's entries as walkSource lists them, the files hashed on the way, on two threads. */
+  walk(): Promise<SourceEntry[]>;
+  /** The hashes `walk` took, and the second thread released. */
   stop(): Promise<Scouted>;
 }
 
 /**
- * Starts the worker walking `root` and hashing its files while the main thread walks it too
- * (synchronously, so the worker would otherwise wait): a fresh runner's tree is half hashed by the
- * time its listing is known. A hash is used only for a file whose stat, as the main thread's walk
- * took it, is the one the worker saw before and after reading it.
+ * Starts the worker for a fresh runner's tree of many entries, to walk it with this thread (see
+ * `walk`): each thread takes folders from a shared counter, lists them, and hashes each file as it
+ * finds it, so the tree is listed once and its files opened once. Anything walkSource handles
+ * in its own way (a name that is not UTF-8, a socket, an error) sends the tree back to walkSource
+ * and the files to `hashFiles`.
  */
 export async function scoutTree(root: string): Promise<Scout | undefined> {
   if (!canHashInParallel()) return undefined;
@@ -272,37 +241,109 @@ export async function scoutTree(root: string): Promise<Scout | undefined> {
     release();
     return undefined;
   }
-  const stopFlag = new SharedArrayBuffer(4);
-  const id = nextId++;
-  // Not held open meanwhile: a build that ends another way (an error) must not wait for the walk.
-  const reply = new Promise<Reply | undefined>((resolve) => {
-    waiting.set(id, resolve);
-    w.postMessage({ id, root: absolute(root), stop: stopFlag });
-  });
+  const hashes = new Map<SourceEntry, string>();
   return {
-    async stop() {
-      Atomics.store(new Int32Array(stopFlag), 0, 1);
-      if (waiting.has(id)) w.ref();
-      const r = await reply;
-      release();
-      const byPath = new Map<string, number>();
-      if (r?.scouted) {
-        traceAdd('file.hash', r.bytes);
-        traceAdd('file.read', r.bytes);
-        traceAdd('file.hash.worker', r.bytes);
-        const paths = r.scouted.paths === '' ? [] : r.scouted.paths.split('\0');
-        paths.forEach((p, i) => byPath.set(p, i));
-      }
-      const n = r?.scouted?.numbers;
-      return {
-        hash(f) {
-          const i = byPath.get(f.abs);
-          if (i === undefined || !n) return undefined;
-          const k = i * 5;
-          if (n[k] !== f.size || n[k + 1] !== f.mtimeMs || n[k + 2] !== f.ctimeMs || n[k + 3] !== f.ino || n[k + 4] !== f.dev) return undefined;
-          return r!.scouted!.hashes.slice(i * 64, i * 64 + 64);
-        },
-      };
+    async walk() {
+      const entries = await walkTree(w, root, hashes);
+      if (entries) return entries;
+      hashes.clear();
+      return walkSource(root);
     },
+    async stop() {
+      release();
+      return { hash: (f) => hashes.get(f) };
+    },
+  };
+}
+
+/** Folders listed breadth first on this thread until there are this many to share out. */
+const SHARE_FOLDERS = 64;
+let mainBuf: Buffer | undefined;
+
+async function walkTree(w: Worker, root: string, hashes: Map<SourceEntry, string>): Promise<SourceEntry[] | undefined> {
+  const rootEntry = statRoot(root);
+  if (rootEntry.type !== 'directory') return undefined;
+  const rootAbs = absolute(root);
+  const base = rootAbs === '/' ? '' : rootAbs;
+  const io: ShareIo = { readdirSync, lstatSync, openSync, fstatSync, readSync, closeSync, readlinkSync, createHash, buf: (mainBuf ??= Buffer.allocUnsafe(1 << 20)) };
+  const mine = emptyShare();
+  let level = [''];
+  while (level.length > 0 && level.length < SHARE_FOLDERS) {
+    const next: string[] = [];
+    walkShare(io, base, level, new Int32Array(2), mine, next);
+    if (mine.bad) return undefined;
+    level = next;
+  }
+  let theirs: ShareOut | undefined;
+  if (level.length > 0) {
+    // claimed, stop, and the worker's start: 0 not yet, 1 started, 2 too late (all done here).
+    const flags = new Int32Array(new SharedArrayBuffer(12));
+    const id = nextId++;
+    const reply = new Promise<Reply | undefined>((resolve) => {
+      waiting.set(id, resolve);
+      w.postMessage({ id, base, dirs: level, flags: flags.buffer });
+    });
+    walkShare(io, base, level, flags, mine);
+    if (Atomics.compareExchange(flags, 2, 0, 2) !== 0) {
+      w.ref();
+      const r = await reply;
+      // A worker that died took folders with it: the tree is walked again here.
+      if (!r?.shared) return undefined;
+      theirs = fromPosted(r.shared, r.bytes);
+      traceAdd('file.hash.worker', r.bytes);
+    }
+    if (mine.bad || theirs?.bad) return undefined;
+  }
+  const out = [rootEntry];
+  for (const part of theirs ? [mine, theirs] : [mine]) {
+    traceAdd('file.hash', part.bytes);
+    traceAdd('file.read', part.bytes);
+    let link = 0;
+    let file = 0;
+    for (let i = 0; i < part.types.length; i++) {
+      const t = part.types[i]!;
+      const n = i * 6;
+      const rel = part.rels[i]!;
+      const e: SourceEntry = {
+        rel,
+        abs: `${base}/${rel}`,
+        type: t === 1 ? 'file' : t === 2 ? 'directory' : 'symlink',
+        mode: part.numbers[n]!,
+        size: part.numbers[n + 1]!,
+        mtimeMs: part.numbers[n + 2]!,
+        ctimeMs: part.numbers[n + 3]!,
+        ino: part.numbers[n + 4]!,
+        dev: part.numbers[n + 5]!,
+      };
+      if (t === 3) e.linkTarget = part.links[link++]!;
+      else if (t === 1) hashes.set(e, part.hashes[file++]!);
+      out.push(e);
+    }
+  }
+  return sortEntries(out);
+}
+
+/** The worker's columns as posted (see `share` in the worker's source). */
+interface Posted {
+  rels: string;
+  types: Uint8Array;
+  numbers: Float64Array;
+  links: string;
+  hashes: string;
+  bad: boolean;
+}
+
+function fromPosted(p: Posted, bytes: number): ShareOut {
+  const count = p.types.length;
+  const hashes: string[] = [];
+  for (let k = 0; k < p.hashes.length; k += 64) hashes.push(p.hashes.slice(k, k + 64));
+  return {
+    rels: count === 0 ? [] : p.rels.split('\0'),
+    types: p.types as unknown as number[],
+    numbers: p.numbers as unknown as number[],
+    links: p.links === '' ? [] : p.links.split('\0'),
+    hashes,
+    bytes,
+    bad: p.bad,
   };
 }

@@ -80,21 +80,9 @@ const UTF16_ORDER_DIFFERS = /[\uD800-\uFFFF]/;
  * libuv thread-pool round trip (docs/performance.md).
  */
 export function walkSource(root: string): SourceEntry[] {
-  let rootStat: Stats;
-  try {
-    // The root itself may be a link (a `result` symlink from Nix, say): that one is followed.
-    rootStat = lstatSync(root);
-    if (rootStat.isSymbolicLink()) rootStat = statSync(root);
-  } catch (err) {
-    if (err instanceof KocacheError) throw err;
-    throw fsError(err, root, 'read');
-  }
-  const out: SourceEntry[] = [];
-  if (!rootStat.isDirectory()) {
-    out.push(toEntry('', root, rootStat));
-    return out;
-  }
-  out.push(toEntry('', root, rootStat));
+  const rootEntry = statRoot(root);
+  const out: SourceEntry[] = [rootEntry];
+  if (rootEntry.type !== 'directory') return out;
   // Paths joined by hand from a normalised root: path.join per entry showed in a hit (docs/performance.md).
   const rootAbs = resolve(root);
   const base = rootAbs === '/' ? '' : rootAbs; // so that `${base}/${name}` is right under / too
@@ -132,6 +120,24 @@ export function walkSource(root: string): SourceEntry[] {
       if (e.type === 'directory') stack.push({ rel: childRel });
     }
   }
+  return sortEntries(out);
+}
+
+/** The root's own entry ('' for `rel`); a root that is a link is followed (a `result` symlink from Nix, say). */
+export function statRoot(root: string): SourceEntry {
+  let rootStat: Stats;
+  try {
+    rootStat = lstatSync(root);
+    if (rootStat.isSymbolicLink()) rootStat = statSync(root);
+  } catch (err) {
+    if (err instanceof KocacheError) throw err;
+    throw fsError(err, root, 'read');
+  }
+  return toEntry('', root, rootStat);
+}
+
+/** Entries in walkSource's order, sorting `out` in place. */
+export function sortEntries(out: SourceEntry[]): SourceEntry[] {
   // Sorted as UTF-8 bytes, so the order is the same under every locale and on every machine.
   // JavaScript compares UTF-16 code units, which orders like UTF-8 unless a string holds a
   // surrogate pair or a character from U+E000 up; only then are byte keys made (once, not in the
