@@ -5,7 +5,7 @@ import type { Hash } from 'node:crypto';
 export interface ShareIo {
   readdirSync(path: string, opts: { withFileTypes: true }): Dirent[];
   lstatSync(path: string): Stats;
-  openSync(path: string, flags: string): number;
+  openSync(path: string, flags: number): number;
   fstatSync(fd: number): Stats;
   readSync(fd: number, buf: Uint8Array, offset: number, length: number, position: null): number;
   closeSync(fd: number): void;
@@ -77,15 +77,18 @@ export function walkShare(io: ShareIo, base: string, dirs: readonly string[], fl
         let st: Stats;
         try {
           if (d.isFile()) {
-            const fd = io.openSync(abs, 'r');
+            const fd = io.openSync(abs, 0); // O_RDONLY
             try {
               st = io.fstatSync(fd);
               if (!st.isFile()) return fail(); // replaced since the listing
               const h = io.createHash('sha256');
-              for (;;) {
+              // Read to the size the stat gave, so that a small file costs one read, not a second
+              // one that finds the end (a file written meanwhile is too new for the stat cache).
+              for (let got = 0; got < st.size; ) {
                 const n = io.readSync(fd, buf, 0, buf.length, null);
                 if (n === 0) break;
                 h.update(buf.subarray(0, n));
+                got += n;
                 out.bytes += n;
               }
               out.hashes.push(h.digest('hex'));
