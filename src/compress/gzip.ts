@@ -162,6 +162,9 @@ export async function* gzipBlocks(
   };
 
   yield GZIP_HEADER;
+  // Copied blocks that follow one another in their source were read as one stretch (stitch.ts):
+  // they go out as one write, not one per block (each a round trip to the thread pool).
+  let pending: Buffer | undefined;
   const source = readAhead(toAsync(blocks), running * 2)[Symbol.asyncIterator]();
   let ended = false;
   try {
@@ -186,7 +189,14 @@ export async function* gzipBlocks(
           for (const b of done.bytes) size += b.length;
           hooks.onBlock({ key: done.key ?? (await head.key!), name: head.name, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
         }
-        yield* done.bytes;
+        for (const b of done.bytes) {
+          if (pending && b.buffer === pending.buffer && b.byteOffset === pending.byteOffset + pending.length) {
+            pending = Buffer.from(b.buffer, pending.byteOffset, pending.length + b.length);
+          } else {
+            if (pending) yield pending;
+            pending = b;
+          }
+        }
       } else {
         await changed;
       }
@@ -194,6 +204,7 @@ export async function* gzipBlocks(
   } finally {
     await source.return?.(undefined);
   }
+  if (pending) yield pending;
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE(isize, 4);
