@@ -274,7 +274,7 @@ async function walkTree(w: Worker, root: string, hashes: Map<SourceEntry, string
     if (mine.bad) return undefined;
     level = next;
   }
-  let theirs: ShareOut | undefined;
+  const out = [rootEntry];
   if (level.length > 0) {
     // claimed, stop, and the worker's start: 0 not yet, 1 started, 2 too late (all done here).
     const flags = new Int32Array(new SharedArrayBuffer(12));
@@ -284,43 +284,49 @@ async function walkTree(w: Worker, root: string, hashes: Map<SourceEntry, string
       w.postMessage({ id, base, dirs: level, flags: flags.buffer });
     });
     walkShare(io, base, level, flags, mine);
+    if (mine.bad) return undefined;
+    // This thread's part is made into entries while the worker may still be on its last folders.
+    addEntries(mine, base, out, hashes);
     if (Atomics.compareExchange(flags, 2, 0, 2) !== 0) {
       w.ref();
       const r = await reply;
       // A worker that died took folders with it: the tree is walked again here.
-      if (!r?.shared) return undefined;
-      theirs = fromPosted(r.shared, r.bytes);
+      if (!r?.shared || r.shared.bad) return undefined;
+      addEntries(fromPosted(r.shared, r.bytes), base, out, hashes);
       traceAdd('file.hash.worker', r.bytes);
+      traceAdd('file.hash', r.bytes);
+      traceAdd('file.read', r.bytes);
     }
-    if (mine.bad || theirs?.bad) return undefined;
+  } else {
+    addEntries(mine, base, out, hashes);
   }
-  const out = [rootEntry];
-  for (const part of theirs ? [mine, theirs] : [mine]) {
-    traceAdd('file.hash', part.bytes);
-    traceAdd('file.read', part.bytes);
-    let link = 0;
-    let file = 0;
-    for (let i = 0; i < part.types.length; i++) {
-      const t = part.types[i]!;
-      const n = i * 6;
-      const rel = part.rels[i]!;
-      const e: SourceEntry = {
-        rel,
-        abs: `${base}/${rel}`,
-        type: t === 1 ? 'file' : t === 2 ? 'directory' : 'symlink',
-        mode: part.numbers[n]!,
-        size: part.numbers[n + 1]!,
-        mtimeMs: part.numbers[n + 2]!,
-        ctimeMs: part.numbers[n + 3]!,
-        ino: part.numbers[n + 4]!,
-        dev: part.numbers[n + 5]!,
-      };
-      if (t === 3) e.linkTarget = part.links[link++]!;
-      else if (t === 1) hashes.set(e, part.hashes[file++]!);
-      out.push(e);
-    }
-  }
+  traceAdd('file.hash', mine.bytes);
+  traceAdd('file.read', mine.bytes);
   return sortEntries(out);
+}
+
+function addEntries(part: ShareOut, base: string, out: SourceEntry[], hashes: Map<SourceEntry, string>): void {
+  let link = 0;
+  let file = 0;
+  for (let i = 0; i < part.types.length; i++) {
+    const t = part.types[i]!;
+    const n = i * 6;
+    const rel = part.rels[i]!;
+    const e: SourceEntry = {
+      rel,
+      abs: `${base}/${rel}`,
+      type: t === 1 ? 'file' : t === 2 ? 'directory' : 'symlink',
+      mode: part.numbers[n]!,
+      size: part.numbers[n + 1]!,
+      mtimeMs: part.numbers[n + 2]!,
+      ctimeMs: part.numbers[n + 3]!,
+      ino: part.numbers[n + 4]!,
+      dev: part.numbers[n + 5]!,
+    };
+    if (t === 3) e.linkTarget = part.links[link++]!;
+    else if (t === 1) hashes.set(e, part.hashes[file++]!);
+    out.push(e);
+  }
 }
 
 /** The worker's columns as posted (see `share` in the worker's source). */

@@ -180,6 +180,9 @@ export class StatCache {
     const old = this.old;
     const kept = this.kept;
     const fresh = { paths: this.newPaths, numbers: this.newNumbers };
+    // No old stamps (a first walk, a fresh runner): the new ones as recorded, unless one was
+    // recorded twice; copying 96k stamps one number at a time showed in a fresh runner's profile.
+    if (old.paths.length === 0 && !repeatsAdjacent(fresh.paths)) return { paths: fresh.paths, numbers: fresh.numbers, hex: this.newHex };
     const out = { paths: [] as string[], numbers: [] as number[], hex: [] as string[] };
     const take = (from: { paths: string[]; numbers: ArrayLike<number> }, i: number, hex: string) => {
       out.paths.push(from.paths[i]!);
@@ -205,6 +208,11 @@ export class StatCache {
     }
     return out;
   }
+}
+
+function repeatsAdjacent(paths: readonly string[]): boolean {
+  for (let j = 1; j < paths.length; j++) if (paths[j] === paths[j - 1]) return true;
+  return false;
 }
 
 /** Whether every file of `entries` is in `paths` (both in walk order, as a rule: a set only if not). */
