@@ -28,9 +28,9 @@ const MAX_RECENT = 32;
 /**
  * Compressed bytes read from a source layer at once: the blocks a build copies mostly follow one
  * another there, and a read per block cost an open, a read and a close each (~150 of each for the
- * 100 MB benchmark tree).
+ * 100 MB benchmark tree). Larger stretches cost more in page faults than they saved (docs/compression.md).
  */
-const READ_AHEAD = 4 << 20;
+const READ_AHEAD = 1 << 20;
 /** A map's size at most this share of its layer's. */
 const MAX_OVERHEAD = 0.01;
 /** Index line around the metadata: key, integrity, time, size, the line's own hash. */
