@@ -74,6 +74,9 @@ describe('push ARCHIVE REF', () => {
     assert.notEqual(r.trace['v8.tag'], cachedDataVersionTag(), 'the flag took effect');
     assert.equal(r.trace['inflate.layer'], archive.gzippedLayerTarBytes);
     assert.equal(r.trace['gzip.in'], archive.plainLayerTarBytes);
+    // Blobs from the content store are checked by its read as they are uploaded, not a second time.
+    assert.ok((r.trace['blob.verify'] ?? 0) > 0);
+    assert.equal(r.trace['upload.check'] ?? 0, 0);
 
     const { manifest, configBytes } = inspect(`${reg.host}/nix/app:v1`);
     assert.equal(manifest.mediaType, 'application/vnd.oci.image.manifest.v1+json');

@@ -14,6 +14,7 @@ import { pushImage } from '../src/remote/push.js';
 import type { PushableManifest } from '../src/oci/pushable.js';
 import { memoryBlob, randomImage } from './helpers/images.js';
 import { type RunningRegistry, freePort, startRegistry } from './helpers/registry.js';
+import { traceSnapshot } from '../src/util/trace.js';
 
 async function oneLineError(p: Promise<unknown>): Promise<string> {
   try {
@@ -119,11 +120,13 @@ describe('errors from a real registry', () => {
     const liar = { descriptor: good.descriptor, open: memoryBlob(Buffer.from('other bytes, the very same length!')).open };
     assert.equal(Buffer.from('other bytes, the very same length!').length === good.descriptor.size, false);
     const sameLength = { descriptor: good.descriptor, open: memoryBlob(Buffer.from('THE BYTES THE DESCRIPTOR PROMISES')).open };
+    const checked = traceSnapshot()['upload.check'] ?? 0;
     for (const blob of [liar, sameLength]) {
       const msg = await oneLineError(client.pushBlob(parseReference(`${reg.host}/liar`), blob));
       // The source is named as the culprit, not the registry, and the registry never gets the whole wrong blob.
       assert.match(msg, /digest mismatch: the source of sha256:[0-9a-f]{64} yields (more than|\d+ bytes hashing to)/);
     }
+    assert.ok((traceSnapshot()['upload.check'] ?? 0) > checked, 'a source that does not check itself is checked by the upload');
     assert.equal(await client.blobExists(parseReference(`${reg.host}/liar`), good.descriptor.digest), false);
   });
 

@@ -19,6 +19,7 @@ export function cachedBlob(cache: CacheStore, descriptor: Descriptor): BlobSourc
   return {
     descriptor,
     open: () => cache.readBlob(descriptor.digest, descriptor.size),
+    verified: true,
   };
 }
 
@@ -42,6 +43,7 @@ export function observedBlob(blob: BlobSource, opened: (size: number) => void, r
 export function withDescriptor(blob: BlobSource, descriptor: Descriptor): BlobSource {
   const out: BlobSource = { descriptor, open: () => blob.open() };
   if (blob.origins) out.origins = blob.origins;
+  if (blob.verified && blob.descriptor.digest === descriptor.digest && blob.descriptor.size === descriptor.size) out.verified = true;
   return out;
 }
 

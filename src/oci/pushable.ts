@@ -12,6 +12,11 @@ export interface BlobSource {
    * registry tries a cross-repository mount from them before uploading.
    */
   origins?: BlobOrigin[];
+  /**
+   * `open` itself fails on bytes that are not the descriptor's (a verified read of the content
+   * store): an upload need not hash them a second time.
+   */
+  verified?: boolean;
 }
 
 export interface BlobOrigin {

@@ -1,8 +1,9 @@
-import { rechunk } from '../compress/chunks.js';
+import { readAhead, rechunk } from '../compress/chunks.js';
 import { KocacheError } from '../errors.js';
 import type { BlobSource } from '../oci/pushable.js';
 import type { Digest } from '../oci/digest.js';
 import { type Reference } from '../reference/reference.js';
+import { traceAdd } from '../util/trace.js';
 import { describeMismatch, verify } from '../util/verify.js';
 import { repositoryScope } from './auth.js';
 import { type Requester, resolveLocation, withQuery } from './request.js';
@@ -71,11 +72,15 @@ export async function uploadBlob(
     // The source must yield exactly the bytes its descriptor names: a bad source is a bug upstream,
     // not the registry's, and is stopped before the registry sees a wrong length.
     const d = blob.descriptor;
-    const source = verify(blob.open(), d, (m) => new KocacheError('digest-mismatch', `digest mismatch: the source of ${d.digest} yields ${describeMismatch(m)}`));
+    const source = blob.verified
+      ? blob.open()
+      : verify(blob.open(), d, (m) => new KocacheError('digest-mismatch', `digest mismatch: the source of ${d.digest} yields ${describeMismatch(m)}`), (c) => traceAdd('upload.check', c.byteLength));
     let final: HttpResponse;
     if (size >= opts.chunkThreshold) {
       let offset = 0;
-      for await (const chunk of rechunk(source, opts.chunkSize)) {
+      // The next chunk is read (and its bytes checked) while the registry takes this one: a chunk
+      // at a time, the reading and the registry's writing took turns (docs/performance.md).
+      for await (const chunk of readAhead(rechunk(source, opts.chunkSize), 1)) {
         const res = await rq.once({
           registry: repo.registry, scopes: push, method: 'PATCH', url: location, what, body: chunk,
           headers: { 'content-type': OCTETS, 'content-length': String(chunk.length), 'content-range': `${offset}-${offset + chunk.length - 1}` },
