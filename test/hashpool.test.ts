@@ -65,7 +65,7 @@ test('a file gone between the walk and the hashing: the error one thread gives, 
   await assert.rejects(hashFiles(files), (err: Error) => err.message === want.message);
 });
 
-/** 80 folders (past the 64 listed on the main thread before both threads share them), links, an empty folder. */
+/** 80 folders (past the 64 listed on the main thread before both threads share them), a link, an empty folder, an empty file, a file bigger than a thread's 1 MiB buffer. */
 function wideTree(): string {
   const src = join(tempDir(), 'wide');
   for (let d = 0; d < 80; d++) {
@@ -74,6 +74,8 @@ function wideTree(): string {
     writeFileSync(join(src, 'pkgs', `p${d}`, 'package.json'), `{"name":"p${d}"}`);
     writeFileSync(join(src, 'pkgs', `p${d}`, 'lib', 'big.bin'), randomBytes(256 * 1024));
   }
+  writeFileSync(join(src, 'pkgs', 'p3', 'bigger-than-a-read.bin'), randomBytes(3 * 1024 * 1024 + 5));
+  writeFileSync(join(src, 'pkgs', 'p4', 'empty'), '');
   symlinkSync('../pkgs/p1/lib', join(src, 'pkgs', 'p0', 'link'));
   mkdirSync(join(src, 'pkgs', 'empty'));
   writeFileSync(join(src, 'pkgs', 'p-2'), 'sorts between p- and p/ as bytes do');

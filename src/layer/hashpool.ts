@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve as absolute } from 'node:path';
@@ -21,10 +21,10 @@ import { traceAdd } from '../util/trace.js';
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { openSync, readSync, closeSync, fstatSync, lstatSync, readdirSync, readlinkSync } = require('node:fs');
-const { createHash } = require('node:crypto');
+const { createHash, hash } = require('node:crypto');
 const buf = Buffer.allocUnsafe(1 << 20);
 const walkShare = ${walkShare.toString()};
-const io = { readdirSync, lstatSync, openSync, fstatSync, readSync, closeSync, readlinkSync, createHash, buf };
+const io = { readdirSync, lstatSync, openSync, fstatSync, readSync, closeSync, readlinkSync, createHash, hash, buf };
 // Its part of a tree being walked by both threads (see walkTree); none if the main thread finished
 // the walk before this thread started on it.
 function share({ id, base, dirs, flags }) {
@@ -265,7 +265,7 @@ async function walkTree(w: Worker, root: string, hashes: Map<SourceEntry, string
   if (rootEntry.type !== 'directory') return undefined;
   const rootAbs = absolute(root);
   const base = rootAbs === '/' ? '' : rootAbs;
-  const io: ShareIo = { readdirSync, lstatSync, openSync, fstatSync, readSync, closeSync, readlinkSync, createHash, buf: (mainBuf ??= Buffer.allocUnsafe(1 << 20)) };
+  const io: ShareIo = { readdirSync, lstatSync, openSync, fstatSync, readSync, closeSync, readlinkSync, createHash, hash, buf: (mainBuf ??= Buffer.allocUnsafe(1 << 20)) };
   const mine = emptyShare();
   let level = [''];
   while (level.length > 0 && level.length < SHARE_FOLDERS) {

@@ -11,6 +11,8 @@ export interface ShareIo {
   closeSync(fd: number): void;
   readlinkSync(path: string, encoding: 'utf8'): string;
   createHash(algorithm: 'sha256'): Hash;
+  /** crypto.hash (Node >= 20.12): a one-shot digest. */
+  hash(algorithm: 'sha256', data: Uint8Array, encoding: 'hex'): string;
   buf: Buffer;
 }
 
@@ -81,17 +83,29 @@ export function walkShare(io: ShareIo, base: string, dirs: readonly string[], fl
             try {
               st = io.fstatSync(fd);
               if (!st.isFile()) return fail(); // replaced since the listing
-              const h = io.createHash('sha256');
               // Read to the size the stat gave, so that a small file costs one read, not a second
               // one that finds the end (a file written meanwhile is too new for the stat cache).
-              for (let got = 0; got < st.size; ) {
-                const n = io.readSync(fd, buf, 0, buf.length, null);
-                if (n === 0) break;
-                h.update(buf.subarray(0, n));
-                got += n;
-                out.bytes += n;
+              const size = st.size;
+              let got = 0;
+              if (size <= buf.length) {
+                // In the buffer whole: hashed in one call, no Hash object per file.
+                while (got < size) {
+                  const n = io.readSync(fd, buf, got, size - got, null);
+                  if (n === 0) break;
+                  got += n;
+                }
+                out.hashes.push(io.hash('sha256', buf.subarray(0, got), 'hex'));
+              } else {
+                const h = io.createHash('sha256');
+                while (got < size) {
+                  const n = io.readSync(fd, buf, 0, buf.length, null);
+                  if (n === 0) break;
+                  h.update(buf.subarray(0, n));
+                  got += n;
+                }
+                out.hashes.push(h.digest('hex'));
               }
-              out.hashes.push(h.digest('hex'));
+              out.bytes += got;
             } finally {
               io.closeSync(fd);
             }
