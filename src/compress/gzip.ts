@@ -30,6 +30,8 @@ export interface ReusedBlock {
   crc: number;
   /** CRC-32 of `bytes` (as the block map holds it). */
   check: number;
+  /** CRC-32 of the dictionary the bytes were deflated with, for a block found by name (0: none). */
+  dict: number;
 }
 
 /** Where compressed blocks seen before can be found (stitch.ts): by block key. */
@@ -52,6 +54,8 @@ export interface WrittenBlock {
   crc: number;
   /** CRC-32 of its compressed bytes: a copy of them is checked against it. */
   check: number;
+  /** CRC-32 of its dictionary, when it has a name (0 when not): a copy by name is checked against it. */
+  dict: number;
 }
 
 export interface GzipHooks {
@@ -114,6 +118,8 @@ export async function* gzipBlocks(
     finished: boolean;
     key: Buffer | Promise<Buffer> | undefined;
     name: Buffer | undefined;
+    /** CRC-32 of the block's dictionary, when it has a name. */
+    dict: number;
     out: Promise<Compressed>;
     length: number;
   }
@@ -130,15 +136,16 @@ export async function* gzipBlocks(
     let job: Job;
     const given = hooks.key?.(block);
     const name = hooks.name?.(block);
+    const dict = name ? zlib.crc32(dictionary) : 0;
     if (hooks.reuse && hooks.reuse.size > 0) {
       const before = dictionary;
       const key = () => given ?? blockKey(spec, before, block);
-      job = { finished: false, out: reuseBlock(block, before, name, key, opts.level, hooks.reuse), key: undefined, name, length: block.length };
+      job = { finished: false, out: reuseBlock(block, before, name, dict, key, opts.level, hooks.reuse), key: undefined, name, dict, length: block.length };
     } else {
       // Nothing to copy from: the deflate starts first, and the key (for the map) is hashed while
       // it runs. The main thread is the busier side of a cold build; a block waiting for its key
       // before going to the thread pool left a core idle.
-      job = { finished: false, out: compressBlock(block, dictionary, opts.level), key: undefined, name, length: block.length };
+      job = { finished: false, out: compressBlock(block, dictionary, opts.level), key: undefined, name, dict, length: block.length };
       if (hooks.onBlock) job.key = given ?? blockKey(spec, dictionary, block);
     }
     busy++;
@@ -187,7 +194,7 @@ export async function* gzipBlocks(
         if (hooks.onBlock) {
           let size = 0;
           for (const b of done.bytes) size += b.length;
-          hooks.onBlock({ key: done.key ?? (await head.key!), name: head.name, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
+          hooks.onBlock({ key: done.key ?? (await head.key!), name: head.name, dict: head.dict, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
         }
         for (const b of done.bytes) {
           if (pending && b.buffer === pending.buffer && b.byteOffset === pending.byteOffset + pending.length) {
@@ -247,19 +254,22 @@ interface Compressed {
 /**
  * A block copied from an earlier layer if one had it, else deflated. By name first (no hashing of
  * the block); a name trusts the files' hashes, so the copy's input CRC-32 must match the block's
- * bytes (a file changed behind the stat cache's back: then by key, which hashes them).
+ * bytes, and the CRC-32 of the dictionary it was deflated with this block's dictionary (a file
+ * changed behind the stat cache's back, in this block or in the 32 KiB before it: then by key,
+ * which hashes both).
  */
 async function reuseBlock(
   block: Buffer,
   dictionary: Buffer,
   name: Buffer | undefined,
+  dict: number,
   key: () => Buffer | Promise<Buffer>,
   level: number,
   reuse: BlockSource,
 ): Promise<Compressed> {
   const named = name && (await reuse.findName(name));
   if (named) {
-    if (zlib.crc32(block) === named.crc) {
+    if (zlib.crc32(block) === named.crc && dict === named.dict) {
       traceAdd('gzip.reused', block.length);
       traceAdd('gzip.named', block.length);
       return { bytes: [named.bytes], crc: named.crc, check: named.check, key: named.key };

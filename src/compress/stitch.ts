@@ -15,11 +15,17 @@ import { GZIP_HEADER, rangeCheck, type BlockSource, type ReusedBlock, type Writt
  * of the last RECENT layers of its lineage (the same namespace and destination).
  */
 
-/** Version of the map's encoding (2: block names beside the keys; maps before them are not read). */
-const MAP_FORMAT = 2;
+/**
+ * Version of the map's encoding (2: block names beside the keys; 3: and the CRC-32 of a named
+ * block's dictionary). Maps of another version are not read.
+ */
+const MAP_FORMAT = 3;
 const KEY = 32;
-/** key, name (zeros: none), compressed size, CRC-32 of the input, CRC-32 of the compressed bytes (u32s) */
-const ENTRY = KEY + KEY + 4 + 4 + 4;
+/**
+ * key, name (zeros: none), compressed size, CRC-32 of the input, CRC-32 of the compressed bytes,
+ * CRC-32 of the dictionary (u32s)
+ */
+const ENTRY = KEY + KEY + 4 + 4 + 4 + 4;
 const NO_NAME = Buffer.alloc(KEY);
 /** Layers of one lineage whose blocks a new one may copy, unless the caller says otherwise. */
 const RECENT = 4;
@@ -55,6 +61,7 @@ interface Located {
   size: number;
   crc: number;
   check: number;
+  dict: number;
 }
 
 // One update at a time per lineage in this process: a publish builds an image's layers at once.
@@ -106,7 +113,7 @@ export class LayerBlocks implements BlockSource {
       let offset = GZIP_HEADER.length;
       for (const e of entries) {
         const k = e.key.toString('hex');
-        const at = { key: e.key, digest, offset, size: e.size, crc: e.crc, check: e.check };
+        const at = { key: e.key, digest, offset, size: e.size, crc: e.crc, check: e.check, dict: e.dict };
         // Newest layer first: its copy of a block wins.
         if (!self.index.has(k)) self.index.set(k, at);
         if (e.name) {
@@ -137,7 +144,7 @@ export class LayerBlocks implements BlockSource {
   private async read(at: Located | undefined): Promise<ReusedBlock | undefined> {
     if (!at || this.bad.has(at.digest)) return undefined;
     const bytes = await this.range(at);
-    if (bytes && rangeCheck([bytes]) === at.check) return { bytes, key: at.key, crc: at.crc, check: at.check };
+    if (bytes && rangeCheck([bytes]) === at.check) return { bytes, key: at.key, crc: at.crc, check: at.check, dict: at.dict };
     if (this.bad.has(at.digest)) return undefined;
     this.bad.add(at.digest);
     if (!bytes) {
@@ -204,11 +211,12 @@ function encodeEntries(blocks: readonly WrittenBlock[]): string {
     out.writeUInt32BE(b.size, at + 2 * KEY);
     out.writeUInt32BE(b.crc >>> 0, at + 2 * KEY + 4);
     out.writeUInt32BE(b.check >>> 0, at + 2 * KEY + 8);
+    out.writeUInt32BE(b.dict >>> 0, at + 2 * KEY + 12);
   });
   return out.toString('base64');
 }
 
-function decodeMap(m: unknown, spec: string): { key: Buffer; name: Buffer | undefined; size: number; crc: number; check: number }[] | undefined {
+function decodeMap(m: unknown, spec: string): { key: Buffer; name: Buffer | undefined; size: number; crc: number; check: number; dict: number }[] | undefined {
   const rec = m as Partial<MapRecord> | null | undefined;
   if (!rec || rec.v !== MAP_FORMAT || rec.spec !== spec || typeof rec.blocks !== 'string') return undefined;
   const raw = Buffer.from(rec.blocks, 'base64');
@@ -222,6 +230,7 @@ function decodeMap(m: unknown, spec: string): { key: Buffer; name: Buffer | unde
       size: raw.readUInt32BE(at + 2 * KEY),
       crc: raw.readUInt32BE(at + 2 * KEY + 4),
       check: raw.readUInt32BE(at + 2 * KEY + 8),
+      dict: raw.readUInt32BE(at + 2 * KEY + 12),
     });
   }
   return out;

@@ -70,3 +70,31 @@ test('blocks are copied by name without hashing them; a name whose file hash is 
   assert.equal(unnamed.named, 0);
   assert.equal(unnamed.deflated, 0);
 });
+
+test('a block found by name is not copied when a file in its dictionary changed behind the stat cache', async () => {
+  // The 32 KiB before a block is its dictionary: a stale hash for a file there names the old
+  // dictionary, and the block's own bytes (and their CRC-32) are unchanged, so only the
+  // dictionary's CRC-32 in the map can tell. Files 37, 60 and 78 of this tree end a block.
+  const dir = tempDir();
+  const src = join(dir, 'src');
+  mkdirSync(join(src, 'lib'), { recursive: true });
+  for (let i = 0; i < 80; i++) writeFileSync(join(src, 'lib', `f${i}.txt`), text(i, 40_000 + i * 300));
+  const entries = walkSource(src);
+  const hashes = entries.map((e) => (e.type === 'file' ? createHash('sha256').update(readFileSync(e.abs)).digest('hex') : undefined));
+  let dictionaryCaught = 0;
+  for (const v of [37, 60, 78]) {
+    const victim = entries.find((e) => e.rel === `lib/f${v}.txt`)!;
+    const original = readFileSync(victim.abs);
+    const cacheDir = join(dir, `cache-${v}`);
+    await pack(cacheDir, entries, (i) => hashes[i]);
+    writeFileSync(victim.abs, text(10_000 + v, victim.size));
+    const stale = await pack(cacheDir, entries, (i) => hashes[i]);
+    const cold = await pack(join(dir, `cold-${v}`), entries);
+    assert.equal(stale.blob.digest, cold.blob.digest, `lying about f${v}`);
+    assert.equal(stale.diffid, cold.diffid);
+    // The victim's block, and the block after it whose dictionary the victim reaches into.
+    if (stale.stale >= 2) dictionaryCaught++;
+    writeFileSync(victim.abs, original);
+  }
+  assert.ok(dictionaryCaught > 0, 'some victim reached into the next block\'s dictionary');
+});
