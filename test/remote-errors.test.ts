@@ -115,6 +115,39 @@ describe('errors from a real registry', () => {
     assert.match(msg, /^127\.0\.0\.1:\d+\/lacking:v1: the registry lacks a blob the manifest names \(MANIFEST_BLOB_UNKNOWN/);
   });
 
+  test('manifests put while other clients upload one of their blobs again all land (distribution\'s link race is retried)', async () => {
+    // distribution rewrites a blob's link file in place on each finished upload of it; a manifest
+    // checked meanwhile reads an empty link and gets DIGEST_INVALID (about 1 PUT in 15 here).
+    const config = memoryBlob(Buffer.from('{"shared":"config"}'), MediaType.OciConfig);
+    const repo = parseReference(`${reg.host}/linkrace`);
+    await client.pushBlob(repo, config);
+    const uploadAgain = async (): Promise<void> => {
+      const post = await fetch(`http://${reg.host}/v2/linkrace/blobs/uploads/`, { method: 'POST' });
+      const at = new URL(post.headers.get('location') ?? '', `http://${reg.host}`);
+      at.searchParams.set('digest', config.descriptor.digest);
+      const put = await fetch(at, { method: 'PUT', body: Buffer.from('{"shared":"config"}'), headers: { 'content-type': 'application/octet-stream' } });
+      assert.equal(put.status, 201);
+    };
+    const warnings: string[] = [];
+    const racer = new RegistryClient({ warn: (m) => warnings.push(m), retry: { baseDelayMs: 5, maxDelayMs: 50 } });
+    const stop = Date.now() + 1500;
+    let puts = 0;
+    try {
+      const uploader = async (): Promise<void> => { while (Date.now() < stop) await uploadAgain(); };
+      const putter = async (k: number): Promise<void> => {
+        for (let i = 0; Date.now() < stop; i++, puts++) {
+          const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: config.descriptor, layers: [], annotations: { n: `${k}-${i}` } }));
+          await racer.putManifest({ ...repo, tag: `t${k}-${i}` }, manifest, MediaType.OciManifest);
+        }
+      };
+      await Promise.all([uploader(), uploader(), uploader(), putter(1), putter(2)]);
+    } finally {
+      await racer.close();
+    }
+    assert.ok(puts > 50, `enough manifests put to meet the race (${puts})`);
+    for (const w of warnings) assert.match(w, /DIGEST_INVALID.*retrying in/);
+  });
+
   test('a source whose bytes do not match its descriptor: digest mismatch, nothing tagged', async () => {
     const good = memoryBlob(Buffer.from('the bytes the descriptor promises'));
     const liar = { descriptor: good.descriptor, open: memoryBlob(Buffer.from('other bytes, the very same length!')).open };

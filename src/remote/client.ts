@@ -10,10 +10,11 @@ import { type Reference, canonicalRegistry, formatReference, formatRepository } 
 import { Authenticator, repositoryScope } from './auth.js';
 import { CredentialStore } from './credentials.js';
 import { Requester, withQuery } from './request.js';
-import { DEFAULT_RETRY, type RetryPolicy, isRetryableNetworkError } from './retry.js';
+import { describeRegistryErrors, parseRegistryErrors } from './errors.js';
+import { DEFAULT_RETRY, RetryableError, type RetryPolicy, isRetryableNetworkError } from './retry.js';
 import { BlobLocations } from './seen.js';
 import type { Timeouts } from './timeouts.js';
-import { Transport, type TransportOptions, discard, readBytes, type HttpResponse } from './transport.js';
+import { Transport, type TransportOptions, discard, readBytes, readText, type HttpResponse } from './transport.js';
 import { DEFAULT_UPLOAD, type UploadOptions, checkDigestHeader, uploadBlob } from './upload.js';
 
 export interface ClientOptions {
@@ -126,12 +127,23 @@ export class RegistryClient {
       ? { registry: ref.registry, repository: ref.repository, tag: ref.tag }
       : { registry: ref.registry, repository: ref.repository, digest };
     const what = formatReference(target);
-    const res = await this.rq.call({
-      registry: ref.registry, scopes: pushScope(ref), method: 'PUT', what,
-      url: this.manifestUrl(target), body: bytes,
-      headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
-    });
-    if (res.status !== 201 && res.status !== 200) throw await this.rq.unexpected(res, { method: 'PUT', what });
+    const res = await this.rq.retrying(ref.registry, async () => {
+      const r = await this.rq.once({
+        registry: ref.registry, scopes: pushScope(ref), method: 'PUT', what,
+        url: this.manifestUrl(target), body: bytes,
+        headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
+      });
+      if (r.status === 201 || r.status === 200) return r;
+      const body = await readText(r).catch(() => '');
+      const errors = parseRegistryErrors(body);
+      // distribution rewrites a blob's link file in place whenever a client finishes uploading
+      // that blob: a manifest checked at that moment reads an empty link and is refused as
+      // DIGEST_INVALID (docs/registries.md). The digest is ours, so the refusal is the race's.
+      if (errors.some((e) => e.code === 'DIGEST_INVALID')) {
+        throw new RetryableError(`PUT ${what}: registry answered ${r.status} (${describeRegistryErrors(errors, body)})`);
+      }
+      throw this.rq.unexpectedBody(r.status, body, { method: 'PUT', what });
+    }, `PUT ${what}`);
     await discard(res);
     checkDigestHeader(res, digest, what);
     return { mediaType, digest, size: bytes.length };
