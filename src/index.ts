@@ -11,6 +11,7 @@ export type { Descriptor } from './oci/descriptor.js';
 export type { ImageConfig, ImageIndex, ImageManifest } from './oci/manifest.js';
 export { formatPlatform, parsePlatform, platformMatches, type Platform } from './oci/platform.js';
 export type { BlobOrigin, BlobSource, Pushable, PushableIndex, PushableManifest } from './oci/pushable.js';
+export type { BlobSink } from './oci/sink.js';
 export { formatReference, parseReference, type Reference } from './reference/reference.js';
 
 // The cache: open it (under a lease, so a concurrent gc spares what you use), then pass it on.

@@ -4,6 +4,7 @@ import { buildLayer } from '../layer/build.js';
 import type { LayerTier } from '../layer/tier.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { Platform } from '../oci/platform.js';
+import type { BlobSink } from '../oci/sink.js';
 import { type AppendLayer, type AssemblyBase, assembleIndex, assembleManifest } from './assemble.js';
 import { type ConfigOverrides, imagePlatform } from './config.js';
 import type { Pushable, PushableManifest } from '../oci/pushable.js';
@@ -37,6 +38,8 @@ export interface BuildImageOptions {
   onPack?: ((bytes: number, layer: { spec: string; platform: Platform }) => void) | undefined;
   /** The registry cache, behind the local one (src/layer/tier.ts). */
   tier?: LayerTier | undefined;
+  /** Asked when a layer is built (a miss): where its blob's bytes also go while written. */
+  sink?: ((layer: { spec: string; platform: Platform }) => BlobSink | undefined) | undefined;
   /** On every manifest and on the index. */
   annotations?: Record<string, string> | undefined;
 }
@@ -69,6 +72,7 @@ export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOption
           onBytes: onBytes && ((n) => onBytes(n, id)),
           onPack: onPack && ((n) => onPack(n, id)),
           tier: o.tier,
+          sink: o.sink && (() => o.sink!(id)),
         });
         shared.set(same, build);
       }

@@ -7,6 +7,7 @@ import { type Descriptor, isDescriptor } from '../oci/descriptor.js';
 import { type Digest, isDigest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import type { Platform } from '../oci/platform.js';
+import type { BlobSink } from '../oci/sink.js';
 import { KocacheError, usageError } from '../errors.js';
 import { fingerprint, fingerprintTree } from './fingerprint.js';
 import { type Scout, scoutTree } from './hashpool.js';
@@ -38,6 +39,8 @@ export interface BuildLayerOptions {
   onPack?: ((bytes: number) => void) | undefined;
   /** A cache behind the local one (the registry cache): asked after a local miss, told every layer. */
   tier?: LayerTier | undefined;
+  /** Asked on a miss, as the layer is packed: where its blob's bytes also go while written. */
+  sink?: (() => BlobSink | undefined) | undefined;
 }
 
 export interface LayerResult {
@@ -142,7 +145,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     const { packToCache } = await import('./pack.js');
     opts.onPack?.(fileBytes(entries));
     const known = hashes && ((i: number) => hashes![i]);
-    return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, known, warn: opts.warn });
+    return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, known, warn: opts.warn, sink: opts.sink?.() });
   };
   const vouchedKey = vouched === undefined ? undefined : buildIdKey(namespace, vouched, spec);
   /** `fp` undefined: only the vouched id may say what the layer is (a registry cache's answer to it). */

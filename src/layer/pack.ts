@@ -9,6 +9,7 @@ import { LayerBlocks } from '../compress/stitch.js';
 import { localHash, workerHash, type StreamDigest } from '../compress/streamhash.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
+import { type BlobSink, writeTeed } from '../oci/sink.js';
 import { traceAdd } from '../util/trace.js';
 import { tarBlocks } from './tar.js';
 import type { TarOptions } from './tarspec.js';
@@ -25,6 +26,8 @@ export interface PackOptions {
   /** Each file's sha256 by entry index where known (the stat cache's): names gzip's blocks. */
   known?: ((index: number) => string | undefined) | undefined;
   warn?: ((m: string) => void) | undefined;
+  /** Also gets the blob's bytes as they are written (publish's upload while the layer is built). */
+  sink?: BlobSink | undefined;
 }
 
 /**
@@ -55,6 +58,7 @@ export async function packToCache(
   const keys = new Map<Buffer, Promise<Buffer>>();
   const names = new Map<Buffer, Buffer>();
   const naming = !zstd && o.known ? { names: new BlockNames(spec, (b, k) => k && names.set(b, k)), known: o.known } : undefined;
+  const store = (s: AsyncIterable<Uint8Array>) => writeTeed(s, o.sink, (t) => cache.writeBlob(t));
   const tarred = async (): Promise<Digest> => {
     const d = await diffHash.digest();
     if (filesOffThread) fileHashes(entries, d.files, o.onFileHash!);
@@ -78,7 +82,7 @@ export async function packToCache(
     });
     if (!blocks) {
       // zstd frames compressed in parallel; no block reuse (that is gzip's stitching).
-      const blob = await cache.writeBlob(zstdStream(tarBytes, gzip, release));
+      const blob = await store(zstdStream(tarBytes, gzip, release));
       return { blob, diffid: await tarred() };
     }
     const take = <T>(m: Map<Buffer, T>) => (b: Buffer) => {
@@ -86,7 +90,7 @@ export async function packToCache(
       m.delete(b);
       return v;
     };
-    const blob = await cache.writeBlob(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names) }));
+    const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names) }));
     await blocks.save(blob);
     return { blob, diffid: await tarred() };
   } finally {

@@ -82,6 +82,11 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
         gzip: plan.compression,
         warn,
         tier,
+        // A layer being built goes up as its blob is written (src/remote/upload.ts, StreamedUpload).
+        sink: pusher && ((layer) => pusher.stream(o.onProgress && {
+          opened: (size) => tell({ type: 'upload-start', size, layer }),
+          read: (bytes) => tell({ type: 'uploaded', bytes, layer }),
+        })),
         onBytes: (bytes, layer) => tell({ type: 'read', bytes, layer }),
         onPack: (bytes, layer) => tell({ type: 'expect', bytes, layer }),
         onLayer: (e) => {

@@ -1,5 +1,6 @@
 import type { BlobSource } from '../oci/pushable.js';
 import type { Digest } from '../oci/digest.js';
+import type { BlobSink } from '../oci/sink.js';
 import type { Reference } from '../reference/reference.js';
 import type { RegistryClient } from './client.js';
 import { Limiter } from '../util/limit.js';
@@ -17,6 +18,8 @@ export type PushOutcome = 'present' | 'mounted' | 'uploaded';
  */
 export class BlobPusher {
   private readonly started = new Map<Digest, Promise<PushOutcome>>();
+  /** Blobs sent while built (stream), by digest: whether the registry took them. */
+  private readonly streamed = new Map<Digest, Promise<boolean>>();
   private readonly transfers: Limiter;
   private failed = false;
   private fail!: (err: unknown) => void;
@@ -40,7 +43,30 @@ export class BlobPusher {
 
   /** Whether a push of this blob was started. */
   has(digest: Digest): boolean {
-    return this.started.has(digest);
+    return this.started.has(digest) || this.streamed.has(digest);
+  }
+
+  /**
+   * A place for the bytes of a blob being built, uploaded as they come; its push is then that
+   * upload, or (should the stream have been given up) an ordinary push from the content store.
+   * `counted` hears of the bytes as an upload of the blob would tell them, once its size is known.
+   */
+  stream(counted?: { opened: (size: number) => void; read: (bytes: number) => void }): BlobSink {
+    let early = 0;
+    let told = false;
+    const up = this.client.streamBlob(this.repo, (n) => (told ? counted?.read(n) : (early += n)));
+    return {
+      write: (chunk) => up.write(chunk),
+      abort: () => up.abort(),
+      end: (blob) => {
+        up.end(blob);
+        if (!up.alive || this.has(blob.digest)) return;
+        this.streamed.set(blob.digest, up.committed.then((b) => b !== undefined));
+        counted?.opened(blob.size);
+        if (early > 0) counted?.read(early);
+        told = true;
+      },
+    };
   }
 
   /**
@@ -56,7 +82,8 @@ export class BlobPusher {
     const digest = blob.descriptor.digest;
     let p = this.started.get(digest);
     if (!p) {
-      p = this.run(blob);
+      const streamed = this.streamed.get(digest);
+      p = streamed ? streamed.then((sent) => (sent ? 'uploaded' : this.run(blob))) : this.run(blob);
       // Whoever asks for the outcome sees a failure; a push started early and never asked about
       // again (the publish failed elsewhere first) must not end the process as unhandled.
       p.catch(() => undefined);

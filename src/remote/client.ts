@@ -15,7 +15,7 @@ import { DEFAULT_RETRY, RetryableError, type RetryPolicy, isRetryableNetworkErro
 import { BlobLocations } from './seen.js';
 import type { Timeouts } from './timeouts.js';
 import { Transport, type TransportOptions, discard, readBytes, readText, type HttpResponse } from './transport.js';
-import { DEFAULT_UPLOAD, type UploadOptions, checkDigestHeader, uploadBlob } from './upload.js';
+import { DEFAULT_UPLOAD, StreamedUpload, type UploadOptions, checkDigestHeader, uploadBlob } from './upload.js';
 
 export interface ClientOptions {
   /** Registries reached over plain HTTP (loopback always is); KOCACHE_INSECURE_REGISTRIES adds more. */
@@ -355,6 +355,16 @@ export class RegistryClient {
   /** Where blobs were seen has reached the cache (pushes write it in the background). */
   async hintsWritten(): Promise<void> {
     await this.seen.settled();
+  }
+
+  /**
+   * An upload of a blob still being made, its bytes written as they come (StreamedUpload). Once
+   * committed, the registry is noted as holding it, as after any push.
+   */
+  streamBlob(repo: Reference, onSent?: (bytes: number) => void): StreamedUpload {
+    const up = new StreamedUpload(this.rq, repo, this.uploadOpts, onSent);
+    void up.committed.then((b) => b && this.seen.record(canonicalRegistry(repo.registry), repo.repository, b.digest, b.size));
+    return up;
   }
 
   /** A mount from `from` when given and the registry allows it, else an upload. */

@@ -2,6 +2,7 @@ import { readAhead, rechunk } from '../compress/chunks.js';
 import { KocacheError } from '../errors.js';
 import type { BlobSource } from '../oci/pushable.js';
 import type { Digest } from '../oci/digest.js';
+import type { BlobSink } from '../oci/sink.js';
 import { type Reference } from '../reference/reference.js';
 import { traceAdd } from '../util/trace.js';
 import { describeMismatch, verify } from '../util/verify.js';
@@ -126,5 +127,157 @@ export function checkDigestHeader(res: HttpResponse, digest: Digest, what: strin
   const got = res.header('docker-content-digest');
   if (got !== undefined && got !== digest) {
     throw new KocacheError('digest-mismatch', `${what}: digest mismatch: the registry stored ${got}`);
+  }
+}
+
+/** Full chunks a streamed upload holds for the registry before the writer is asked to wait. */
+const STREAM_QUEUE = 3;
+
+/**
+ * A blob uploaded while it is made (`kocache publish` building a layer): the session starts once
+ * the bytes pass the chunk threshold, full chunks go up in order as PATCHes, and the closing PUT
+ * names the digest when `end` tells it. Nothing here may fail the build: a refused request, a
+ * digest the registry disagrees with, or a build that fails ends the stream (the session is
+ * deleted, best effort) and `committed` says undefined, so the blob is pushed from the content
+ * store as any other. No retries: that push has them. A blob the registry already had is sent
+ * anyway: its digest was not known until every byte had gone (docs/registries.md).
+ * The writer waits while STREAM_QUEUE chunks are waiting (a slow registry slows the build to its
+ * pace, bounded memory), so the build and the upload end at about the same time.
+ */
+export class StreamedUpload implements BlobSink {
+  /** The blob once the registry holds it; undefined when the stream was given up. */
+  readonly committed: Promise<{ digest: Digest; size: number } | undefined>;
+  private settle!: (v: { digest: Digest; size: number } | undefined) => void;
+  private chunk: Buffer;
+  private fill = 0;
+  private total = 0;
+  private readonly queue: Buffer[] = [];
+  private state: 'open' | 'ended' | 'dropped' = 'open';
+  private blob: { digest: Digest; size: number } | undefined;
+  private sender: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private room: (() => void) | undefined;
+  private readonly what: string;
+
+  constructor(
+    private readonly rq: Requester,
+    private readonly repo: Reference,
+    private readonly opts: UploadOptions = DEFAULT_UPLOAD,
+    private readonly onSent?: (bytes: number) => void,
+  ) {
+    this.committed = new Promise((resolve) => (this.settle = resolve));
+    this.chunk = Buffer.allocUnsafe(opts.chunkSize);
+    this.what = `${repo.registry}/${repo.repository} (a blob being built)`;
+  }
+
+  /** Whether the bytes are still going up (false once given up). */
+  get alive(): boolean {
+    return this.state !== 'dropped';
+  }
+
+  write(bytes: Uint8Array): void | Promise<void> {
+    if (this.state !== 'open') return;
+    this.total += bytes.byteLength;
+    let off = 0;
+    while (off < bytes.byteLength) {
+      const n = Math.min(this.chunk.length - this.fill, bytes.byteLength - off);
+      this.chunk.set(bytes.subarray(off, off + n), this.fill);
+      this.fill += n;
+      off += n;
+      if (this.fill === this.chunk.length) {
+        this.queue.push(this.chunk);
+        this.chunk = Buffer.allocUnsafe(this.opts.chunkSize);
+        this.fill = 0;
+      }
+    }
+    // Below the threshold a blob goes up in one PUT from the store: no session until it is passed.
+    if (!this.sender && this.total >= this.opts.chunkThreshold) this.sender = this.send();
+    this.poke();
+    if (this.sender && this.queue.length >= STREAM_QUEUE) return new Promise((resolve) => (this.room = resolve));
+  }
+
+  end(blob: { digest: Digest; size: number }): void {
+    if (this.state !== 'open') return;
+    if (!this.sender || blob.size !== this.total) return this.drop();
+    if (this.fill > 0) this.queue.push(this.chunk.subarray(0, this.fill));
+    this.fill = 0;
+    this.blob = blob;
+    this.state = 'ended';
+    this.poke();
+  }
+
+  abort(): void {
+    if (this.state !== 'dropped') this.drop();
+  }
+
+  private drop(): void {
+    this.state = 'dropped';
+    this.queue.length = 0;
+    this.poke();
+    if (!this.sender) this.settle(undefined);
+  }
+
+  private poke(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+    if (this.queue.length < STREAM_QUEUE || this.state === 'dropped') {
+      const room = this.room;
+      this.room = undefined;
+      room?.();
+    }
+  }
+
+  private async send(): Promise<void> {
+    const { rq, repo, what } = this;
+    const push = [repositoryScope(repo.repository, 'pull,push')];
+    let location: string | undefined;
+    try {
+      const session = await startSession(rq, repo, rq.url(repo.registry, `/v2/${repo.repository}/blobs/uploads/`), push, what);
+      if (session.status !== 202) throw await rq.unexpected(session, { method: 'POST', what });
+      await discard(session);
+      location = resolveLocation(session, what);
+      let offset = 0;
+      for (;;) {
+        if (this.state === 'dropped') throw new Error('given up');
+        const chunk = this.queue.shift();
+        if (!chunk) {
+          if (this.state === 'ended') break;
+          await new Promise<void>((resolve) => (this.wake = resolve));
+          continue;
+        }
+        this.poke();
+        const res = await rq.once({
+          registry: repo.registry, scopes: push, method: 'PATCH', url: location, what, body: chunk,
+          headers: { 'content-type': OCTETS, 'content-length': String(chunk.length), 'content-range': `${offset}-${offset + chunk.length - 1}` },
+        });
+        if (res.status !== 202) throw await rq.unexpected(res, { method: 'PATCH', what });
+        await discard(res);
+        location = resolveLocation(res, what);
+        offset += chunk.length;
+        traceAdd('upload.streamed', chunk.length);
+        this.onSent?.(chunk.length);
+      }
+      const blob = this.blob!;
+      const done = `${repo.registry}/${repo.repository}@${blob.digest}`;
+      const final = await rq.once({
+        registry: repo.registry, scopes: push, method: 'PUT', url: withQuery(location, { digest: blob.digest }), what: done,
+        headers: { 'content-length': '0' }, answerAllowanceMs: commitPatience(blob.size),
+      });
+      if (final.status !== 201) throw await rq.unexpected(final, { method: 'PUT', what: done });
+      await discard(final);
+      checkDigestHeader(final, blob.digest, done);
+      location = undefined;
+      this.settle(blob);
+    } catch {
+      this.state = 'dropped';
+      this.queue.length = 0;
+      this.poke();
+      traceAdd('upload.stream.dropped', 1);
+      if (location !== undefined) {
+        await rq.once({ registry: repo.registry, scopes: push, method: 'DELETE', url: location, what }).then(discard, () => undefined);
+      }
+      this.settle(undefined);
+    }
   }
 }

@@ -5,6 +5,8 @@ export interface Fault {
   method: string;
   path: RegExp;
   times: number;
+  /** Let this many matching requests through first (a fault in the middle of an upload). */
+  skip?: number;
   /** Answer with this status (and headers) instead of forwarding. */
   status?: number;
   headers?: Record<string, string>;
@@ -53,7 +55,7 @@ export async function startFaultProxy(upstreamPort: number, faults: Fault[], opt
   const server: Server = createServer((req: IncomingMessage, res) => {
     const path = req.url ?? '/';
     seen.push({ method: req.method ?? '', path, authorization: req.headers.authorization !== undefined });
-    const fault = left.find((f) => f.times > 0 && f.method === req.method && f.path.test(path));
+    const fault = left.find((f) => f.times > 0 && f.method === req.method && f.path.test(path) && !(f.skip && f.skip-- > 0));
     if (fault) fault.times--;
     if (fault && !fault.rewriteLocation) {
       if (fault.redirectTo) {
