@@ -138,7 +138,8 @@ export class Progress {
   /** Bytes of a blob sent. */
   uploaded(n: number): void {
     this.sent += n;
-    this.draw();
+    // The last bytes are always drawn: a quick upload would otherwise end between two draws.
+    this.draw(this.sent >= this.sending);
   }
 
   /** The same blob, counting the bytes read from it by an upload. */
@@ -166,7 +167,7 @@ export class Progress {
       const parts = [`${this.phaseName || 'working'} ${seconds(Date.now() - this.start)}`];
       if (this.sending) {
         const secs = (Date.now() - this.firstSend) / 1000;
-        const rate = secs > 0.05 ? ` at ${formatBytes(this.sent / secs)}/s` : '';
+        const rate = secs > 0 && this.sent > 0 ? ` at ${formatBytes(this.sent / secs)}/s` : '';
         parts.push(`uploaded ${formatBytes(this.sent)} of ${formatBytes(this.sending)}${rate}`);
       }
       if (this.compressExpected) {

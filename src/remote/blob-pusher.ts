@@ -54,7 +54,12 @@ export class BlobPusher {
   stream(counted?: { opened: (size: number) => void; read: (bytes: number) => void }): BlobSink {
     let early = 0;
     let told = false;
-    const up = this.client.streamBlob(this.repo, (n) => (told ? counted?.read(n) : (early += n)));
+    const up = this.client.streamBlob(this.repo, (n) => {
+      if (told) return counted?.read(n);
+      // The upload's clock starts with its first bytes; their count waits for the blob's size.
+      if (early === 0) counted?.opened(0);
+      early += n;
+    });
     return {
       write: (chunk) => up.write(chunk),
       abort: () => up.abort(),
