@@ -5,6 +5,14 @@ const WINDOW = 32 * 1024;
 /** Bump on any change to how a name is made. */
 const NAME_FORMAT = 'bn1';
 
+/** Bytes of a block left unread (a lazy tar, tar.ts): `length` bytes of entry `entry` from `offset`, at `pos`. */
+export interface Hole {
+  pos: number;
+  length: number;
+  entry: number;
+  offset: number;
+}
+
 /**
  * Block names: a gzip block's key (gzip.ts) worked out from what is known of its bytes instead of
  * hashing them. A tar block is header and padding bytes (hashed as they are) and ranges of files,
@@ -22,6 +30,9 @@ export class BlockNames {
   private files: (string | undefined)[] = [];
   /** Per segment: offset in its file of the segment's first byte. */
   private offsets: number[] = [];
+  /** Per segment: the entry whose bytes were left unread there (-1: the bytes are in place). */
+  private holes: number[] = [];
+  private hole = -1;
   /** The file being read (`source`) and where in it the next committed bytes are. */
   private file: string | undefined = '';
   private at = 0;
@@ -30,26 +41,33 @@ export class BlockNames {
 
   private readonly spec: string;
 
-  /** `keySpec`: gzip's blockKeySpec; `onKey` hears each block's key (undefined: no name). */
+  /**
+   * `keySpec`: gzip's blockKeySpec; `onKey` hears each block's key (undefined: no name) and the
+   * bytes left unread in it (none unless `source` was told of an entry).
+   */
   constructor(
     keySpec: string,
-    private readonly onKey: (block: Buffer, key: Buffer | undefined) => void,
+    private readonly onKey: (block: Buffer, key: Buffer | undefined, holes: Hole[]) => void,
   ) {
     // Its own format, so a name never equals a key of blockKey's.
     this.spec = `${NAME_FORMAT}-${keySpec}`;
   }
 
-  /** The next committed bytes are the data of a file with this sha256 (undefined: not known). */
-  source(sha256: string | undefined): void {
+  /**
+   * The next committed bytes are the data of a file with this sha256 (undefined: not known);
+   * `unread`: they are entry `unread`'s, committed without being read (a hole).
+   */
+  source(sha256: string | undefined, unread = -1): void {
     this.file = sha256;
     this.at = 0;
+    this.hole = unread;
   }
 
   /** Bytes at `pos` of the current block, written as they are. */
   literal(pos: number): void {
     const last = this.files.length - 1;
     if (last >= 0 && this.files[last] === '') return;
-    this.push(pos, '', 0);
+    this.push(pos, '', 0, -1);
   }
 
   /** `n` bytes of the current source read in at `pos`. */
@@ -57,7 +75,7 @@ export class BlockNames {
     if (this.file === '') return this.literal(pos);
     const last = this.files.length - 1;
     const contiguous = last >= 0 && this.files[last] === this.file && this.offsets[last]! + (pos - this.starts[last]!) === this.at;
-    if (!contiguous) this.push(pos, this.file, this.at);
+    if (!contiguous) this.push(pos, this.file, this.at, this.hole);
     this.at += n;
   }
 
@@ -68,6 +86,7 @@ export class BlockNames {
     const field = Buffer.alloc(13);
     let known = true;
     let keep = this.starts.length;
+    const holes: Hole[] = [];
     for (let i = 0; i < this.starts.length; i++) {
       const from = this.starts[i]!;
       if (from >= c) {
@@ -76,6 +95,7 @@ export class BlockNames {
       }
       const to = Math.min(i + 1 < this.starts.length ? this.starts[i + 1]! : length, c);
       const file = this.files[i];
+      if (this.holes[i]! >= 0) holes.push({ pos: from, length: to - from, entry: this.holes[i]!, offset: this.offsets[i]! });
       if (file === undefined) known = false;
       if (file === undefined || !known) continue;
       // Tag, length, then the bytes or the file's hash and offset: no two blocks share a name.
@@ -89,24 +109,28 @@ export class BlockNames {
     const starts: number[] = [];
     const files: (string | undefined)[] = [];
     const offsets: number[] = [];
+    const unread: number[] = [];
     const split = keep - 1;
     if (split >= 0 && (split + 1 < this.starts.length ? this.starts[split + 1]! : length) > c) {
       starts.push(0);
       files.push(this.files[split]);
       offsets.push(this.offsets[split]! + (this.files[split] === '' ? 0 : c - this.starts[split]!));
+      unread.push(this.holes[split]!);
     }
     for (let i = keep; i < this.starts.length; i++) {
       starts.push(this.starts[i]! - c);
       files.push(this.files[i]);
       offsets.push(this.offsets[i]!);
+      unread.push(this.holes[i]!);
     }
     this.starts = starts;
     this.files = files;
     this.offsets = offsets;
-    this.named(block, known ? h.digest() : undefined);
+    this.holes = unread;
+    this.named(block, known ? h.digest() : undefined, holes);
   }
 
-  private named(block: Buffer, name: Buffer | undefined): void {
+  private named(block: Buffer, name: Buffer | undefined, holes: Hole[]): void {
     const k = createHash('sha256').update(this.spec).update('\0');
     let known = name !== undefined;
     for (const r of this.recent) {
@@ -116,7 +140,7 @@ export class BlockNames {
       len.writeUInt32BE(r.length);
       k.update(len).update(r.name);
     }
-    this.onKey(block, known ? k.update('|').update(name!).digest() : undefined);
+    this.onKey(block, known ? k.update('|').update(name!).digest() : undefined, holes);
     this.recent.push({ name, length: block.length });
     // Keep the blocks the next dictionary reaches into: newest back to 32 KiB.
     let covered = 0;
@@ -125,9 +149,10 @@ export class BlockNames {
     if (from > 0) this.recent = this.recent.slice(from);
   }
 
-  private push(pos: number, file: string | undefined, offset: number): void {
+  private push(pos: number, file: string | undefined, offset: number, hole: number): void {
     this.starts.push(pos);
     this.files.push(file);
     this.offsets.push(offset);
+    this.holes.push(hole);
   }
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
+import type { Hole } from './blocknames.js';
 import { readAhead } from './chunks.js';
 import { crc32Combine } from './crc32.js';
 import { cutBlocks } from './cuts.js';
@@ -58,6 +59,24 @@ export interface WrittenBlock {
   dict: number;
 }
 
+/**
+ * A tar whose known files were left unread (tar.ts `lazy`): a block copied by name needs none of
+ * its bytes here, and the hashing worker reads the files itself for the diffid and checks what
+ * each copy promised (streamhash.ts). Only a block that is not copied by name is filled.
+ */
+export interface LazyBlocks {
+  /** The bytes left unread in a block, given the blocks in order. */
+  holes(block: Buffer): readonly Hole[] | undefined;
+  /** Reads a hole's bytes into `into` at `at`. */
+  fill(hole: Hole, into: Buffer, at: number): void;
+  /**
+   * Given every block's input CRC-32 in order and the CRC-32 of the dictionary it was deflated
+   * with, resolves once they match the bytes the worker read, and rejects when any does not
+   * (a name that lied, a file that changed between two reads): the blob must not be kept.
+   */
+  verify(blocks: readonly { crc: number; dict: number }[]): Promise<void>;
+}
+
 export interface GzipHooks {
   /** Where a block goes once compressed, for its producer to fill again (see BlockPool). */
   recycle?: ((block: Buffer) => void) | undefined;
@@ -75,6 +94,8 @@ export interface GzipHooks {
    * it needs no key, which costs a sha256 pass over the block and its dictionary.
    */
   name?: ((block: Buffer) => Buffer | undefined) | undefined;
+  /** The blocks come with holes (LazyBlocks). */
+  lazy?: LazyBlocks | undefined;
 }
 
 /**
@@ -130,18 +151,36 @@ export async function* gzipBlocks(
   let crc = 0;
   let isize = 0;
   let dictionary = Buffer.alloc(0);
+  /** Where `dictionary` has bytes a lazy tar left unread. */
+  let dictHoles: readonly Hole[] = NO_HOLES;
+  const lazy = hooks.lazy;
+  /** Each block's input CRC-32 and its dictionary's, for lazy.verify. */
+  const used: { crc: number; dict: number }[] = [];
   const spec = blockKeySpec(opts);
 
   const dispatch = (block: Buffer) => {
     let job: Job;
     const given = hooks.key?.(block);
     const name = hooks.name?.(block);
-    const dict = name ? zlib.crc32(dictionary) : 0;
+    const holes = lazy?.holes(block) ?? NO_HOLES;
+    // A lazy block's dictionary may have holes: its CRC-32 is taken once it is filled.
+    let dict = name && !lazy ? zlib.crc32(dictionary) : 0;
     if (hooks.reuse && hooks.reuse.size > 0) {
       const before = dictionary;
+      const beforeHoles = dictHoles;
       const key = () => given ?? blockKey(spec, before, block);
-      job = { finished: false, out: reuseBlock(block, before, name, dict, key, opts.level, hooks.reuse), key: undefined, name, dict, length: block.length };
+      const fill = lazy && (() => {
+        for (const h of holes) lazy.fill(h, block, h.pos);
+        for (const h of beforeHoles) lazy.fill(h, before, h.pos);
+        return zlib.crc32(before);
+      });
+      job = { finished: false, out: reuseBlock(block, before, name, dict, key, opts.level, hooks.reuse, fill), key: undefined, name, dict, length: block.length };
     } else {
+      if (lazy) {
+        for (const h of holes) lazy.fill(h, block, h.pos);
+        for (const h of dictHoles) lazy.fill(h, dictionary, h.pos);
+        dict = zlib.crc32(dictionary);
+      }
       // Nothing to copy from: the deflate starts first, and the key (for the map) is hashed while
       // it runs. The main thread is the busier side of a cold build; a block waiting for its key
       // before going to the thread pool left a core idle.
@@ -163,9 +202,15 @@ export async function* gzipBlocks(
     }, settle);
     inflight.push(job);
     // The next block's dictionary: the last 32 KiB of input, copied so the block can be reused.
-    dictionary = block.length >= WINDOW
-      ? Buffer.from(block.subarray(block.length - WINDOW))
-      : Buffer.concat([dictionary, block]).subarray(-WINDOW);
+    if (block.length >= WINDOW) {
+      dictionary = Buffer.from(block.subarray(block.length - WINDOW));
+      if (lazy) dictHoles = clipHoles([], holes, 0, block.length - WINDOW, block.length);
+    } else {
+      const joined = dictionary.length + block.length;
+      const from = Math.max(0, joined - WINDOW);
+      if (lazy) dictHoles = clipHoles(clipHoles([], dictHoles, 0, from, joined), holes, dictionary.length, from, joined);
+      dictionary = Buffer.concat([dictionary, block]).subarray(-WINDOW);
+    }
   };
 
   yield GZIP_HEADER;
@@ -191,10 +236,12 @@ export async function* gzipBlocks(
         const done = await head.out;
         crc = crc32Combine(crc, done.crc, head.length);
         isize = (isize + head.length) >>> 0;
+        const dict = done.dict ?? head.dict;
+        if (lazy) used.push({ crc: done.crc, dict });
         if (hooks.onBlock) {
           let size = 0;
           for (const b of done.bytes) size += b.length;
-          hooks.onBlock({ key: done.key ?? (await head.key!), name: head.name, dict: head.dict, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
+          hooks.onBlock({ key: done.key ?? (await head.key!), name: done.stale ? undefined : head.name, dict: head.name && !done.stale ? dict : 0, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
         }
         for (const b of done.bytes) {
           if (pending && b.buffer === pending.buffer && b.byteOffset === pending.byteOffset + pending.length) {
@@ -212,11 +259,29 @@ export async function* gzipBlocks(
     await source.return?.(undefined);
   }
   if (pending) yield pending;
+  // Blocks copied on the word of a name: the worker's reading of the files must agree first.
+  if (lazy) await lazy.verify(used);
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE(isize, 4);
   yield FINAL_BLOCK;
   yield trailer;
+}
+
+const NO_HOLES: readonly Hole[] = [];
+
+/**
+ * Appends to `out` the parts of `holes` (at positions + `shift`) within [from, to), placed
+ * relative to `from`: the holes of a dictionary cut from the blocks before.
+ */
+function clipHoles(out: Hole[], holes: readonly Hole[], shift: number, from: number, to: number): Hole[] {
+  for (const h of holes) {
+    const start = h.pos + shift;
+    const a = Math.max(start, from);
+    const b = Math.min(start + h.length, to);
+    if (a < b) out.push({ pos: a - from, length: b - a, entry: h.entry, offset: h.offset + (a - start) });
+  }
+  return out;
 }
 
 async function* toAsync<T>(source: AsyncIterable<T> | Iterable<T>): AsyncGenerator<T> {
@@ -249,6 +314,13 @@ interface Compressed {
   check?: number;
   /** The block's key, when it was worked out. */
   key?: Buffer;
+  /**
+   * A lazy block's: the CRC-32 of the dictionary it was deflated with (the map's, for a copy by
+   * name; else of the dictionary filled here), for LazyBlocks.verify.
+   */
+  dict?: number;
+  /** Its name was found but its bytes were not the named ones (stitch.stale). */
+  stale?: boolean | undefined;
 }
 
 /**
@@ -266,23 +338,29 @@ async function reuseBlock(
   key: () => Buffer | Promise<Buffer>,
   level: number,
   reuse: BlockSource,
+  /** For a lazy block: fills its holes and its dictionary's, giving the dictionary's CRC-32. */
+  fill?: (() => number) | undefined,
 ): Promise<Compressed> {
   const named = name && (await reuse.findName(name));
   if (named) {
-    if (zlib.crc32(block) === named.crc && dict === named.dict) {
+    // A lazy block's bytes are not here to check: LazyBlocks.verify does, from the worker's reading.
+    if (fill || (zlib.crc32(block) === named.crc && dict === named.dict)) {
       traceAdd('gzip.reused', block.length);
       traceAdd('gzip.named', block.length);
-      return { bytes: [named.bytes], crc: named.crc, check: named.check, key: named.key };
+      return { bytes: [named.bytes], crc: named.crc, check: named.check, key: named.key, dict: fill && named.dict };
     }
     traceAdd('stitch.stale', 1);
   }
+  // A name shown to lie is not passed on to the new layer's map.
+  const stale = named ? true : undefined;
+  const filled = fill?.();
   const k = await key();
   const found = await reuse.find(k, block.length);
   if (found) {
     traceAdd('gzip.reused', block.length);
-    return { bytes: [found.bytes], crc: found.crc, check: found.check, key: k };
+    return { bytes: [found.bytes], crc: found.crc, check: found.check, key: k, dict: filled, stale };
   }
-  return { ...(await compressBlock(block, dictionary, level)), key: k };
+  return { ...(await compressBlock(block, dictionary, level)), key: k, dict: filled, stale };
 }
 
 async function compressBlock(block: Buffer, dictionary: Buffer, level: number): Promise<Compressed> {

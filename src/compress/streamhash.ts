@@ -23,6 +23,11 @@ export interface StreamDigest {
   hex: string;
   /** With `files`: each regular file of the tar in order, its size and (64 hex digits each) sha256. */
   files?: { sizes: Float64Array; hashes: string } | undefined;
+  /**
+   * With `paths`: each non-empty block's CRC-32 and the CRC-32 of the 32 KiB before it, as read;
+   * or, when a file could not be read as the tar says (gone, shorter, longer), why not.
+   */
+  blocks?: { crcs: Uint32Array; dicts: Uint32Array } | { failed: string } | undefined;
 }
 
 /** The hash on the calling thread: each block is read at once. */
@@ -61,7 +66,7 @@ const END = -1;
 const WORKER_SOURCE = `
 const { parentPort, workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const { control, port, ring, files, spec } = workerData;
+const { control, port, ring, files, spec, paths } = workerData;
 const words = new Int32Array(control);
 const keys = new Uint8Array(control, (${SLOTS} + ring * 2) * 4, ring * ${KEY});
 const buffers = new Map();
@@ -78,6 +83,58 @@ let pax;
 let paxSize = -1;
 const sizes = [];
 const hashes = [];
+
+// A lazy tar (paths given): the blocks hold the headers and padding, and each regular file's data
+// is read from the file, paths[i] for the i-th regular file, into the hash and the blocks' CRC-32s.
+const lazy = paths !== undefined;
+const fs = lazy ? require('node:fs') : undefined;
+const { crc32 } = require('node:zlib');
+const scratch = lazy ? Buffer.allocUnsafe(1 << 20) : undefined;
+let nextFile = 0;
+let fd = -1;
+let fdName = '';
+let failed = '';
+let crc = 0;
+const crcs = [];
+const dicts = [];
+// The last ${WINDOW} bytes read, a ring: the dictionary of the next block.
+const tail = lazy ? Buffer.alloc(${WINDOW}) : undefined;
+let tailAt = 0;
+let tailLength = 0;
+function piece(bytes) {
+  hash.update(bytes);
+  crc = crc32(bytes, crc);
+  if (bytes.length >= ${WINDOW}) {
+    bytes.copy(tail, 0, bytes.length - ${WINDOW});
+    tailAt = 0;
+    tailLength = ${WINDOW};
+    return;
+  }
+  for (let off = 0; off < bytes.length;) {
+    const k = Math.min(${WINDOW} - tailAt, bytes.length - off);
+    bytes.copy(tail, tailAt, off, off + k);
+    tailAt = (tailAt + k) % ${WINDOW};
+    off += k;
+  }
+  tailLength = Math.min(${WINDOW}, tailLength + bytes.length);
+}
+function tailCrc() {
+  if (tailLength < ${WINDOW}) return crc32(tail.subarray(0, tailLength));
+  return crc32(tail.subarray(0, tailAt), crc32(tail.subarray(tailAt)));
+}
+// k bytes of the current file's data, from the file (asking one byte more at its end: it must not come).
+function fromFile(k) {
+  while (k > 0) {
+    const want = Math.min(k, scratch.length - 1);
+    const ask = want === left ? want + 1 : want;
+    const n = fs.readSync(fd, scratch, 0, ask, null);
+    if (n === 0) throw new Error(fdName + ' is shorter than when the tar was laid out');
+    if (n > want) throw new Error(fdName + ' is longer than when the tar was laid out');
+    piece(scratch.subarray(0, n));
+    k -= n;
+    left -= n;
+  }
+}
 function size() {
   if (header[124] & 0x80) {
     let n = 0;
@@ -116,8 +173,17 @@ function onHeader() {
   left = n;
   pad = (512 - (n % 512)) % 512;
   if (type === 0x30 || type === 0 || type === 0x37) {
-    sizes.push(n);
-    fileHash = createHash('sha256');
+    if (lazy) {
+      const path = paths[nextFile++];
+      if (path === undefined) throw new Error('the tar has more files than were given');
+      if (n > 0) {
+        fdName = typeof path === 'string' ? path : Buffer.from(path).toString();
+        fd = fs.openSync(typeof path === 'string' ? path : Buffer.from(path), 'r');
+      }
+    } else {
+      sizes.push(n);
+      fileHash = createHash('sha256');
+    }
   } else if (type === 0x78) {
     pax = [];
   }
@@ -128,7 +194,18 @@ function read(bytes) {
   while (off < bytes.length) {
     if (left > 0) {
       const k = Math.min(left, bytes.length - off);
+      if (fd >= 0) {
+        fromFile(k);
+        off += k;
+        if (left === 0) {
+          fs.closeSync(fd);
+          fd = -1;
+          entryEnd();
+        }
+        continue;
+      }
       const part = bytes.subarray(off, off + k);
+      if (lazy) piece(part);
       if (fileHash) fileHash.update(part);
       else if (pax) pax.push(Buffer.from(part));
       off += k;
@@ -136,10 +213,12 @@ function read(bytes) {
       if (left === 0) entryEnd();
     } else if (pad > 0) {
       const k = Math.min(pad, bytes.length - off);
+      if (lazy) piece(bytes.subarray(off, off + k));
       off += k;
       pad -= k;
     } else {
       const k = Math.min(512 - gathered, bytes.length - off);
+      if (lazy) piece(bytes.subarray(off, off + k));
       header.set(bytes.subarray(off, off + k), gathered);
       gathered += k;
       off += k;
@@ -179,7 +258,21 @@ for (;;) {
     buffers.set(got.message.id, got.message.buffer);
   }
   const bytes = new Uint8Array(buffers.get(id), 0, words[slot + 1]);
-  hash.update(bytes);
+  if (lazy) {
+    if (!failed && bytes.length > 0) {
+      dicts.push(tailCrc());
+      crc = 0;
+      try {
+        read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
+      } catch (err) {
+        // Said at the end: the caller builds again reading the files itself, and tells why.
+        failed = String(err && err.message || err);
+      }
+      crcs.push(crc);
+    }
+  } else {
+    hash.update(bytes);
+  }
   if (files) read(bytes);
   if (spec !== undefined) key(bytes, done % ring);
   Atomics.store(words, ${READ}, ++done);
@@ -191,8 +284,11 @@ for (;;) {
   Atomics.notify(words, ${READ});
   throw err;
 }
+if (fd >= 0) fs.closeSync(fd);
+if (lazy && !failed && nextFile !== paths.length) failed = 'the tar has fewer files than were given';
 const out = files ? { sizes: new Float64Array(sizes), hashes: hashes.join('') } : undefined;
-parentPort.postMessage({ hex: hash.digest('hex'), files: out }, out ? [out.sizes.buffer] : []);
+const blocks = !lazy ? undefined : failed ? { failed } : { crcs: new Uint32Array(crcs), dicts: new Uint32Array(dicts) };
+parentPort.postMessage({ hex: hash.digest('hex'), files: out, blocks }, out ? [out.sizes.buffer] : []);
 `;
 
 /**
@@ -200,14 +296,14 @@ parentPort.postMessage({ hex: hash.digest('hex'), files: out }, out ? [out.sizes
  * that is not is copied into one). The worker's start-up (~30 ms of CPU) is paid on the other core
  * while this one reads and tars; worth it only for a big stream (pack.ts decides).
  */
-export function workerHash(o: { files?: boolean; keys?: string | undefined } = {}): StreamHash {
+export function workerHash(o: { files?: boolean; keys?: string | undefined; paths?: readonly (string | Buffer)[] | undefined } = {}): StreamHash {
   const { Worker: WorkerThread, MessageChannel } = process.getBuiltinModule('node:worker_threads');
   const control = new SharedArrayBuffer((SLOTS + RING * 2) * 4 + RING * KEY);
   const words = new Int32Array(control);
   const keys = new Uint8Array(control, (SLOTS + RING * 2) * 4, RING * KEY);
   const keyed = o.keys !== undefined;
   const { port1, port2 } = new MessageChannel();
-  const worker: Worker = new WorkerThread(WORKER_SOURCE, { eval: true, workerData: { control, port: port2, ring: RING, files: o.files === true, spec: o.keys }, transferList: [port2] });
+  const worker: Worker = new WorkerThread(WORKER_SOURCE, { eval: true, workerData: { control, port: port2, ring: RING, files: o.files === true, spec: o.keys, paths: o.paths }, transferList: [port2] });
   const ids = new WeakMap<SharedArrayBuffer, number>();
   /** Each block published and not yet read, oldest first, from index `head`. */
   const pending: { done: () => void; key?: ((k: Buffer) => void) | undefined; lost?: ((err: Error) => void) | undefined }[] = [];

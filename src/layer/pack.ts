@@ -1,7 +1,7 @@
-import { BlockNames } from '../compress/blocknames.js';
+import { BlockNames, type Hole } from '../compress/blocknames.js';
 import { BlockPool } from '../compress/blockpool.js';
 import { BLOCK_CAPACITY } from '../compress/cuts.js';
-import { gzipBlocks, type GzipOptions } from '../compress/gzip.js';
+import { gzipBlocks, type GzipOptions, type LazyBlocks } from '../compress/gzip.js';
 import { blockKeySpec } from '../compress/options.js';
 import { tap } from '../compress/chunks.js';
 import { zstdStream } from '../compress/zstd.js';
@@ -11,7 +11,7 @@ import type { BlobInfo, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
 import { type BlobSink, writeTeed } from '../oci/sink.js';
 import { traceAdd } from '../util/trace.js';
-import { tarBlocks } from './tar.js';
+import { readHole, tarBlocks } from './tar.js';
 import type { TarOptions } from './tarspec.js';
 import type { SourceEntry } from './walk.js';
 
@@ -30,6 +30,9 @@ export interface PackOptions {
   sink?: BlobSink | undefined;
 }
 
+/** A lazy build whose copies by name the worker's reading did not bear out (LazyBlocks.verify). */
+class UnreadMismatch extends Error {}
+
 /**
  * The work a cache miss does, in one pass: tar -> sha256 (diffid) -> gzip (copying the blocks an
  * earlier layer of the lineage had) -> sha256 (digest) -> content store, then the layer's block
@@ -41,6 +44,26 @@ export async function packToCache(
   gzip: GzipOptions,
   cache: CacheStore,
   o: PackOptions,
+): Promise<{ blob: BlobInfo; diffid: Digest }> {
+  try {
+    return await pack(entries, tarOpts, gzip, cache, o, true);
+  } catch (err) {
+    if (!(err instanceof UnreadMismatch)) throw err;
+    // Rare (a stat cache fooled, a file changed during the build, a map that lies): the blob
+    // written was dropped (and a sink told so: the blob goes from the store instead); built again
+    // reading every file here, which checks each copy itself.
+    traceAdd('stitch.unread.again', 1);
+    return pack(entries, tarOpts, gzip, cache, { ...o, sink: undefined }, false);
+  }
+}
+
+async function pack(
+  entries: readonly SourceEntry[],
+  tarOpts: TarOptions,
+  gzip: GzipOptions,
+  cache: CacheStore,
+  o: PackOptions,
+  mayLazy: boolean,
 ): Promise<{ blob: BlobInfo; diffid: Digest }> {
   let bytes = 0;
   for (const e of entries) if (e.type === 'file') bytes += e.size;
@@ -54,13 +77,29 @@ export async function packToCache(
   // Blocks found by name need no key; else the worker hashes gzip's block keys as it reads each
   // block, so the main thread skips a second pass.
   const byName = o.known !== undefined && blocks !== undefined && blocks.named > 0;
-  const diffHash = offThread ? workerHash({ files: filesOffThread, keys: zstd || byName ? undefined : spec }) : localHash();
+  // With blocks to copy by name and the worker to read the files for the diffid, the known files
+  // are not read here at all: only the blocks that are not copied are filled (LazyBlocks).
+  const lazy = mayLazy && offThread && byName && !filesOffThread;
+  const paths = lazy ? entries.filter((e) => e.type === 'file').map((e) => e.rawAbs ?? e.abs) : undefined;
+  const diffHash = offThread ? workerHash({ files: filesOffThread, keys: zstd || byName ? undefined : spec, paths }) : localHash();
+  let digested: Promise<StreamDigest> | undefined;
+  const digest = () => (digested ??= diffHash.digest());
   const keys = new Map<Buffer, Promise<Buffer>>();
   const names = new Map<Buffer, Buffer>();
-  const naming = !zstd && o.known ? { names: new BlockNames(spec, (b, k) => k && names.set(b, k)), known: o.known } : undefined;
+  const holes = new Map<Buffer, Hole[]>();
+  const naming = !zstd && o.known
+    ? {
+        names: new BlockNames(spec, (b, k, h) => {
+          if (k) names.set(b, k);
+          if (h.length > 0) holes.set(b, h);
+        }),
+        known: o.known,
+        lazy,
+      }
+    : undefined;
   const store = (s: AsyncIterable<Uint8Array>) => writeTeed(s, o.sink, (t) => cache.writeBlob(t));
   const tarred = async (): Promise<Digest> => {
-    const d = await diffHash.digest();
+    const d = await digest();
     if (filesOffThread) fileHashes(entries, d.files, o.onFileHash!);
     return `sha256:${d.hex}`;
   };
@@ -90,12 +129,25 @@ export async function packToCache(
       m.delete(b);
       return v;
     };
-    const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names) }));
+    const unread: LazyBlocks | undefined = lazy
+      ? { holes: take(holes), fill: (h, into, at) => readHole(entries[h.entry]!, h.offset, into, at, h.length), verify: async (used) => checkUnread(await digest(), used) }
+      : undefined;
+    const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names), lazy: unread }));
     await blocks.save(blob);
     return { blob, diffid: await tarred() };
   } finally {
     diffHash.close();
   }
+}
+
+/** Throws UnreadMismatch unless the worker read what each block's input CRC-32 and its dictionary's say. */
+function checkUnread(d: StreamDigest, used: readonly { crc: number; dict: number }[]): void {
+  const b = d.blocks;
+  if (!b || 'failed' in b) throw new UnreadMismatch(b?.failed ?? 'no block checks from the worker');
+  if (b.crcs.length !== used.length) throw new UnreadMismatch(`${b.crcs.length} blocks read, ${used.length} written`);
+  used.forEach((u, i) => {
+    if (b.crcs[i] !== u.crc >>> 0 || b.dicts[i] !== u.dict >>> 0) throw new UnreadMismatch(`block ${i} is not what its name promised`);
+  });
 }
 
 /**

@@ -51,8 +51,13 @@ export function* tarBlocks(
   onBytes?: (n: number) => void,
   onFileHash?: (e: SourceEntry, sha256: string) => void,
   pool?: BlockPool,
-  /** Names the blocks (gzip's reuse) from each file's sha256 where `known` has it. */
-  naming?: { names: BlockNames; known: (index: number) => string | undefined },
+  /**
+   * Names the blocks (gzip's reuse) from each file's sha256 where `known` has it. `lazy`: a file
+   * with a known hash is not read; its bytes are left as a hole in the block (blocknames.ts Hole),
+   * which gzip fills (readHole) only for a block it cannot copy, and the hashing worker reads the
+   * files itself (streamhash.ts).
+   */
+  naming?: { names: BlockNames; known: (index: number) => string | undefined; lazy?: boolean },
 ): Generator<Buffer> {
   const mtime = new Date(opts.mtime * 1000);
   const dest = opts.dest.replace(/^\/+/, '');
@@ -106,6 +111,17 @@ export function* tarBlocks(
     hashOf(e, blocks.buffer.subarray(at, at + n));
     onBytes?.(n);
     return blocks.commit(n);
+  }
+
+  /** A known file's data left unread: its place in the blocks, which end where they would. */
+  function* unread(size: number): Generator<Buffer> {
+    traceAdd('tar.unread', size);
+    for (let left = size; left > 0;) {
+      const n = Math.min(left, blocks.room());
+      left -= n;
+      onBytes?.(n);
+      yield* blocks.commit(n);
+    }
   }
 
   /** A file's data read into blocks up to each cut, the blocks yielded as they end. */
@@ -169,14 +185,38 @@ export function* tarBlocks(
       hashOf(e);
       continue;
     }
-    naming?.names.source(naming.known(i));
-    const done = small(e, size);
-    if (done) yield* done;
-    else yield* body(e, size);
+    const sha256 = naming?.known(i);
+    const lazy = naming?.lazy === true && sha256 !== undefined && !onFileHash;
+    naming?.names.source(sha256, lazy ? i : -1);
+    if (lazy) {
+      yield* unread(size);
+    } else {
+      const done = small(e, size);
+      if (done) yield* done;
+      else yield* body(e, size);
+    }
     yield* blocks.write(ZEROS.subarray(0, padding(size)));
   }
   yield* blocks.write(ZEROS);
   yield* blocks.end();
+}
+
+/** `n` bytes of a file from `offset` into `into` at `at`: a hole a lazy tar left (see tarBlocks). */
+export function readHole(e: SourceEntry, offset: number, into: Buffer, at: number, n: number): void {
+  const fd = openFile(e);
+  try {
+    for (let got = 0; got < n;) {
+      const k = readSync(fd, into, at + got, n - got, offset + got);
+      if (k === 0) throw changedError(e);
+      got += k;
+    }
+    traceAdd('file.read', n);
+  } catch (err) {
+    if (err instanceof KocacheError) throw err;
+    throw fsError(err, e.abs, 'read');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function openFile(e: SourceEntry): number {

@@ -31,7 +31,16 @@ async function pack(cacheDir: string, entries: SourceEntry[], known?: (i: number
   const r = await packToCache(entries, tarOpts, gzip, new CacheStore(cacheDir), { lineage: 'test/names', known });
   const after = traceSnapshot();
   const delta = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
-  return { ...r, named: delta('gzip.named'), reused: delta('gzip.reused'), deflated: delta('gzip.in'), stale: delta('stitch.stale'), tar: delta('tar.out') };
+  return {
+    ...r,
+    named: delta('gzip.named'),
+    reused: delta('gzip.reused'),
+    deflated: delta('gzip.in'),
+    stale: delta('stitch.stale'),
+    tar: delta('tar.out'),
+    unread: delta('tar.unread'),
+    again: delta('stitch.unread.again'),
+  };
 }
 
 test('blocks are copied by name without hashing them; a name whose file hash is stale is caught by the input CRC-32', async () => {
@@ -97,4 +106,70 @@ test('a block found by name is not copied when a file in its dictionary changed 
     writeFileSync(victim.abs, original);
   }
   assert.ok(dictionaryCaught > 0, 'some victim reached into the next block\'s dictionary');
+});
+
+test('a big layer leaves known files unread for blocks copied by name; a name that lied is caught by the worker and the layer built again', async () => {
+  // Over 32 MiB of file data: the diffid is hashed on the worker thread, which then reads the
+  // files itself (pack.ts `lazy`).
+  const dir = tempDir();
+  const src = join(dir, 'src');
+  mkdirSync(join(src, 'lib'), { recursive: true });
+  for (let i = 0; i < 60; i++) writeFileSync(join(src, 'lib', `f${i}.txt`), text(i, 30_000 + i * 300));
+  for (let i = 0; i < 4; i++) {
+    const piece = text(500 + i, 1 << 20);
+    const big = Buffer.alloc(9 << 20);
+    for (let at = 0; at < big.length; at += piece.length) piece.copy(big, at);
+    big.writeUInt32BE(i, 4096);
+    writeFileSync(join(src, `big${i}.bin`), big);
+  }
+  const sha = (e: SourceEntry) => createHash('sha256').update(readFileSync(e.abs)).digest('hex');
+  let entries = walkSource(src);
+  let hashes = entries.map((e) => (e.type === 'file' ? sha(e) : undefined));
+  const cacheDir = join(dir, 'cache');
+  const cold = async (name: string) => {
+    const c = await pack(join(dir, name), entries);
+    assert.equal(c.unread, 0);
+    return c;
+  };
+
+  const first = await pack(cacheDir, entries, (i) => hashes[i]);
+  assert.equal(first.unread, 0, 'no names to copy by yet: every file read');
+  const again = await pack(cacheDir, entries, (i) => hashes[i]);
+  assert.equal(again.blob.digest, first.blob.digest);
+  assert.equal(again.diffid, first.diffid);
+  assert.equal(again.deflated, 0);
+  assert.ok(again.unread > 36 << 20, `unread ${again.unread}`);
+  assert.equal(again.again, 0);
+
+  // A real edit: the edited file's hash is known too (the fingerprint took it), so it is left
+  // unread as well, and its block is filled only because no name matches it.
+  const edited = join(src, 'lib', 'f30.txt');
+  writeFileSync(edited, Buffer.concat([readFileSync(edited), Buffer.from('one more line\n')]));
+  entries = walkSource(src);
+  hashes = entries.map((e) => (e.type === 'file' ? sha(e) : undefined));
+  const edit = await pack(cacheDir, entries, (i) => hashes[i]);
+  const editCold = await cold('cold-edit');
+  assert.equal(edit.blob.digest, editCold.blob.digest);
+  assert.equal(edit.diffid, editCold.diffid);
+  assert.ok(edit.deflated > 0 && edit.deflated < 4 << 20, `deflated ${edit.deflated}`);
+  assert.equal(edit.again, 0);
+
+  // Lies: the same size, other bytes, the old hash (a fooled stat cache): in a small file, in the
+  // middle of a big one, and in a file just before a block (only its dictionary's CRC-32 differs).
+  for (const [rel, at] of [['lib/f41.txt', 100], ['big2.bin', 5 << 20], ['lib/f59.txt', 29_000]] as const) {
+    const victim = entries.find((e) => e.rel === rel)!;
+    const original = readFileSync(victim.abs);
+    const changed = Buffer.from(original);
+    changed.write('LIED', at);
+    writeFileSync(victim.abs, changed);
+    const lied = await pack(cacheDir, entries, (i) => hashes[i]);
+    const truth = await cold(`cold-${rel.replace('/', '-')}`);
+    assert.equal(lied.blob.digest, truth.blob.digest, `lying about ${rel}`);
+    assert.equal(lied.diffid, truth.diffid);
+    assert.equal(lied.again, 1, `the lazy build of ${rel} was done again`);
+    writeFileSync(victim.abs, original);
+    const back = await pack(cacheDir, entries, (i) => hashes[i]);
+    assert.equal(back.blob.digest, editCold.blob.digest);
+    assert.equal(back.again, 0);
+  }
 });
