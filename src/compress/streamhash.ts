@@ -84,8 +84,8 @@ let paxSize = -1;
 const sizes = [];
 const hashes = [];
 
-// A lazy tar (paths given): the blocks hold the headers and padding, and each regular file's data
-// is read from the file, paths[i] for the i-th regular file, into the hash and the blocks' CRC-32s.
+// A lazy tar (paths given): the blocks hold the headers and padding, and the data of the i-th
+// regular file is read from paths[i] (null: it is in the blocks), into the hash and the blocks' CRC-32s.
 const lazy = paths !== undefined;
 const fs = lazy ? require('node:fs') : undefined;
 const { crc32 } = require('node:zlib');
@@ -176,7 +176,7 @@ function onHeader() {
     if (lazy) {
       const path = paths[nextFile++];
       if (path === undefined) throw new Error('the tar has more files than were given');
-      if (n > 0) {
+      if (n > 0 && path !== null) {
         fdName = typeof path === 'string' ? path : Buffer.from(path).toString();
         fd = fs.openSync(typeof path === 'string' ? path : Buffer.from(path), 'r');
       }
@@ -191,12 +191,16 @@ function onHeader() {
 }
 function read(bytes) {
   let off = 0;
+  // Lazy: where the block's own bytes not yet hashed start (they go in runs, not record by record).
+  let run = 0;
   while (off < bytes.length) {
     if (left > 0) {
       const k = Math.min(left, bytes.length - off);
       if (fd >= 0) {
+        if (off > run) piece(bytes.subarray(run, off));
         fromFile(k);
         off += k;
+        run = off;
         if (left === 0) {
           fs.closeSync(fd);
           fd = -1;
@@ -205,7 +209,6 @@ function read(bytes) {
         continue;
       }
       const part = bytes.subarray(off, off + k);
-      if (lazy) piece(part);
       if (fileHash) fileHash.update(part);
       else if (pax) pax.push(Buffer.from(part));
       off += k;
@@ -213,12 +216,10 @@ function read(bytes) {
       if (left === 0) entryEnd();
     } else if (pad > 0) {
       const k = Math.min(pad, bytes.length - off);
-      if (lazy) piece(bytes.subarray(off, off + k));
       off += k;
       pad -= k;
     } else {
       const k = Math.min(512 - gathered, bytes.length - off);
-      if (lazy) piece(bytes.subarray(off, off + k));
       header.set(bytes.subarray(off, off + k), gathered);
       gathered += k;
       off += k;
@@ -228,6 +229,7 @@ function read(bytes) {
       }
     }
   }
+  if (lazy && bytes.length > run) piece(bytes.subarray(run));
 }
 
 // The block key of gzip.ts (blockKey), with the dictionary kept as gzipBlocks keeps it.
@@ -296,7 +298,7 @@ parentPort.postMessage({ hex: hash.digest('hex'), files: out, blocks }, out ? [o
  * that is not is copied into one). The worker's start-up (~30 ms of CPU) is paid on the other core
  * while this one reads and tars; worth it only for a big stream (pack.ts decides).
  */
-export function workerHash(o: { files?: boolean; keys?: string | undefined; paths?: readonly (string | Buffer)[] | undefined } = {}): StreamHash {
+export function workerHash(o: { files?: boolean; keys?: string | undefined; paths?: readonly (string | Buffer | null)[] | undefined } = {}): StreamHash {
   const { Worker: WorkerThread, MessageChannel } = process.getBuiltinModule('node:worker_threads');
   const control = new SharedArrayBuffer((SLOTS + RING * 2) * 4 + RING * KEY);
   const words = new Int32Array(control);

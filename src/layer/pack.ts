@@ -17,6 +17,8 @@ import type { SourceEntry } from './walk.js';
 
 /** Layers with at least this much file data hash their diffid off the main thread (docs/compression.md). */
 const OFF_THREAD_BYTES = 32 << 20;
+/** Files this big are left for the worker to read in an edit (see `unread`; docs/compression.md). */
+const UNREAD_MIN = 64 << 10;
 
 export interface PackOptions {
   /** Layers of the same lineage (namespace and destination) lend their compressed blocks. */
@@ -77,10 +79,13 @@ async function pack(
   // Blocks found by name need no key; else the worker hashes gzip's block keys as it reads each
   // block, so the main thread skips a second pass.
   const byName = o.known !== undefined && blocks !== undefined && blocks.named > 0;
-  // With blocks to copy by name and the worker to read the files for the diffid, the known files
-  // are not read here at all: only the blocks that are not copied are filled (LazyBlocks).
-  const lazy = mayLazy && offThread && byName && !filesOffThread;
-  const paths = lazy ? entries.filter((e) => e.type === 'file').map((e) => e.rawAbs ?? e.abs) : undefined;
+  // With blocks to copy by name and the worker hashing the diffid, the big files whose hash is
+  // known are not read here at all: the worker reads them, and only the blocks that are not
+  // copied are filled (LazyBlocks). Small files stay here: opening one costs about as much as
+  // reading it, and the worker's other work is the diffid over the whole tar.
+  const lazy = mayLazy && offThread && byName && o.onFileHash === undefined;
+  const unread = lazy ? (i: number) => entries[i]!.size >= UNREAD_MIN && o.known!(i) !== undefined : undefined;
+  const paths = unread && entries.flatMap((e, i) => (e.type !== 'file' ? [] : unread(i) ? [e.rawAbs ?? e.abs] : [null]));
   const diffHash = offThread ? workerHash({ files: filesOffThread, keys: zstd || byName ? undefined : spec, paths }) : localHash();
   let digested: Promise<StreamDigest> | undefined;
   const digest = () => (digested ??= diffHash.digest());
@@ -94,7 +99,7 @@ async function pack(
           if (h.length > 0) holes.set(b, h);
         }),
         known: o.known,
-        lazy,
+        unread,
       }
     : undefined;
   const store = (s: AsyncIterable<Uint8Array>) => writeTeed(s, o.sink, (t) => cache.writeBlob(t));
@@ -129,10 +134,17 @@ async function pack(
       m.delete(b);
       return v;
     };
-    const unread: LazyBlocks | undefined = lazy
-      ? { holes: take(holes), fill: (h, into, at) => readHole(entries[h.entry]!, h.offset, into, at, h.length), verify: async (used) => checkUnread(await digest(), used) }
+    const holey: LazyBlocks | undefined = lazy
+      ? {
+          holes: take(holes),
+          fill: (h, into, at) => {
+            traceAdd('tar.filled', h.length);
+            readHole(entries[h.entry]!, h.offset, into, at, h.length);
+          },
+          verify: async (used) => checkUnread(await digest(), used),
+        }
       : undefined;
-    const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names), lazy: unread }));
+    const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names), lazy: holey }));
     await blocks.save(blob);
     return { blob, diffid: await tarred() };
   } finally {

@@ -52,12 +52,12 @@ export function* tarBlocks(
   onFileHash?: (e: SourceEntry, sha256: string) => void,
   pool?: BlockPool,
   /**
-   * Names the blocks (gzip's reuse) from each file's sha256 where `known` has it. `lazy`: a file
-   * with a known hash is not read; its bytes are left as a hole in the block (blocknames.ts Hole),
-   * which gzip fills (readHole) only for a block it cannot copy, and the hashing worker reads the
-   * files itself (streamhash.ts).
+   * Names the blocks (gzip's reuse) from each file's sha256 where `known` has it. A file that
+   * `unread` picks (one whose hash is known) is not read: its bytes are left as a hole in the block
+   * (blocknames.ts Hole), which gzip fills (readHole) only for a block it cannot copy, and the
+   * hashing worker reads the file itself (streamhash.ts).
    */
-  naming?: { names: BlockNames; known: (index: number) => string | undefined; lazy?: boolean },
+  naming?: { names: BlockNames; known: (index: number) => string | undefined; unread?: ((index: number) => boolean) | undefined },
 ): Generator<Buffer> {
   const mtime = new Date(opts.mtime * 1000);
   const dest = opts.dest.replace(/^\/+/, '');
@@ -185,9 +185,8 @@ export function* tarBlocks(
       hashOf(e);
       continue;
     }
-    const sha256 = naming?.known(i);
-    const lazy = naming?.lazy === true && sha256 !== undefined && !onFileHash;
-    naming?.names.source(sha256, lazy ? i : -1);
+    const lazy = naming?.unread?.(i) === true;
+    naming?.names.source(naming.known(i), lazy ? i : -1);
     if (lazy) {
       yield* unread(size);
     } else {
