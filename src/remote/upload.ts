@@ -152,6 +152,8 @@ export class StreamedUpload implements BlobSink {
   private fill = 0;
   private total = 0;
   private readonly queue: Buffer[] = [];
+  /** Chunks sent, to fill again: a new 8 MiB buffer per chunk made the GC run far more often. */
+  private readonly spare: Buffer[] = [];
   private state: 'open' | 'ended' | 'dropped' = 'open';
   private blob: { digest: Digest; size: number } | undefined;
   private sender: Promise<void> | undefined;
@@ -186,7 +188,7 @@ export class StreamedUpload implements BlobSink {
       off += n;
       if (this.fill === this.chunk.length) {
         this.queue.push(this.chunk);
-        this.chunk = Buffer.allocUnsafe(this.opts.chunkSize);
+        this.chunk = this.spare.pop() ?? Buffer.allocUnsafe(this.opts.chunkSize);
         this.fill = 0;
       }
     }
@@ -255,6 +257,7 @@ export class StreamedUpload implements BlobSink {
         await discard(res);
         location = resolveLocation(res, what);
         offset += chunk.length;
+        if (chunk.length === this.opts.chunkSize) this.spare.push(chunk);
         traceAdd('upload.streamed', chunk.length);
         this.onSent?.(chunk.length);
       }
