@@ -17,8 +17,8 @@ import type { SourceEntry } from './walk.js';
 
 /** Layers with at least this much file data hash their diffid off the main thread (docs/compression.md). */
 const OFF_THREAD_BYTES = 32 << 20;
-/** Files this big are left for the worker to read in an edit (see `unread`; docs/compression.md). */
-const UNREAD_MIN = 64 << 10;
+/** Files this big are left for the worker to read in an edit (see `unread`; the size measured in docs/compression.md). */
+const UNREAD_MIN = 16 << 10;
 
 export interface PackOptions {
   /** Layers of the same lineage (namespace and destination) lend their compressed blocks. */
@@ -68,7 +68,8 @@ async function pack(
   mayLazy: boolean,
 ): Promise<{ blob: BlobInfo; diffid: Digest }> {
   let bytes = 0;
-  for (const e of entries) if (e.type === 'file') bytes += e.size;
+  let files = 0;
+  for (const e of entries) if (e.type === 'file') (bytes += e.size), files++;
   // A big layer's diffid (and its files' hashes, when asked for) are hashed on a worker thread, on
   // the core the main thread leaves idle.
   const offThread = bytes >= OFF_THREAD_BYTES;
@@ -82,8 +83,10 @@ async function pack(
   // With blocks to copy by name and the worker hashing the diffid, the big files whose hash is
   // known are not read here at all: the worker reads them, and only the blocks that are not
   // copied are filled (LazyBlocks). Small files stay here: opening one costs about as much as
-  // reading it, and the worker's other work is the diffid over the whole tar.
-  const lazy = mayLazy && offThread && byName && o.onFileHash === undefined;
+  // reading it, and the worker's other work is the diffid over the whole tar. Nor where files are
+  // small on average: the worker then parses every header to find the few it reads, which cost
+  // more than their reading saved here (docs/compression.md).
+  const lazy = mayLazy && offThread && byName && o.onFileHash === undefined && bytes >= files * UNREAD_MIN;
   const unread = lazy ? (i: number) => entries[i]!.size >= UNREAD_MIN && o.known!(i) !== undefined : undefined;
   const paths = unread && entries.flatMap((e, i) => (e.type !== 'file' ? [] : unread(i) ? [e.rawAbs ?? e.abs] : [null]));
   const diffHash = offThread ? workerHash({ files: filesOffThread, keys: zstd || byName ? undefined : spec, paths }) : localHash();
