@@ -82,19 +82,10 @@ export async function uploadBlob(
       // The next chunk is read (and its bytes checked) while the registry takes this one: a chunk
       // at a time, the reading and the registry's writing took turns (docs/performance.md).
       for await (const chunk of readAhead(rechunk(source, opts.chunkSize), 1)) {
-        const res = await rq.once({
-          registry: repo.registry, scopes: push, method: 'PATCH', url: location, what, body: chunk,
-          headers: { 'content-type': OCTETS, 'content-length': String(chunk.length), 'content-range': `${offset}-${offset + chunk.length - 1}` },
-        });
-        if (res.status !== 202) throw await rq.unexpected(res, { method: 'PATCH', what });
-        await discard(res);
-        location = resolveLocation(res, what);
+        location = await patchChunk(rq, repo, push, location, what, chunk, offset);
         offset += chunk.length;
       }
-      final = await rq.once({
-        registry: repo.registry, scopes: push, method: 'PUT', url: withQuery(location, { digest }), what,
-        headers: { 'content-length': '0' }, answerAllowanceMs: commitPatience(size),
-      });
+      final = await closeSession(rq, repo, push, location, what, digest, size);
     } else {
       final = await rq.once({
         registry: repo.registry, scopes: push, method: 'PUT', url: withQuery(location, { digest }), what,
@@ -116,6 +107,25 @@ export async function uploadBlob(
  */
 function commitPatience(size: number): number {
   return size / 50_000;
+}
+
+/** One chunk of a session at `offset`; the answer's Location is where the next request goes. */
+async function patchChunk(rq: Requester, repo: Reference, scopes: string[], location: string, what: string, chunk: Buffer, offset: number): Promise<string> {
+  const res = await rq.once({
+    registry: repo.registry, scopes, method: 'PATCH', url: location, what, body: chunk,
+    headers: { 'content-type': OCTETS, 'content-length': String(chunk.length), 'content-range': `${offset}-${offset + chunk.length - 1}` },
+  });
+  if (res.status !== 202) throw await rq.unexpected(res, { method: 'PATCH', what });
+  await discard(res);
+  return resolveLocation(res, what);
+}
+
+/** The PUT that closes a chunked session, naming the digest (its answer is the caller's to check). */
+function closeSession(rq: Requester, repo: Reference, scopes: string[], location: string, what: string, digest: Digest, size: number): Promise<HttpResponse> {
+  return rq.once({
+    registry: repo.registry, scopes, method: 'PUT', url: withQuery(location, { digest }), what,
+    headers: { 'content-length': '0' }, answerAllowanceMs: commitPatience(size),
+  });
 }
 
 async function startSession(rq: Requester, repo: Reference, url: string, scopes: string[], what: string): Promise<HttpResponse> {
@@ -249,13 +259,7 @@ export class StreamedUpload implements BlobSink {
           continue;
         }
         this.poke();
-        const res = await rq.once({
-          registry: repo.registry, scopes: push, method: 'PATCH', url: location, what, body: chunk,
-          headers: { 'content-type': OCTETS, 'content-length': String(chunk.length), 'content-range': `${offset}-${offset + chunk.length - 1}` },
-        });
-        if (res.status !== 202) throw await rq.unexpected(res, { method: 'PATCH', what });
-        await discard(res);
-        location = resolveLocation(res, what);
+        location = await patchChunk(rq, repo, push, location, what, chunk, offset);
         offset += chunk.length;
         if (chunk.length === this.opts.chunkSize) this.spare.push(chunk);
         traceAdd('upload.streamed', chunk.length);
@@ -263,10 +267,7 @@ export class StreamedUpload implements BlobSink {
       }
       const blob = this.blob!;
       const done = `${repo.registry}/${repo.repository}@${blob.digest}`;
-      const final = await rq.once({
-        registry: repo.registry, scopes: push, method: 'PUT', url: withQuery(location, { digest: blob.digest }), what: done,
-        headers: { 'content-length': '0' }, answerAllowanceMs: commitPatience(blob.size),
-      });
+      const final = await closeSession(rq, repo, push, location, done, blob.digest, blob.size);
       if (final.status !== 201) throw await rq.unexpected(final, { method: 'PUT', what: done });
       await discard(final);
       checkDigestHeader(final, blob.digest, done);
