@@ -83,7 +83,7 @@ const FIRST_SCHEME_FINGERPRINT = 1;
 /** A fresh runner's tree with this many entries is walked and hashed ahead by a worker (docs/registry-cache.md). */
 export const SCOUT_MIN_ENTRIES = 4096;
 /** Below this many bytes of files (and entries), a fresh runner hashes its tree on one thread. */
-export const SECOND_THREAD_MIN_BYTES = 256 << 20;
+export const SECOND_THREAD_MIN_BYTES = 64 << 20;
 
 export function validateImportPath(ip: string): string {
   if (!ip || !ip.trim()) throw new KocacheError('input', 'empty import path: it names what is being built (e.g. github.com/you/app)');
