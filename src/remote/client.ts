@@ -10,11 +10,10 @@ import { type Reference, canonicalRegistry, formatReference, formatRepository } 
 import { Authenticator, repositoryScope } from './auth.js';
 import { CredentialStore } from './credentials.js';
 import { Requester, withQuery } from './request.js';
-import { describeRegistryErrors, parseRegistryErrors } from './errors.js';
 import { DEFAULT_RETRY, RetryableError, type RetryPolicy, isRetryableNetworkError } from './retry.js';
 import { BlobLocations } from './seen.js';
 import type { Timeouts } from './timeouts.js';
-import { Transport, type TransportOptions, discard, readBytes, readText, type HttpResponse } from './transport.js';
+import { Transport, type TransportOptions, discard, readBytes, type HttpResponse } from './transport.js';
 import { DEFAULT_UPLOAD, StreamedUpload, type UploadOptions, checkDigestHeader, uploadBlob } from './upload.js';
 
 export interface ClientOptions {
@@ -134,15 +133,12 @@ export class RegistryClient {
         headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
       });
       if (r.status === 201 || r.status === 200) return r;
-      const body = await readText(r).catch(() => '');
-      const errors = parseRegistryErrors(body);
+      const err = await this.rq.unexpected(r, { method: 'PUT', what });
       // distribution rewrites a blob's link file in place whenever a client finishes uploading
       // that blob: a manifest checked at that moment reads an empty link and is refused as
       // DIGEST_INVALID (docs/registries.md). The digest is ours, so the refusal is the race's.
-      if (errors.some((e) => e.code === 'DIGEST_INVALID')) {
-        throw new RetryableError(`PUT ${what}: registry answered ${r.status} (${describeRegistryErrors(errors, body)})`);
-      }
-      throw this.rq.unexpectedBody(r.status, body, { method: 'PUT', what });
+      if (err.code === 'digest-mismatch') throw new RetryableError(`PUT ${what}: registry answered ${r.status} (DIGEST_INVALID)`, undefined, { cause: err });
+      throw err;
     }, `PUT ${what}`);
     await discard(res);
     checkDigestHeader(res, digest, what);
