@@ -16,6 +16,13 @@ import { JOURNAL_KEY, noteKey } from './journal.js';
 import { TEMP_PREFIX } from '../util/tmpfile.js';
 import { dropStamp, stampMatches, writeStamp } from './stamp.js';
 
+/** Byte ranges of one stored blob (CacheStore.blobRanges). */
+export interface BlobRanges {
+  /** `length` bytes from `offset`, or undefined when the blob ends sooner (or was closed). */
+  read(offset: number, length: number): Promise<Buffer | undefined>;
+  close(): void;
+}
+
 export interface BlobInfo {
   digest: Digest;
   size: number;
@@ -181,10 +188,11 @@ export class CacheStore {
   }
 
   /**
-   * `length` bytes of a stored blob from `offset`, or undefined when the blob is absent or ends
-   * sooner. Not verified: the caller checks them against a hash of its own (a block map's).
+   * A stored blob opened for reads of byte ranges (one open for many ranges), or undefined when it
+   * is absent. Not verified: the caller checks what it reads against a hash of its own (a block
+   * map's). `close` when done.
    */
-  async readBlobRange(digest: Digest, offset: number, length: number): Promise<Buffer | undefined> {
+  async blobRanges(digest: Digest): Promise<BlobRanges | undefined> {
     let fd: number;
     try {
       fd = await new Promise<number>((res, rej) => open(this.blobPath(digest), 'r', (e, f) => (e ? rej(e) : res(f))));
@@ -192,18 +200,25 @@ export class CacheStore {
       if (errnoCode(err) === 'ENOENT') return undefined;
       throw err;
     }
-    try {
-      const buf = Buffer.allocUnsafe(length);
-      for (let got = 0; got < length;) {
-        const n = await new Promise<number>((res, rej) => read(fd, buf, got, length - got, offset + got, (e, k) => (e ? rej(e) : res(k))));
-        if (n === 0) return undefined;
-        got += n;
-      }
-      traceAdd('blob.range', length);
-      return buf;
-    } finally {
-      close(fd, () => undefined);
-    }
+    let closed = false;
+    return {
+      async read(offset, length) {
+        if (closed) return undefined;
+        const buf = Buffer.allocUnsafe(length);
+        for (let got = 0; got < length;) {
+          const n = await new Promise<number>((res, rej) => read(fd, buf, got, length - got, offset + got, (e, k) => (e ? rej(e) : res(k))));
+          if (n === 0) return undefined;
+          got += n;
+        }
+        traceAdd('blob.range', length);
+        return buf;
+      },
+      close() {
+        if (closed) return;
+        closed = true;
+        close(fd, () => undefined);
+      },
+    };
   }
 
   /** Re-hashes a stored blob and says whether it is present and intact; changes nothing. */

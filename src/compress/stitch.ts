@@ -1,5 +1,5 @@
 import { blockMapKey, recentLayersKey } from '../cache/keys.js';
-import type { BlobInfo, CacheStore } from '../cache/store.js';
+import type { BlobInfo, BlobRanges, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
 import { traceAdd } from '../util/trace.js';
 import { GZIP_HEADER, rangeCheck, type BlockSource, type ReusedBlock, type WrittenBlock } from './gzip.js';
@@ -32,9 +32,9 @@ const RECENT = 4;
 /** Bound on what a record may list, whatever the caller asks. */
 const MAX_RECENT = 32;
 /**
- * Compressed bytes read from a source layer at once: the blocks a build copies mostly follow one
- * another there, and a read per block cost an open, a read and a close each (~150 of each for the
- * 100 MB benchmark tree). Larger stretches cost more in page faults than they saved (docs/compression.md).
+ * Compressed bytes read from a source layer at once (whole blocks from the one asked for, until
+ * at least this much): the blocks a build copies mostly follow one another there. Larger
+ * stretches cost more in page faults than they saved (docs/compression.md).
  */
 const READ_AHEAD = 1 << 20;
 /** A map's size at most this share of its layer's. */
@@ -57,6 +57,8 @@ interface RecentRecord {
 interface Located {
   key: Buffer;
   digest: Digest;
+  /** Its place among its layer's blocks. */
+  index: number;
   offset: number;
   size: number;
   crc: number;
@@ -73,8 +75,10 @@ export class LayerBlocks implements BlockSource {
   private readonly names = new Map<string, Located>();
   private readonly written: WrittenBlock[] = [];
   private readonly bad = new Set<Digest>();
-  /** Where each source layer's blocks end. */
-  private readonly ends = new Map<Digest, number>();
+  /** Each source layer's blocks in order. */
+  private readonly layers = new Map<Digest, Located[]>();
+  /** Each source layer opened once for all its ranges. */
+  private readonly opened = new Map<Digest, Promise<BlobRanges | undefined>>();
   /** The last stretch read from a source layer, covering the blocks after the one asked for. */
   private ahead: { digest: Digest; offset: number; length: number; bytes: Promise<Buffer | undefined> } | undefined;
 
@@ -111,9 +115,11 @@ export class LayerBlocks implements BlockSource {
       const entries = decodeMap(rec.metadata, spec);
       if (!entries) continue;
       let offset = GZIP_HEADER.length;
+      const order: Located[] = [];
       for (const e of entries) {
         const k = e.key.toString('hex');
-        const at = { key: e.key, digest, offset, size: e.size, crc: e.crc, check: e.check, dict: e.dict };
+        const at = { key: e.key, digest, index: order.length, offset, size: e.size, crc: e.crc, check: e.check, dict: e.dict };
+        order.push(at);
         // Newest layer first: its copy of a block wins.
         if (!self.index.has(k)) self.index.set(k, at);
         if (e.name) {
@@ -122,7 +128,7 @@ export class LayerBlocks implements BlockSource {
         }
         offset += e.size;
       }
-      self.ends.set(digest, offset);
+      self.layers.set(digest, order);
     }
     return self;
   }
@@ -157,15 +163,30 @@ export class LayerBlocks implements BlockSource {
     return undefined;
   }
 
-  /** A block's compressed bytes, from the stretch last read when it holds them. */
+  /**
+   * A block's compressed bytes, from the stretch last read when it holds them. A stretch ends
+   * where a block does, so the block after it starts a new one without reading any byte twice.
+   */
   private async range(at: Located): Promise<Buffer | undefined> {
     let a = this.ahead;
     if (!a || a.digest !== at.digest || at.offset < a.offset || at.offset + at.size > a.offset + a.length) {
-      const length = Math.max(at.size, Math.min(READ_AHEAD, (this.ends.get(at.digest) ?? 0) - at.offset));
-      a = this.ahead = { digest: at.digest, offset: at.offset, length, bytes: this.cache.readBlobRange(at.digest, at.offset, length) };
+      const order = this.layers.get(at.digest) ?? [];
+      let length = at.size;
+      for (let i = at.index + 1; i < order.length && length < READ_AHEAD; i++) length += order[i]!.size;
+      let source = this.opened.get(at.digest);
+      if (!source) this.opened.set(at.digest, (source = this.cache.blobRanges(at.digest)));
+      const offset = at.offset;
+      a = this.ahead = { digest: at.digest, offset, length, bytes: source.then((r) => r?.read(offset, length)) };
     }
     const bytes = await a.bytes;
     return bytes?.subarray(at.offset - a.offset, at.offset - a.offset + at.size);
+  }
+
+  /** Closes the source layers opened for their blocks (save does too). */
+  close(): void {
+    for (const source of this.opened.values()) void source.then((r) => r?.close(), () => undefined);
+    this.opened.clear();
+    this.ahead = undefined;
   }
 
   /** gzip's onBlock: the new layer's map, in order. */
@@ -175,6 +196,7 @@ export class LayerBlocks implements BlockSource {
 
   /** Records the new layer's map (unless too large a share of it) and makes it its lineage's newest. */
   async save(blob: BlobInfo): Promise<void> {
+    this.close();
     const map: MapRecord = { v: MAP_FORMAT, spec: this.spec, blocks: encodeEntries(this.written) };
     const bytes = map.blocks.length + map.spec.length + RECORD_OVERHEAD;
     if (this.written.length === 0 || bytes > blob.size * MAX_OVERHEAD) return;

@@ -152,6 +152,7 @@ async function pack(
     return { blob, diffid: await tarred() };
   } finally {
     diffHash.close();
+    blocks?.close();
   }
 }
 

@@ -117,7 +117,12 @@ export class LayerCompressor {
     let done = 0;
     report?.({ diffid: tar.diffid, done, size: tar.size });
     const source = report ? tap(cache.readBlob(tar.diffid, tar.size), (c) => report({ diffid: tar.diffid, done: (done += c.length), size: tar.size })) : cache.readBlob(tar.diffid, tar.size);
-    const blob = await cache.writeBlob(gzipStream(source, this.opts.gzip, { reuse: blocks, onBlock: blocks.onBlock }));
+    let blob;
+    try {
+      blob = await cache.writeBlob(gzipStream(source, this.opts.gzip, { reuse: blocks, onBlock: blocks.onBlock }));
+    } finally {
+      blocks.close();
+    }
     // Its block map is a record too: saved by finish, once the archive is known to use the layer.
     return { descriptor: { mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size }, fresh: true, blocks };
   }
