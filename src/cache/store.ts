@@ -98,8 +98,11 @@ export class CacheStore {
    * known) and hands cacache the result through its `integrityEmitter` option, so the bytes are
    * hashed once, and a write kocache gives up on is failed the way cacache documents: an error on
    * that emitter, after which cacache removes its temp file.
+   *
+   * `hashed`, instead of hashing here: the sha256 (hex) of exactly the bytes `source` gave, asked
+   * for once it has ended (pack.ts hashes a layer's blob on its worker thread as it passes).
    */
-  async writeBlob(source: AsyncIterable<Uint8Array>, expect?: Partial<BlobInfo>): Promise<BlobInfo> {
+  async writeBlob(source: AsyncIterable<Uint8Array>, expect?: Partial<BlobInfo>, hashed?: () => Promise<string>): Promise<BlobInfo> {
     // A blob that is not stored yet will be the bytes just hashed on the way in, so it gets its
     // verified stamp at once (the first hit need not re-hash it). What
     // is in its place that is not a file is damage, removed before cacache would keep it.
@@ -118,7 +121,7 @@ export class CacheStore {
     const done = ws.promise();
     done.catch(() => undefined);
     const want = expect?.digest;
-    const hash = want === undefined ? createHash('sha256') : undefined;
+    const hash = want === undefined && hashed === undefined ? createHash('sha256') : undefined;
     const bytes = want === undefined ? source : verify(source, { digest: want, size: expect?.size }, (m) => writeMismatch(m, want));
     let size = 0;
     let started = false;
@@ -144,7 +147,7 @@ export class CacheStore {
       // An empty blob is a blob too: the first write is what starts cacache's temp file.
       if (!started) ws.write(Buffer.alloc(0));
       started = true;
-      digest = want ?? `sha256:${hash!.digest('hex')}`;
+      digest = want ?? `sha256:${hash ? hash.digest('hex') : await hashed!()}`;
       // A digest learned only now (a layer just built) is fresh the same way if no file holds it
       // yet: the one cacache moves into place is then these bytes, hashed as they passed.
       if (want === undefined) fresh = statBlob(this.blobPath(digest)) === undefined;

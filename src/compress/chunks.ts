@@ -29,10 +29,14 @@ export async function* rechunk(source: AsyncIterable<Uint8Array> | Iterable<Uint
   if (fill > 0) yield block.subarray(0, fill);
 }
 
-/** Passes chunks through while feeding each to `observe` (a hash, a byte counter). */
-export async function* tap<T extends Uint8Array>(source: AsyncIterable<T> | Iterable<T>, observe: (chunk: T) => void): AsyncGenerator<T> {
+/**
+ * Passes chunks through while feeding each to `observe` (a hash, a byte counter); one that returns
+ * a promise holds the chunk back until it settles.
+ */
+export async function* tap<T extends Uint8Array>(source: AsyncIterable<T> | Iterable<T>, observe: (chunk: T) => void | Promise<void>): AsyncGenerator<T> {
   for await (const chunk of source) {
-    observe(chunk);
+    const wait = observe(chunk);
+    if (wait instanceof Promise) await wait;
     yield chunk;
   }
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Worker } from 'node:worker_threads';
+import type { MessagePort, Worker } from 'node:worker_threads';
 import { traceAdd } from '../util/trace.js';
 
 /**
@@ -17,6 +17,20 @@ export interface StreamHash {
   digest(): Promise<StreamDigest>;
   /** Stops the worker, if any, whether or not the digest was asked for (a failed pack). */
   close(): void;
+  /** With `blob`: the blob's hash on the same worker. */
+  readonly blob?: BlobHash | undefined;
+}
+
+/**
+ * A second stream hashed on the same worker: the layer's blob as it is written. Each chunk is
+ * copied into shared memory the worker reads (a few MiB, used again and again), which costs the
+ * main thread far less than hashing it.
+ */
+export interface BlobHash {
+  /** The next bytes of the blob; resolves once they are copied (it may wait for the worker). */
+  add(chunk: Uint8Array): Promise<void>;
+  /** The blob ended: its sha256 (hex), once the worker has read it all. */
+  end(): Promise<string>;
 }
 
 export interface StreamDigest {
@@ -48,16 +62,26 @@ export function localHash(): StreamHash {
 /** Blocks handed over but not yet read that the ring can hold; then the producer waits. */
 const RING = 256;
 // Shared control words: blocks published, blocks read, whether the worker failed, then RING
-// (buffer id, length) pairs; after them RING block keys of KEY bytes.
+// slots of SLOT words (buffer id, offset, length, which stream); after them RING block keys of KEY bytes.
 const KEY = 32;
+const SLOT = 4;
+/** Which stream a slot's bytes belong to: the tar, or the blob (BlobHash). */
+const TAR = 0;
+const BLOB = 1;
+/** The blob's chunks are copied into this many pieces of shared memory of STAGE_PIECE bytes. */
+const STAGE_PIECES = 8;
+const STAGE_PIECE = 1 << 20;
 /** gzip.ts WINDOW: a block's key covers the 32 KiB of input before it. */
 const WINDOW = 32 * 1024;
 const WRITTEN = 0;
 const READ = 1;
 const FAILED = 2;
-const SLOTS = 3;
-/** A buffer id that ends the stream. */
+/** Set once the worker's work was sent (WorkerStart.configure). */
+const CONFIGURED = 3;
+const SLOTS = 4;
+/** Buffer ids that end the tar, and the blob. */
 const END = -1;
+const BLOB_END = -2;
 
 // CommonJS, run with `eval`: the CLI is one bundled file, so there is no module path to start.
 // No message per block (a postMessage carrying a SharedArrayBuffer cost ~0.4 ms of the main
@@ -66,11 +90,15 @@ const END = -1;
 const WORKER_SOURCE = `
 const { parentPort, workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const { control, port, ring, files, spec, paths } = workerData;
+const { control, port, ring } = workerData;
 const words = new Int32Array(control);
-const keys = new Uint8Array(control, (${SLOTS} + ring * 2) * 4, ring * ${KEY});
+// Started before its work was known: told it on the port before the first block.
+Atomics.wait(words, ${CONFIGURED}, 0);
+const { files, spec, paths, blob } = receiveMessageOnPort(port).message;
+const keys = new Uint8Array(control, (${SLOTS} + ring * ${SLOT}) * 4, ring * ${KEY});
 const buffers = new Map();
 const hash = createHash('sha256');
+const blobHash = blob ? createHash('sha256') : undefined;
 
 // The tar read as it passes, for each regular file's hash: 512-byte header records (gathered
 // across blocks), each entry's data, its padding. A PAX record's size= applies to the next entry.
@@ -243,7 +271,18 @@ function key(bytes, slot) {
   dictionary = bytes.length >= ${WINDOW} ? Buffer.from(bytes.subarray(bytes.length - ${WINDOW})) : Buffer.concat([dictionary, bytes]).subarray(-${WINDOW});
 }
 
+// The tar's results, posted at its end.
+function tarEnd() {
+  if (fd >= 0) fs.closeSync(fd);
+  if (lazy && !failed && nextFile !== paths.length) failed = 'the tar has fewer files than were given';
+  const out = files ? { sizes: new Float64Array(sizes), hashes: hashes.join('') } : undefined;
+  const blocks = !lazy ? undefined : failed ? { failed } : { crcs: new Uint32Array(crcs), dicts: new Uint32Array(dicts) };
+  parentPort.postMessage({ hex: hash.digest('hex'), files: out, blocks }, out ? [out.sizes.buffer] : []);
+}
+
 let done = 0;
+// Streams still to end: the tar, and the blob when it is hashed here.
+let open = blob ? 2 : 1;
 try {
 for (;;) {
   const written = Atomics.load(words, ${WRITTEN});
@@ -251,32 +290,43 @@ for (;;) {
     Atomics.wait(words, ${WRITTEN}, written);
     continue;
   }
-  const slot = ${SLOTS} + (done % ring) * 2;
+  const slot = ${SLOTS} + (done % ring) * ${SLOT};
   const id = words[slot];
-  if (id === ${END}) break;
+  if (id === ${END} || id === ${BLOB_END}) {
+    if (id === ${END}) tarEnd();
+    else parentPort.postMessage({ blobHex: blobHash.digest('hex') });
+    Atomics.store(words, ${READ}, ++done);
+    Atomics.notify(words, ${READ});
+    if (--open === 0) break;
+    continue;
+  }
   while (!buffers.has(id)) {
     const got = receiveMessageOnPort(port);
     if (got === undefined) throw new Error('block buffer ' + id + ' was never sent');
     buffers.set(got.message.id, got.message.buffer);
   }
-  const bytes = new Uint8Array(buffers.get(id), 0, words[slot + 1]);
-  if (lazy) {
-    if (!failed && bytes.length > 0) {
-      dicts.push(tailCrc());
-      crc = 0;
-      try {
-        read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
-      } catch (err) {
-        // Said at the end: the caller builds again reading the files itself, and tells why.
-        failed = String(err && err.message || err);
-      }
-      crcs.push(crc);
-    }
+  const bytes = new Uint8Array(buffers.get(id), words[slot + 1], words[slot + 2]);
+  if (words[slot + 3] === ${BLOB}) {
+    blobHash.update(bytes);
   } else {
-    hash.update(bytes);
+    if (lazy) {
+      if (!failed && bytes.length > 0) {
+        dicts.push(tailCrc());
+        crc = 0;
+        try {
+          read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
+        } catch (err) {
+          // Said at the end: the caller builds again reading the files itself, and tells why.
+          failed = String(err && err.message || err);
+        }
+        crcs.push(crc);
+      }
+    } else {
+      hash.update(bytes);
+    }
+    if (files) read(bytes);
+    if (spec !== undefined) key(bytes, done % ring);
   }
-  if (files) read(bytes);
-  if (spec !== undefined) key(bytes, done % ring);
   Atomics.store(words, ${READ}, ++done);
   Atomics.notify(words, ${READ});
 }
@@ -286,26 +336,71 @@ for (;;) {
   Atomics.notify(words, ${READ});
   throw err;
 }
-if (fd >= 0) fs.closeSync(fd);
-if (lazy && !failed && nextFile !== paths.length) failed = 'the tar has fewer files than were given';
-const out = files ? { sizes: new Float64Array(sizes), hashes: hashes.join('') } : undefined;
-const blocks = !lazy ? undefined : failed ? { failed } : { crcs: new Uint32Array(crcs), dicts: new Uint32Array(dicts) };
-parentPort.postMessage({ hex: hash.digest('hex'), files: out, blocks }, out ? [out.sizes.buffer] : []);
 `;
+
+/** A hashing worker started before its work is known: it starts up while the caller gets ready. */
+export interface WorkerStart {
+  /** What it hashes; from then on it takes blocks. Called once. */
+  configure(o?: WorkerWork): StreamHash;
+  /** Stops it, configured or not. */
+  close(): void;
+}
+
+export interface WorkerWork {
+  /** Each regular file's sha256 too (StreamDigest.files). */
+  files?: boolean;
+  /** gzip's block keys, with this block-key spec. */
+  keys?: string | undefined;
+  /** A lazy tar's file paths (StreamDigest.blocks). */
+  paths?: readonly (string | Buffer | null)[] | undefined;
+  /** The blob's hash as well (StreamHash.blob). */
+  blob?: boolean;
+}
 
 /**
  * The hash on a worker thread started now: the blocks must be backed by a SharedArrayBuffer (one
  * that is not is copied into one). The worker's start-up (~30 ms of CPU) is paid on the other core
  * while this one reads and tars; worth it only for a big stream (pack.ts decides).
  */
-export function workerHash(o: { files?: boolean; keys?: string | undefined; paths?: readonly (string | Buffer | null)[] | undefined } = {}): StreamHash {
+export function workerHash(o: WorkerWork = {}): StreamHash {
+  return startWorkerHash().configure(o);
+}
+
+/** A hashing worker started now, told its work later (so its start-up overlaps the caller's). */
+export function startWorkerHash(): WorkerStart {
   const { Worker: WorkerThread, MessageChannel } = process.getBuiltinModule('node:worker_threads');
-  const control = new SharedArrayBuffer((SLOTS + RING * 2) * 4 + RING * KEY);
+  const control = new SharedArrayBuffer((SLOTS + RING * SLOT) * 4 + RING * KEY);
   const words = new Int32Array(control);
-  const keys = new Uint8Array(control, (SLOTS + RING * 2) * 4, RING * KEY);
-  const keyed = o.keys !== undefined;
+  const keys = new Uint8Array(control, (SLOTS + RING * SLOT) * 4, RING * KEY);
   const { port1, port2 } = new MessageChannel();
-  const worker: Worker = new WorkerThread(WORKER_SOURCE, { eval: true, workerData: { control, port: port2, ring: RING, files: o.files === true, spec: o.keys, paths: o.paths }, transferList: [port2] });
+  const worker: Worker = new WorkerThread(WORKER_SOURCE, { eval: true, workerData: { control, port: port2, ring: RING }, transferList: [port2] });
+  // Until configured, a failure is kept for the StreamHash to report.
+  let early: Error | undefined;
+  let failed: (err: Error) => void = (err) => void (early ??= err);
+  worker.on('error', (err) => failed(err));
+  worker.on('exit', () => failed(new Error('the hashing worker stopped')));
+  const stop = () => {
+    worker.removeAllListeners('exit');
+    port1.close();
+    void worker.terminate();
+  };
+  return {
+    configure(o = {}) {
+      port1.postMessage({ files: o.files === true, spec: o.keys, paths: o.paths, blob: o.blob === true });
+      Atomics.store(words, CONFIGURED, 1);
+      Atomics.notify(words, CONFIGURED);
+      const h = running(worker, port1, words, keys, o, stop);
+      failed = h.fail;
+      if (early) h.fail(early);
+      return h;
+    },
+    close: stop,
+  };
+}
+
+/** The StreamHash of a configured worker; `fail` is for the worker's errors and exit. */
+function running(worker: Worker, port1: MessagePort, words: Int32Array, keys: Uint8Array, o: WorkerWork, stop: () => void): StreamHash & { fail: (err: Error) => void } {
+  const keyed = o.keys !== undefined;
   const ids = new WeakMap<SharedArrayBuffer, number>();
   /** Each block published and not yet read, oldest first, from index `head`. */
   const pending: { done: () => void; key?: ((k: Buffer) => void) | undefined; lost?: ((err: Error) => void) | undefined }[] = [];
@@ -317,15 +412,17 @@ export function workerHash(o: { files?: boolean; keys?: string | undefined; path
   let nextId = 0;
   let failed: Error | undefined;
   let finish: { resolve: (d: StreamDigest) => void; reject: (err: Error) => void } | undefined;
+  let blobFinish: { resolve: (hex: string) => void; reject: (err: Error) => void } | undefined;
+  const blobHex = new Promise<string>((resolve, reject) => (blobFinish = { resolve, reject }));
+  blobHex.catch(noop); // seen where it is awaited
   const fail = (err: Error) => {
     failed ??= err;
     finish?.reject(failed);
+    blobFinish?.reject(failed);
     // Keys that will never come: their blocks' compression fails with the worker's error.
     for (let i = head; i < pending.length; i++) pending[i]!.lost?.(failed);
   };
-  worker.on('message', (m: StreamDigest) => finish?.resolve(m));
-  worker.on('error', fail);
-  worker.on('exit', () => fail(new Error('the hashing worker stopped')));
+  worker.on('message', (m: StreamDigest | { blobHex: string }) => ('blobHex' in m ? blobFinish?.resolve(m.blobHex) : finish?.resolve(m)));
   /**
    * Hands back the blocks the worker has read since the last look, with their keys (copied out
    * before their ring slot can be used again: a block is published only after a look).
@@ -360,20 +457,78 @@ export function workerHash(o: { files?: boolean; keys?: string | undefined; path
     if (r.async) void r.value.then(woken);
     else queueMicrotask(woken);
   };
-  const publish = (id: number, length: number) => {
+  const broken = () => failed ?? (Atomics.load(words, FAILED) !== 0 ? new Error('the hashing worker failed') : undefined);
+  const publish = (id: number, length: number, stream = TAR, offset = 0) => {
     // The ring is full only when the worker has fallen RING blocks behind: wait for it.
     while (written - Atomics.load(words, READ) >= RING) {
-      if (failed || Atomics.load(words, FAILED) !== 0) throw failed ?? new Error('the hashing worker failed');
+      const err = broken();
+      if (err) throw err;
       Atomics.wait(words, READ, Atomics.load(words, READ), 100);
     }
-    const slot = SLOTS + (written % RING) * 2;
+    const slot = SLOTS + (written % RING) * SLOT;
     words[slot] = id;
-    words[slot + 1] = length;
+    words[slot + 1] = offset;
+    words[slot + 2] = length;
+    words[slot + 3] = stream;
     Atomics.store(words, WRITTEN, ++written);
     Atomics.notify(words, WRITTEN);
   };
+  /** Sends a buffer to the worker the first time it is published. */
+  const idOf = (buffer: SharedArrayBuffer) => {
+    let id = ids.get(buffer);
+    if (id === undefined) {
+      id = nextId++;
+      ids.set(buffer, id);
+      port1.postMessage({ id, buffer });
+    }
+    return id;
+  };
+  /** A marker that ends a stream: a slot like a block's, handed back with nothing to do. */
+  const end = (id: number) => {
+    pending.push({ done: noop });
+    publish(id, 0);
+  };
+  // The blob's pieces of shared memory, made at its first chunk; the free ones by index.
+  let stage: Buffer | undefined;
+  const free: number[] = [];
+  const blob: BlobHash | undefined = o.blob !== true ? undefined : {
+    async add(chunk) {
+      if (!stage) {
+        stage = Buffer.from(new SharedArrayBuffer(STAGE_PIECES * STAGE_PIECE));
+        for (let i = STAGE_PIECES - 1; i >= 0; i--) free.push(i);
+      }
+      const id = idOf(stage.buffer as SharedArrayBuffer);
+      for (let off = 0; off < chunk.length; off += STAGE_PIECE) {
+        collect();
+        while (free.length === 0) {
+          // Every piece is waiting for the worker: wake when it reads on (or every 100 ms, to
+          // notice a worker that stopped).
+          const err = broken();
+          if (err) throw err;
+          traceAdd('hash.blob.wait', 1);
+          const r = (Atomics as unknown as WaitAsync).waitAsync(words, READ, read, 100);
+          if (r.async) await r.value;
+          collect();
+        }
+        const piece = free.pop()!;
+        const n = Math.min(STAGE_PIECE, chunk.length - off);
+        stage.set(chunk.subarray(off, off + n), piece * STAGE_PIECE);
+        pending.push({ done: () => free.push(piece) });
+        publish(id, n, BLOB, piece * STAGE_PIECE);
+      }
+      traceAdd('hash.blob', chunk.length);
+    },
+    end() {
+      const err = broken();
+      if (err) return Promise.reject(err);
+      end(BLOB_END);
+      return blobHex;
+    },
+  };
   return {
+    fail,
     shared: true,
+    blob,
     add(block, done) {
       if (failed) throw failed;
       collect();
@@ -384,12 +539,7 @@ export function workerHash(o: { files?: boolean; keys?: string | undefined; path
         done();
         done = noop;
       }
-      let id = ids.get(buffer);
-      if (id === undefined) {
-        id = nextId++;
-        ids.set(buffer, id);
-        port1.postMessage({ id, buffer });
-      }
+      const id = idOf(buffer);
       traceAdd('hash.worker', block.length);
       if (!keyed) {
         pending.push({ done });
@@ -413,14 +563,12 @@ export function workerHash(o: { files?: boolean; keys?: string | undefined; path
           },
           reject,
         };
-        publish(END, 0);
+        end(END);
       });
     },
     close() {
-      worker.removeAllListeners('exit');
       failed ??= new Error('the hashing worker was closed');
-      port1.close();
-      void worker.terminate();
+      stop();
     },
   };
 }
@@ -428,6 +576,6 @@ export function workerHash(o: { files?: boolean; keys?: string | undefined; path
 const noop = (): void => undefined;
 /** Atomics.waitAsync (in Node since 16; in TypeScript's ES2024 library, past this project's). */
 interface WaitAsync {
-  waitAsync(a: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> };
+  waitAsync(a: Int32Array, index: number, value: number, timeout?: number): { async: false; value: string } | { async: true; value: Promise<string> };
 }
 const DONE = { done: noop };

@@ -6,7 +6,7 @@ import { blockKeySpec } from '../compress/options.js';
 import { tap } from '../compress/chunks.js';
 import { zstdStream } from '../compress/zstd.js';
 import { LayerBlocks } from '../compress/stitch.js';
-import { localHash, workerHash, type StreamDigest } from '../compress/streamhash.js';
+import { localHash, startWorkerHash, type StreamDigest } from '../compress/streamhash.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
 import { type BlobSink, writeTeed } from '../oci/sink.js';
@@ -76,7 +76,15 @@ async function pack(
   const filesOffThread = offThread && o.onFileHash !== undefined;
   const zstd = gzip.algorithm === 'zstd';
   const spec = blockKeySpec(gzip);
-  const blocks = zstd ? undefined : await LayerBlocks.open(cache, o.lineage, spec, { warn: o.warn });
+  // Started before the block maps are read (which loads cacache): its start-up overlaps that.
+  const starting = offThread ? startWorkerHash() : undefined;
+  let blocks: LayerBlocks | undefined;
+  try {
+    blocks = zstd ? undefined : await LayerBlocks.open(cache, o.lineage, spec, { warn: o.warn });
+  } catch (err) {
+    starting?.close();
+    throw err;
+  }
   // Blocks found by name need no key; else the worker hashes gzip's block keys as it reads each
   // block, so the main thread skips a second pass.
   const byName = o.known !== undefined && blocks !== undefined && blocks.named > 0;
@@ -89,7 +97,10 @@ async function pack(
   const lazy = mayLazy && offThread && byName && o.onFileHash === undefined && bytes >= files * UNREAD_MIN;
   const unread = lazy ? (i: number) => entries[i]!.size >= UNREAD_MIN && o.known!(i) !== undefined : undefined;
   const paths = unread && entries.flatMap((e, i) => (e.type !== 'file' ? [] : unread(i) ? [e.rawAbs ?? e.abs] : [null]));
-  const diffHash = offThread ? workerHash({ files: filesOffThread, keys: zstd || byName ? undefined : spec, paths }) : localHash();
+  // In an edit the blob is hashed on the worker too: the main thread then only copies each chunk
+  // into shared memory. (A cold build keeps it here: both cores are busy deflating there.)
+  const blobOffThread = blocks !== undefined && blocks.size > 0 && !lazy;
+  const diffHash = starting ? starting.configure({ files: filesOffThread, keys: zstd || byName ? undefined : spec, paths, blob: blobOffThread }) : localHash();
   let digested: Promise<StreamDigest> | undefined;
   const digest = () => (digested ??= diffHash.digest());
   const keys = new Map<Buffer, Promise<Buffer>>();
@@ -105,7 +116,10 @@ async function pack(
         unread,
       }
     : undefined;
-  const store = (s: AsyncIterable<Uint8Array>) => writeTeed(s, o.sink, (t) => cache.writeBlob(t));
+  const blobHash = diffHash.blob;
+  const store = blobHash
+    ? (s: AsyncIterable<Uint8Array>) => writeTeed(tap(s, (c) => blobHash.add(c)), o.sink, (t) => cache.writeBlob(t, undefined, () => blobHash.end()))
+    : (s: AsyncIterable<Uint8Array>) => writeTeed(s, o.sink, (t) => cache.writeBlob(t));
   const tarred = async (): Promise<Digest> => {
     const d = await digest();
     if (filesOffThread) fileHashes(entries, d.files, o.onFileHash!);

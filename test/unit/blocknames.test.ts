@@ -41,6 +41,7 @@ async function pack(cacheDir: string, entries: SourceEntry[], known?: (i: number
     unread: delta('tar.unread'),
     again: delta('stitch.unread.again'),
     filled: delta('tar.filled'),
+    blobOnWorker: delta('hash.blob'),
   };
 }
 
@@ -135,6 +136,9 @@ test('a big layer leaves known files unread for blocks copied by name; a name th
 
   const first = await pack(cacheDir, entries, (i) => hashes[i]);
   assert.equal(first.unread, 0, 'no names to copy by yet: every file read');
+  // A cache whose builds know no file hashes: its edit copies blocks by key, reading every file.
+  const keyCache = join(dir, 'cache-keys');
+  assert.equal((await pack(keyCache, entries)).blobOnWorker, 0, 'a cold build hashes its blob on the main thread');
   const again = await pack(cacheDir, entries, (i) => hashes[i]);
   assert.equal(again.blob.digest, first.blob.digest);
   assert.equal(again.diffid, first.diffid);
@@ -151,6 +155,14 @@ test('a big layer leaves known files unread for blocks copied by name; a name th
   const edit = await pack(cacheDir, entries, (i) => hashes[i]);
   const editCold = await cold('cold-edit');
   assert.equal(edit.blob.digest, editCold.blob.digest);
+  assert.equal(edit.blobOnWorker, 0, 'a lazy edit hashes its blob on the main thread (the worker reads the files)');
+  // An edit that reads every file has its blob hashed on the worker, every byte of it, and stored
+  // under that digest.
+  const byKey = await pack(keyCache, entries);
+  assert.equal(byKey.blob.digest, editCold.blob.digest);
+  assert.ok(byKey.reused > 30 << 20, `reused ${byKey.reused}`);
+  assert.equal(byKey.blobOnWorker, byKey.blob.size);
+  assert.equal(await new CacheStore(keyCache).checkBlob(byKey.blob.digest), 'ok');
   assert.equal(edit.diffid, editCold.diffid);
   assert.ok(edit.deflated > 0 && edit.deflated < 4 << 20, `deflated ${edit.deflated}`);
   assert.equal(edit.again, 0);

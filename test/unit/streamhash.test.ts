@@ -123,3 +123,29 @@ test("with keys, the worker gives each block gzip's own block key (dictionary ca
   assert.deepEqual(got.map((k) => k.toString('hex')), want.map((k) => k.toString('hex')));
   assert.equal(new Set(want.map((k) => k.toString('hex'))).size, sizes.length, 'the keys differ from block to block');
 });
+
+test('with blob, the worker also hashes a second stream of chunks, copied into its shared memory and written over', async () => {
+  const h = workerHash({ blob: true });
+  const tar = createHash('sha256');
+  const blob = createHash('sha256');
+  let handed = 0;
+  // Chunks of every size up to past the whole shared area (8 MiB), each changed after it is added
+  // (the caller may reuse it): the worker must hash the bytes as they were.
+  for (let i = 0; i < 40; i++) {
+    const block = Buffer.from(new SharedArrayBuffer(64 * 1024));
+    block.fill(i);
+    tar.update(block);
+    h.add(block, () => handed++);
+    const chunk = Buffer.alloc(i === 20 ? 9 * 1024 * 1024 + 3 : 1 + ((i * 104_729) % (1536 * 1024)));
+    for (let j = 0; j < chunk.length; j += 1024) chunk[j] = (i + j) & 0xff;
+    blob.update(chunk);
+    await h.blob!.add(chunk);
+    chunk.fill(0xee);
+  }
+  const blobHex = await h.blob!.end();
+  const d = await h.digest();
+  h.close();
+  assert.equal(blobHex, blob.digest('hex'));
+  assert.equal(d.hex, tar.digest('hex'));
+  assert.equal(handed, 40);
+});
