@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { hashFileSync } from '../src/layer/filehash.js';
 import { fingerprint, fingerprintTree } from '../src/layer/fingerprint.js';
-import { hashFiles, scoutTree } from '../src/layer/hashpool.js';
+import { hashFiles, scoutTree, walkShared } from '../src/layer/hashpool.js';
 import { StatCache } from '../src/layer/statcache.js';
 import { walkSource } from '../src/layer/walk.js';
 import { traceSnapshot } from '../src/util/trace.js';
@@ -96,6 +96,23 @@ test('a tree walked on two threads lists what walkSource lists, and gives the sa
   const cache = tempDir();
   const alone = fingerprint(entries, new StatCache(join(cache, 'one'), src, Date.now()));
   assert.equal(await fingerprintTree(entries, new StatCache(join(cache, 'two'), src, Date.now()), scout), alone);
+});
+
+test('a tree walked on two threads without reading its files lists what walkSource lists', async () => {
+  const src = wideTree();
+  // The worker started and waiting, as above, so that it lists a share of the folders.
+  await hashFiles(walkSource(src).filter((e) => e.type === 'file'), { mainThread: false });
+  const listed = () => traceSnapshot()['walk.worker.entries'] ?? 0;
+  const before = listed();
+  const hashed = workerBytes();
+  assert.deepEqual(await walkShared(src), walkSource(src));
+  assert.ok(listed() > before, 'the worker listed a share of the tree');
+  assert.equal(workerBytes(), hashed, 'no file read');
+  // What walkSource alone handles sends the tree back to it.
+  writeFileSync(Buffer.concat([Buffer.from(`${src}/pkgs/p9/lib/raw-`), Buffer.from([0xff])]), 'latin-1 named');
+  const expected = walkSource(src);
+  assert.ok(expected.some((e) => e.rawRel));
+  assert.deepEqual(await walkShared(src), expected);
 });
 
 test('a tree with a name that is not UTF-8 is walked as walkSource walks it', async () => {

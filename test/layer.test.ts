@@ -198,9 +198,11 @@ test('stat cache: a stamp holds only while size, mtime, ctime, inode and device 
   // Taken "later": past the racy window, so every stamp is kept (a fresh file's never is).
   const later = Date.now() + 10_000;
   const first = new StatCache(cacheDir, src, later);
+  assert.equal(first.stampedFiles(), 0, 'no stamps saved yet');
   for (const e of files) assert.equal(first.hash(e), sha(content[e.rel]!));
   first.save();
 
+  assert.equal(new StatCache(cacheDir, src, later).stampedFiles(), 3, 'the tree\'s size, from the stamps file');
   const again = new StatCache(cacheDir, src, later);
   for (const e of files) assert.equal(again.lookup(e), sha(content[e.rel]!), `stamp of ${e.rel} kept`);
   const f = files.find((e) => e.rel === 'f')!;

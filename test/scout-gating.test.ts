@@ -51,3 +51,28 @@ test('a fresh runner hashes a tree of few entries and bytes on one thread, and w
   await freshRunner(tree(Math.ceil(SCOUT_MIN_ENTRIES / 100), 100));
   assert.equal(counter('file.scout'), scouts + 1, 'the worker walked the big tree ahead');
 });
+
+test('a build lists a tree of many entries on two threads (its files only lstat-ed), a small one on one', async () => {
+  const shared = () => counter('walk.shared');
+  const build = async (src: string, cache: CacheStore) => {
+    const r = await buildLayer(parseLayerSource(`${src}:/app`), { cache, importPath: 'example.com/walk', platform: { os: 'linux', architecture: 'amd64' } });
+    return r.descriptor.digest;
+  };
+  const big = tree(Math.ceil(SCOUT_MIN_ENTRIES / 100), 100);
+  const cache = new CacheStore(join(tempDir(), 'cache'));
+  const cold = await build(big, cache);
+  const before = shared();
+  writeFileSync(join(big, 'd3', 'f7'), 'edited');
+  const edited = await build(big, cache);
+  assert.equal(shared(), before + 1, 'the edit listed the tree on two threads');
+  assert.notEqual(edited, cold);
+  assert.equal(await build(big, new CacheStore(join(tempDir(), 'cache'))), edited, 'the layer a cold build gives');
+
+  const small = tree(6, 100);
+  const smallCache = new CacheStore(join(tempDir(), 'cache'));
+  await build(small, smallCache);
+  writeFileSync(join(small, 'd3', 'f7'), 'edited');
+  const count = shared();
+  await build(small, smallCache);
+  assert.equal(shared(), count, 'a small tree listed on one thread');
+});

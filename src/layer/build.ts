@@ -10,7 +10,7 @@ import type { Platform } from '../oci/platform.js';
 import type { BlobSink } from '../oci/sink.js';
 import { KocacheError, usageError } from '../errors.js';
 import { fingerprint, fingerprintTree } from './fingerprint.js';
-import { type Scout, scoutTree } from './hashpool.js';
+import { type Scout, scoutTree, walkShared } from './hashpool.js';
 import { hasAtLeastEntries } from './treesize.js';
 import { FINGERPRINT_FORMAT } from './formats.js';
 import { readGoBuildId } from './gobuildid.js';
@@ -80,7 +80,7 @@ export function isDiffIdRecord(m: unknown): m is DiffIdRecord {
 /** The fingerprint format of the first key scheme, whose records are still read. */
 const FIRST_SCHEME_FINGERPRINT = 1;
 
-/** A fresh runner's tree with this many entries is walked and hashed ahead by a worker (docs/registry-cache.md). */
+/** A tree with this many entries is walked on two threads, and a fresh runner's hashed ahead (docs/registry-cache.md). */
 export const SCOUT_MIN_ENTRIES = 4096;
 /** Below this many bytes of files (and entries), a fresh runner hashes its tree on one thread. */
 export const SECOND_THREAD_MIN_BYTES = 64 << 20;
@@ -133,10 +133,15 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   // anything else. A second thread costs its start-up first, so it is used only where that is
   // repaid: it walks and hashes a tree of many entries with this one (the walk outlasts its
   // start-up), or helps hash a few big files once the walk has shown their size.
+  // Any other tree of many entries (an edit, a hit) is walked on two threads too, its files only
+  // lstat-ed: the stat cache knows their hashes.
   const fresh = opts.buildId === undefined && opts.tier !== undefined && !stats.hasStamps();
-  const scout = fresh && hasAtLeastEntries(source.src, SCOUT_MIN_ENTRIES) ? await scoutTree(source.src) : undefined;
+  const stamped = stats.stampedFiles();
+  const many = stamped > 0 ? stamped >= SCOUT_MIN_ENTRIES : hasAtLeastEntries(source.src, SCOUT_MIN_ENTRIES);
+  const scout = fresh && many ? await scoutTree(source.src) : undefined;
   if (scout) traceAdd('file.scout', 1);
-  const entries = await applyExcludes(scout ? await scout.walk() : walkSource(source.src), source.exclude);
+  const listed = scout ? await scout.walk() : many ? await walkShared(source.src) : walkSource(source.src);
+  const entries = await applyExcludes(listed, source.exclude);
   const secondThread = !fresh || scout !== undefined || fileBytes(entries) >= SECOND_THREAD_MIN_BYTES;
   const vouched = opts.buildId ?? goBuildId(entries);
   /** Each file's sha256 by entry index, once the tree has been fingerprinted: it names gzip's blocks. */

@@ -14,7 +14,8 @@ import { traceAdd } from '../util/trace.js';
  * files: every async fs call is a thread-pool round trip, and reading on libuv's pool with
  * one-shot `crypto.subtle` digests cost ~3x the CPU of this; docs/registry-cache.md). The worker
  * is a thread, so it is used only where the work outweighs its start-up: a tree with no stat cache
- * (a fresh CI runner) whose fingerprint is needed before anything else can happen.
+ * (a fresh CI runner) whose fingerprint is needed before anything else can happen, and the walk of
+ * a tree of many entries (walkShared).
  */
 
 // CommonJS, run with `eval`: the CLI is one bundled file, so there is no module path to start.
@@ -24,13 +25,13 @@ const { openSync, readSync, closeSync, fstatSync, lstatSync, readdirSync, readli
 const { createHash, hash } = require('node:crypto');
 const buf = Buffer.allocUnsafe(1 << 20);
 const walkShare = ${walkShare.toString()};
-const io = { readdirSync, lstatSync, openSync, fstatSync, readSync, closeSync, readlinkSync, createHash, hash, buf };
+const io = { readdirSync, lstatSync, openSync, fstatSync, readSync, closeSync, readlinkSync, createHash, hash, buf, read: true };
 // Its part of a tree being walked by both threads (see walkTree); none if the main thread finished
 // the walk before this thread started on it.
-function share({ id, base, dirs, flags }) {
+function share({ id, base, dirs, flags, read }) {
   const f = new Int32Array(flags);
   const out = { rels: [], types: [], numbers: [], links: [], hashes: [], bytes: 0, bad: false };
-  if (Atomics.compareExchange(f, 2, 0, 1) === 0) walkShare(io, base, dirs, f, out);
+  if (Atomics.compareExchange(f, 2, 0, 1) === 0) walkShare({ ...io, read }, base, dirs, f, out);
   // Few big values rather than an object per entry: cheap for the main thread to receive.
   const numbers = new Float64Array(out.numbers);
   const types = new Uint8Array(out.types);
@@ -136,13 +137,14 @@ export function canHashInParallel(): boolean {
 const IDLE_MS = 1000;
 let idle: NodeJS.Timeout | undefined;
 
-function holdHashWorker(): () => void {
+/** `now`: the worker ends at once if no one else holds it (its heap is not kept for a pack that follows). */
+function holdHashWorker(): (now?: boolean) => void {
   users++;
   if (idle) clearTimeout(idle);
   idle = undefined;
   void startWorker();
   let held = true;
-  return () => {
+  return (now = false) => {
     if (!held) return;
     held = false;
     if (--users > 0) return;
@@ -153,7 +155,7 @@ function holdHashWorker(): () => void {
       worker = undefined;
       current = undefined;
       void ending.then((w) => w?.terminate());
-    }, IDLE_MS);
+    }, now ? 0 : IDLE_MS);
     idle.unref();
   };
 }
@@ -256,16 +258,34 @@ export async function scoutTree(root: string): Promise<Scout | undefined> {
   };
 }
 
+/**
+ * walkSource's list of a tree of many entries (an edit's, a hit's), its folders shared with the
+ * worker as a scout shares them, the files only lstat-ed: the stat cache knows their hashes.
+ */
+export async function walkShared(root: string): Promise<SourceEntry[]> {
+  if (!canHashInParallel()) return walkSource(root);
+  const release = holdHashWorker();
+  try {
+    const w = await startWorker();
+    const entries = w && (await walkTree(w, root, undefined));
+    if (entries) traceAdd('walk.shared', 1);
+    return entries ?? walkSource(root);
+  } finally {
+    release(true);
+  }
+}
+
 /** Folders listed breadth first on this thread until there are this many to share out. */
 const SHARE_FOLDERS = 64;
 let mainBuf: Buffer | undefined;
 
-async function walkTree(w: Worker, root: string, hashes: Map<SourceEntry, string>): Promise<SourceEntry[] | undefined> {
+/** `hashes` undefined: the files are not read (walkShared). */
+async function walkTree(w: Worker, root: string, hashes: Map<SourceEntry, string> | undefined): Promise<SourceEntry[] | undefined> {
   const rootEntry = statRoot(root);
   if (rootEntry.type !== 'directory') return undefined;
   const rootAbs = absolute(root);
   const base = rootAbs === '/' ? '' : rootAbs;
-  const io: ShareIo = { readdirSync, lstatSync, openSync, fstatSync, readSync, closeSync, readlinkSync, createHash, hash, buf: (mainBuf ??= Buffer.allocUnsafe(1 << 20)) };
+  const io: ShareIo = { readdirSync, lstatSync, openSync, fstatSync, readSync, closeSync, readlinkSync, createHash, hash, buf: (mainBuf ??= Buffer.allocUnsafe(1 << 20)), read: hashes !== undefined };
   const mine = emptyShare();
   let level = [''];
   while (level.length > 0 && level.length < SHARE_FOLDERS) {
@@ -281,7 +301,7 @@ async function walkTree(w: Worker, root: string, hashes: Map<SourceEntry, string
     const id = nextId++;
     const reply = new Promise<Reply | undefined>((resolve) => {
       waiting.set(id, resolve);
-      w.postMessage({ id, base, dirs: level, flags: flags.buffer });
+      w.postMessage({ id, base, dirs: level, flags: flags.buffer, read: io.read });
     });
     walkShare(io, base, level, flags, mine);
     if (mine.bad) return undefined;
@@ -293,6 +313,7 @@ async function walkTree(w: Worker, root: string, hashes: Map<SourceEntry, string
       // A worker that died took folders with it: the tree is walked again here.
       if (!r?.shared || r.shared.bad) return undefined;
       addEntries(fromPosted(r.shared, r.bytes), base, out, hashes);
+      traceAdd('walk.worker.entries', r.shared.types.length);
       traceAdd('file.hash.worker', r.bytes);
       traceAdd('file.hash', r.bytes);
       traceAdd('file.read', r.bytes);
@@ -305,7 +326,7 @@ async function walkTree(w: Worker, root: string, hashes: Map<SourceEntry, string
   return sortEntries(out);
 }
 
-function addEntries(part: ShareOut, base: string, out: SourceEntry[], hashes: Map<SourceEntry, string>): void {
+function addEntries(part: ShareOut, base: string, out: SourceEntry[], hashes: Map<SourceEntry, string> | undefined): void {
   let link = 0;
   let file = 0;
   for (let i = 0; i < part.types.length; i++) {
@@ -324,7 +345,7 @@ function addEntries(part: ShareOut, base: string, out: SourceEntry[], hashes: Ma
       dev: part.numbers[n + 5]!,
     };
     if (t === 3) e.linkTarget = part.links[link++]!;
-    else if (t === 1) hashes.set(e, part.hashes[file++]!);
+    else if (t === 1 && hashes) hashes.set(e, part.hashes[file++]!);
     out.push(e);
   }
 }

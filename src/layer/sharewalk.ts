@@ -14,6 +14,8 @@ export interface ShareIo {
   /** crypto.hash (Node >= 20.12): a one-shot digest. */
   hash(algorithm: 'sha256', data: Uint8Array, encoding: 'hex'): string;
   buf: Buffer;
+  /** False: files are only lstat-ed, as walkSource does (an edit or a hit, whose stat cache knows the hashes). */
+  read: boolean;
 }
 
 /** One thread's part of a tree: columns, not an object per entry (cheap to post between threads). */
@@ -26,7 +28,7 @@ export interface ShareOut {
   numbers: number[];
   /** One per link, in order. */
   links: string[];
-  /** sha256 hex, one per file, in order. */
+  /** sha256 hex, one per file, in order (none unless `ShareIo.read`). */
   hashes: string[];
   bytes: number;
   /**
@@ -44,8 +46,9 @@ export function emptyShare(): ShareOut {
 /**
  * Lists the folders `dirs` (relative to `base`, an absolute path, '' for /) claimed one at a time
  * through `flags[0]`, and everything below each (or, given `below`, only their children, the
- * subfolders going to `below`), hashing each regular file as it is found: one open, fstat, read
- * and close a file instead of an lstat in the walk and an open, read and close in the hashing.
+ * subfolders going to `below`), hashing each regular file as it is found when `io.read`: one open,
+ * fstat, read and close a file instead of an lstat in the walk and an open, read and close in the
+ * hashing.
  * `flags[1]` set stops every thread sharing them. Self-contained (no imports, no outer names):
  * the hashing worker runs its source text, so both threads take the same steps.
  */
@@ -78,7 +81,11 @@ export function walkShare(io: ShareIo, base: string, dirs: readonly string[], fl
         const abs = `${dirAbs}/${name}`;
         let st: Stats;
         try {
-          if (d.isFile()) {
+          if (d.isFile() && !io.read) {
+            st = io.lstatSync(abs);
+            if (!st.isFile()) return fail();
+            out.types.push(1);
+          } else if (d.isFile()) {
             const fd = io.openSync(abs, 0); // O_RDONLY
             try {
               st = io.fstatSync(fd);

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { ensureOwnFolder } from '../cache/damage.js';
 import { join } from 'node:path';
 import { FINGERPRINT_FORMAT } from './formats.js';
@@ -94,6 +94,28 @@ export class StatCache {
   private listingOf(entries: readonly SourceEntry[]): string {
     if (this.listing?.entries !== entries) this.listing = { entries, digest: listingDigest(entries) };
     return this.listing.digest;
+  }
+
+  /**
+   * How many files the last saved walk stamped, from the stamps file's header (0 without one): the
+   * size of a tree known before it is listed, with one read rather than listing its folders.
+   */
+  stampedFiles(): number {
+    if (this.loaded) return this.loaded.paths.length;
+    const head = Buffer.alloc(HEADER);
+    let n = 0;
+    try {
+      const fd = openSync(this.path, 'r');
+      try {
+        n = readSync(fd, head, 0, HEADER, 0);
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      return 0;
+    }
+    const m = /^kocache stamps (\d+) (\d+) /.exec(head.toString('latin1', 0, n));
+    return m && Number(m[1]) === VERSION ? Number(m[2]) : 0;
   }
 
   /** Whether stamps were ever saved for this tree (none on a fresh runner: every file is hashed). */
