@@ -61,6 +61,10 @@ describe('publish through a registry cache', () => {
     const b = await publish(`${reg.host}/cli/app-b:v1`, ['--cache-repo', `${reg.host}/cli/cache`]);
     assert.equal(b.digest, coldDigest);
     assert.deepEqual(warnings(b), []);
+    // A fresh runner's hashing worker is started before the command is even parsed; not so for a
+    // publish with no registry cache (test/unit/prestart.test.ts: the other cases).
+    assert.equal(b.trace['file.hash.prestart'], 1, 'the fresh runner started its hashing worker at once');
+    assert.equal(cold.trace['file.hash.prestart'] ?? 0, 0, 'no registry cache, no early worker');
     assert.equal(b.trace['tar.out'] ?? 0, 0, 'no tar');
     assert.equal(b.trace['gzip.in'] ?? 0, 0, 'no gzip');
     assert.equal(b.trace['regcache.hit'], 2);

@@ -16,15 +16,20 @@ const OFF_VALUES = new Set(['off', 'none', 'false', '0']);
  * one command, so every code path still reads and writes through one store.
  */
 export function resolveCacheLocation(opts: { cacheDir?: string | undefined; noCache?: boolean | undefined }, env = process.env): CacheLocation {
+  const dir = lastingCacheDir(opts, env);
+  if (dir !== undefined) return { dir, ephemeral: false };
+  const tmp = mkdtempSync(join(tmpdir(), 'kocache-ephemeral-'));
+  process.once('exit', () => rmSync(tmp, { recursive: true, force: true }));
+  return { dir: tmp, ephemeral: true };
+}
+
+/** The folder resolveCacheLocation names, made or not; undefined for a throwaway cache. */
+export function lastingCacheDir(opts: { cacheDir?: string | undefined; noCache?: boolean | undefined }, env = process.env): string | undefined {
   const fromEnv = env.KOCACHE;
-  if (opts.noCache || (fromEnv !== undefined && OFF_VALUES.has(fromEnv.toLowerCase()))) {
-    const dir = mkdtempSync(join(tmpdir(), 'kocache-ephemeral-'));
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    return { dir, ephemeral: true };
-  }
-  if (fromEnv) return { dir: resolve(fromEnv), ephemeral: false };
-  if (opts.cacheDir) return { dir: resolve(opts.cacheDir), ephemeral: false };
+  if (opts.noCache || (fromEnv !== undefined && OFF_VALUES.has(fromEnv.toLowerCase()))) return undefined;
+  if (fromEnv) return resolve(fromEnv);
+  if (opts.cacheDir) return resolve(opts.cacheDir);
   const xdg = env.XDG_CACHE_HOME;
   const base = xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.cache');
-  return { dir: join(base, 'kocache'), ephemeral: false };
+  return join(base, 'kocache');
 }

@@ -6,6 +6,7 @@ import { reportError } from './output.js';
 import { globalOptions } from './context.js';
 import { normaliseArgv } from './argv.js';
 import { exitCleanlyOnSignals } from './signals.js';
+import { prestartForFreshRunner } from './startup/hashworker.js';
 import { traceEnabled, traceSnapshot } from '../util/trace.js';
 
 // The bundler (scripts/bundle-cli.mjs) writes the package version in here, which spares yargs
@@ -15,6 +16,7 @@ const BUNDLED_VERSION = typeof KOCACHE_VERSION === 'string' ? KOCACHE_VERSION : 
 
 async function main(given: string[]): Promise<number> {
   const argv = normaliseArgv(given);
+  prestartForFreshRunner(argv);
   const wantsJson = argv.includes('--json');
   let failure: unknown;
   const commands = await loadCommands(argv);

@@ -74,6 +74,8 @@ parentPort.on('message', (m) => {
 /** Below this much to hash, the worker's start-up (~35 ms of CPU) is not worth it. */
 const MIN_BYTES = 8 << 20;
 const MIN_FILES = 512;
+/** Bytes the main thread hashes between turns of the event loop. */
+const YIELD_BYTES = 4 << 20;
 
 interface Reply {
   id: number;
@@ -161,6 +163,17 @@ function holdHashWorker(): (now?: boolean) => void {
 }
 
 /**
+ * Starts the worker now, for a caller that knows a tree will soon be hashed for its key (a fresh
+ * runner with a registry cache): its start-up then runs beside the process's own. Unused, it ends
+ * after IDLE_MS and never holds the process open.
+ */
+export function prestartHashWorker(): void {
+  if (!canHashInParallel()) return;
+  traceAdd('file.hash.prestart', 1);
+  holdHashWorker()();
+}
+
+/**
  * The sha256 hex of each file, in order. Errors are the same as hashFileSync's: a file the worker
  * could not read is read again here, which throws the error to report. `mainThread: false` leaves
  * the files to the worker (the main thread hashes only what it could not), for tests;
@@ -189,12 +202,19 @@ export async function hashFiles(files: readonly FileToHash[], opts: { mainThread
         })
       : Promise.resolve(undefined);
     let mine = 0;
+    let since = 0;
     // mainThread false (tests): the worker takes every file it can; the main thread only the rest.
     while (mainThread) {
       const i = Atomics.add(claim, 0, 1);
       if (i >= files.length) break;
       out[i] = hashFileSync(files[i]!.abs, files[i]!.rawAbs);
       mine++;
+      // A turn of the event loop now and then: requests already asked for (the target's tag, a
+      // connection) go ahead meanwhile instead of waiting for the last file.
+      if ((since += files[i]!.size) >= YIELD_BYTES) {
+        since = 0;
+        await new Promise(setImmediate);
+      }
     }
     // All done here before the worker took any (it may still be starting): no need to wait for it.
     if (mine < files.length) {

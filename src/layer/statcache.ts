@@ -44,6 +44,11 @@ interface ListingFile {
   fingerprint: string;
 }
 
+/** Whether any tree's stamps were ever saved in this cache folder (a fresh runner's has none). */
+export function hasAnyStamps(cacheDir: string): boolean {
+  return existsSync(join(cacheDir, 'stat'));
+}
+
 /**
  * Remembers the content hash of each file of a source tree by (size, mtime, ctime, inode, device),
  * so a second fingerprint of an unchanged tree reads no file contents. One small JSON file per

@@ -157,7 +157,8 @@ export class RegistryCache {
         this.brokenRecord(repo, tag, err);
         continue;
       }
-      await this.remember(repo, tag, { created: record.created, layer: { descriptor: record.descriptor, diffid: record.diffid } });
+      // Written while the image is pushed (waited for by close): the answer does not wait for it.
+      this.pending.push(this.remember(repo, tag, { created: record.created, layer: { descriptor: record.descriptor, diffid: record.diffid } }));
       traceAdd('regcache.hit', 1);
       return { record, repo };
     }
