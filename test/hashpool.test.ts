@@ -102,11 +102,13 @@ test('a tree walked on two threads without reading its files lists what walkSour
   const src = wideTree();
   // The worker started and waiting, as above, so that it lists a share of the folders.
   await hashFiles(walkSource(src).filter((e) => e.type === 'file'), { mainThread: false });
-  const listed = () => traceSnapshot()['walk.worker.entries'] ?? 0;
-  const before = listed();
+  const shared = () => traceSnapshot()['walk.shared'] ?? 0;
+  const before = shared();
   const hashed = workerBytes();
   assert.deepEqual(await walkShared(src), walkSource(src));
-  assert.ok(listed() > before, 'the worker listed a share of the tree');
+  // The two-thread walk answered (not walkSource after a fallback). How many folders the worker
+  // took depends on when it wakes, so that is not asserted: a loaded machine may leave it none.
+  assert.equal(shared(), before + 1, 'the tree was walked on two threads');
   assert.equal(workerBytes(), hashed, 'no file read');
   // What walkSource alone handles sends the tree back to it.
   writeFileSync(Buffer.concat([Buffer.from(`${src}/pkgs/p9/lib/raw-`), Buffer.from([0xff])]), 'latin-1 named');
