@@ -119,8 +119,7 @@ export class StatCache {
     } catch {
       return 0;
     }
-    const m = /^kocache stamps (\d+) (\d+) /.exec(head.toString('latin1', 0, n));
-    return m && Number(m[1]) === VERSION ? Number(m[2]) : 0;
+    return stampsHeader(head.subarray(0, n))?.count ?? 0;
   }
 
   /** Whether stamps were ever saved for this tree (none on a fresh runner: every file is hashed). */
@@ -263,6 +262,13 @@ function encodeStamps({ paths, numbers, hex }: { paths: string[]; numbers: numbe
   return Buffer.concat([header, new Uint8Array(nums.buffer), Buffer.from(hex.join(''), 'latin1'), names]);
 }
 
+/** A stamps file's header (its first HEADER bytes), if it is one of this VERSION. */
+function stampsHeader(buf: Buffer): { count: number; namesLength: number } | undefined {
+  const m = /^kocache stamps (\d+) (\d+) (\d+) *\n$/.exec(buf.subarray(0, HEADER).toString('latin1'));
+  if (!m || Number(m[1]) !== VERSION) return undefined;
+  return { count: Number(m[2]), namesLength: Number(m[3]) };
+}
+
 /** Missing, damaged or of another version: no stamps (each file is hashed again, and the file rewritten). */
 function loadStamps(path: string): Stamps {
   let buf: Buffer;
@@ -271,10 +277,9 @@ function loadStamps(path: string): Stamps {
   } catch {
     return NO_STAMPS;
   }
-  const m = /^kocache stamps (\d+) (\d+) (\d+) *\n$/.exec(buf.subarray(0, HEADER).toString('latin1'));
-  if (!m || Number(m[1]) !== VERSION) return NO_STAMPS;
-  const count = Number(m[2]);
-  const namesLength = Number(m[3]);
+  const header = stampsHeader(buf);
+  if (!header) return NO_STAMPS;
+  const { count, namesLength } = header;
   const numbersAt = HEADER;
   const hexAt = numbersAt + count * FIELDS * 8;
   const namesAt = hexAt + count * HEX;
