@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseReference } from '../src/reference/reference.js';
 import { RegistryClient } from '../src/remote/client.js';
+import { BlobPusher } from '../src/remote/blob-pusher.js';
 import { pushImage } from '../src/remote/push.js';
+import type { HeldSession } from '../src/remote/upload.js';
 import { sha256Digest } from '../src/oci/digest.js';
 import { CacheStore } from '../src/cache/store.js';
 import type { BlobSource } from '../src/oci/pushable.js';
@@ -223,6 +225,39 @@ describe('registry client against a real registry', () => {
     assert.equal(ra.uploaded + rb.uploaded, 5, 'two configs and three distinct layers, each uploaded once');
     assert.equal(ra.present + rb.present, 2, 'the shared layers count as present for the push that waited');
     assert.equal(reg.uploadsStarted('together'), 5);
+  });
+  test('a session opened ahead takes the config: one PUT, no HEAD or POST for it after the layers; one never taken is deleted', async () => {
+    const image = randomImage([40_000]);
+    const repo = parseReference(`${reg.host}/ahead`);
+    const pusher = new BlobPusher(client, repo, 2);
+    pusher.hold();
+    const result = await pushImage(client, { ...repo, tag: 'v1' }, image, { pusher });
+    await pusher.release();
+    assert.deepEqual([result.uploaded, result.mounted, result.present], [2, 0, 0]);
+    const config = image.config.descriptor.digest;
+    assert.equal(reg.requests('HEAD', new RegExp(`^/v2/ahead/blobs/${config}`)), 0, 'no HEAD for the config');
+    assert.equal(reg.uploadsStarted('ahead'), 2, 'the layer\'s session and the one opened ahead');
+    assert.equal(reg.requests('DELETE', /^\/v2\/ahead\/blobs\/uploads\//), 0, 'the session was used');
+    const { raw, files } = skopeoRead(`${reg.host}/ahead:v1`);
+    assert.equal(sha256Digest(raw), image.descriptor.digest);
+    assert.ok(files.includes(config.slice(7)));
+
+    const unused = new BlobPusher(client, parseReference(`${reg.host}/ahead-unused`), 2);
+    unused.hold();
+    await unused.release();
+    assert.equal(reg.uploadsStarted('ahead-unused'), 1);
+    assert.equal(reg.requests('DELETE', /^\/v2\/ahead-unused\/blobs\/uploads\//), 1, 'the session no blob took is deleted');
+  });
+
+  test('a session opened ahead that the registry no longer knows: the blob goes up in a new one', async () => {
+    const blob = memoryBlob(Buffer.from('{"config":"ahead"}'));
+    const repo = parseReference(`${reg.host}/ahead-stale`);
+    const stale = `http://${reg.host}/v2/ahead-stale/blobs/uploads/00000000-0000-4000-8000-000000000000?_state=x`;
+    const held = { take: () => Promise.resolve(stale), release: async () => {} } as unknown as HeldSession;
+    assert.equal(await client.pushBlob(repo, blob, undefined, held), 'uploaded');
+    assert.equal(reg.requests('PUT', /^\/v2\/ahead-stale\/blobs\/uploads\/00000000-/), 1, 'the stale session was tried');
+    assert.equal(reg.uploadsStarted('ahead-stale'), 1, 'then a new session');
+    assert.equal(await client.blobSize(repo, blob.descriptor.digest), blob.descriptor.size);
   });
 });
 

@@ -2,6 +2,7 @@ import { loadBase, scratchBase } from '../image/base.js';
 import { cachedBlob, observedBlob } from '../image/blobs.js';
 import { buildImage } from '../image/build.js';
 import { createdTime } from '../image/config.js';
+import type { LayerTier } from '../layer/tier.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { type Platform, formatPlatform } from '../oci/platform.js';
 import type { BlobSource } from '../oci/pushable.js';
@@ -35,6 +36,7 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     : undefined;
   const client = o.client ?? own;
   let registryCache: RegistryCache | undefined;
+  let holder: BlobPusher | undefined;
   let done = false;
   try {
     if (plan.base !== 'scratch') tell({ type: 'phase', phase: 'base' });
@@ -43,6 +45,17 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     const currentLookup = pushing ? targetDigest(client!, plan.repo!) : Promise.resolve(undefined);
     const unreachable = currentLookup.then(() => new Promise<never>(() => {}));
     unreachable.catch(() => undefined);
+    const pusher = pushing ? new BlobPusher(client!, { registry: plan.repo!.registry, repository: plan.repo!.repository }, plan.jobs) : undefined;
+    holder = pusher;
+    // A new tag and a layer the local cache lacks: the config this publish makes is new too, and
+    // goes into an upload session opened now, while the layer is looked up or built. (A tag that
+    // exists may name this image already; a layer known locally may mean a config known elsewhere
+    // on the registry, which is mounted.)
+    let newTag = false;
+    let missed = false;
+    const holdIfDue = () => newTag && missed && pusher?.hold();
+    currentLookup.then((d) => { newTag = d === undefined; holdIfDue(); }, () => undefined);
+    const miss = () => { missed = true; holdIfDue(); };
     const bases = await Promise.race([
       plan.base === 'scratch'
         ? (plan.platforms as Platform[]).map(scratchBase)
@@ -51,7 +64,6 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     ]);
     const plans = plansFor(plan, bases.map((b) => b.platform));
 
-    const pusher = pushing ? new BlobPusher(client!, { registry: plan.repo!.registry, repository: plan.repo!.repository }, plan.jobs) : undefined;
     for (const base of pusher ? bases : []) {
       for (const layer of base.layers) if (!isForeign(layer)) void pusher!.push(counted(layer));
     }
@@ -63,10 +75,11 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     registryCache = o.registryCache && regcache
       ? new regcache.RegistryCache({ repos: o.registryCache, cache, warn, jobs: plan.jobs, insecureRegistries: o.insecureRegistries ?? [], timeouts: o.timeouts ?? {} })
       : undefined;
-    const tier = registryCache && regcache?.layerTier(registryCache, {
+    const asked = registryCache && regcache?.layerTier(registryCache, {
       target: pusher ? { kind: 'registry', repo: plan.repo!, settle: (d, outcome) => pusher.settle(d, outcome) } : { kind: 'local' },
       ...(pusher ? { pushed: (d: Descriptor) => pusher.push(cachedBlob(cache, d)) } : {}),
     });
+    const tier: LayerTier | undefined = asked && { ...asked, find: (...args) => (miss(), asked.find(...args)) };
     const total = plans.length * plan.specs.length;
     tell({ type: 'phase', phase: 'layers', total });
     let built = 0;
@@ -88,7 +101,10 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
           read: (bytes) => tell({ type: 'uploaded', bytes, layer }),
         })),
         onBytes: (bytes, layer) => tell({ type: 'read', bytes, layer }),
-        onPack: (bytes, layer) => tell({ type: 'expect', bytes, layer }),
+        onPack: (bytes, layer) => {
+          miss();
+          tell({ type: 'expect', bytes, layer });
+        },
         onLayer: (e) => {
           void pusher?.push(counted(cachedBlob(cache, e.descriptor), { spec: e.spec, platform: e.platform }));
           if (!e.cached) built++;
@@ -123,6 +139,7 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
   } finally {
     // On failure the records under way are not waited for: they finish (or fail, warned) on their own.
     if (!done) void registryCache?.close().catch(() => undefined);
+    await holder?.release();
     await own?.close();
   }
 }

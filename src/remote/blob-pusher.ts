@@ -3,6 +3,7 @@ import type { Digest } from '../oci/digest.js';
 import type { BlobSink } from '../oci/sink.js';
 import type { Reference } from '../reference/reference.js';
 import type { RegistryClient } from './client.js';
+import type { HeldSession } from './upload.js';
 import { Limiter } from '../util/limit.js';
 
 export type PushOutcome = 'present' | 'mounted' | 'uploaded';
@@ -22,6 +23,7 @@ export class BlobPusher {
   private readonly streamed = new Map<Digest, Promise<boolean>>();
   private readonly transfers: Limiter;
   private failed = false;
+  private held: HeldSession | undefined;
   private fail!: (err: unknown) => void;
   /**
    * Rejects with the first push failure, for callers with other work under way that is pointless
@@ -39,6 +41,19 @@ export class BlobPusher {
   ) {
     this.transfers = new Limiter(jobs);
     this.failure.catch(() => undefined);
+  }
+
+  /**
+   * Opens an upload session now for the next small blob pushed (the image config, made once the
+   * layers are): called once the target is known to lack the image.
+   */
+  hold(): void {
+    this.held ??= this.client.holdSession(this.repo);
+  }
+
+  /** Deletes a session held and never used (best effort). */
+  async release(): Promise<void> {
+    await this.held?.release();
   }
 
   /** Whether a push of this blob was started. */
@@ -82,13 +97,16 @@ export class BlobPusher {
     if (!this.started.has(digest)) this.started.set(digest, Promise.resolve(outcome));
   }
 
-  /** The push of this blob: started now if it was not yet, else the one already under way or done. */
-  push(blob: BlobSource): Promise<PushOutcome> {
+  /**
+   * The push of this blob: started now if it was not yet, else the one already under way or done.
+   * `ahead`: the blob may go into the session held (an image config: small, its bytes at hand).
+   */
+  push(blob: BlobSource, o: { ahead?: boolean } = {}): Promise<PushOutcome> {
     const digest = blob.descriptor.digest;
     let p = this.started.get(digest);
     if (!p) {
       const streamed = this.streamed.get(digest);
-      p = streamed ? streamed.then((sent) => (sent ? 'uploaded' : this.run(blob))) : this.run(blob);
+      p = streamed ? streamed.then((sent) => (sent ? 'uploaded' : this.run(blob, o.ahead === true))) : this.run(blob, o.ahead === true);
       // Whoever asks for the outcome sees a failure; a push started early and never asked about
       // again (the publish failed elsewhere first) must not end the process as unhandled.
       p.catch(() => undefined);
@@ -97,10 +115,10 @@ export class BlobPusher {
     return p;
   }
 
-  private async run(blob: BlobSource): Promise<PushOutcome> {
+  private async run(blob: BlobSource, ahead: boolean): Promise<PushOutcome> {
     try {
       if (this.failed) throw new Error('not started: another blob push of this image failed');
-      return await this.client.pushBlob(this.repo, blob, this.transfers);
+      return await this.client.pushBlob(this.repo, blob, this.transfers, ahead ? this.held : undefined);
     } catch (err) {
       if (!this.failed) this.fail(err);
       this.failed = true;

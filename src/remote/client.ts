@@ -14,7 +14,7 @@ import { DEFAULT_RETRY, RetryableError, type RetryPolicy, isRetryableNetworkErro
 import { BlobLocations } from './seen.js';
 import type { Timeouts } from './timeouts.js';
 import { Transport, type TransportOptions, discard, readBytes, type HttpResponse } from './transport.js';
-import { DEFAULT_UPLOAD, StreamedUpload, type UploadOptions, checkDigestHeader, uploadBlob } from './upload.js';
+import { DEFAULT_UPLOAD, HeldSession, StreamedUpload, type UploadOptions, checkDigestHeader, uploadBlob } from './upload.js';
 
 export interface ClientOptions {
   /** Registries reached over plain HTTP (loopback always is); KOCACHE_INSECURE_REGISTRIES adds more. */
@@ -38,6 +38,8 @@ export interface ClientOptions {
 /** Every manifest type kocache reads; Docker schema 1 is deliberately absent (unsigned, obsolete). */
 export const MANIFEST_ACCEPT = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest];
 const MAX_MANIFEST_BYTES = 8 << 20;
+/** A blob up to this size goes into a session opened ahead (an image config: a long history makes it tens of KB). */
+const HELD_MAX_BYTES = 256 << 10;
 
 /**
  * A client for OCI distribution registries: resolves and fetches manifests, streams blobs with
@@ -297,14 +299,14 @@ export class RegistryClient {
    * parallel) share a single transfer; the later callers see it as 'present'. `transfer`, when
    * given, bounds the mount-or-upload part only: a HEAD is cheap and need not wait for a slot.
    */
-  async pushBlob(repo: Reference, blob: BlobSource, transfer?: Limiter): Promise<'present' | 'mounted' | 'uploaded'> {
+  async pushBlob(repo: Reference, blob: BlobSource, transfer?: Limiter, held?: HeldSession): Promise<'present' | 'mounted' | 'uploaded'> {
     const key = `${canonicalRegistry(repo.registry)}/${repo.repository}@${blob.descriptor.digest}`;
     const running = this.pushing.get(key);
     if (running) {
       await running;
       return 'present';
     }
-    const p = this.pushBlobOnce(repo, blob, transfer);
+    const p = this.pushBlobOnce(repo, blob, transfer, held);
     this.pushing.set(key, p);
     try {
       return await p;
@@ -313,9 +315,18 @@ export class RegistryClient {
     }
   }
 
-  private async pushBlobOnce(repo: Reference, blob: BlobSource, transfer: Limiter | undefined): Promise<'present' | 'mounted' | 'uploaded'> {
+  private async pushBlobOnce(repo: Reference, blob: BlobSource, transfer: Limiter | undefined, held: HeldSession | undefined): Promise<'present' | 'mounted' | 'uploaded'> {
     const { digest, size } = blob.descriptor;
     const registry = canonicalRegistry(repo.registry);
+    // A small blob and a session opened ahead: sending it costs one request, as a HEAD or a mount
+    // would, and a blob the registry had already is only linked again.
+    const ahead = size <= HELD_MAX_BYTES ? held?.take() : undefined;
+    if (ahead) {
+      const send = () => this.transferBlob(repo, blob, undefined, ahead);
+      const outcome = await (transfer ? transfer.run(send) : send());
+      this.seen.record(registry, repo.repository, digest, size);
+      return outcome;
+    }
     const seenIn = await this.seen.repositories(registry, digest);
     const candidates = [
       ...(blob.origins ?? []).filter((o) => canonicalRegistry(o.registry) === registry).map((o) => o.repository),
@@ -363,9 +374,14 @@ export class RegistryClient {
     return up;
   }
 
-  /** A mount from `from` when given and the registry allows it, else an upload. */
-  protected transferBlob(repo: Reference, blob: BlobSource, from: string | undefined): Promise<'mounted' | 'uploaded'> {
-    return uploadBlob(this.rq, repo, blob, from, this.uploadOpts);
+  /** A mount from `from` when given and the registry allows it, else an upload (into `held` when given). */
+  protected transferBlob(repo: Reference, blob: BlobSource, from: string | undefined, held?: Promise<string | undefined>): Promise<'mounted' | 'uploaded'> {
+    return uploadBlob(this.rq, repo, blob, from, this.uploadOpts, held);
+  }
+
+  /** An upload session opened now, for a small blob not known yet (HeldSession). */
+  holdSession(repo: Reference): HeldSession {
+    return new HeldSession(this.rq, repo);
   }
 
   async close(): Promise<void> {

@@ -54,9 +54,10 @@ export async function pushImage(client: RegistryClient, target: Reference, image
   const pusher = opts.pusher ?? new BlobPusher(client, repo, opts.jobs ?? client.jobs ?? 4);
   const top = image.kind === 'index' ? image : manifests[0]!;
   const already = opts.current !== undefined && opts.current === top.descriptor.digest;
+  const configs = new Set(manifests.map((m) => m.config.descriptor.digest));
   await Promise.all(
     blobs.map(async (blob) => {
-      const outcome = already && !pusher.has(blob.descriptor.digest) ? 'present' : await pusher.push(blob);
+      const outcome = already && !pusher.has(blob.descriptor.digest) ? 'present' : await pusher.push(blob, { ahead: configs.has(blob.descriptor.digest) });
       counts[outcome]++;
       if (outcome === 'uploaded') counts.bytesUploaded += blob.descriptor.size;
       done++;

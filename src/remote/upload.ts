@@ -34,14 +34,27 @@ export async function uploadBlob(
   blob: BlobSource,
   mountFrom: string | undefined,
   opts: UploadOptions = DEFAULT_UPLOAD,
+  held?: Promise<string | undefined>,
 ): Promise<'mounted' | 'uploaded'> {
-  const { digest, size } = blob.descriptor;
+  const { digest } = blob.descriptor;
   const what = `${repo.registry}/${repo.repository}@${digest}`;
   let tryMount = mountFrom !== undefined && mountFrom !== repo.repository;
+  // A session opened ahead serves the first try only: a retry starts from a new one.
+  let ahead = held;
   return rq.retrying(repo.registry, async () => {
     let session: HttpResponse;
     const push = [repositoryScope(repo.repository, 'pull,push')];
     const start = rq.url(repo.registry, `/v2/${repo.repository}/blobs/uploads/`);
+    const opened = await ahead;
+    ahead = undefined;
+    if (opened !== undefined) {
+      traceAdd('upload.held', 1);
+      try {
+        return await sendBlob(rq, repo, blob, opened, what, opts);
+      } catch {
+        // The session may have gone stale while it waited: this try goes on with a new one.
+      }
+    }
     if (tryMount && mountFrom) {
       try {
         session = await rq.once({
@@ -68,36 +81,76 @@ export async function uploadBlob(
     }
     if (session.status !== 202) throw await rq.unexpected(session, { method: 'POST', what });
     await discard(session);
-    let location = resolveLocation(session, what);
-
-    // The source must yield exactly the bytes its descriptor names: a bad source is a bug upstream,
-    // not the registry's, and is stopped before the registry sees a wrong length.
-    const d = blob.descriptor;
-    const source = blob.verified
-      ? blob.open()
-      : verify(blob.open(), d, (m) => new KocacheError('digest-mismatch', `digest mismatch: the source of ${d.digest} yields ${describeMismatch(m)}`), (c) => traceAdd('upload.check', c.byteLength));
-    let final: HttpResponse;
-    if (size >= opts.chunkThreshold) {
-      let offset = 0;
-      // The next chunk is read (and its bytes checked) while the registry takes this one: a chunk
-      // at a time, the reading and the registry's writing took turns (docs/performance.md).
-      for await (const chunk of readAhead(rechunk(source, opts.chunkSize), 1)) {
-        location = await patchChunk(rq, repo, push, location, what, chunk, offset);
-        offset += chunk.length;
-      }
-      final = await closeSession(rq, repo, push, location, what, digest, size);
-    } else {
-      final = await rq.once({
-        registry: repo.registry, scopes: push, method: 'PUT', url: withQuery(location, { digest }), what,
-        body: source,
-        headers: { 'content-type': OCTETS, 'content-length': String(size) },
-      });
-    }
-    if (final.status !== 201) throw await rq.unexpected(final, { method: 'PUT', what });
-    await discard(final);
-    checkDigestHeader(final, digest, what);
-    return 'uploaded';
+    return sendBlob(rq, repo, blob, resolveLocation(session, what), what, opts);
   }, `upload of ${what}`);
+}
+
+/** The bytes of a blob into an open session at `location`: one PUT, or PATCH chunks and a closing PUT. */
+async function sendBlob(rq: Requester, repo: Reference, blob: BlobSource, at: string, what: string, opts: UploadOptions): Promise<'uploaded'> {
+  let location = at;
+  const { digest, size } = blob.descriptor;
+  const push = [repositoryScope(repo.repository, 'pull,push')];
+  // The source must yield exactly the bytes its descriptor names: a bad source is a bug upstream,
+  // not the registry's, and is stopped before the registry sees a wrong length.
+  const d = blob.descriptor;
+  const source = blob.verified
+    ? blob.open()
+    : verify(blob.open(), d, (m) => new KocacheError('digest-mismatch', `digest mismatch: the source of ${d.digest} yields ${describeMismatch(m)}`), (c) => traceAdd('upload.check', c.byteLength));
+  let final: HttpResponse;
+  if (size >= opts.chunkThreshold) {
+    let offset = 0;
+    // The next chunk is read (and its bytes checked) while the registry takes this one: a chunk
+    // at a time, the reading and the registry's writing took turns (docs/performance.md).
+    for await (const chunk of readAhead(rechunk(source, opts.chunkSize), 1)) {
+      location = await patchChunk(rq, repo, push, location, what, chunk, offset);
+      offset += chunk.length;
+    }
+    final = await closeSession(rq, repo, push, location, what, digest, size);
+  } else {
+    final = await rq.once({
+      registry: repo.registry, scopes: push, method: 'PUT', url: withQuery(location, { digest }), what,
+      body: source,
+      headers: { 'content-type': OCTETS, 'content-length': String(size) },
+    });
+  }
+  if (final.status !== 201) throw await rq.unexpected(final, { method: 'PUT', what });
+  await discard(final);
+  checkDigestHeader(final, digest, what);
+  return 'uploaded';
+}
+
+/**
+ * An upload session opened before its blob exists: a publish whose tag is new opens one while the
+ * layers are still being built, for the image config it will make. That small blob then goes up in
+ * one PUT, where a HEAD, a POST and a PUT would follow the build one after another. It serves one
+ * blob; one never taken is deleted (release). A session that could not be opened is no session:
+ * the blob then goes up as any other.
+ */
+export class HeldSession {
+  private readonly location: Promise<string | undefined>;
+  private taken = false;
+
+  constructor(private readonly rq: Requester, private readonly repo: Reference) {
+    const what = `${repo.registry}/${repo.repository} (an upload opened ahead)`;
+    const push = [repositoryScope(repo.repository, 'pull,push')];
+    this.location = openSession(rq, repo, push, what).catch(() => undefined);
+  }
+
+  /** The session's Location, for the first blob to ask; undefined for every later one. */
+  take(): Promise<string | undefined> | undefined {
+    if (this.taken) return undefined;
+    this.taken = true;
+    return this.location;
+  }
+
+  /** Deletes the session if no blob took it (best effort, never throws). */
+  async release(): Promise<void> {
+    if (this.taken) return;
+    this.taken = true;
+    const location = await this.location;
+    const push = [repositoryScope(this.repo.repository, 'pull,push')];
+    if (location !== undefined) await dropSession(this.rq, this.repo, push, location, `${this.repo.registry}/${this.repo.repository}`);
+  }
 }
 
 /**
@@ -130,6 +183,19 @@ function closeSession(rq: Requester, repo: Reference, scopes: string[], location
 
 async function startSession(rq: Requester, repo: Reference, url: string, scopes: string[], what: string): Promise<HttpResponse> {
   return rq.once({ registry: repo.registry, method: 'POST', url, scopes, what, headers: { 'content-length': '0' } });
+}
+
+/** A new upload session's Location (POST, which must answer 202). */
+async function openSession(rq: Requester, repo: Reference, scopes: string[], what: string): Promise<string> {
+  const session = await startSession(rq, repo, rq.url(repo.registry, `/v2/${repo.repository}/blobs/uploads/`), scopes, what);
+  if (session.status !== 202) throw await rq.unexpected(session, { method: 'POST', what });
+  await discard(session);
+  return resolveLocation(session, what);
+}
+
+/** Deletes an upload session given up (best effort: a registry also expires them on its own). */
+async function dropSession(rq: Requester, repo: Reference, scopes: string[], location: string, what: string): Promise<void> {
+  await rq.once({ registry: repo.registry, scopes, method: 'DELETE', url: location, what }).then(discard, () => undefined);
 }
 
 /** Registries echo the digest they stored; a different one means the bytes were changed on the way. */
@@ -245,10 +311,7 @@ export class StreamedUpload implements BlobSink {
     const push = [repositoryScope(repo.repository, 'pull,push')];
     let location: string | undefined;
     try {
-      const session = await startSession(rq, repo, rq.url(repo.registry, `/v2/${repo.repository}/blobs/uploads/`), push, what);
-      if (session.status !== 202) throw await rq.unexpected(session, { method: 'POST', what });
-      await discard(session);
-      location = resolveLocation(session, what);
+      location = await openSession(rq, repo, push, what);
       let offset = 0;
       for (;;) {
         if (this.state === 'dropped') throw new Error('given up');
@@ -278,9 +341,7 @@ export class StreamedUpload implements BlobSink {
       this.queue.length = 0;
       this.poke();
       traceAdd('upload.stream.dropped', 1);
-      if (location !== undefined) {
-        await rq.once({ registry: repo.registry, scopes: push, method: 'DELETE', url: location, what }).then(discard, () => undefined);
-      }
+      if (location !== undefined) await dropSession(rq, repo, push, location, what);
       this.settle(undefined);
     }
   }
