@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { hashFileSync } from '../src/layer/filehash.js';
 import { fingerprint, fingerprintTree } from '../src/layer/fingerprint.js';
-import { hashFiles, scoutTree, walkShared } from '../src/layer/hashpool.js';
+import { hashFiles, prescoutTree, scoutTree, takeEarlyScout, walkShared } from '../src/layer/hashpool.js';
 import { StatCache } from '../src/layer/statcache.js';
 import { walkSource } from '../src/layer/walk.js';
 import { traceSnapshot } from '../src/util/trace.js';
@@ -127,4 +127,45 @@ test('a tree with a name that is not UTF-8 is walked as walkSource walks it', as
   assert.deepEqual(entries, expected);
   const cache = tempDir();
   assert.equal(await fingerprintTree(entries, new StatCache(join(cache, 'two'), src, Date.now()), scout), fingerprint(expected, new StatCache(join(cache, 'one'), src, Date.now())));
+});
+
+/** The early listing, waited for as a command's other work would (it does not hold the process open itself). */
+async function listedEarly(src: string): Promise<void> {
+  const alive = setInterval(() => {}, 1000);
+  try {
+    await prescoutTree(src);
+  } finally {
+    clearInterval(alive);
+  }
+}
+
+test('a tree listed and hashed by the worker before its layer is built: the entries walkSource lists, the same fingerprint', async () => {
+  const src = wideTree();
+  const before = workerBytes();
+  const early = () => traceSnapshot()['walk.early'] ?? 0;
+  const taken = early();
+  await listedEarly(src);
+  assert.equal(await takeEarlyScout(join(src, 'pkgs')), undefined, 'another tree is not answered');
+  const found = await takeEarlyScout(src);
+  assert.ok(found, 'the listing was there');
+  assert.equal(early(), taken + 1);
+  assert.deepEqual(found.entries, walkSource(src));
+  assert.equal(await takeEarlyScout(src), undefined, 'taken once');
+  const cache = tempDir();
+  const stats = new StatCache(join(cache, 'two'), src, found.startedMs);
+  assert.equal(await fingerprintTree(found.entries, stats, found.scout), fingerprint(walkSource(src), new StatCache(join(cache, 'one'), src, Date.now())));
+  // The worker began before this thread came: it hashed at least the first file it claimed, the biggest.
+  assert.ok(workerBytes() - before >= 3 * 1024 * 1024, 'the worker hashed a share of the files');
+});
+
+test('an early listing called off, or of a tree only walkSource lists: the caller walks, and the worker is free again', async () => {
+  const src = wideTree();
+  await listedEarly(src);
+  assert.equal(await takeEarlyScout(src, false), undefined, 'not wanted');
+  assert.equal(await takeEarlyScout(src), undefined, 'called off');
+  writeFileSync(Buffer.concat([Buffer.from(`${src}/pkgs/p5/raw-`), Buffer.from([0xff])]), 'latin-1 named');
+  await listedEarly(src);
+  assert.equal(await takeEarlyScout(src), undefined, 'a name that is not UTF-8');
+  const files = walkSource(src).filter((e) => e.type === 'file');
+  assert.deepEqual(await hashFiles(files, { mainThread: false }), files.map((f) => hashFileSync(f.abs, f.rawAbs)));
 });

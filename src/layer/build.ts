@@ -10,7 +10,7 @@ import type { Platform } from '../oci/platform.js';
 import type { BlobSink } from '../oci/sink.js';
 import { KocacheError, usageError } from '../errors.js';
 import { fingerprint, fingerprintTree } from './fingerprint.js';
-import { type Scout, scoutTree, walkShared } from './hashpool.js';
+import { type Scout, scoutTree, takeEarlyScout, walkShared } from './hashpool.js';
 import { hasAtLeastEntries } from './treesize.js';
 import { FINGERPRINT_FORMAT } from './formats.js';
 import { readGoBuildId } from './gobuildid.js';
@@ -127,7 +127,10 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const compression = zstd ? zstdSpec(gzip.level) : gzipSpec(gzip);
   const find = (key: string) => lookup(cache, key, namespace, compression, opts.warn);
 
-  const startedMs = Date.now();
+  // A fresh runner's tree may have been listed, and its hashing begun, as the command started
+  // (src/cli/startup/hashworker.ts); the listing is this walk, taken earlier.
+  const early = await takeEarlyScout(source.src, opts.buildId === undefined && opts.tier !== undefined && source.exclude === undefined);
+  const startedMs = early?.startedMs ?? Date.now();
   const stats = new StatCache(cache.dir, source.src, startedMs);
   // A fresh runner (a registry cache, no stamps of this tree) hashes the whole tree before
   // anything else. A second thread costs its start-up first, so it is used only where that is
@@ -137,10 +140,10 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   // lstat-ed: the stat cache knows their hashes.
   const fresh = opts.buildId === undefined && opts.tier !== undefined && !stats.hasStamps();
   const stamped = stats.stampedFiles();
-  const many = stamped > 0 ? stamped >= SCOUT_MIN_ENTRIES : hasAtLeastEntries(source.src, SCOUT_MIN_ENTRIES);
-  const scout = fresh && many ? await scoutTree(source.src) : undefined;
-  if (scout) traceAdd('file.scout', 1);
-  const listed = scout ? await scout.walk() : many ? await walkShared(source.src) : walkSource(source.src);
+  const many = !early && (stamped > 0 ? stamped >= SCOUT_MIN_ENTRIES : hasAtLeastEntries(source.src, SCOUT_MIN_ENTRIES));
+  const scout = early?.scout ?? (fresh && many ? await scoutTree(source.src) : undefined);
+  if (scout && !early) traceAdd('file.scout', 1);
+  const listed = early?.entries ?? (scout ? await scout.walk() : many ? await walkShared(source.src) : walkSource(source.src));
   const entries = await applyExcludes(listed, source.exclude);
   const secondThread = !fresh || scout !== undefined || fileBytes(entries) >= SECOND_THREAD_MIN_BYTES;
   const vouched = opts.buildId ?? goBuildId(entries);
@@ -274,7 +277,7 @@ async function idFromTree(
 ): Promise<string> {
   const known = stats.knownFingerprint(entries);
   if (known !== undefined) {
-    void scout?.stop();
+    scout?.drop();
     return known;
   }
   const id = await fingerprintTree(entries, stats, scout, { secondThread, onHashes });

@@ -38,14 +38,43 @@ function share({ id, base, dirs, flags, read }) {
   const shared = { rels: out.rels.join('\0'), types, numbers, links: out.links.join('\0'), hashes: out.hashes.join(''), bad: out.bad };
   parentPort.postMessage({ id, shared, bytes: out.bytes, done: [] }, [numbers.buffer, types.buffer]);
 }
-parentPort.on('message', (m) => {
-  if (m.dirs !== undefined) return share(m);
-  const { id, paths, next } = m;
-  const claim = new Int32Array(next);
+// A tree named on the command line, listed and hashed before the main thread has parsed its
+// arguments (see prescoutTree): listed alone, then hashed with the main thread once it comes.
+function early({ listId, hashId, base, flags, limit }) {
+  const f = new Int32Array(flags);
+  if (Atomics.compareExchange(f, 2, 0, 1) !== 0) return;
+  const out = { rels: [], types: [], numbers: [], links: [], hashes: [], bytes: 0, bad: false };
+  let level = [''];
+  while (level.length > 0 && out.types.length < limit) {
+    const next = [];
+    walkShare({ ...io, read: false }, base, level, new Int32Array(2), out, next);
+    if (out.bad) break;
+    level = next;
+  }
+  // Not all listed (a tree of many entries is listed faster on two threads), or not listable
+  // here: the main thread walks it as usual.
+  if (out.bad || level.length > 0) return parentPort.postMessage({ id: listId, done: [], bytes: 0 });
+  const files = [];
+  for (let i = 0; i < out.types.length; i++) if (out.types[i] === 1) files.push(i);
+  // Biggest first, so that the two threads end together, on small files.
+  files.sort((a, b) => out.numbers[b * 6 + 1] - out.numbers[a * 6 + 1]);
+  const numbers = new Float64Array(out.numbers);
+  const types = new Uint8Array(out.types);
+  const order = new Int32Array(files);
+  const shared = { rels: out.rels.join('\0'), types, numbers, links: out.links.join('\0'), hashes: '', bad: false };
+  const paths = files.map((i) => base + '/' + out.rels[i]);
+  // The first (biggest) file is this thread's whatever the main thread does once it has the list.
+  const first = Atomics.add(f, 0, 1);
+  parentPort.postMessage({ id: listId, shared, order, bytes: 0, done: [] }, [numbers.buffer, types.buffer, order.buffer]);
+  parentPort.postMessage({ id: hashId, ...hashClaimed(paths, f, first) });
+}
+// The files of \`paths\` this thread claims through claim[0] (and \`first\`, claimed before), hashed:
+// index, sha256 hex, index...
+function hashClaimed(paths, claim, first) {
   const done = [];
   let bytes = 0;
-  for (;;) {
-    const i = Atomics.add(claim, 0, 1);
+  for (let taken = first; ; taken = undefined) {
+    const i = taken ?? Atomics.add(claim, 0, 1);
     if (i >= paths.length) break;
     const p = paths[i];
     // A raw (non-UTF-8) path, or a file this thread cannot read: the main thread does it, and
@@ -67,7 +96,12 @@ parentPort.on('message', (m) => {
       done.push(i, h.digest('hex'));
     } catch {}
   }
-  parentPort.postMessage({ id, done, bytes });
+  return { done, bytes };
+}
+parentPort.on('message', (m) => {
+  if (m.listId !== undefined) return early(m);
+  if (m.dirs !== undefined) return share(m);
+  parentPort.postMessage({ id: m.id, ...hashClaimed(m.paths, new Int32Array(m.next)) });
 });
 `;
 
@@ -79,6 +113,8 @@ const YIELD_BYTES = 4 << 20;
 
 interface Reply {
   id: number;
+  /** An early listing's files in the order they are claimed (see `prescoutTree`). */
+  order?: Int32Array;
   /** index, sha256 hex, index, sha256 hex... */
   done: (number | string)[];
   bytes: number;
@@ -173,6 +209,131 @@ export function prestartHashWorker(): void {
   holdHashWorker()();
 }
 
+/** Beyond this many entries the worker stops listing a tree alone: two threads list it faster (walkTree). */
+const EARLY_MAX_ENTRIES = 4096;
+
+/** A tree's listing and hashing begun on the worker before the command had parsed its arguments. */
+interface Early {
+  /** Absolute. */
+  root: string;
+  /** When it was asked for: no stat of the tree was taken before (the stat cache's clock). */
+  startedMs: number;
+  /** The files' claim counter, -, and the start: 0 not yet, 1 started by the worker, 2 called off. */
+  flags: Int32Array;
+  listed: Promise<Reply | undefined>;
+  hashed: Promise<Reply | undefined>;
+  listId: number;
+  hashId: number;
+  release: (now?: boolean) => void;
+}
+let early: Early | undefined;
+
+/**
+ * Has the worker list the tree at `root` and start hashing its files at once, biggest first, for
+ * a command that will fingerprint it (a fresh runner's, from its command line): the worker's
+ * start-up, the listing and part of the hashing then run while this thread loads the command and
+ * parses its arguments. `takeEarlyScout` finds it. Resolves once the worker has listed the tree
+ * (or found it cannot).
+ */
+export async function prescoutTree(root: string): Promise<void> {
+  if (!canHashInParallel()) return;
+  const rootAbs = absolute(root);
+  const flags = new Int32Array(new SharedArrayBuffer(12));
+  const listId = nextId++;
+  const hashId = nextId++;
+  const listed = new Promise<Reply | undefined>((resolve) => waiting.set(listId, resolve));
+  const hashed = new Promise<Reply | undefined>((resolve) => waiting.set(hashId, resolve));
+  early = { root: rootAbs, startedMs: Date.now(), flags, listed, hashed, listId, hashId, release: holdHashWorker() };
+  traceAdd('file.prescout', 1);
+  const w = await startWorker();
+  if (w) w.postMessage({ listId, hashId, base: rootAbs === '/' ? '' : rootAbs, flags: flags.buffer, limit: EARLY_MAX_ENTRIES });
+  else for (const id of [listId, hashId]) waiting.get(id)?.(undefined);
+  await listed;
+}
+
+/** What `prescoutTree` found of a tree: its entries as walkSource lists them, and a Scout for its hashes. */
+export interface EarlyScout {
+  entries: SourceEntry[];
+  /** When the listing was asked for (for the stat cache, as a walk's start). */
+  startedMs: number;
+  scout: Scout;
+}
+
+/**
+ * The early listing of `root` if the worker made one (undefined: the caller walks as usual);
+ * `use: false` calls it off. A scout of another tree is left for its own layer.
+ */
+export async function takeEarlyScout(root: string, use = true): Promise<EarlyScout | undefined> {
+  const e = early;
+  if (!e || e.root !== absolute(root)) return undefined;
+  early = undefined;
+  // Not begun yet (a busy machine): this thread walks, and the worker is left free for that.
+  if (!use || Atomics.compareExchange(e.flags, 2, 0, 2) === 0) return callOff(e);
+  const w = await worker;
+  w?.ref();
+  const r = await e.listed;
+  // Held open again once a caller waits for the hashes (joinEarly), not before.
+  if (waiting.size === 1 && waiting.has(e.hashId)) w?.unref();
+  if (!r?.shared || !r.order) return callOff(e);
+  const rootEntry = statRoot(root);
+  if (rootEntry.type !== 'directory') return callOff(e);
+  const base = e.root === '/' ? '' : e.root;
+  const listed: SourceEntry[] = [];
+  addEntries(fromPosted(r.shared, 0), base, listed, undefined);
+  const files = Array.from(r.order, (i) => listed[i]!);
+  traceAdd('walk.early', 1);
+  const entries = sortEntries([rootEntry, ...listed]);
+  return { entries, startedMs: e.startedMs, scout: { walk: async () => entries, stop: () => joinEarly(e, files), drop: () => void callOff(e) } };
+}
+
+function callOff(e: Early): undefined {
+  Atomics.compareExchange(e.flags, 2, 0, 2);
+  // Files not yet claimed are left unread, and nothing the worker still says is waited for.
+  Atomics.store(e.flags, 0, 0x40000000);
+  waiting.delete(e.listId);
+  if (waiting.delete(e.hashId) && waiting.size === 0) current?.unref();
+  e.release(true);
+  return undefined;
+}
+
+/** This thread hashes the early scout's files with the worker, from the same counter. */
+async function joinEarly(e: Early, files: readonly SourceEntry[]): Promise<Scouted> {
+  const out = new Array<string | undefined>(files.length);
+  try {
+    let mine = 0;
+    let since = 0;
+    for (;;) {
+      const k = Atomics.add(e.flags, 0, 1);
+      if (k >= files.length) break;
+      out[k] = hashFileSync(files[k]!.abs);
+      mine++;
+      // As in hashFiles: requests already asked for go ahead meanwhile.
+      if ((since += files[k]!.size) >= YIELD_BYTES) {
+        since = 0;
+        await new Promise(setImmediate);
+      }
+    }
+    if (mine < files.length) {
+      (await worker)?.ref();
+      const r = await e.hashed;
+      if (r) {
+        traceAdd('file.hash', r.bytes);
+        traceAdd('file.read', r.bytes);
+        traceAdd('file.hash.worker', r.bytes);
+        for (let k = 0; k < r.done.length; k += 2) out[r.done[k] as number] = r.done[k + 1] as string;
+      }
+    } else if (waiting.delete(e.hashId) && waiting.size === 0) {
+      (await worker)?.unref();
+    }
+    // What the worker could not read is read here, which reports the error if there is one.
+    const hashes = new Map<SourceEntry, string>();
+    files.forEach((f, k) => hashes.set(f, out[k] ?? hashFileSync(f.abs)));
+    return { hash: (f) => hashes.get(f) };
+  } finally {
+    e.release();
+  }
+}
+
 /**
  * The sha256 hex of each file, in order. Errors are the same as hashFileSync's: a file the worker
  * could not read is read again here, which throws the error to report. `mainThread: false` leaves
@@ -246,6 +407,8 @@ export interface Scout {
   walk(): Promise<SourceEntry[]>;
   /** The hashes `walk` took, and the second thread released. */
   stop(): Promise<Scouted>;
+  /** The second thread released, no hashes wanted. */
+  drop(): void;
 }
 
 /**
@@ -275,6 +438,7 @@ export async function scoutTree(root: string): Promise<Scout | undefined> {
       release();
       return { hash: (f) => hashes.get(f) };
     },
+    drop: () => release(),
   };
 }
 

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { looksLikeFreshRunner } from '../../src/cli/startup/hashworker.js';
+import { looksLikeFreshRunner, namedTree } from '../../src/cli/startup/hashworker.js';
 
 test('the hashing worker is started ahead only for a publish or build with a registry cache and no stamps', () => {
   const root = mkdtempSync(join(tmpdir(), 'kocache-prestart-'));
@@ -22,4 +22,19 @@ test('the hashing worker is started ahead only for a publish or build with a reg
   assert.equal(looksLikeFreshRunner(['build', 'app:/app', ...repo, '--build-id', 'x'], env), false, 'a build id is the key');
   assert.equal(looksLikeFreshRunner(['warm', 'r.example/base', ...repo], env), false, 'warm hashes no tree');
   assert.equal(looksLikeFreshRunner(['publish', 'app:/app', '--', '--cache-from'], env), false, 'after -- nothing is a flag');
+});
+
+test('the tree a fresh runner lists ahead is the one folder named as SRC:/DEST', () => {
+  const root = mkdtempSync(join(tmpdir(), 'kocache-named-'));
+  mkdirSync(join(root, 'app'));
+  mkdirSync(join(root, 'etc'));
+  writeFileSync(join(root, 'bin'), 'a file');
+  const cache = ['--cache-from', '127.0.0.1:5000/c'];
+  assert.equal(namedTree(['publish', 'app:/app', '--repo', '127.0.0.1:5000/x:v1', ...cache], root), join(root, 'app'));
+  assert.equal(namedTree(['build', `${root}/app:/srv`, 'bin:/bin/tool', ...cache], root), join(root, 'app'), 'a file is not a tree');
+  assert.equal(namedTree(['publish', 'app:/app', 'etc:/etc', ...cache], root), undefined, 'two trees: not guessed');
+  assert.equal(namedTree(['publish', 'app:/a', 'app/.:/b', ...cache], root), join(root, 'app'), 'one tree named twice');
+  assert.equal(namedTree(['publish', 'missing:/app', ...cache], root), undefined);
+  assert.equal(namedTree(['publish', 'app_{arch}:/app', ...cache], root), undefined, 'a platform pattern');
+  assert.equal(namedTree(['publish', '--', 'app:/app'], root), undefined);
 });

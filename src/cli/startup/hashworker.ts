@@ -1,5 +1,8 @@
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { lastingCacheDir } from '../../cache/location.js';
-import { prestartHashWorker } from '../../layer/hashpool.js';
+import { prescoutTree, prestartHashWorker } from '../../layer/hashpool.js';
+import { parseLayerSpecText } from '../../layer/source.js';
 import { hasAnyStamps } from '../../layer/statcache.js';
 
 const CACHE_FLAGS = ['--cache-from', '--cache-repo'];
@@ -13,7 +16,36 @@ const CACHE_FLAGS = ['--cache-from', '--cache-repo'];
  * worker's start-up, no more (an unused worker ends on its own and never holds the process open).
  */
 export function prestartForFreshRunner(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): void {
-  if (looksLikeFreshRunner(argv, env)) prestartHashWorker();
+  if (!looksLikeFreshRunner(argv, env)) return;
+  prestartHashWorker();
+  // The one folder the command line names as a layer: the worker lists it and starts hashing it
+  // at once (the layer builder takes that up when the layer's source is this folder).
+  const tree = namedTree(argv);
+  if (tree !== undefined) void prescoutTree(tree);
+}
+
+/**
+ * The folder named as `SRC:/DEST` on the command line, when exactly one is: a guess made before
+ * yargs has parsed anything (a wrong one costs the other core some work, no more). Sources from a
+ * project file, several layers, or a SRC with a platform's {os} {arch} are not guessed.
+ */
+export function namedTree(argv: readonly string[], cwd = process.cwd()): string | undefined {
+  let found: string | undefined;
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    if (a.startsWith('-') || !a.includes(':/') || a.includes('{')) continue;
+    let dir: string;
+    try {
+      dir = resolve(cwd, parseLayerSpecText(a).src);
+      if (!statSync(dir).isDirectory()) continue;
+    } catch {
+      continue;
+    }
+    if (found !== undefined && found !== dir) return undefined;
+    found = dir;
+  }
+  return found;
 }
 
 /** Whether the command will hash a whole tree for a registry cache's key, as far as `argv` tells. */
