@@ -36,7 +36,6 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     : undefined;
   const client = o.client ?? own;
   let registryCache: RegistryCache | undefined;
-  let holder: BlobPusher | undefined;
   let done = false;
   try {
     if (plan.base !== 'scratch') tell({ type: 'phase', phase: 'base' });
@@ -46,7 +45,6 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     const unreachable = currentLookup.then(() => new Promise<never>(() => {}));
     unreachable.catch(() => undefined);
     const pusher = pushing ? new BlobPusher(client!, { registry: plan.repo!.registry, repository: plan.repo!.repository }, plan.jobs) : undefined;
-    holder = pusher;
     // A new tag and a layer the local cache lacks: the config this publish makes is new too, and
     // goes into an upload session opened now, while the layer is looked up or built. (A tag that
     // exists may name this image already; a layer known locally may mean a config known elsewhere
@@ -125,6 +123,8 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
       digest: image.kind === 'index' ? image.manifests[i]!.descriptor.digest : image.descriptor.digest,
     }));
     const d = await deliver(plan, image, { client, pusher, current });
+    // A session opened ahead and not taken is deleted (after a failure the registry expires it).
+    await pusher?.release();
     const result: PublishResult = {
       reference: d.reference, digest: d.digest, tags: d.tags, platforms, output: d.output, layers,
       uploaded: d.uploaded, mounted: d.mounted, present: d.present, written: d.written,
@@ -139,7 +139,6 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
   } finally {
     // On failure the records under way are not waited for: they finish (or fail, warned) on their own.
     if (!done) void registryCache?.close().catch(() => undefined);
-    await holder?.release();
     await own?.close();
   }
 }
