@@ -66,6 +66,8 @@ describe('publish through a registry cache', () => {
     assert.equal(b.trace['file.hash.prestart'], 1, 'the fresh runner started its hashing worker at once');
     // Whether the worker had listed it when the layer was built depends on the machine's load.
     assert.equal(b.trace['file.prescout'], 1, 'and had it list the one folder named as a layer');
+    assert.equal(b.trace['file.hash.launched'], 1, 'a thread the launcher started before the bundle loaded');
+    assert.equal(cold.trace['file.hash.launched'] ?? 0, 0);
     assert.equal(cold.trace['file.hash.prestart'] ?? 0, 0, 'no registry cache, no early worker');
     assert.equal(b.trace['tar.out'] ?? 0, 0, 'no tar');
     assert.equal(b.trace['gzip.in'] ?? 0, 0, 'no gzip');

@@ -12,6 +12,7 @@ const require = createRequire(import.meta.url);
 const launch = require(CLI_JS) as {
   compileCacheDir(argv: readonly string[], env: NodeJS.ProcessEnv): string | undefined;
   codeCacheFile(dir: string, v8Version?: string): string;
+  looksFresh(argv: readonly string[], env: NodeJS.ProcessEnv): boolean;
 };
 
 function hitTwice(launcher: string, cache: string): Record<string, number> {
@@ -133,4 +134,20 @@ test('the compile cache folder is found as the cache folder is; a throwaway cach
   for (const off of ['off', 'OFF', 'none', 'false', '0']) assert.equal(launch.compileCacheDir([], { ...env, KOCACHE: off }), undefined);
   assert.equal(launch.compileCacheDir(['build', '--no-cache'], { ...env, KOCACHE: '/c' }), undefined);
   assert.equal(launch.compileCacheDir(['--', '--cache-dir', '/d'], { ...env, XDG_CACHE_HOME: '/x' }), '/x/kocache/node-compile-cache');
+});
+
+test("the launcher starts the hashing worker on a first look at a fresh runner's command line", () => {
+  const root = tempDir();
+  const seen = join(root, 'seen');
+  mkdirSync(join(seen, 'stat'), { recursive: true });
+  const env = { KOCACHE: join(root, 'empty') };
+  const repo = ['--cache-from', 'r.example/c'];
+  assert.equal(launch.looksFresh(['publish', 'app:/app', ...repo], env), true);
+  assert.equal(launch.looksFresh(['build', 'app:/app', '--cache-repo=r.example/c'], env), true);
+  assert.equal(launch.looksFresh(['publish', 'app:/app'], { ...env, KOCACHE_REPO: 'r.example/c' }), true);
+  assert.equal(launch.looksFresh(['publish', 'app:/app', ...repo], { KOCACHE: 'off' }), true, 'a throwaway cache has no stamps');
+  assert.equal(launch.looksFresh(['publish', 'app:/app'], env), false, 'no registry cache');
+  assert.equal(launch.looksFresh(['publish', 'app:/app', ...repo], { KOCACHE: seen }), false, 'stamps saved before');
+  assert.equal(launch.looksFresh(['warm', 'r.example/base', ...repo], env), false);
+  assert.equal(launch.looksFresh(['publish', 'app:/app', '--', '--cache-from'], env), false, 'after -- nothing is a flag');
 });

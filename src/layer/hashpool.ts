@@ -138,8 +138,12 @@ const waiting = new Map<number, (r: Reply | undefined) => void>();
 // import(): the bundled CLI runs as a script that has no dynamic import.
 function startWorker(): Promise<Worker | undefined> {
   return (worker ??= Promise.resolve().then(() => {
-    const { Worker } = process.getBuiltinModule('node:worker_threads');
-    const w = new Worker(WORKER_SOURCE, { eval: true });
+    const w = launched ?? new (process.getBuiltinModule('node:worker_threads').Worker)(WORKER_SOURCE, { eval: true });
+    if (launched) {
+      launched = undefined;
+      w.postMessage({ kocacheWorkerSource: WORKER_SOURCE });
+      traceAdd('file.hash.launched', 1);
+    }
     w.on('message', (r: Reply) => {
       waiting.get(r.id)?.(r);
       waiting.delete(r.id);
@@ -198,12 +202,18 @@ function holdHashWorker(): (now?: boolean) => void {
   };
 }
 
+/** A thread started before this module was loaded, that runs the worker's source once sent it. */
+let launched: Worker | undefined;
+
 /**
  * Starts the worker now, for a caller that knows a tree will soon be hashed for its key (a fresh
  * runner with a registry cache): its start-up then runs beside the process's own. Unused, it ends
- * after IDLE_MS and never holds the process open.
+ * after IDLE_MS and never holds the process open. `started`: a thread started for it even earlier
+ * (src/cli/startup/launch.cts), that runs the worker's source (\`{ kocacheWorkerSource }\`) once sent.
  */
-export function prestartHashWorker(): void {
+export function prestartHashWorker(started?: Worker): void {
+  if (started && !worker) launched = started;
+  else void started?.terminate();
   if (!canHashInParallel()) return;
   traceAdd('file.hash.prestart', 1);
   holdHashWorker()();

@@ -1,11 +1,13 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { lastingCacheDir } from '../../cache/location.js';
 import { prescoutTree, prestartHashWorker } from '../../layer/hashpool.js';
 import { parseLayerSpecText } from '../../layer/source.js';
 import { hasAnyStamps } from '../../layer/statcache.js';
 
 const CACHE_FLAGS = ['--cache-from', '--cache-repo'];
+const LAUNCHED = Symbol.for('kocache.hashWorker');
 
 /**
  * A fresh runner with a registry cache hashes its whole tree for the key before anything else, on
@@ -16,8 +18,15 @@ const CACHE_FLAGS = ['--cache-from', '--cache-repo'];
  * worker's start-up, no more (an unused worker ends on its own and never holds the process open).
  */
 export function prestartForFreshRunner(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): void {
-  if (!looksLikeFreshRunner(argv, env)) return;
-  prestartHashWorker();
+  // The launcher's thread, started on a first look at the command line (launch.cts).
+  const global = globalThis as Record<symbol, unknown>;
+  const launched = global[LAUNCHED] as Worker | undefined;
+  delete global[LAUNCHED];
+  if (!looksLikeFreshRunner(argv, env)) {
+    void launched?.terminate();
+    return;
+  }
+  prestartHashWorker(launched);
   // The one folder the command line names as a layer: the worker lists it and starts hashing it
   // at once (the layer builder takes that up when the layer's source is this folder).
   const tree = namedTree(argv);

@@ -8,7 +8,7 @@
 // first use with UV_THREADPOOL_SIZE threads (4 by default) and never resized. Compression runs on
 // that pool (src/compress/), so with the default a 16-core machine would compress on 4. A value
 // the user set is kept.
-import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import Module from 'node:module';
 import { availableParallelism, homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -162,8 +162,43 @@ function readIfThere(file: string): Buffer | undefined {
   }
 }
 
+/**
+ * Whether this looks like a fresh runner's publish or build (a registry cache, a cache folder with
+ * no stat cache): one that lists and hashes a whole tree before anything else. A first look, from
+ * the raw command line; src/cli/startup/hashworker.ts decides, and ends a worker it does not want.
+ */
+export function looksFresh(argv: readonly string[], env: NodeJS.ProcessEnv): boolean {
+  if (argv[0] !== 'publish' && argv[0] !== 'build') return false;
+  const end = argv.indexOf('--');
+  const flags = end < 0 ? argv : argv.slice(0, end);
+  if (!env['KOCACHE_REPO'] && !flags.some((a) => /^--cache-(from|repo)(=|$)/.test(a))) return false;
+  const codeCache = compileCacheDir(argv, env);
+  return codeCache === undefined || !existsSync(join(dirname(codeCache), 'stat'));
+}
+
+/**
+ * The hashing worker (src/layer/hashpool.ts) started before the bundle is even read, so that its
+ * start-up runs beside the bundle's load: it waits for its source, which hashpool.ts sends. Found
+ * by the bundle under a global symbol.
+ */
+function launchHashWorker(): void {
+  if (availableParallelism() < 2) return;
+  const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const boot = `const { parentPort } = require('node:worker_threads');
+let booted = false;
+parentPort.on('message', (m) => {
+  if (booted || typeof m?.kocacheWorkerSource !== 'string') return;
+  booted = true;
+  new Function('require', m.kocacheWorkerSource)(require);
+});`;
+  const w = new Worker(boot, { eval: true });
+  w.unref();
+  (globalThis as Record<symbol, unknown>)[Symbol.for('kocache.hashWorker')] = w;
+}
+
 if (require.main === module) {
   process.env['UV_THREADPOOL_SIZE'] ??= String(threadPoolSize(availableParallelism()));
+  if (looksFresh(process.argv.slice(2), process.env)) launchHashWorker();
   // The shell launcher (kocache.sh) kept NODE_EXTRA_CA_CERTS from Node's start-up; programs
   // kocache runs (credential helpers) still get it. src/remote/extra-ca.ts loads it when needed.
   const deferredCa = process.env['KOCACHE_DEFERRED_CA_CERTS'];
