@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CacheStore } from '../src/cache/store.js';
 import { SCOUT_MIN_ENTRIES, buildLayer } from '../src/layer/build.js';
+import { fingerprint } from '../src/layer/fingerprint.js';
+import { statFilesWritten } from '../src/layer/hashpool.js';
+import { StatCache } from '../src/layer/statcache.js';
+import { walkSource } from '../src/layer/walk.js';
 import { parseLayerSource } from '../src/layer/source.js';
 import type { LayerTier } from '../src/layer/tier.js';
 import { hasAtLeastEntries } from '../src/layer/treesize.js';
@@ -28,8 +32,8 @@ const counter = (name: string) => traceSnapshot()[name] ?? 0;
 const answer = { descriptor: { mediaType: MediaType.OciLayerGzip, digest: sha256Digest('layer'), size: 5 }, diffid: sha256Digest('tar') };
 const tier: LayerTier = { check: false, find: async () => answer, offer: () => {} };
 
-async function freshRunner(src: string): Promise<void> {
-  const cache = new CacheStore(join(tempDir(), 'cache'));
+async function freshRunner(src: string, dir = join(tempDir(), 'cache')): Promise<void> {
+  const cache = new CacheStore(dir);
   const r = await buildLayer(parseLayerSource(`${src}:/app`), { cache, importPath: 'example.com/scout', platform: { os: 'linux', architecture: 'amd64' }, tier });
   assert.equal(r.remote, true);
 }
@@ -75,4 +79,33 @@ test('a build lists a tree of many entries on two threads (its files only lstat-
   const count = shared();
   await build(small, smallCache);
   assert.equal(shared(), count, 'a small tree listed on one thread');
+});
+
+test("a fresh runner's worker writes the stat cache's files, the bytes this thread writes; a failed write is done here", async () => {
+  const src = tree(Math.ceil(SCOUT_MIN_ENTRIES / 100), 100);
+  // Past the racy window (a file changed within 2 s of a walk is never stamped; ctime cannot be set back).
+  await new Promise((r) => setTimeout(r, 2100));
+  const statFiles = (dir: string) => readdirSync(join(dir, 'stat')).sort().map((f) => readFileSync(join(dir, 'stat', f)));
+  const onWorker = counter('stat.written.worker');
+  const fresh = join(tempDir(), 'cache');
+  await freshRunner(src, fresh);
+  await statFilesWritten();
+  assert.equal(counter('stat.written.worker'), onWorker + 1, 'written by the worker');
+
+  const here = join(tempDir(), 'cache');
+  const stats = new StatCache(here, src, Date.now());
+  const entries = walkSource(src);
+  stats.save({ entries, fingerprint: fingerprint(entries, stats) });
+  const expected = statFiles(here);
+  assert.equal(expected.length, 2, 'the stamps and the listing');
+  assert.deepEqual(statFiles(fresh), expected);
+
+  // A file where the stat folder belongs: the worker cannot write, this thread replaces it.
+  const blocked = join(tempDir(), 'cache');
+  mkdirSync(blocked, { recursive: true });
+  writeFileSync(join(blocked, 'stat'), 'not a folder');
+  await freshRunner(src, blocked);
+  await statFilesWritten();
+  assert.equal(counter('stat.written.worker'), onWorker + 1, 'not by the worker');
+  assert.deepEqual(statFiles(blocked), expected);
 });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type Scout, hashFiles } from './hashpool.js';
+import { type Scout, hashFiles, writeStatFilesLater } from './hashpool.js';
 import type { StatCache } from './statcache.js';
 import type { SourceEntry } from './walk.js';
 
@@ -49,6 +49,8 @@ export async function fingerprintTree(
   opts: { secondThread?: boolean; onHashes?: (hashes: readonly (string | undefined)[]) => void } = {},
 ): Promise<string> {
   const scouted = await scout?.stop();
+  // The worker that walked the tree, idle now, writes its ~100k stamps while the key is looked up.
+  if (scout) stats.writeWith(writeStatFilesLater);
   const hashes = new Array<string | undefined>(entries.length);
   const fresh = new Uint8Array(entries.length);
   const todo: SourceEntry[] = [];

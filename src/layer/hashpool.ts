@@ -5,6 +5,8 @@ import { resolve as absolute } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { hashFileSync } from './filehash.js';
 import { type ShareIo, type ShareOut, emptyShare, walkShare } from './sharewalk.js';
+import { type StatFilesJob, digestListing, encodeStatFiles, writeReplacing } from './statwrite.js';
+import { writeStatFiles } from './statcache.js';
 import { type SourceEntry, sortEntries, statRoot, walkSource } from './walk.js';
 import { traceAdd } from '../util/trace.js';
 
@@ -26,6 +28,22 @@ const { createHash, hash } = require('node:crypto');
 const buf = Buffer.allocUnsafe(1 << 20);
 const walkShare = ${walkShare.toString()};
 const io = { readdirSync, lstatSync, openSync, fstatSync, readSync, closeSync, readlinkSync, createHash, hash, buf, read: true };
+const encodeStatFiles = ${encodeStatFiles.toString()};
+const digestListing = ${digestListing.toString()};
+const writeReplacing = ${writeReplacing.toString()};
+const { randomBytes } = require('node:crypto');
+const { mkdirSync, writeFileSync, renameSync, rmSync } = require('node:fs');
+const statIo = { createHash, digestListing, randomBytes, mkdirSync, writeFileSync, renameSync, rmSync };
+// The stat cache's files (see writeStatFilesLater); ok false: the main thread writes them.
+function writeStat({ id, statFiles }) {
+  let ok = true;
+  try {
+    for (const f of encodeStatFiles(statFiles, statIo)) writeReplacing(f.path, f.data, statIo);
+  } catch {
+    ok = false;
+  }
+  parentPort.postMessage({ id, done: [], bytes: 0, ok });
+}
 // Its part of a tree being walked by both threads (see walkTree); none if the main thread finished
 // the walk before this thread started on it.
 function share({ id, base, dirs, flags, read }) {
@@ -101,6 +119,7 @@ function hashClaimed(paths, claim, first) {
 parentPort.on('message', (m) => {
   if (m.listId !== undefined) return early(m);
   if (m.dirs !== undefined) return share(m);
+  if (m.statFiles !== undefined) return writeStat(m);
   parentPort.postMessage({ id: m.id, ...hashClaimed(m.paths, new Int32Array(m.next)) });
 });
 `;
@@ -120,6 +139,8 @@ interface Reply {
   bytes: number;
   /** A share of a walk's answer (see `walkTree`). */
   shared?: Posted;
+  /** Whether the stat cache's files were written (see `writeStatFilesLater`). */
+  ok?: boolean;
 }
 
 export interface FileToHash {
@@ -404,6 +425,41 @@ export async function hashFiles(files: readonly FileToHash[], opts: { mainThread
   } finally {
     release();
   }
+}
+
+/**
+ * Has the worker, if it is running, make and write the stat cache's files while this thread goes
+ * on (a fresh runner's key is then looked up while they are written): false when there is no
+ * worker, and they are written here (the job made `again`) if the worker fails. The process ends
+ * once they are written.
+ */
+export function writeStatFilesLater(job: StatFilesJob, again: () => StatFilesJob): boolean {
+  if (!current) return false;
+  const w = current;
+  const release = holdHashWorker();
+  const id = nextId++;
+  const written = new Promise<void>((done) => {
+    waiting.set(id, (r) => {
+      release();
+      if (r?.ok) traceAdd('stat.written.worker', 1);
+      else writeStatFiles(again());
+      writing.delete(written);
+      done();
+    });
+  });
+  writing.add(written);
+  w.ref();
+  // The arrays are moved, not copied (the strings are copied: ~20 ms of this thread for 96k stamps).
+  const moved = [job.stamps?.numbers.buffer, job.listing?.numbers?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+  w.postMessage({ id, statFiles: job }, moved);
+  return true;
+}
+
+const writing = new Set<Promise<void>>();
+
+/** Resolves once the stat cache's files handed to the worker are written (for a caller that reads them next). */
+export async function statFilesWritten(): Promise<void> {
+  await Promise.all(writing);
 }
 
 /** The file hashes a two-thread walk took (see `scoutTree`). */

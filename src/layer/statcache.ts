@@ -4,6 +4,7 @@ import { ensureOwnFolder } from '../cache/damage.js';
 import { join } from 'node:path';
 import { FINGERPRINT_FORMAT } from './formats.js';
 import { hashFileSync } from './filehash.js';
+import { type StatFilesJob, type StatWriteIo, digestListing, encodeStatFiles, writeReplacing } from './statwrite.js';
 import type { SourceEntry } from './walk.js';
 
 // A file whose mtime or ctime is this close to the moment its stat was taken may be written again
@@ -70,6 +71,7 @@ export class StatCache {
   private readonly newPaths: string[] = [];
   private readonly newNumbers: number[] = [];
   private readonly newHex: string[] = [];
+  private writer: ((job: StatFilesJob, again: () => StatFilesJob) => boolean) | undefined;
 
   constructor(cacheDir: string, root: string, private readonly takenAtMs: number) {
     const id = createHash('sha256').update(root).digest('hex').slice(0, 32);
@@ -189,16 +191,35 @@ export class StatCache {
   }
 
   /**
+   * Hands `save`'s files to `writer`, which writes them later (on the hashing worker) and answers
+   * false when it cannot take them: they are then written here, as without it. `writer` may take
+   * the job's arrays (transfer them); `again` makes the job anew, for a writer that failed.
+   */
+  writeWith(writer: (job: StatFilesJob, again: () => StatFilesJob) => boolean): void {
+    this.writer = writer;
+  }
+
+  /**
    * Writes the stamps seen in this walk (dropping files that are gone), if anything changed. Given
    * the tree's fingerprint, also the listing file, if every file in the tree has a trusted stamp
    * after this walk (none too fresh to trust): the condition under which each stamp would answer.
    */
   save(tree?: { entries: readonly SourceEntry[]; fingerprint: string }): void {
+    const job = this.saveJob(tree);
+    if (!job.stamps && !job.listing) return;
+    if (this.writer?.(job, () => this.saveJob(tree))) return;
+    writeStatFiles(job);
+  }
+
+  private saveJob(tree?: { entries: readonly SourceEntry[]; fingerprint: string }): StatFilesJob {
     const next = this.merged();
-    if (this.newPaths.length > 0 || this.keptCount !== this.old.paths.length) writeAtomically(this.path, encodeStamps(next));
-    if (!tree || !everyFileIn(tree.entries, next.paths)) return;
-    const body: ListingFile = { version: LISTING_VERSION, listing: this.listingOf(tree.entries), fingerprint: tree.fingerprint };
-    writeAtomically(this.listingPath, JSON.stringify(body));
+    const job: StatFilesJob = {};
+    if (this.newPaths.length > 0 || this.keptCount !== this.old.paths.length) job.stamps = { path: this.path, ...stampsParts(next) };
+    if (tree && everyFileIn(tree.entries, next.paths)) {
+      const listed = this.listing?.entries === tree.entries ? { digest: this.listing.digest } : listingParts(tree.entries);
+      job.listing = { path: this.listingPath, version: LISTING_VERSION, fingerprint: tree.fingerprint, ...listed };
+    }
+    return job;
   }
 
   /** The old stamps that held and the new ones, merged in path order (a new one wins). */
@@ -253,13 +274,22 @@ function everyFileIn(entries: readonly SourceEntry[], paths: readonly string[]):
   return true;
 }
 
-function encodeStamps({ paths, numbers, hex }: { paths: string[]; numbers: number[]; hex: string[] }): Buffer {
-  const names = Buffer.from(paths.length > 0 ? `${paths.join('\0')}\0` : '');
-  const header = Buffer.alloc(HEADER, 0x20);
-  header.write(`kocache stamps ${VERSION} ${paths.length} ${names.length}`);
-  header[HEADER - 1] = 0x0a;
-  const nums = new Float64Array(numbers);
-  return Buffer.concat([header, new Uint8Array(nums.buffer), Buffer.from(hex.join(''), 'latin1'), names]);
+/** A stamps file's parts (see `Stamps`), made into bytes by encodeStatFiles. */
+function stampsParts({ paths, numbers, hex }: { paths: string[]; numbers: number[]; hex: string[] }): Omit<NonNullable<StatFilesJob['stamps']>, 'path'> {
+  return {
+    header: `kocache stamps ${VERSION} ${paths.length}`,
+    headerBytes: HEADER,
+    numbers: new Float64Array(numbers),
+    hex: hex.join(''),
+    names: paths.length > 0 ? `${paths.join('\0')}\0` : '',
+  };
+}
+
+const IO: StatWriteIo = { createHash, digestListing, randomBytes, mkdirSync, writeFileSync, renameSync, rmSync };
+
+/** Writes the files of `job` here and now. */
+export function writeStatFiles(job: StatFilesJob): void {
+  for (const f of encodeStatFiles(job, IO)) writeAtomically(f.path, f.data);
 }
 
 /** A stamps file's header (its first HEADER bytes), if it is one of this VERSION. */
@@ -296,38 +326,28 @@ function loadStamps(path: string): Stamps {
   return { paths, numbers, hex, sorted };
 }
 
-function writeAtomically(path: string, text: string | Uint8Array): void {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+function writeAtomically(path: string, data: string | Uint8Array): void {
   try {
-    mkdirSync(join(path, '..'), { recursive: true });
-    writeFileSync(tmp, text);
-    renameSync(tmp, path);
+    writeReplacing(path, data, IO);
   } catch {
     // The stat cache only saves time; failing to write it must never fail a build. A file put
     // where its folder belongs is replaced (it holds hints only) and the write tried once more.
     try {
-      rmSync(tmp, { force: true });
-      if (!ensureOwnFolder(join(path, '..'))) return;
-      writeFileSync(tmp, text);
-      renameSync(tmp, path);
+      if (ensureOwnFolder(join(path, '..'))) writeReplacing(path, data, IO);
     } catch {
-      try {
-        rmSync(tmp, { force: true });
-      } catch {
-        /* nothing was written */
-      }
+      /* nothing was written */
     }
   }
 }
 
 /**
- * sha256 of every entry's stat, in walk order, after the fingerprint's format and the number of
- * entries (which also marks where the numbers end and the names begin): the numbers as one array of doubles (this machine's
- * byte order: the file never leaves it in a form another machine could match, inode and device
- * differ anyway), the paths and link targets as one string: the numbers as strings cost a hit
- * several times more (docs/performance.md).
+ * What the listing's digest is the sha256 of: the fingerprint's format and the number of entries
+ * (which also marks where the numbers end and the names begin), every entry's stat in walk order
+ * as one array of doubles (this machine's byte order: the file never leaves it in a form another
+ * machine could match, inode and device differ anyway), the paths and link targets as one string:
+ * the numbers as strings cost a hit several times more (docs/performance.md).
  */
-function listingDigest(entries: readonly SourceEntry[]): string {
+function listingParts(entries: readonly SourceEntry[]): { head: string; numbers: Float64Array; names: string } {
   const FIELDS = 7;
   const numbers = new Float64Array(entries.length * FIELDS);
   let names = '';
@@ -344,11 +364,12 @@ function listingDigest(entries: readonly SourceEntry[]): string {
     // NUL ends each: it cannot occur in a path or a link target.
     names += `${e.rel}\0${e.linkTarget ?? ''}\0`;
   }
-  return createHash('sha256')
-    .update(`fingerprint ${FINGERPRINT_FORMAT}, ${entries.length} entries\n`)
-    .update(new Uint8Array(numbers.buffer))
-    .update(names)
-    .digest('hex');
+  return { head: `fingerprint ${FINGERPRINT_FORMAT}, ${entries.length} entries\n`, numbers, names };
+}
+
+function listingDigest(entries: readonly SourceEntry[]): string {
+  const p = listingParts(entries);
+  return digestListing(p.head, p.numbers, p.names, createHash);
 }
 
 function loadListingFile(path: string): ListingFile | undefined {

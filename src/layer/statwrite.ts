@@ -1,0 +1,91 @@
+import type { Hash } from 'node:crypto';
+
+/**
+ * The stat cache's files as the stat cache prepared them (src/layer/statcache.ts has their
+ * layouts): a few strings and number arrays, cheap to hand to the hashing worker, which then turns
+ * them into bytes, hashes the listing and writes both while the main thread goes on (a fresh
+ * runner's 96k stamps: docs/registry-cache.md).
+ */
+export interface StatFilesJob {
+  stamps?: {
+    path: string;
+    /** The stamps file's header line, without the byte length of `names` (added here). */
+    header: string;
+    headerBytes: number;
+    numbers: Float64Array;
+    /** The sha256s as hex, one after another. */
+    hex: string;
+    /** The paths, each followed by NUL. */
+    names: string;
+  };
+  listing?: {
+    path: string;
+    version: number;
+    fingerprint: string;
+    /** The listing's digest if already taken, else what it is the sha256 of. */
+    digest?: string;
+    head?: string;
+    numbers?: Float64Array;
+    names?: string;
+  };
+}
+
+/** What the stat cache's files are made of, in the order they are written: the stamps, then the listing. */
+export interface StatFile {
+  path: string;
+  data: Uint8Array | string;
+}
+
+export interface StatWriteIo {
+  createHash(algorithm: 'sha256'): Hash;
+  digestListing: typeof digestListing;
+  randomBytes(n: number): Buffer;
+  mkdirSync(path: string, opts: { recursive: true }): unknown;
+  writeFileSync(path: string, data: Uint8Array | string): void;
+  renameSync(from: string, to: string): void;
+  rmSync(path: string, opts: { force: true }): void;
+}
+
+/**
+ * Writes `data` to a temporary name beside `path`, then renames it into place, so that a reader
+ * never sees half a file. Throws what failed (the temporary file removed). Self-contained.
+ */
+export function writeReplacing(path: string, data: Uint8Array | string, io: StatWriteIo): void {
+  const tmp = `${path}.${io.randomBytes(6).toString('hex')}.tmp`;
+  try {
+    io.mkdirSync(path.slice(0, path.lastIndexOf('/')), { recursive: true });
+    io.writeFileSync(tmp, data);
+    io.renameSync(tmp, path);
+  } catch (err) {
+    io.rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** What a listing's parts hash to. Self-contained, as encodeStatFiles. */
+export function digestListing(head: string, numbers: Float64Array, names: string, createHash: (algorithm: 'sha256') => Hash): string {
+  return createHash('sha256').update(head).update(new Uint8Array(numbers.buffer, numbers.byteOffset, numbers.byteLength)).update(names).digest('hex');
+}
+
+/**
+ * The bytes of each file of `job`. Self-contained (no imports, no outer names): the hashing worker
+ * runs its source text, so both threads write the same bytes.
+ */
+export function encodeStatFiles(job: StatFilesJob, io: StatWriteIo): StatFile[] {
+  const files: StatFile[] = [];
+  const s = job.stamps;
+  if (s) {
+    const names = Buffer.from(s.names);
+    const header = Buffer.alloc(s.headerBytes, 0x20);
+    header.write(`${s.header} ${names.length}`);
+    header[s.headerBytes - 1] = 0x0a;
+    const numbers = new Uint8Array(s.numbers.buffer, s.numbers.byteOffset, s.numbers.byteLength);
+    files.push({ path: s.path, data: Buffer.concat([header, numbers, Buffer.from(s.hex, 'latin1'), names]) });
+  }
+  const l = job.listing;
+  if (l) {
+    const digest = l.digest ?? io.digestListing(l.head!, l.numbers!, l.names!, io.createHash);
+    files.push({ path: l.path, data: JSON.stringify({ version: l.version, listing: digest, fingerprint: l.fingerprint }) });
+  }
+  return files;
+}
