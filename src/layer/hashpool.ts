@@ -172,10 +172,10 @@ function startWorker(): Promise<Worker | undefined> {
     });
     // A worker that dies leaves its files to the main thread: nothing is lost but time.
     const gone = () => {
-      if (current === w) {
-        current = undefined;
-        worker = undefined;
-      }
+      // A worker ended when idle had no jobs left, and those waiting now are another worker's.
+      if (current !== w) return;
+      current = undefined;
+      worker = undefined;
       for (const resolve of waiting.values()) resolve(undefined);
       waiting.clear();
     };
