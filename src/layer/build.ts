@@ -180,7 +180,9 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   // there, taken in the format it knew.
   const legacy = FINGERPRINT_FORMAT === FIRST_SCHEME_FINGERPRINT && hasBuilt(cache.dir, namespace);
   // With a registry cache an empty local cache can still hit: the tree is fingerprinted first.
-  if (!tier && !legacy && !hasBuilt(cache.dir, treeMark(spec))) {
+  // Whether any layer was recorded here with these tar settings: if not, no fingerprint can hit.
+  const builtHere = hasBuilt(cache.dir, treeMark(spec));
+  if (!tier && !legacy && !builtHere) {
     // Nothing was ever built with these tar settings in this cache, so no fingerprint can hit:
     // instead of reading and hashing the whole tree before tarring it, take each file's hash from
     // the bytes the tar writer reads. The tree is read once, and the hashing runs on the main
@@ -195,7 +197,9 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
 
   const fp = await idFromTree(stats, entries, scout, secondThread, (h) => (hashes = h));
   const contentKey = treeKey(FINGERPRINT_FORMAT, fp, spec);
-  const byTree = await find(contentKey);
+  // Not looked up where nothing was recorded with these tar settings (a fresh runner's empty
+  // cache): a read of the index for nothing, between the key and the registry cache's request.
+  const byTree = builtHere ? await find(contentKey) : undefined;
   const hit = byTree ?? (legacy ? await find(buildIdKey(namespace, fp, spec)) : undefined);
   if (hit) {
     // Recorded under today's keys: a first-scheme hit moves over, and a vouched id that missed
