@@ -74,8 +74,6 @@ export async function fingerprintTree(
   const done = await hashFiles(todo, { secondThread: opts.secondThread ?? true });
   todoAt.forEach((i, k) => (hashes[i] = done[k]!));
   opts.onHashes?.(hashes);
-  return fingerprintOf(entries, (e, i) => {
-    if (fresh[i] === 1) stats.record(e, hashes[i]!);
-    return hashes[i]!;
-  });
+  stats.recordAll(entries, hashes, fresh);
+  return fingerprintOf(entries, (_e, i) => hashes[i]!);
 }

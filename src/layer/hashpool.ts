@@ -450,7 +450,7 @@ export function writeStatFilesLater(job: StatFilesJob, again: () => StatFilesJob
   writing.add(written);
   w.ref();
   // The arrays are moved, not copied (the strings are copied: ~20 ms of this thread for 96k stamps).
-  const moved = [job.stamps?.numbers.buffer, job.listing?.numbers?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+  const moved = [job.stamps?.numbers?.buffer, job.stamps?.ofListing?.buffer, job.listing?.numbers?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
   w.postMessage({ id, statFiles: job }, moved);
   return true;
 }

@@ -71,6 +71,7 @@ export class StatCache {
   private readonly newPaths: string[] = [];
   private readonly newNumbers: number[] = [];
   private readonly newHex: string[] = [];
+  private bulk: { entries: readonly SourceEntry[]; hashes: readonly (string | undefined)[]; which: Uint8Array } | undefined;
   private writer: ((job: StatFilesJob, again: () => StatFilesJob) => boolean) | undefined;
 
   constructor(cacheDir: string, root: string, private readonly takenAtMs: number) {
@@ -184,10 +185,57 @@ export class StatCache {
   }
 
   record(e: SourceEntry, sha256: string): void {
-    if (Math.max(e.mtimeMs, e.ctimeMs) + RACY_MS > this.takenAtMs) return; // too fresh to trust next time
+    this.spill();
+    if (this.tooFresh(e)) return; // too fresh to trust next time
     this.newPaths.push(e.rel);
     this.newNumbers.push(e.size, e.mtimeMs, e.ctimeMs, e.ino, e.dev);
     this.newHex.push(sha256);
+  }
+
+  private tooFresh(e: SourceEntry): boolean {
+    return Math.max(e.mtimeMs, e.ctimeMs) + RACY_MS > this.takenAtMs;
+  }
+
+  /**
+   * `record` of each file `i` of `entries` with `which[i]` 1, its hash `hashes[i]`, in order. A
+   * first walk's (no stamps before, none recorded yet) are kept as given until saved: a fresh
+   * runner's ~96k stamps then cost no copy here, and go to the stamps file by way of the listing.
+   */
+  recordAll(entries: readonly SourceEntry[], hashes: readonly (string | undefined)[], which: Uint8Array): void {
+    if (this.newPaths.length === 0 && !this.bulk && this.old.paths.length === 0) {
+      this.bulk = { entries, hashes, which };
+      return;
+    }
+    for (let i = 0; i < entries.length; i++) if (which[i] === 1) this.record(entries[i]!, hashes[i]!);
+  }
+
+  /** The stamps `recordAll` kept, recorded one by one (for anything but a first walk's save). */
+  private spill(): void {
+    const b = this.bulk;
+    if (!b) return;
+    this.bulk = undefined;
+    for (let i = 0; i < b.entries.length; i++) if (b.which[i] === 1) this.record(b.entries[i]!, b.hashes[i]!);
+  }
+
+  /**
+   * A first walk's files as the listing and the stamps taken from it, when every file of the tree
+   * was recorded by `recordAll` and none is too fresh to trust (else undefined: see saveJob).
+   */
+  private firstWalkJob(tree: { entries: readonly SourceEntry[]; fingerprint: string }): StatFilesJob | undefined {
+    const b = this.bulk;
+    if (!b || b.entries !== tree.entries) return undefined;
+    const { entries, hashes, which } = b;
+    const stamped = new Uint8Array(entries.length);
+    const hex: string[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.type !== 'file') continue;
+      if (which[i] !== 1 || this.tooFresh(e)) return undefined;
+      stamped[i] = 1;
+      hex.push(hashes[i]!);
+    }
+    const stamps = { path: this.path, header: `kocache stamps ${VERSION} ${hex.length}`, headerBytes: HEADER, hex: hex.join(''), ofListing: stamped };
+    return { stamps, listing: { path: this.listingPath, version: LISTING_VERSION, fingerprint: tree.fingerprint, ...listingParts(entries) } };
   }
 
   /**
@@ -212,6 +260,9 @@ export class StatCache {
   }
 
   private saveJob(tree?: { entries: readonly SourceEntry[]; fingerprint: string }): StatFilesJob {
+    const first = tree && this.firstWalkJob(tree);
+    if (first) return first;
+    this.spill();
     const next = this.merged();
     const job: StatFilesJob = {};
     if (this.newPaths.length > 0 || this.keptCount !== this.old.paths.length) job.stamps = { path: this.path, ...stampsParts(next) };
@@ -279,8 +330,8 @@ function stampsParts({ paths, numbers, hex }: { paths: string[]; numbers: number
   return {
     header: `kocache stamps ${VERSION} ${paths.length}`,
     headerBytes: HEADER,
-    numbers: new Float64Array(numbers),
     hex: hex.join(''),
+    numbers: new Float64Array(numbers),
     names: paths.length > 0 ? `${paths.join('\0')}\0` : '',
   };
 }

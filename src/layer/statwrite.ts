@@ -12,11 +12,17 @@ export interface StatFilesJob {
     /** The stamps file's header line, without the byte length of `names` (added here). */
     header: string;
     headerBytes: number;
-    numbers: Float64Array;
     /** The sha256s as hex, one after another. */
     hex: string;
-    /** The paths, each followed by NUL. */
-    names: string;
+    /** Five per stamp (see statcache.ts), and the paths each followed by NUL... */
+    numbers?: Float64Array;
+    names?: string;
+    /**
+     * ...or, for a first walk (a fresh runner) whose every file is stamped, taken from the
+     * listing's parts: a 1 for each entry of the listing that is a stamped file (its numbers and
+     * path are the listing's). The main thread then makes one list of the tree, not two.
+     */
+    ofListing?: Uint8Array;
   };
   listing?: {
     path: string;
@@ -74,15 +80,31 @@ export function digestListing(head: string, numbers: Float64Array, names: string
 export function encodeStatFiles(job: StatFilesJob, io: StatWriteIo): StatFile[] {
   const files: StatFile[] = [];
   const s = job.stamps;
+  const l = job.listing;
   if (s) {
-    const names = Buffer.from(s.names);
+    let text = s.names!;
+    let stats = s.numbers!;
+    if (s.ofListing) {
+      // The listing's numbers are type, mode, size, mtime, ctime, inode, device; a stamp's the last five.
+      const all = l!.names!.split('\0');
+      const paths: string[] = [];
+      const from = l!.numbers!;
+      stats = new Float64Array(s.hex.length / 64 * 5);
+      let k = 0;
+      for (let i = 0; i < s.ofListing.length; i++) {
+        if (s.ofListing[i] !== 1) continue;
+        paths.push(all[i * 2]!);
+        for (let f = 2; f < 7; f++) stats[k++] = from[i * 7 + f]!;
+      }
+      text = paths.length > 0 ? `${paths.join('\0')}\0` : '';
+    }
+    const names = Buffer.from(text);
     const header = Buffer.alloc(s.headerBytes, 0x20);
     header.write(`${s.header} ${names.length}`);
     header[s.headerBytes - 1] = 0x0a;
-    const numbers = new Uint8Array(s.numbers.buffer, s.numbers.byteOffset, s.numbers.byteLength);
+    const numbers = new Uint8Array(stats.buffer, stats.byteOffset, stats.byteLength);
     files.push({ path: s.path, data: Buffer.concat([header, numbers, Buffer.from(s.hex, 'latin1'), names]) });
   }
-  const l = job.listing;
   if (l) {
     const digest = l.digest ?? io.digestListing(l.head!, l.numbers!, l.names!, io.createHash);
     files.push({ path: l.path, data: JSON.stringify({ version: l.version, listing: digest, fingerprint: l.fingerprint }) });
