@@ -76,6 +76,7 @@ describe('publish through a registry cache', () => {
     // The tag is new and the layers were not known locally: the config went up in the session
     // opened while they were looked up, with no HEAD after them.
     assert.equal(b.trace['upload.held'], 1, 'the config went into the session opened ahead');
+    assert.equal(b.trace['regcache.memo.read'] ?? 0, 0, 'an empty cache: no memo looked for');
     assert.equal(reg.requests('HEAD', /^\/v2\/cli\/app-b\/blobs\//), 0, 'no HEAD of a blob in B\'s repository');
     assert.equal(reg.requests('GET', /^\/v2\/cli\/cache\/blobs\//), 0, 'no blob of the cache repository was downloaded');
     await skopeo('copy', '--quiet', '--src-tls-verify=false', `docker://${reg.host}/cli/app-b:v1`, `dir:${join(work, 'b-dir')}`);

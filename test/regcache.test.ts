@@ -22,6 +22,7 @@ import { tempDir } from './helpers/cli.js';
 import { skopeo } from './helpers/image-fixtures.js';
 import { htpasswdConfig, writeHtpasswd } from './helpers/htpasswd.js';
 import { memoryBlob } from './helpers/images.js';
+import { traceSnapshot } from '../src/util/trace.js';
 import { type RunningRegistry, freePort, startRegistry } from './helpers/registry.js';
 
 let reg: RunningRegistry;
@@ -170,12 +171,17 @@ describe('registry cache records', () => {
     const tag = recordTag(w.key);
     const gets = () => reg.requests('GET', new RegExp(`/v2/rc/memo/manifests/${tag}`));
     const before = gets();
+    const reads: number[] = [];
     for (let i = 0; i < 2; i++) {
+      const read = traceSnapshot()['regcache.memo.read'] ?? 0;
       const { rc } = regcache({ read: [cacheRepo] }, cache);
       assert.ok(await rc.findLayer(w.key, GZ, { kind: 'none' }));
       await rc.close();
+      reads.push((traceSnapshot()['regcache.memo.read'] ?? 0) - read);
     }
     assert.equal(gets() - before, 1, 'one GET of the record, by the first reader');
+    // The first reader's cache had no memo of that repository: its index was not even read.
+    assert.deepEqual(reads, [0, 1]);
   });
 
   test('a kept record whose blob is gone is dropped quietly and the registry asked again', async () => {

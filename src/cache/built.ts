@@ -5,7 +5,8 @@ import { ensureOwnFolder } from './damage.js';
 
 /**
  * What this cache has recorded a build under, one small file each: `built/<hash of name>`,
- * holding the name. Names are `tree/<tar-spec>` (src/cache/keys.ts: treeMark); the first key
+ * holding the name. Names are `tree/<tar-spec>` (src/cache/keys.ts: treeMark), and
+ * `regcache/<registry>/<repository>` for the registry cache's memos; the first key
  * scheme's `bin/<import-path>/<platform>` marks are still read. Where there is none, no
  * fingerprint can hit, so `kocache build` need not fingerprint a tree before tarring it: it
  * fingerprints the bytes as the tar writer reads them, and the tree is read once

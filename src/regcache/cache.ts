@@ -1,3 +1,4 @@
+import { hasBuilt, markBuilt } from '../cache/built.js';
 import type { CacheStore } from '../cache/store.js';
 import { KocacheError } from '../errors.js';
 import type { BlobSource } from '../oci/pushable.js';
@@ -371,7 +372,15 @@ export class RegistryCache {
     return `regcache/${canonicalRegistry(repo.registry)}/${repo.repository}/${tag}`;
   }
 
+  /** The mark made before a repository's first memo: where there is none, no memo is looked for. */
+  private memoMark(repo: Reference): string {
+    return `regcache/${canonicalRegistry(repo.registry)}/${repo.repository}`;
+  }
+
   private async memo(repo: Reference, tag: string): Promise<Memo | undefined> {
+    // A fresh runner's empty cache: no index to load and read between the key and the record's GET.
+    if (!hasBuilt(this.o.cache.dir, this.memoMark(repo))) return undefined;
+    traceAdd('regcache.memo.read', 1);
     try {
       const rec = await this.o.cache.getRecord(this.memoKey(repo, tag), isMemo);
       return rec?.metadata;
@@ -382,6 +391,7 @@ export class RegistryCache {
 
   private async remember(repo: Reference, tag: string, memo: Memo): Promise<void> {
     const d = memo.layer?.descriptor ?? RECORD_CONFIG;
+    markBuilt(this.o.cache.dir, this.memoMark(repo));
     try {
       await this.o.cache.putRecord<Memo>(this.memoKey(repo, tag), { digest: d.digest, size: d.size }, memo);
     } catch {
