@@ -85,6 +85,8 @@ export class RegistryCache {
   /** Repositories that failed as a whole this run (warned once): neither read nor written again. */
   private readonly down = new Set<string>();
   private readonly pending: Promise<void>[] = [];
+  /** Memos of records found, written when the command closes the cache (see findLayer). */
+  private readonly memos: (() => Promise<void>)[] = [];
   private readonly configs = new Map<string, Promise<unknown>>();
   private readonly transfers: Limiter;
   private readonly now: () => number;
@@ -123,8 +125,9 @@ export class RegistryCache {
     if (this.clientP) await (await this.clientP).close();
   }
 
-  /** Waits for every record write started so far (they never throw: failures were warned). */
+  /** Writes the memos, then waits for every record write started so far (they never throw: failures were warned). */
   async flush(): Promise<void> {
+    this.pending.push(...this.memos.splice(0).map((write) => write()));
     while (this.pending.length) await Promise.all(this.pending.splice(0));
   }
 
@@ -158,8 +161,9 @@ export class RegistryCache {
         this.brokenRecord(repo, tag, err);
         continue;
       }
-      // Written while the image is pushed (waited for by close): the answer does not wait for it.
-      this.pending.push(this.remember(repo, tag, { created: record.created, layer: { descriptor: record.descriptor, diffid: record.diffid } }));
+      // Written when the command closes the cache, once its image is out: the memo needs the
+      // local index (loading cacache, on a fresh runner), which would hold up the image's push here.
+      this.memos.push(() => this.remember(repo, tag, { created: record.created, layer: { descriptor: record.descriptor, diffid: record.diffid } }));
       traceAdd('regcache.hit', 1);
       return { record, repo };
     }
