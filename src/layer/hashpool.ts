@@ -331,31 +331,7 @@ function callOff(e: Early): undefined {
 async function joinEarly(e: Early, files: readonly SourceEntry[]): Promise<Scouted> {
   const out = new Array<string | undefined>(files.length);
   try {
-    let mine = 0;
-    let since = 0;
-    for (;;) {
-      const k = Atomics.add(e.flags, 0, 1);
-      if (k >= files.length) break;
-      out[k] = hashFileSync(files[k]!.abs);
-      mine++;
-      // As in hashFiles: requests already asked for go ahead meanwhile.
-      if ((since += files[k]!.size) >= YIELD_BYTES) {
-        since = 0;
-        await new Promise(setImmediate);
-      }
-    }
-    if (mine < files.length) {
-      (await worker)?.ref();
-      const r = await e.hashed;
-      if (r) {
-        traceAdd('file.hash', r.bytes);
-        traceAdd('file.read', r.bytes);
-        traceAdd('file.hash.worker', r.bytes);
-        for (let k = 0; k < r.done.length; k += 2) out[r.done[k] as number] = r.done[k + 1] as string;
-      }
-    } else if (waiting.delete(e.hashId) && waiting.size === 0) {
-      (await worker)?.unref();
-    }
+    await hashShared(files, e.flags, out, e.hashId, e.hashed);
     // What the worker could not read is read here, which reports the error if there is one.
     const hashes = new Map<SourceEntry, string>();
     files.forEach((f, k) => hashes.set(f, out[k] ?? hashFileSync(f.abs)));
@@ -363,6 +339,46 @@ async function joinEarly(e: Early, files: readonly SourceEntry[]): Promise<Scout
   } finally {
     e.release();
   }
+}
+
+/**
+ * The files this thread claims through `claim[0]`, hashed into `out` (with a turn of the event
+ * loop every YIELD_BYTES: requests already asked for, the target's tag, a connection, go ahead
+ * meanwhile instead of waiting for the last file); then the worker's answer `reply` (job `id`)
+ * merged in. `mainThread` false (tests): none claimed here. Files neither thread hashed are left
+ * undefined in `out`.
+ */
+async function hashShared(files: readonly FileToHash[], claim: Int32Array, out: (string | undefined)[], id: number, reply: Promise<Reply | undefined>, mainThread = true): Promise<void> {
+  let mine = 0;
+  let since = 0;
+  while (mainThread) {
+    const i = Atomics.add(claim, 0, 1);
+    if (i >= files.length) break;
+    out[i] = hashFileSync(files[i]!.abs, files[i]!.rawAbs);
+    mine++;
+    if ((since += files[i]!.size) >= YIELD_BYTES) {
+      since = 0;
+      await new Promise(setImmediate);
+    }
+  }
+  const w = await worker;
+  // All done here before the worker took any (it may still be starting): no need to wait for it.
+  if (mine === files.length) {
+    if (waiting.delete(id) && waiting.size === 0) w?.unref();
+    return;
+  }
+  w?.ref();
+  const r = await reply;
+  if (!r) return;
+  countWorkerHashed(r.bytes);
+  for (let k = 0; k < r.done.length; k += 2) out[r.done[k] as number] = r.done[k + 1] as string;
+}
+
+/** The trace counters of file bytes the worker read and hashed. */
+function countWorkerHashed(bytes: number): void {
+  traceAdd('file.hash', bytes);
+  traceAdd('file.read', bytes);
+  traceAdd('file.hash.worker', bytes);
 }
 
 /**
@@ -393,33 +409,8 @@ export async function hashFiles(files: readonly FileToHash[], opts: { mainThread
           w.postMessage({ id, paths: files.map((f) => (f.rawAbs ? null : f.abs)), next });
         })
       : Promise.resolve(undefined);
-    let mine = 0;
-    let since = 0;
     // mainThread false (tests): the worker takes every file it can; the main thread only the rest.
-    while (mainThread) {
-      const i = Atomics.add(claim, 0, 1);
-      if (i >= files.length) break;
-      out[i] = hashFileSync(files[i]!.abs, files[i]!.rawAbs);
-      mine++;
-      // A turn of the event loop now and then: requests already asked for (the target's tag, a
-      // connection) go ahead meanwhile instead of waiting for the last file.
-      if ((since += files[i]!.size) >= YIELD_BYTES) {
-        since = 0;
-        await new Promise(setImmediate);
-      }
-    }
-    // All done here before the worker took any (it may still be starting): no need to wait for it.
-    if (mine < files.length) {
-      const r = await reply;
-      if (r) {
-        traceAdd('file.hash', r.bytes);
-        traceAdd('file.read', r.bytes);
-        traceAdd('file.hash.worker', r.bytes);
-        for (let k = 0; k < r.done.length; k += 2) out[r.done[k] as number] = r.done[k + 1] as string;
-      }
-    } else if (waiting.delete(id) && waiting.size === 0) {
-      w?.unref();
-    }
+    await hashShared(files, claim, out, id, reply, mainThread);
     // Not out.map: it skips the holes, which are the files left to do here.
     return Array.from(out, (h, i) => h ?? hashFileSync(files[i]!.abs, files[i]!.rawAbs));
   } finally {
@@ -564,9 +555,7 @@ async function walkTree(w: Worker, root: string, hashes: Map<SourceEntry, string
       if (!r?.shared || r.shared.bad) return undefined;
       addEntries(fromPosted(r.shared, r.bytes), base, out, hashes);
       traceAdd('walk.worker.entries', r.shared.types.length);
-      traceAdd('file.hash.worker', r.bytes);
-      traceAdd('file.hash', r.bytes);
-      traceAdd('file.read', r.bytes);
+      countWorkerHashed(r.bytes);
     }
   } else {
     addEntries(mine, base, out, hashes);
