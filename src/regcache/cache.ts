@@ -373,7 +373,7 @@ export class RegistryCache {
   }
 
   private memoKey(repo: Reference, tag: string): string {
-    return `regcache/${canonicalRegistry(repo.registry)}/${repo.repository}/${tag}`;
+    return `${this.memoMark(repo)}/${tag}`;
   }
 
   /** The mark made before a repository's first memo: where there is none, no memo is looked for. */

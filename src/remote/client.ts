@@ -321,12 +321,7 @@ export class RegistryClient {
     // A small blob and a session opened ahead: sending it costs one request, as a HEAD or a mount
     // would, and a blob the registry had already is only linked again.
     const ahead = size <= HELD_MAX_BYTES ? held?.take() : undefined;
-    if (ahead) {
-      const send = () => this.transferBlob(repo, blob, undefined, ahead);
-      const outcome = await (transfer ? transfer.run(send) : send());
-      this.seen.record(registry, repo.repository, digest, size);
-      return outcome;
-    }
+    if (ahead) return this.transferAndNote(repo, blob, undefined, transfer, ahead);
     const seenIn = await this.seen.repositories(registry, digest);
     const candidates = [
       ...(blob.origins ?? []).filter((o) => canonicalRegistry(o.registry) === registry).map((o) => o.repository),
@@ -343,9 +338,14 @@ export class RegistryClient {
       this.seen.record(registry, repo.repository, digest, size);
       return 'present';
     }
-    const send = () => this.transferBlob(repo, blob, from);
+    return this.transferAndNote(repo, blob, from, transfer);
+  }
+
+  /** transferBlob within `transfer`'s bound; the registry then noted as holding the blob. */
+  private async transferAndNote(repo: Reference, blob: BlobSource, from: string | undefined, transfer: Limiter | undefined, held?: Promise<string | undefined>): Promise<'mounted' | 'uploaded'> {
+    const send = () => this.transferBlob(repo, blob, from, held);
     const outcome = await (transfer ? transfer.run(send) : send());
-    this.seen.record(registry, repo.repository, digest, size);
+    this.seen.record(canonicalRegistry(repo.registry), repo.repository, blob.descriptor.digest, blob.descriptor.size);
     return outcome;
   }
 

@@ -92,10 +92,9 @@ async function sendBlob(rq: Requester, repo: Reference, blob: BlobSource, at: st
   const push = [repositoryScope(repo.repository, 'pull,push')];
   // The source must yield exactly the bytes its descriptor names: a bad source is a bug upstream,
   // not the registry's, and is stopped before the registry sees a wrong length.
-  const d = blob.descriptor;
   const source = blob.verified
     ? blob.open()
-    : verify(blob.open(), d, (m) => new KocacheError('digest-mismatch', `digest mismatch: the source of ${d.digest} yields ${describeMismatch(m)}`), (c) => traceAdd('upload.check', c.byteLength));
+    : verify(blob.open(), blob.descriptor, (m) => new KocacheError('digest-mismatch', `digest mismatch: the source of ${digest} yields ${describeMismatch(m)}`), (c) => traceAdd('upload.check', c.byteLength));
   let final: HttpResponse;
   if (size >= opts.chunkThreshold) {
     let offset = 0;
@@ -128,12 +127,12 @@ async function sendBlob(rq: Requester, repo: Reference, blob: BlobSource, at: st
  */
 export class HeldSession {
   private readonly location: Promise<string | undefined>;
+  private readonly push: string[];
   private taken = false;
 
   constructor(private readonly rq: Requester, private readonly repo: Reference) {
-    const what = `${repo.registry}/${repo.repository} (an upload opened ahead)`;
-    const push = [repositoryScope(repo.repository, 'pull,push')];
-    this.location = openSession(rq, repo, push, what).catch(() => undefined);
+    this.push = [repositoryScope(repo.repository, 'pull,push')];
+    this.location = openSession(rq, repo, this.push, `${repo.registry}/${repo.repository} (an upload opened ahead)`).catch(() => undefined);
   }
 
   /** The session's Location, for the first blob to ask; undefined for every later one. */
@@ -148,8 +147,7 @@ export class HeldSession {
     if (this.taken) return;
     this.taken = true;
     const location = await this.location;
-    const push = [repositoryScope(this.repo.repository, 'pull,push')];
-    if (location !== undefined) await dropSession(this.rq, this.repo, push, location, `${this.repo.registry}/${this.repo.repository}`);
+    if (location !== undefined) await dropSession(this.rq, this.repo, this.push, location, `${this.repo.registry}/${this.repo.repository}`);
   }
 }
 
