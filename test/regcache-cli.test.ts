@@ -148,6 +148,7 @@ describe('publish through a registry cache', () => {
     assert.equal(gone.digest, coldDigest);
     assert.equal(warnings(gone).length, 1, gone.stderr);
     assert.match(warnings(gone)[0]!, /missing from/);
+    assert.ok((gone.trace['regcache.withdrawn'] ?? 0) >= 1, 'a layer answered ahead was withdrawn and the image made again');
     await c.close();
   });
 

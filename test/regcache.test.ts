@@ -120,21 +120,42 @@ describe('registry cache records', () => {
     const cacheRepo = repoOf('rc/mount-cache');
     const w = await writeRecord(cacheRepo);
     const target = repoOf('rc/mount-target');
-    const settled: [string, string][] = [];
+    const settled: Promise<[string, string]>[] = [];
     const { rc, warnings } = regcache({ read: [cacheRepo] });
-    const t: Target = { kind: 'registry', repo: target, settle: (d, o) => settled.push([d, o]) };
+    const t: Target = { kind: 'registry', repo: target, settle: (d, o) => settled.push(Promise.resolve(o).then((x) => [d, x])) };
     const found = await rc.findLayer(w.key, GZ, t);
+    assert.ok(found?.confirmed, 'answered before the blob was checked');
+    assert.deepEqual(await Promise.all(settled), [[w.descriptor.digest, 'mounted']]);
     await rc.close();
     assert.deepEqual(warnings, []);
     assert.deepEqual(found?.record.descriptor, w.descriptor);
     assert.equal(found?.record.diffid, w.diffid);
-    assert.deepEqual(settled, [[w.descriptor.digest, 'mounted']]);
     assert.equal(reg.requests('PUT', /\/v2\/rc\/mount-target\/blobs\/uploads/), 0, 'nothing uploaded to the target');
     assert.equal(reg.requests('PATCH', /\/v2\/rc\/mount-target\//), 0);
     assert.equal(reg.requests('GET', new RegExp(`/v2/rc/mount-cache/blobs/${w.descriptor.digest}`)), 0, 'the layer was never downloaded');
     const client = new RegistryClient();
     assert.equal(await client.blobSize(target, w.descriptor.digest), w.descriptor.size, 'the target holds the layer now');
     await client.close();
+  });
+
+  test('an answer given ahead whose blob is gone is withdrawn: its push fails, one warning, and it is not given again', async () => {
+    const cacheRepo = repoOf('rc/ahead-cache');
+    const w = await writeRecord(cacheRepo);
+    const res = await fetch(`http://${reg.host}/v2/rc/ahead-cache/blobs/${w.descriptor.digest}`, { method: 'DELETE' });
+    assert.equal(res.status, 202);
+    const settled: Promise<unknown>[] = [];
+    const { rc, warnings } = regcache({ read: [cacheRepo] });
+    const t: Target = { kind: 'registry', repo: repoOf('rc/ahead-target'), settle: (_d, o) => settled.push(Promise.resolve(o)) };
+    const found = await rc.findLayer(w.key, GZ, t);
+    assert.deepEqual(found?.record.descriptor, w.descriptor, 'answered from the record alone');
+    assert.equal(settled.length, 1);
+    const err = await settled[0]!.then(() => undefined, (e: unknown) => e);
+    assert.ok(rc.withdrew(err), `the push fails with a withdrawal: ${String(err)}`);
+    assert.equal(await rc.findLayer(w.key, GZ, t), undefined, 'not answered again this run');
+    assert.equal(settled.length, 1);
+    await rc.close();
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, /missing from/);
   });
 
   test('a second registry as the target: the layer is copied once, verified; a local target fetches it into the store', async () => {
@@ -144,10 +165,10 @@ describe('registry cache records', () => {
       const w = await writeRecord(cacheRepo);
       const target: Reference = { registry: other.host, repository: 'copied/app' };
       const { rc, warnings } = regcache({ read: [cacheRepo] });
-      const settled: string[] = [];
-      const found = await rc.findLayer(w.key, GZ, { kind: 'registry', repo: target, settle: (_d, o) => settled.push(o) });
+      const settled: Promise<string>[] = [];
+      const found = await rc.findLayer(w.key, GZ, { kind: 'registry', repo: target, settle: (_d, o) => settled.push(Promise.resolve(o)) });
       assert.ok(found);
-      assert.deepEqual(settled, ['uploaded']);
+      assert.deepEqual(await Promise.all(settled), ['uploaded']);
       assert.equal(reg.requests('GET', new RegExp(`/v2/rc/copy-cache/blobs/${w.descriptor.digest}`)), 1, 'downloaded once');
       assert.equal(other.requests('PUT', /\/v2\/copied\/app\/blobs\/uploads/), 1, 'uploaded once');
 

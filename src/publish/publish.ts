@@ -44,16 +44,6 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     const currentLookup = pushing ? targetDigest(client!, plan.repo!) : Promise.resolve(undefined);
     const unreachable = currentLookup.then(() => new Promise<never>(() => {}));
     unreachable.catch(() => undefined);
-    const pusher = pushing ? new BlobPusher(client!, { registry: plan.repo!.registry, repository: plan.repo!.repository }, plan.jobs) : undefined;
-    // A new tag and a layer the local cache lacks: the config this publish makes is new too, and
-    // goes into an upload session opened now, while the layer is looked up or built. (A tag that
-    // exists may name this image already; a layer known locally may mean a config known elsewhere
-    // on the registry, which is mounted.)
-    let newTag = false;
-    let missed = false;
-    const holdIfDue = () => newTag && missed && pusher?.hold();
-    currentLookup.then((d) => { newTag = d === undefined; holdIfDue(); }, () => undefined);
-    const miss = () => { missed = true; holdIfDue(); };
     const bases = await Promise.race([
       plan.base === 'scratch'
         ? (plan.platforms as Platform[]).map(scratchBase)
@@ -61,70 +51,97 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
       unreachable,
     ]);
     const plans = plansFor(plan, bases.map((b) => b.platform));
-
-    for (const base of pusher ? bases : []) {
-      for (const layer of base.layers) if (!isForeign(layer)) void pusher!.push(counted(layer));
-    }
-    // The registry cache: a layer it answers is mounted (or copied) into the target while it is
-    // looked up, and the push is told so; records are written in the background, each after its
-    // layer's push, and waited for only once the image is delivered.
+    // The registry cache: a layer it answers is mounted (or copied) into the target while the
+    // image is made, and the push is told so; records are written in the background, each after
+    // its layer's push, and waited for only once the image is delivered.
     // Loaded only when there is one to ask.
     const regcache = o.registryCache ? await loadRegistryCache() : undefined;
     registryCache = o.registryCache && regcache
       ? new regcache.RegistryCache({ repos: o.registryCache, cache, warn, jobs: plan.jobs, insecureRegistries: o.insecureRegistries ?? [], timeouts: o.timeouts ?? {} })
       : undefined;
-    const asked = registryCache && regcache?.layerTier(registryCache, {
-      target: pusher ? { kind: 'registry', repo: plan.repo!, settle: (d, outcome) => pusher.settle(d, outcome) } : { kind: 'local' },
-      ...(pusher ? { pushed: (d: Descriptor) => pusher.push(cachedBlob(cache, d)) } : {}),
-    });
-    const tier: LayerTier | undefined = asked && { ...asked, find: (...args) => (miss(), asked.find(...args)) };
     const total = plans.length * plan.specs.length;
-    tell({ type: 'phase', phase: 'layers', total });
-    let built = 0;
-    const building = buildImage(
-      plans.map((p, i) => ({ ...p, base: bases[i]! })),
-      {
-        cache,
-        importPath: plan.importPath,
-        mtime: plan.epoch,
-        created: createdTime(plan.epoch),
-        overrides: o.config ?? {},
-        annotations: o.annotations,
-        gzip: plan.compression,
-        warn,
-        tier,
-        // A layer being built goes up as its blob is written (src/remote/upload.ts, StreamedUpload).
-        sink: pusher && ((layer) => pusher.stream(o.onProgress && {
-          opened: (size) => tell({ type: 'upload-start', size, layer }),
-          read: (bytes) => tell({ type: 'uploaded', bytes, layer }),
-        })),
-        onBytes: (bytes, layer) => tell({ type: 'read', bytes, layer }),
-        onPack: (bytes, layer) => {
-          miss();
-          tell({ type: 'expect', bytes, layer });
+
+    // One image made and delivered. A layer the registry cache answered is checked while the
+    // image is pushed; one withdrawn then (its record proved broken: warned) fails this push
+    // before its manifest, and the image is made again without that record.
+    const attempt = async () => {
+      const pusher = pushing ? new BlobPusher(client!, { registry: plan.repo!.registry, repository: plan.repo!.repository }, plan.jobs) : undefined;
+      // A new tag and a layer the local cache lacks: the config this publish makes is new too, and
+      // goes into an upload session opened now, while the layer is looked up or built. (A tag that
+      // exists may name this image already; a layer known locally may mean a config known elsewhere
+      // on the registry, which is mounted.)
+      let newTag = false;
+      let missed = false;
+      const holdIfDue = () => newTag && missed && pusher?.hold();
+      currentLookup.then((d) => { newTag = d === undefined; holdIfDue(); }, () => undefined);
+      const miss = () => { missed = true; holdIfDue(); };
+      for (const base of pusher ? bases : []) {
+        for (const layer of base.layers) if (!isForeign(layer)) void pusher!.push(counted(layer));
+      }
+      const asked = registryCache && regcache?.layerTier(registryCache, {
+        target: pusher ? { kind: 'registry', repo: plan.repo!, settle: (d, outcome) => pusher.settle(d, outcome) } : { kind: 'local' },
+        ...(pusher ? { pushed: (d: Descriptor) => pusher.push(cachedBlob(cache, d)) } : {}),
+      });
+      const tier: LayerTier | undefined = asked && { ...asked, find: (...args) => (miss(), asked.find(...args)) };
+      tell({ type: 'phase', phase: 'layers', total });
+      let built = 0;
+      const building = buildImage(
+        plans.map((p, i) => ({ ...p, base: bases[i]! })),
+        {
+          cache,
+          importPath: plan.importPath,
+          mtime: plan.epoch,
+          created: createdTime(plan.epoch),
+          overrides: o.config ?? {},
+          annotations: o.annotations,
+          gzip: plan.compression,
+          warn,
+          tier,
+          // A layer being built goes up as its blob is written (src/remote/upload.ts, StreamedUpload).
+          sink: pusher && ((layer) => pusher.stream(o.onProgress && {
+            opened: (size) => tell({ type: 'upload-start', size, layer }),
+            read: (bytes) => tell({ type: 'uploaded', bytes, layer }),
+          })),
+          onBytes: (bytes, layer) => tell({ type: 'read', bytes, layer }),
+          onPack: (bytes, layer) => {
+            miss();
+            tell({ type: 'expect', bytes, layer });
+          },
+          onLayer: (e) => {
+            void pusher?.push(counted(cachedBlob(cache, e.descriptor), { spec: e.spec, platform: e.platform }));
+            if (!e.cached) built++;
+            tell({ type: 'layer', platform: e.platform, spec: e.spec, cached: e.cached });
+          },
         },
-        onLayer: (e) => {
-          void pusher?.push(counted(cachedBlob(cache, e.descriptor), { spec: e.spec, platform: e.platform }));
-          if (!e.cached) built++;
-          tell({ type: 'layer', platform: e.platform, spec: e.spec, cached: e.cached });
-        },
-      },
-    );
-    // A failed early upload ends the publish now, not once every layer is built (a build that
-    // fails after that has nobody left to tell).
-    building.catch(() => undefined);
-    const image = await Promise.race([building, unreachable, ...(pusher ? [pusher.failure] : [])]);
-    const current = await currentLookup;
+      );
+      // A failed early upload ends the publish now, not once every layer is built (a build that
+      // fails after that has nobody left to tell).
+      building.catch(() => undefined);
+      try {
+        const image = await Promise.race([building, unreachable, ...(pusher ? [pusher.failure] : [])]);
+        const current = await currentLookup;
+        tell({ type: 'layers-done', built, cached: total - built });
+        tell({ type: 'phase', phase: pushing ? 'push' : 'write' });
+        const d = await deliver(plan, image, { client, pusher, current });
+        return { image, built, d };
+      } finally {
+        // A session opened ahead and not taken is deleted (after a failure the registry expires it).
+        await pusher?.release();
+      }
+    };
+    let made: Awaited<ReturnType<typeof attempt>> | undefined;
+    while (!made) {
+      made = await attempt().catch((err: unknown) => {
+        if (registryCache?.withdrew(err)) return undefined;
+        throw err;
+      });
+    }
+    const { image, built, d } = made;
     const layers = { built, cached: total - built, reused: bases.reduce((n, b) => n + b.layers.length, 0) };
-    tell({ type: 'layers-done', built: layers.built, cached: layers.cached });
-    tell({ type: 'phase', phase: pushing ? 'push' : 'write' });
     const platforms = plans.map((p, i) => ({
       platform: formatPlatform(p.platform),
       digest: image.kind === 'index' ? image.manifests[i]!.descriptor.digest : image.descriptor.digest,
     }));
-    const d = await deliver(plan, image, { client, pusher, current });
-    // A session opened ahead and not taken is deleted (after a failure the registry expires it).
-    await pusher?.release();
     const result: PublishResult = {
       reference: d.reference, digest: d.digest, tags: d.tags, platforms, output: d.output, layers,
       uploaded: d.uploaded, mounted: d.mounted, present: d.present, written: d.written,

@@ -14,8 +14,13 @@ import { traceAdd } from '../util/trace.js';
 import {
   type ArchiveRecord, type LayerRecord, BrokenRecord, MAX_ARCHIVE_RECORD_BYTES, MAX_LAYER_RECORD_BYTES, RECORD_CONFIG,
   RECORD_CONFIG_BYTES, archivePins, archiveRecordManifest, layerRecordManifest, parseArchiveRecord, parseLayerRecord,
-  recordDay, recordTag,
+  Withdrawn, recordDay, recordTag,
 } from './record.js';
+
+/** Tells a registry target's push where a blob now is. */
+function settleIn(target: Target, digest: Digest, outcome: Outcome | undefined): void {
+  if (target.kind === 'registry' && outcome) target.settle?.(digest, outcome);
+}
 
 /** Which registry repositories hold records: read in order, written to all. */
 export interface CacheRepos {
@@ -31,12 +36,13 @@ export interface CacheRepos {
  * Where a record's blobs must be once it answers:
  * - registry: in the repository being pushed to (present, mounted from the cache repository on
  *   the same registry, or copied from another registry), never downloaded to learn a digest;
- *   `settle` tells the image push the outcome so it does not ask again;
+ *   `settle` tells the image push the outcome so it does not ask again; given one, a layer is
+ *   answered before its blob is checked, and the outcome it gets is that check (findLayer);
  * - local: in the local content store (the output is a file, or `kocache build`);
  * - none: anywhere in the cache repository (`kocache warm`: records only).
  */
 export type Target =
-  | { kind: 'registry'; repo: Reference; settle?: (digest: Digest, outcome: 'present' | 'mounted' | 'uploaded') => void }
+  | { kind: 'registry'; repo: Reference; settle?: (digest: Digest, outcome: Outcome | Promise<Outcome>) => void }
   | { kind: 'local' }
   | { kind: 'none' };
 
@@ -55,10 +61,15 @@ export interface RegistryCacheOptions {
   now?: () => number;
 }
 
+/** How a record's blob came to be in a registry target. */
+type Outcome = 'present' | 'mounted' | 'uploaded';
+
 /** Where a layer or archive found in the registry cache came from, for exporting it elsewhere. */
 export interface Found<R> {
   record: R;
   repo: Reference;
+  /** A layer answered before its blob was checked: that check (it rejects with Withdrawn). */
+  confirmed?: Promise<unknown>;
 }
 
 /** Local memo of a record known to exist in a repository: `regcache/<registry>/<repo>/<tag>`. */
@@ -91,6 +102,8 @@ export class RegistryCache {
   private readonly transfers: Limiter;
   private readonly now: () => number;
   private readonly warned = new Set<string>();
+  /** Layers answered before their blob was checked (by repository and tag): that check. */
+  private readonly checking = new Map<string, Promise<unknown>>();
 
   constructor(private readonly o: RegistryCacheOptions) {
     this.transfers = new Limiter(Math.max(1, o.jobs));
@@ -145,27 +158,45 @@ export class RegistryCache {
       const memo = await this.memo(repo, tag);
       if (memo?.layer) {
         const record: LayerRecord = { key, descriptor: memo.layer.descriptor, diffid: memo.layer.diffid, created: memo.created };
-        if (await this.materialize(record.descriptor, repo, target).then(() => true, () => false)) {
+        if (await this.materialize(record.descriptor, repo, target).then((o) => (settleIn(target, record.descriptor.digest, o), true), () => false)) {
           traceAdd('regcache.hit', 1);
           return { record, repo };
         }
         await this.forget(repo, tag);
       }
+      const once = `${formatRepository(repo)}:${tag}`;
+      // An answer given ahead earlier this run: asked again once its check is over (if it passed).
+      if (await this.checking.get(once)?.then(() => false, () => true)) continue;
       const bytes = await this.getRecord(repo, tag, MAX_LAYER_RECORD_BYTES);
       if (!bytes) continue;
       let record: LayerRecord;
+      let confirmed: Promise<unknown> | undefined;
       try {
         record = parseLayerRecord(bytes, key, mediaType);
-        await this.materialize(record.descriptor, repo, target);
+        if (target.kind === 'registry' && target.settle) {
+          // Answered now: the image is made and its config pushed while the blob is checked and
+          // mounted, and the layer's push is that check. One that fails withdraws the answer.
+          const checked = this.materialize(record.descriptor, repo, target).then((o) => o ?? 'present', (err: unknown) => {
+            this.brokenRecord(repo, tag, err);
+            traceAdd('regcache.withdrawn', 1);
+            throw new Withdrawn(`the registry cache's record ${once} proved unusable`);
+          });
+          target.settle(record.descriptor.digest, checked);
+          this.checking.set(once, checked);
+          confirmed = checked;
+        } else {
+          await this.materialize(record.descriptor, repo, target);
+        }
       } catch (err) {
         this.brokenRecord(repo, tag, err);
         continue;
       }
       // Written when the command closes the cache, once its image is out: the memo needs the
       // local index (loading cacache, on a fresh runner), which would hold up the image's push here.
-      this.memos.push(() => this.remember(repo, tag, { created: record.created, layer: { descriptor: record.descriptor, diffid: record.diffid } }));
+      const keep = () => this.remember(repo, tag, { created: record.created, layer: { descriptor: record.descriptor, diffid: record.diffid } });
+      this.memos.push(confirmed ? () => confirmed.then(keep, () => undefined) : keep);
       traceAdd('regcache.hit', 1);
-      return { record, repo };
+      return { record, repo, ...(confirmed ? { confirmed } : {}) };
     }
     traceAdd('regcache.miss', 1);
     return undefined;
@@ -206,7 +237,7 @@ export class RegistryCache {
       let record: ArchiveRecord;
       try {
         record = parseArchiveRecord(bytes, key);
-        await Promise.all(archivePins(record.image).map((d) => this.transfers.run(() => this.materialize(d, repo, target))));
+        await Promise.all(archivePins(record.image).map((d) => this.transfers.run(async () => settleIn(target, d.digest, await this.materialize(d, repo, target)))));
         for (const [digest, raw] of record.manifests) {
           await this.o.cache.writeBlob((async function* () { yield raw; })(), { digest, size: raw.length });
         }
@@ -234,6 +265,11 @@ export class RegistryCache {
         await this.remember(repo, tag, { created });
       });
     }
+  }
+
+  /** Whether a publish failed because a layer answered ahead was withdrawn: it makes its image again. */
+  withdrew(err: unknown): boolean {
+    return err instanceof Withdrawn;
   }
 
   // ---- the parts ------------------------------------------------------------------------------
@@ -265,9 +301,9 @@ export class RegistryCache {
    * registry also grants when the target has the blob already); elsewhere a HEAD in the target and, only
    * when it lacks the blob, a copy streamed through, verified by digest.
    */
-  private async materialize(d: Descriptor, from: Reference, target: Target): Promise<void> {
+  private async materialize(d: Descriptor, from: Reference, target: Target): Promise<Outcome | undefined> {
     const client = await this.client();
-    if (target.kind === 'local' && (await this.o.cache.blobSize(d.digest)) === d.size && (await this.o.cache.useBlob(d.digest, d.size)) === 'ok') return;
+    if (target.kind === 'local' && (await this.o.cache.blobSize(d.digest)) === d.size && (await this.o.cache.useBlob(d.digest, d.size)) === 'ok') return undefined;
     // The mount is asked for beside the HEAD, not after it: one round trip. A mount of a blob
     // whose record then proves broken only links a blob under its own digest, which nothing names.
     const to = target.kind === 'registry' ? target.repo : undefined;
@@ -276,13 +312,13 @@ export class RegistryCache {
     const size = await client.blobSize(from, d.digest);
     if (size === undefined) throw new BrokenRecord(`its blob ${d.digest} is missing from ${formatRepository(from)}`);
     if (size !== d.size) throw new BrokenRecord(`its blob ${d.digest} is ${size} bytes there, not ${d.size}`);
-    if (target.kind === 'none') return;
+    if (target.kind === 'none') return undefined;
     if (target.kind === 'local') {
       await this.transfers.run(() => this.o.cache.writeBlob(client.getBlob(from, d), { digest: d.digest, size: d.size }));
       traceAdd('regcache.fetched', d.size);
-      return;
+      return undefined;
     }
-    let outcome: 'present' | 'mounted' | 'uploaded';
+    let outcome: Outcome;
     if (mounting && (await mounting)) {
       outcome = 'mounted';
     } else if ((await client.blobSize(target.repo, d.digest)) === d.size) {
@@ -292,7 +328,7 @@ export class RegistryCache {
       outcome = await client.pushBlob(target.repo, blob, this.transfers);
       traceAdd('regcache.copied', d.size);
     }
-    target.settle?.(d.digest, outcome);
+    return outcome;
   }
 
   /** The record config and the pinned blobs in `repo`: present, mounted, or sent (local store first). */

@@ -23,26 +23,29 @@ export function layerRecordKey(key: string, compression: string): string {
 /** The registry cache as the layer builder's second tier (src/layer/tier.ts). */
 export function layerTier(rc: RegistryCache, o: LayerTierOptions): LayerTier {
   const targetRepo: Reference | undefined = o.target.kind === 'registry' ? o.target.repo : undefined;
-  const foundIn = new Map<Digest, Reference>();
+  const foundIn = new Map<Digest, { repo: Reference; confirmed?: Promise<unknown> }>();
   return {
     check: rc.check,
     async find(key, compression, mediaType): Promise<TierLayer | undefined> {
       const found = await rc.findLayer(layerRecordKey(key, compression), mediaType, o.target);
       if (!found) return undefined;
-      foundIn.set(found.record.descriptor.digest, found.repo);
+      foundIn.set(found.record.descriptor.digest, { repo: found.repo, ...(found.confirmed ? { confirmed: found.confirmed } : {}) });
       return { descriptor: found.record.descriptor, diffid: found.record.diffid };
     },
     offer(key, compression, layer) {
       const digest = layer.descriptor.digest;
-      const holder = foundIn.get(digest);
-      rc.offerLayer(
+      const found = foundIn.get(digest);
+      const offer = () => rc.offerLayer(
         { key: layerRecordKey(key, compression), descriptor: layer.descriptor, diffid: layer.diffid },
         {
           ...(targetRepo ? { target: targetRepo } : {}),
-          ...(holder ? { holders: [holder] } : {}),
+          ...(found ? { holders: [found.repo] } : {}),
           ...(o.pushed ? { ready: o.pushed(layer.descriptor) } : {}),
         },
       );
+      // A layer answered before its blob was checked is recorded elsewhere only once it passed.
+      if (found?.confirmed) void found.confirmed.then(offer, () => undefined);
+      else offer();
     },
   };
 }

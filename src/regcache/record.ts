@@ -127,6 +127,13 @@ function manifestBytes(layers: Descriptor[], annotations: Record<string, string>
 /** Why a record was not used: said in the one warning a broken record gets. */
 export class BrokenRecord extends Error {}
 
+/**
+ * A layer the registry cache answered before its blob was checked, whose check then failed (the
+ * record was broken, or its repository failed): the push that waited for the blob fails with this,
+ * and the image is made again without the record.
+ */
+export class Withdrawn extends Error {}
+
 interface RecordManifest extends ImageManifest {
   artifactType?: unknown;
 }

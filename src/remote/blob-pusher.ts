@@ -90,11 +90,14 @@ export class BlobPusher {
   }
 
   /**
-   * A blob someone else already put there (the registry cache mounted it while looking it up):
-   * its push is that outcome, and no request is sent for it.
+   * A blob someone else puts there (the registry cache mounts it while the image is made): its
+   * push is that outcome, and no request is sent for it. A promise that rejects fails the push.
    */
-  settle(digest: Digest, outcome: PushOutcome): void {
-    if (!this.started.has(digest)) this.started.set(digest, Promise.resolve(outcome));
+  settle(digest: Digest, outcome: PushOutcome | Promise<PushOutcome>): void {
+    if (this.started.has(digest)) return;
+    const p = Promise.resolve(outcome);
+    p.catch(() => undefined);
+    this.started.set(digest, p);
   }
 
   /**
