@@ -206,6 +206,49 @@ describe('Bearer tokens (token server beside the registry)', () => {
     }
   });
 
+  test('scopes expected up front: one token serves the command and a client shared from it; a grant short of them falls back per request', async () => {
+    const dir = dockerConfig(root, 'expect', { auths: { [reg.host]: { auth: b64('bob:hunter2-pw') } } });
+    const seed = new RegistryClient({ dockerConfigDir: dir });
+    const image = randomImage([9_000, 11_000]);
+    await pushImage(seed, parseReference(`${reg.host}/exp/cache:v1`), image);
+    await seed.close();
+    const client = new RegistryClient({ dockerConfigDir: dir });
+    const cacheSide = client.share({ retry: { tries: 2, baseDelayMs: 10 } });
+    try {
+      client.expect(reg.host, ['repository:exp/app:pull,push', 'repository:exp/cache:pull', 'repository:exp/app:pull']);
+      const before = issuer.requests.length;
+      assert.equal(await client.resolve(parseReference(`${reg.host}/exp/app:v1`)), undefined);
+      const got = await cacheSide.getManifest(parseReference(`${reg.host}/exp/cache:v1`));
+      assert.equal(got.descriptor.digest, image.descriptor.digest);
+      assert.equal(await client.mountBlob({ registry: reg.host, repository: 'exp/app' }, image.layers[0]!.descriptor.digest, 'exp/cache'), true);
+      await pushImage(client, parseReference(`${reg.host}/exp/app:v1`), image);
+      const asked = issuer.requests.slice(before);
+      assert.deepEqual(asked.map((r) => r.scopes), [['repository:exp/app:pull,push', 'repository:exp/cache:pull']], 'one token, asked for every expected scope at once');
+      const { stdout: raw } = await promisify(execFile)(skopeoPath(), ['inspect', '--raw', '--tls-verify=false', '--creds', 'bob:hunter2-pw', `docker://${reg.host}/exp/app:v1`], { encoding: 'utf8' });
+      assert.equal(raw, image.bytes.toString('utf8'));
+
+      // The token server grants nothing on one expected repository: requests elsewhere still
+      // work with the wide token, and a request there ends as it would without expectations.
+      denied.add('exp/locked');
+      const narrow = new RegistryClient({ dockerConfigDir: dir });
+      try {
+        narrow.expect(reg.host, ['repository:exp/app2:pull,push', 'repository:exp/locked:pull']);
+        await pushImage(narrow, parseReference(`${reg.host}/exp/app2:v1`), image);
+        await rejectsOneLine(
+          narrow.getManifest(parseReference(`${reg.host}/exp/locked:v1`)),
+          /^authentication to 127\.0\.0\.1:\d+ failed: the credentials of user "bob" from .*config\.json may not exp\/locked:pull /,
+          ['hunter2-pw'],
+        );
+      } finally {
+        denied.delete('exp/locked');
+        await narrow.close();
+      }
+    } finally {
+      await cacheSide.close();
+      await client.close();
+    }
+  });
+
   test('an identity token (refresh token) goes through the OAuth POST form', async () => {
     const dir = dockerConfig(root, 'identity', { auths: { [reg.host]: { auth: b64('bob:'), identitytoken: 'refresh-abc-123' } } });
     const client = new RegistryClient({ dockerConfigDir: dir });

@@ -8,6 +8,8 @@ import { type Platform, formatPlatform } from '../oci/platform.js';
 import type { BlobSource } from '../oci/pushable.js';
 import type { RegistryCache } from '../regcache/cache.js';
 import { BlobPusher } from '../remote/blob-pusher.js';
+import type { Reference } from '../reference/reference.js';
+import { repositoryScope } from '../remote/auth.js';
 import { RegistryClient } from '../remote/client.js';
 import { isForeign, targetDigest } from '../remote/push.js';
 import { deliver } from './deliver.js';
@@ -39,6 +41,13 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
   let done = false;
   try {
     if (plan.base !== 'scratch') tell({ type: 'phase', phase: 'base' });
+    // One token per registry for the whole publish, asked for by its first request: pushing to the
+    // target, reading (and writing) the registry cache.
+    if (pushing) {
+      const repos = o.registryCache;
+      const wanted: [Reference, 'pull' | 'pull,push'][] = [[plan.repo!, 'pull,push'], ...(repos?.read ?? []).map((r) => [r, 'pull'] as [Reference, 'pull']), ...(repos?.write ?? []).map((r) => [r, 'pull,push'] as [Reference, 'pull,push'])];
+      for (const [repo, actions] of wanted) client!.expect(repo.registry, [repositoryScope(repo.repository, actions)]);
+    }
     // What the tag names now is asked for while the layers are built, not before: it is needed
     // only to deliver. A registry that cannot be reached still ends the publish as soon as it says so.
     const currentLookup = pushing ? targetDigest(client!, plan.repo!) : Promise.resolve(undefined);
@@ -57,7 +66,10 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     // Loaded only when there is one to ask.
     const regcache = o.registryCache ? await loadRegistryCache() : undefined;
     registryCache = o.registryCache && regcache
-      ? new regcache.RegistryCache({ repos: o.registryCache, cache, warn, jobs: plan.jobs, insecureRegistries: o.insecureRegistries ?? [], timeouts: o.timeouts ?? {} })
+      ? new regcache.RegistryCache({
+        repos: o.registryCache, cache, warn, jobs: plan.jobs, insecureRegistries: o.insecureRegistries ?? [], timeouts: o.timeouts ?? {},
+        ...(client ? { via: client } : {}),
+      })
       : undefined;
     const total = plans.length * plan.specs.length;
 
@@ -155,8 +167,9 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     return result;
   } finally {
     // On failure the records under way are not waited for: they finish (or fail, warned) on their own.
-    if (!done) void registryCache?.close().catch(() => undefined);
-    await own?.close();
+    // They share the command's connections, so those close once the records are done.
+    if (!done && registryCache) void registryCache.close().catch(() => undefined).finally(() => own?.close());
+    else await own?.close();
   }
 }
 

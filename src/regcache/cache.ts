@@ -57,6 +57,11 @@ export interface RegistryCacheOptions {
   timeouts?: Partial<Timeouts>;
   /** A client of its own, or one given (tests); by default made on first use, with few retries. */
   client?: RegistryClient;
+  /**
+   * The command's own client: the cache's is then made from it (RegistryClient.share), over the
+   * same connections and tokens, with the cache's own retries.
+   */
+  via?: RegistryClient;
   /** The clock, for tests of gc (records carry the UTC day they were written). */
   now?: () => number;
 }
@@ -121,15 +126,17 @@ export class RegistryCache {
 
   /** The registry client, loaded on first use: a local hit already exported today needs none. */
   client(): Promise<RegistryClient> {
+    // Short waits (a cache that does not answer soon is a miss), but four tries: the distribution
+    // registry answers 500 now and then while many writers put records in one repository.
+    const retry = { tries: 4, baseDelayMs: 100, maxDelayMs: 500, maxRetryAfterMs: 1000 };
+    if (this.o.via) return (this.clientP ??= Promise.resolve(this.o.via.share({ jobs: this.o.jobs, retry })));
     return (this.clientP ??= import('../remote/client.js').then(({ RegistryClient }) => new RegistryClient({
       ...(this.o.insecureRegistries ? { insecureRegistries: this.o.insecureRegistries } : {}),
       ...(this.o.dockerConfigDir ? { dockerConfigDir: this.o.dockerConfigDir } : {}),
       ...(this.o.timeouts ? { timeouts: this.o.timeouts } : {}),
       jobs: this.o.jobs,
       cache: this.o.cache,
-      // Short waits (a cache that does not answer soon is a miss), but four tries: the distribution
-      // registry answers 500 now and then while many writers put records in one repository.
-      retry: { tries: 4, baseDelayMs: 100, maxDelayMs: 500, maxRetryAfterMs: 1000 },
+      retry,
     })));
   }
 

@@ -50,8 +50,40 @@ interface Token {
 export class Authenticator {
   private readonly challenges = new Map<string, Challenge>();
   private readonly tokens = new Map<string, Promise<Token>>();
+  /** Per registry, scopes every token there also asks for (RegistryClient.expect). */
+  private readonly expected = new Map<string, string[]>();
+  /** Scope sets (tokenKey) a token asked for with the expected scopes did not serve: asked for alone. */
+  private readonly narrow = new Set<string>();
 
   constructor(private readonly transport: Transport, private readonly credentials: CredentialStore) {}
+
+  /** Adds scopes that every token asked for on `registry` asks for too. */
+  expect(registry: string, scopes: string[]): void {
+    this.expected.set(registry, mergeScopes([...(this.expected.get(registry) ?? []), ...scopes]));
+  }
+
+  /** The scopes a token for `scopes` is asked with: these and the expected ones, unless that failed before. */
+  private widen(registry: string, scopes: string[]): string[] {
+    const extra = this.expected.get(registry);
+    if (!extra || this.narrow.has(tokenKey(registry, scopes))) return scopes;
+    const wide = mergeScopes([...scopes, ...extra]);
+    return tokenKey(registry, wide) === tokenKey(registry, scopes) ? scopes : wide;
+  }
+
+  /**
+   * After a refusal (401 or 403) of a request sent with a widened token: true, and its scopes are
+   * asked for alone from now on (a registry or token server may treat a wide request otherwise).
+   */
+  private narrowed(registry: string, scopes: string[], sent: string | undefined): boolean {
+    if (!sent?.startsWith('Bearer ') || this.widen(registry, scopes) === scopes) return false;
+    this.narrow.add(tokenKey(registry, scopes));
+    return true;
+  }
+
+  /** Called on a 403: true when a retry with a token for the request's own scopes may succeed. */
+  refused(registry: string, scopes: string[], sent: string | undefined): boolean {
+    return this.narrowed(registry, scopes, sent);
+  }
 
   /** The Authorization header for a request, or undefined while the registry has not asked for one. */
   async header(registry: string, scopes: string[]): Promise<string | undefined> {
@@ -62,7 +94,15 @@ export class Authenticator {
       if (!creds || creds.username === undefined || creds.password === undefined) throw noCredentials(registry);
       return `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
     }
-    const token = await this.token(registry, challenge, scopes);
+    const wide = this.widen(registry, scopes);
+    let token: Token;
+    try {
+      token = await this.token(registry, challenge, wide);
+    } catch (err) {
+      if (wide === scopes) throw err;
+      this.narrow.add(tokenKey(registry, scopes));
+      token = await this.token(registry, challenge, scopes);
+    }
     return `Bearer ${token.value}`;
   }
 
@@ -83,6 +123,7 @@ export class Authenticator {
     // Sent before a concurrent request learned the challenge: now the header can be built.
     if (sent === undefined) return true;
     if (challenge.scheme === 'bearer' && sent.startsWith('Bearer ')) {
+      if (this.narrowed(registry, scopes, sent)) return true;
       // The token may have lapsed early or been revoked: drop it (unless already replaced) and fetch another.
       const key = tokenKey(registry, scopes);
       const cached = this.tokens.get(key);
@@ -194,6 +235,23 @@ export class Authenticator {
     const margin = Math.min(10, lifetime / 4);
     return { value, expires: Date.now() + (lifetime - margin) * 1000 };
   }
+}
+
+/** Scopes with each repository named once, its actions merged (`pull` and `pull,push`: `pull,push`). */
+export function mergeScopes(scopes: string[]): string[] {
+  const repos = new Map<string, Set<string>>();
+  const other: string[] = [];
+  for (const s of scopes) {
+    const m = /^repository:(.+):([a-z*,]+)$/.exec(s);
+    if (!m) {
+      if (!other.includes(s)) other.push(s);
+      continue;
+    }
+    const actions = repos.get(m[1]!) ?? new Set<string>();
+    for (const a of m[2]!.split(',')) if (a) actions.add(a);
+    repos.set(m[1]!, actions);
+  }
+  return [...[...repos].map(([name, actions]) => `repository:${name}:${[...actions].sort().join(',')}`), ...other];
 }
 
 function tokenKey(registry: string, scopes: string[]): string {

@@ -35,6 +35,13 @@ export interface ClientOptions {
   timeouts?: Partial<Timeouts>;
 }
 
+/** What a client made by `share` uses of the client it came from. */
+export interface SharedParts {
+  transport: Transport;
+  auth: Authenticator;
+  seen: BlobLocations;
+}
+
 /** Every manifest type kocache reads; Docker schema 1 is deliberately absent (unsigned, obsolete). */
 export const MANIFEST_ACCEPT = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest];
 const MAX_MANIFEST_BYTES = 8 << 20;
@@ -54,19 +61,48 @@ export class RegistryClient {
   private readonly uploadOpts: UploadOptions;
   private readonly warn: (msg: string) => void;
   private readonly pushing = new Map<string, Promise<unknown>>();
+  private readonly auth: Authenticator;
+  /** Whether the connections are this client's own to close (not those of the client it was shared from). */
+  private readonly owner: boolean;
 
-  constructor(opts: ClientOptions = {}) {
+  /** `shared`: made by `share`, which is how to get one. */
+  constructor(opts: ClientOptions = {}, shared?: SharedParts) {
     this.warn = opts.warn ?? (() => {});
     this.jobs = opts.jobs;
-    const transportOpts: TransportOptions = { warn: this.warn };
-    if (opts.insecureRegistries) transportOpts.insecureRegistries = opts.insecureRegistries;
-    if (opts.userAgent) transportOpts.userAgent = opts.userAgent;
-    if (opts.timeouts) transportOpts.timeouts = opts.timeouts;
-    this.transport = new Transport(transportOpts);
-    const credentials = new CredentialStore(opts.dockerConfigDir, this.warn);
-    this.rq = new Requester(this.transport, new Authenticator(this.transport, credentials), this.warn, { ...DEFAULT_RETRY, ...opts.retry });
-    this.seen = new BlobLocations(opts.cache);
+    if (shared) {
+      ({ transport: this.transport, auth: this.auth, seen: this.seen } = shared);
+    } else {
+      const transportOpts: TransportOptions = { warn: this.warn };
+      if (opts.insecureRegistries) transportOpts.insecureRegistries = opts.insecureRegistries;
+      if (opts.userAgent) transportOpts.userAgent = opts.userAgent;
+      if (opts.timeouts) transportOpts.timeouts = opts.timeouts;
+      this.transport = new Transport(transportOpts);
+      this.auth = new Authenticator(this.transport, new CredentialStore(opts.dockerConfigDir, this.warn));
+      this.seen = new BlobLocations(opts.cache);
+    }
+    this.owner = !shared;
+    this.rq = new Requester(this.transport, this.auth, this.warn, { ...DEFAULT_RETRY, ...opts.retry });
     this.uploadOpts = { ...DEFAULT_UPLOAD, ...opts.upload };
+  }
+
+  /**
+   * A client with its own retry policy (and jobs, and warnings) over this one's connections,
+   * credentials, tokens and blob locations: a second set would cost each registry a new
+   * connection (a TLS handshake), a 401 to learn its challenge and tokens asked for again.
+   * Closing it leaves this client open.
+   */
+  share(opts: Pick<ClientOptions, 'retry' | 'jobs' | 'warn'> = {}): RegistryClient {
+    return new RegistryClient({ ...opts, upload: this.uploadOpts }, { transport: this.transport, auth: this.auth, seen: this.seen });
+  }
+
+  /**
+   * Scopes the command will need on a registry besides each request's own (a publish: push to its
+   * target, pull from its cache repositories): every token asked for there asks for these too, so
+   * one token serves the whole command. A token server that grants less, or refuses, is asked
+   * again for each request's own scopes alone.
+   */
+  expect(registry: string, scopes: string[]): void {
+    this.auth.expect(registry, scopes);
   }
 
   async resolve(ref: Reference): Promise<Descriptor | undefined> {
@@ -386,7 +422,7 @@ export class RegistryClient {
 
   async close(): Promise<void> {
     await this.seen.settled();
-    await this.transport.close();
+    if (this.owner) await this.transport.close();
   }
 
   private async headBlob(repo: Reference, digest: Digest, scopes: string[]): Promise<boolean> {

@@ -67,7 +67,13 @@ export class Requester {
         }
         throw await this.auth.failure(call.registry, res, call.what, call.scopes);
       }
-      if (res.status === 403) throw await this.auth.failure(call.registry, res, call.what, call.scopes);
+      if (res.status === 403) {
+        if (learned < 2 && replayable && this.auth.refused(call.registry, call.scopes, authorization)) {
+          await discard(res);
+          continue;
+        }
+        throw await this.auth.failure(call.registry, res, call.what, call.scopes);
+      }
       if (isRetryableStatus(res.status)) {
         const body = await readText(res).catch(() => '');
         const errors = parseRegistryErrors(body);

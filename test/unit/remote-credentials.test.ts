@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { KocacheError } from '../../src/errors.js';
-import { parseChallenge, repositoryScope } from '../../src/remote/auth.js';
+import { mergeScopes, parseChallenge, repositoryScope } from '../../src/remote/auth.js';
 import { CredentialStore, configKeyToRegistry, helperServerName } from '../../src/remote/credentials.js';
 
 test('WWW-Authenticate challenges: quoted values with commas, unquoted values, case, unknown schemes', () => {
@@ -112,4 +112,13 @@ describe('CredentialStore', () => {
   test('no config.json: no credentials, no error', async () => {
     assert.equal(await new CredentialStore(join(root, 'absent')).get('docker.io'), undefined);
   });
+});
+
+test('mergeScopes names each repository once with the union of its actions, other scopes as they are', () => {
+  assert.deepEqual(
+    mergeScopes(['repository:team/app:pull', 'repository:team/cache:pull', 'repository:team/app:push,pull', 'registry:catalog:*', 'repository:team/app:pull', 'registry:catalog:*']),
+    ['repository:team/app:pull,push', 'repository:team/cache:pull', 'registry:catalog:*'],
+  );
+  assert.deepEqual(mergeScopes([repositoryScope('a/b', 'delete'), repositoryScope('a/b', 'pull')]), ['repository:a/b:delete,pull']);
+  assert.deepEqual(mergeScopes([]), []);
 });
