@@ -215,7 +215,7 @@ describe('Bearer tokens (token server beside the registry)', () => {
     const client = new RegistryClient({ dockerConfigDir: dir });
     const cacheSide = client.share({ retry: { tries: 2, baseDelayMs: 10 } });
     try {
-      client.expect(reg.host, ['repository:exp/app:pull,push', 'repository:exp/cache:pull', 'repository:exp/app:pull']);
+      client.expect({ push: [{ registry: reg.host, repository: 'exp/app' }], pull: [{ registry: reg.host, repository: 'exp/cache' }, { registry: reg.host, repository: 'exp/app' }] });
       const before = issuer.requests.length;
       assert.equal(await client.resolve(parseReference(`${reg.host}/exp/app:v1`)), undefined);
       const got = await cacheSide.getManifest(parseReference(`${reg.host}/exp/cache:v1`));
@@ -232,7 +232,7 @@ describe('Bearer tokens (token server beside the registry)', () => {
       denied.add('exp/locked');
       const narrow = new RegistryClient({ dockerConfigDir: dir });
       try {
-        narrow.expect(reg.host, ['repository:exp/app2:pull,push', 'repository:exp/locked:pull']);
+        narrow.expect({ push: [{ registry: reg.host, repository: 'exp/app2' }], pull: [{ registry: reg.host, repository: 'exp/locked' }] });
         await pushImage(narrow, parseReference(`${reg.host}/exp/app2:v1`), image);
         await rejectsOneLine(
           narrow.getManifest(parseReference(`${reg.host}/exp/locked:v1`)),

@@ -8,8 +8,6 @@ import { type Platform, formatPlatform } from '../oci/platform.js';
 import type { BlobSource } from '../oci/pushable.js';
 import type { RegistryCache } from '../regcache/cache.js';
 import { BlobPusher } from '../remote/blob-pusher.js';
-import type { Reference } from '../reference/reference.js';
-import { repositoryScope } from '../remote/auth.js';
 import { RegistryClient } from '../remote/client.js';
 import { isForeign, targetDigest } from '../remote/push.js';
 import { deliver } from './deliver.js';
@@ -43,11 +41,7 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
     if (plan.base !== 'scratch') tell({ type: 'phase', phase: 'base' });
     // One token per registry for the whole publish, asked for by its first request: pushing to the
     // target, reading (and writing) the registry cache.
-    if (pushing) {
-      const repos = o.registryCache;
-      const wanted: [Reference, 'pull' | 'pull,push'][] = [[plan.repo!, 'pull,push'], ...(repos?.read ?? []).map((r) => [r, 'pull'] as [Reference, 'pull']), ...(repos?.write ?? []).map((r) => [r, 'pull,push'] as [Reference, 'pull,push'])];
-      for (const [repo, actions] of wanted) client!.expect(repo.registry, [repositoryScope(repo.repository, actions)]);
-    }
+    if (pushing) client!.expect({ push: [plan.repo!, ...(o.registryCache?.write ?? [])], pull: o.registryCache?.read ?? [] });
     // What the tag names now is asked for while the layers are built, not before: it is needed
     // only to deliver. A registry that cannot be reached still ends the publish as soon as it says so.
     const currentLookup = pushing ? targetDigest(client!, plan.repo!) : Promise.resolve(undefined);

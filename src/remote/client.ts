@@ -96,13 +96,14 @@ export class RegistryClient {
   }
 
   /**
-   * Scopes the command will need on a registry besides each request's own (a publish: push to its
-   * target, pull from its cache repositories): every token asked for there asks for these too, so
-   * one token serves the whole command. A token server that grants less, or refuses, is asked
+   * The repositories a command will push to and read from: every token asked for on their
+   * registries asks for all of these scopes too, so one token serves the whole command (a publish:
+   * its target, its cache repositories). A token server that grants less, or refuses, is asked
    * again for each request's own scopes alone.
    */
-  expect(registry: string, scopes: string[]): void {
-    this.auth.expect(registry, scopes);
+  expect(o: { push?: Reference[]; pull?: Reference[] }): void {
+    for (const r of o.push ?? []) this.auth.expect(r.registry, [repositoryScope(r.repository, 'pull,push')]);
+    for (const r of o.pull ?? []) this.auth.expect(r.registry, [repositoryScope(r.repository, 'pull')]);
   }
 
   async resolve(ref: Reference): Promise<Descriptor | undefined> {

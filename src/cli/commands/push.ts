@@ -11,7 +11,6 @@ import { type PushResult, pushImage, targetDigest } from '../../remote/push.js';
 import { type LoadedArchive, loadArchive, topDescriptor } from '../../tarball/load.js';
 import { archivePushable } from '../../tarball/pushable.js';
 import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts } from '../context.js';
-import type { Timeouts } from '../../remote/timeouts.js';
 import { formatBytes } from '../output.js';
 import type { Pushable } from '../../oci/pushable.js';
 import type { Digest } from '../../oci/digest.js';
@@ -60,8 +59,18 @@ export const pushCommand: CommandModule<object, PushArgs> = {
     const timeouts = registryTimeouts(args);
     const ctx = makeContext(args);
     const insecure = many(args['insecure-registry']);
-    const registryCache = repos && new RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, insecureRegistries: insecure, timeouts });
-    const results = await pushArchives(ctx, jobs, insecure, registryCache, timeouts);
+    const client = new RegistryClient({ insecureRegistries: insecure, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), cache: ctx.cache, timeouts });
+    // One token per registry for the whole command (RegistryClient.expect), the cache's included.
+    client.expect({ push: [...jobs.map((j) => j.target), ...(repos?.write ?? [])], pull: repos?.read ?? [] });
+    const registryCache = repos && new RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, via: client });
+    let results: PushResult[];
+    try {
+      results = await pushArchives(ctx, jobs, client, registryCache);
+    } catch (err) {
+      // The records under way are not waited for; the connections they share close after them.
+      void (registryCache?.close() ?? Promise.resolve()).catch(() => undefined).finally(() => client.close());
+      throw err;
+    }
     // One shape however many archives (docs/cli-json.md): the images, then the totals.
     const images = results.map((r, i) => ({
       archive: jobs[i]!.archive, reference: r.reference, digest: r.digest, tag: jobs[i]!.target.tag ?? null,
@@ -76,6 +85,7 @@ export const pushCommand: CommandModule<object, PushArgs> = {
     ctx.out.result(result, images.map((r) => r.reference).join('\n'));
     // Records still being written are waited for once the images are out (failures were warnings).
     await registryCache?.close();
+    await client.close();
   },
 };
 
@@ -121,23 +131,18 @@ function pushJob(archive: string, target: Reference): PushJob {
  * Imports (or recognises) each archive and pushes it; several archives run side by side through
  * one registry client. The first failure is reported after the others settle.
  */
-export async function pushArchives(ctx: Context, jobs: PushJob[], insecureRegistries: string[], registryCache?: RegistryCache, timeouts: Partial<Timeouts> = {}): Promise<PushResult[]> {
-  const client = new RegistryClient({ insecureRegistries, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), cache: ctx.cache, timeouts });
+export async function pushArchives(ctx: Context, jobs: PushJob[], client: RegistryClient, registryCache?: RegistryCache): Promise<PushResult[]> {
+  const progress = new Progress(ctx.out);
+  progress.phase(jobs.length > 1 ? `reading ${jobs.length} archives` : `reading ${jobs[0]!.archive}`);
+  let settled: PromiseSettledResult<PushResult>[];
   try {
-    const progress = new Progress(ctx.out);
-    progress.phase(jobs.length > 1 ? `reading ${jobs.length} archives` : `reading ${jobs[0]!.archive}`);
-    let settled: PromiseSettledResult<PushResult>[];
-    try {
-      settled = await Promise.allSettled(jobs.map((job) => pushOne(ctx, client, job, progress, registryCache)));
-    } finally {
-      progress.stop();
-    }
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw failed.reason;
-    return settled.map((s) => (s as PromiseFulfilledResult<PushResult>).value);
+    settled = await Promise.allSettled(jobs.map((job) => pushOne(ctx, client, job, progress, registryCache)));
   } finally {
-    await client.close();
+    progress.stop();
   }
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<PushResult>).value);
 }
 
 async function pushOne(ctx: Context, client: RegistryClient, job: PushJob, progress: Progress, rc: RegistryCache | undefined): Promise<PushResult> {
