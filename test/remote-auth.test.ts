@@ -180,6 +180,13 @@ describe('Bearer tokens (token server beside the registry)', () => {
     rmSync(root, { recursive: true, force: true });
   });
 
+  /** The one line a pull of `repository:v1` that bob may not make ends in, without his password. */
+  const refusesPull = (client: RegistryClient, repository: string) => rejectsOneLine(
+    client.getManifest(parseReference(`${reg.host}/${repository}:v1`)),
+    new RegExp(`^authentication to 127\\.0\\.0\\.1:\\d+ failed: the credentials of user "bob" from .*config\\.json may not ${repository}:pull `),
+    ['hunter2-pw'],
+  );
+
   test('a push fetches one push-scoped token and reuses it; skopeo reads the image back', async () => {
     const dir = dockerConfig(root, 'pw', { auths: { [reg.host]: { auth: b64('bob:hunter2-pw') } } });
     const client = new RegistryClient({ dockerConfigDir: dir });
@@ -234,11 +241,7 @@ describe('Bearer tokens (token server beside the registry)', () => {
       try {
         narrow.expect({ push: [{ registry: reg.host, repository: 'exp/app2' }], pull: [{ registry: reg.host, repository: 'exp/locked' }] });
         await pushImage(narrow, parseReference(`${reg.host}/exp/app2:v1`), image);
-        await rejectsOneLine(
-          narrow.getManifest(parseReference(`${reg.host}/exp/locked:v1`)),
-          /^authentication to 127\.0\.0\.1:\d+ failed: the credentials of user "bob" from .*config\.json may not exp\/locked:pull /,
-          ['hunter2-pw'],
-        );
+        await refusesPull(narrow, 'exp/locked');
       } finally {
         denied.delete('exp/locked');
         await narrow.close();
@@ -297,11 +300,7 @@ describe('Bearer tokens (token server beside the registry)', () => {
     const client = new RegistryClient({ dockerConfigDir: dir });
     denied.add('team/app');
     try {
-      await rejectsOneLine(
-        client.getManifest(parseReference(`${reg.host}/team/app:v1`)),
-        /^authentication to 127\.0\.0\.1:\d+ failed: the credentials of user "bob" from .*config\.json may not team\/app:pull /,
-        ['hunter2-pw'],
-      );
+      await refusesPull(client, 'team/app');
     } finally {
       denied.delete('team/app');
       await client.close();
