@@ -87,10 +87,12 @@ test("a fresh runner's worker writes the stat cache's files, the bytes this thre
   await new Promise((r) => setTimeout(r, 2100));
   const statFiles = (dir: string) => readdirSync(join(dir, 'stat')).sort().map((f) => readFileSync(join(dir, 'stat', f)));
   const onWorker = counter('stat.written.worker');
+  const ahead = counter('stat.written.ahead');
   const fresh = join(tempDir(), 'cache');
   await freshRunner(src, fresh);
   await statFilesWritten();
   assert.equal(counter('stat.written.worker'), onWorker + 1, 'written by the worker');
+  assert.equal(counter('stat.written.ahead'), ahead + 1, 'the stamps handed over before the fingerprint, the listing after it');
 
   const here = join(tempDir(), 'cache');
   const stats = new StatCache(here, src, Date.now());

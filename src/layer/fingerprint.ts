@@ -75,5 +75,7 @@ export async function fingerprintTree(
   todoAt.forEach((i, k) => (hashes[i] = done[k]!));
   opts.onHashes?.(hashes);
   stats.recordAll(entries, hashes, fresh);
+  // The worker writes the stamps while this thread works out the fingerprint (the listing waits for it).
+  if (scout) stats.saveAhead(entries);
   return fingerprintOf(entries, (_e, i) => hashes[i]!);
 }

@@ -5,7 +5,7 @@ import { resolve as absolute } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { hashFileSync } from './filehash.js';
 import { type ShareIo, type ShareOut, emptyShare, walkShare } from './sharewalk.js';
-import { type StatFilesJob, digestListing, encodeStatFiles, writeReplacing } from './statwrite.js';
+import { type StatFilesWriter, digestListing, encodeStatFiles, writeReplacing } from './statwrite.js';
 import { writeStatFiles } from './statcache.js';
 import { type SourceEntry, sortEntries, statRoot, walkSource } from './walk.js';
 import { traceAdd } from '../util/trace.js';
@@ -34,11 +34,18 @@ const writeReplacing = ${writeReplacing.toString()};
 const { randomBytes } = require('node:crypto');
 const { mkdirSync, writeFileSync, renameSync, rmSync } = require('node:fs');
 const statIo = { createHash, digestListing, randomBytes, mkdirSync, writeFileSync, renameSync, rmSync };
-// The stat cache's files (see writeStatFilesLater); ok false: the main thread writes them.
-function writeStat({ id, statFiles }) {
+// The stat cache's files (see writeStatFilesLater); ok false: the main thread writes them. A
+// listing sent without its fingerprint waits here for it (a later message naming its job).
+const waitingListings = new Map();
+function writeStat({ id, statFiles, fingerprint, of }) {
   let ok = true;
   try {
-    for (const f of encodeStatFiles(statFiles, statIo)) writeReplacing(f.path, f.data, statIo);
+    const job = fingerprint === undefined ? statFiles : { listing: { ...waitingListings.get(of), fingerprint } };
+    waitingListings.delete(of);
+    for (const f of encodeStatFiles(job, statIo)) {
+      if (f.digest === undefined) writeReplacing(f.path, f.data, statIo);
+      else waitingListings.set(id, { path: f.path, version: job.listing.version, digest: f.digest });
+    }
   } catch {
     ok = false;
   }
@@ -119,7 +126,7 @@ function hashClaimed(paths, claim, first) {
 parentPort.on('message', (m) => {
   if (m.listId !== undefined) return early(m);
   if (m.dirs !== undefined) return share(m);
-  if (m.statFiles !== undefined) return writeStat(m);
+  if (m.statFiles !== undefined || m.fingerprint !== undefined) return writeStat(m);
   parentPort.postMessage({ id: m.id, ...hashClaimed(m.paths, new Int32Array(m.next)) });
 });
 `;
@@ -420,30 +427,55 @@ export async function hashFiles(files: readonly FileToHash[], opts: { mainThread
 
 /**
  * Has the worker, if it is running, make and write the stat cache's files while this thread goes
- * on (a fresh runner's key is then looked up while they are written): false when there is no
- * worker, and they are written here (the job made `again`) if the worker fails. The process ends
- * once they are written.
+ * on (a fresh runner's key is then looked up while they are written): undefined when there is no
+ * worker, and they are written here (the job made `again`) if the worker fails. A job without its
+ * fingerprint (StatCache.saveAhead) has its stamps written now and its listing once the returned
+ * function gives the fingerprint. The process ends once they are written.
  */
-export function writeStatFilesLater(job: StatFilesJob, again: () => StatFilesJob): boolean {
-  if (!current) return false;
+export const writeStatFilesLater: StatFilesWriter = (job, again) => {
+  if (!current) return undefined;
   const w = current;
-  const release = holdHashWorker();
-  const id = nextId++;
-  const written = new Promise<void>((done) => {
-    waiting.set(id, (r) => {
-      release();
-      if (r?.ok) traceAdd('stat.written.worker', 1);
-      else writeStatFiles(again());
-      writing.delete(written);
-      done();
-    });
-  });
-  writing.add(written);
-  w.ref();
   // The arrays are moved, not copied (the strings are copied: ~20 ms of this thread for 96k stamps).
   const moved = [job.stamps?.numbers?.buffer, job.stamps?.ofListing?.buffer, job.listing?.numbers?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
-  w.postMessage({ id, statFiles: job }, moved);
-  return true;
+  const waits = job.listing !== undefined && job.listing.fingerprint === undefined;
+  // Failed, a job waiting for its fingerprint is written here once that comes, with its listing.
+  const first = askToWrite(w, { statFiles: job }, moved, waits ? () => {} : () => writeStatFiles(again()), !waits);
+  if (!waits) return () => {};
+  traceAdd('stat.written.ahead', 1);
+  return (fingerprint) => {
+    const listingOnly = () => writeStatFiles({ listing: again(fingerprint).listing! });
+    track(first.then(async (ok) => {
+      if (!ok) writeStatFiles(again(fingerprint));
+      else if (current !== w) listingOnly();
+      else await askToWrite(w, { fingerprint, of: first.id }, [], listingOnly);
+    }));
+  };
+};
+
+/**
+ * One write job for the worker, held open until it answers (true when it wrote); `failed` runs if
+ * it could not. `last`: the job's files are all written then (`stat.written.worker` counts those).
+ */
+function askToWrite(w: Worker, message: object, moved: ArrayBuffer[], failed: () => void, last = true): Promise<boolean> & { id: number } {
+  const release = holdHashWorker();
+  const id = nextId++;
+  const answered = new Promise<boolean>((done) => {
+    waiting.set(id, (r) => {
+      release();
+      if (!r?.ok) failed();
+      else if (last) traceAdd('stat.written.worker', 1);
+      done(r?.ok === true);
+    });
+  });
+  track(answered.then(() => undefined));
+  w.ref();
+  w.postMessage({ id, ...message }, moved);
+  return Object.assign(answered, { id });
+}
+
+function track(p: Promise<void>): void {
+  writing.add(p);
+  void p.finally(() => writing.delete(p));
 }
 
 const writing = new Set<Promise<void>>();

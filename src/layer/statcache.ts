@@ -4,7 +4,7 @@ import { ensureOwnFolder } from '../cache/damage.js';
 import { join } from 'node:path';
 import { FINGERPRINT_FORMAT } from './formats.js';
 import { hashFileSync } from './filehash.js';
-import { type StatFilesJob, type StatWriteIo, digestListing, encodeStatFiles, writeReplacing } from './statwrite.js';
+import { type StatFilesJob, type StatFilesWriter, type StatWriteIo, digestListing, encodeStatFiles, writeReplacing } from './statwrite.js';
 import type { SourceEntry } from './walk.js';
 
 // A file whose mtime or ctime is this close to the moment its stat was taken may be written again
@@ -72,7 +72,9 @@ export class StatCache {
   private readonly newNumbers: number[] = [];
   private readonly newHex: string[] = [];
   private bulk: { entries: readonly SourceEntry[]; hashes: readonly (string | undefined)[]; which: Uint8Array } | undefined;
-  private writer: ((job: StatFilesJob, again: () => StatFilesJob) => boolean) | undefined;
+  private writer: StatFilesWriter | undefined;
+  /** A first walk's files handed to the writer before the fingerprint (saveAhead): how to finish them. */
+  private ahead: { entries: readonly SourceEntry[]; finish: (fingerprint: string) => void } | undefined;
 
   constructor(cacheDir: string, root: string, private readonly takenAtMs: number) {
     const id = createHash('sha256').update(root).digest('hex').slice(0, 32);
@@ -221,7 +223,7 @@ export class StatCache {
    * A first walk's files as the listing and the stamps taken from it, when every file of the tree
    * was recorded by `recordAll` and none is too fresh to trust (else undefined: see saveJob).
    */
-  private firstWalkJob(tree: { entries: readonly SourceEntry[]; fingerprint: string }): StatFilesJob | undefined {
+  private firstWalkJob(tree: { entries: readonly SourceEntry[]; fingerprint?: string }): StatFilesJob | undefined {
     const b = this.bulk;
     if (!b || b.entries !== tree.entries) return undefined;
     const { entries, hashes, which } = b;
@@ -235,16 +237,28 @@ export class StatCache {
       hex.push(hashes[i]!);
     }
     const stamps = { path: this.path, header: `kocache stamps ${VERSION} ${hex.length}`, headerBytes: HEADER, hex: hex.join(''), ofListing: stamped };
-    return { stamps, listing: { path: this.listingPath, version: LISTING_VERSION, fingerprint: tree.fingerprint, ...listingParts(entries) } };
+    const listing = { path: this.listingPath, version: LISTING_VERSION, ...listingParts(entries) };
+    return { stamps, listing: tree.fingerprint === undefined ? listing : { ...listing, fingerprint: tree.fingerprint } };
   }
 
   /**
-   * Hands `save`'s files to `writer`, which writes them later (on the hashing worker) and answers
-   * false when it cannot take them: they are then written here, as without it. `writer` may take
-   * the job's arrays (transfer them); `again` makes the job anew, for a writer that failed.
+   * Hands `save`'s files to `writer`, which writes them later (on the hashing worker; see
+   * StatFilesWriter), and returns undefined when it cannot take them: they are then written here,
+   * as without it.
    */
-  writeWith(writer: (job: StatFilesJob, again: () => StatFilesJob) => boolean): void {
+  writeWith(writer: StatFilesWriter): void {
     this.writer = writer;
+  }
+
+  /**
+   * A first walk's files handed to the writer as soon as every file is recorded, before the
+   * tree's fingerprint is worked out: the stamps are written meanwhile, and `save` with that
+   * fingerprint finishes the listing. Nothing happens without a writer or for another walk.
+   */
+  saveAhead(entries: readonly SourceEntry[]): void {
+    const job = this.writer && this.firstWalkJob({ entries });
+    const finish = job && this.writer!(job, (fingerprint) => this.saveJob(fingerprint === undefined ? undefined : { entries, fingerprint }));
+    if (finish) this.ahead = { entries, finish };
   }
 
   /**
@@ -253,6 +267,9 @@ export class StatCache {
    * after this walk (none too fresh to trust): the condition under which each stamp would answer.
    */
   save(tree?: { entries: readonly SourceEntry[]; fingerprint: string }): void {
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    if (ahead && tree?.entries === ahead.entries) return ahead.finish(tree.fingerprint);
     const job = this.saveJob(tree);
     if (!job.stamps && !job.listing) return;
     if (this.writer?.(job, () => this.saveJob(tree))) return;

@@ -27,7 +27,11 @@ export interface StatFilesJob {
   listing?: {
     path: string;
     version: number;
-    fingerprint: string;
+    /**
+     * The tree's fingerprint; left out when the job is handed over before it is known (a first
+     * walk's stamps written while the fingerprint is worked out): the listing then waits for it.
+     */
+    fingerprint?: string;
     /** The listing's digest if already taken, else what it is the sha256 of. */
     digest?: string;
     head?: string;
@@ -36,10 +40,19 @@ export interface StatFilesJob {
   };
 }
 
+/**
+ * Writes a job's files later (on the hashing worker): returns how to finish it (the fingerprint
+ * of a job handed over without one; nothing to do for the others), or undefined when it cannot
+ * take the job. `again` makes the job anew (with the fingerprint once known) for a failed write.
+ */
+export type StatFilesWriter = (job: StatFilesJob, again: (fingerprint?: string) => StatFilesJob) => ((fingerprint: string) => void) | undefined;
+
 /** What the stat cache's files are made of, in the order they are written: the stamps, then the listing. */
 export interface StatFile {
   path: string;
   data: Uint8Array | string;
+  /** Set, with no data, on a listing still waiting for its fingerprint: the digest it will say. */
+  digest?: string;
 }
 
 export interface StatWriteIo {
@@ -127,7 +140,8 @@ export function encodeStatFiles(job: StatFilesJob, io: StatWriteIo): StatFile[] 
   }
   if (l) {
     const digest = l.digest ?? io.digestListing(l.head!, l.numbers!, listed!, io.createHash);
-    files.push({ path: l.path, data: JSON.stringify({ version: l.version, listing: digest, fingerprint: l.fingerprint }) });
+    if (l.fingerprint === undefined) files.push({ path: l.path, data: '', digest });
+    else files.push({ path: l.path, data: JSON.stringify({ version: l.version, listing: digest, fingerprint: l.fingerprint }) });
   }
   return files;
 }
