@@ -130,14 +130,19 @@ export class RegistryCache {
     // registry answers 500 now and then while many writers put records in one repository.
     const retry = { tries: 4, baseDelayMs: 100, maxDelayMs: 500, maxRetryAfterMs: 1000 };
     if (this.o.via) return (this.clientP ??= Promise.resolve(this.o.via.share({ jobs: this.o.jobs, retry })));
-    return (this.clientP ??= import('../remote/client.js').then(({ RegistryClient }) => new RegistryClient({
-      ...(this.o.insecureRegistries ? { insecureRegistries: this.o.insecureRegistries } : {}),
-      ...(this.o.dockerConfigDir ? { dockerConfigDir: this.o.dockerConfigDir } : {}),
-      ...(this.o.timeouts ? { timeouts: this.o.timeouts } : {}),
-      jobs: this.o.jobs,
-      cache: this.o.cache,
-      retry,
-    })));
+    return (this.clientP ??= import('../remote/client.js').then(({ RegistryClient }) => {
+      const client = new RegistryClient({
+        ...(this.o.insecureRegistries ? { insecureRegistries: this.o.insecureRegistries } : {}),
+        ...(this.o.dockerConfigDir ? { dockerConfigDir: this.o.dockerConfigDir } : {}),
+        ...(this.o.timeouts ? { timeouts: this.o.timeouts } : {}),
+        jobs: this.o.jobs,
+        cache: this.o.cache,
+        retry,
+      });
+      // One token per registry for every cache repository this run reads or writes.
+      client.expect({ push: this.o.repos.write, pull: this.o.repos.read });
+      return client;
+    }));
   }
 
   async close(): Promise<void> {
