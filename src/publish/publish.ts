@@ -162,7 +162,7 @@ export async function publish(o: PublishOptions): Promise<PublishResult> {
   } finally {
     // On failure the records under way are not waited for: they finish (or fail, warned) on their own.
     // They share the command's connections, so those close once the records are done.
-    if (!done && registryCache) void registryCache.close().catch(() => undefined).finally(() => own?.close());
+    if (!done && registryCache) registryCache.abandon(() => own?.close());
     else await own?.close();
   }
 }

@@ -150,6 +150,14 @@ export class RegistryCache {
     if (this.clientP) await (await this.clientP).close();
   }
 
+  /**
+   * After a failed command: the records under way finish (or fail, warned) on their own, and
+   * `then` runs once they have (closing the connections they share). Not waited for.
+   */
+  abandon(then: () => unknown): void {
+    void this.close().catch(() => undefined).finally(then);
+  }
+
   /** Writes the memos, then waits for every record write started so far (they never throw: failures were warned). */
   async flush(): Promise<void> {
     this.pending.push(...this.memos.splice(0).map((write) => write()));

@@ -72,17 +72,13 @@ export class Authenticator {
 
   /**
    * After a refusal (401 or 403) of a request sent with a widened token: true, and its scopes are
-   * asked for alone from now on (a registry or token server may treat a wide request otherwise).
+   * asked for alone from now on (a registry or token server may treat a wide request otherwise),
+   * so a retry with a token for the request's own scopes may succeed.
    */
-  private narrowed(registry: string, scopes: string[], sent: string | undefined): boolean {
+  refused(registry: string, scopes: string[], sent: string | undefined): boolean {
     if (!sent?.startsWith('Bearer ') || this.widen(registry, scopes) === scopes) return false;
     this.narrow.add(tokenKey(registry, scopes));
     return true;
-  }
-
-  /** Called on a 403: true when a retry with a token for the request's own scopes may succeed. */
-  refused(registry: string, scopes: string[], sent: string | undefined): boolean {
-    return this.narrowed(registry, scopes, sent);
   }
 
   /** The Authorization header for a request, or undefined while the registry has not asked for one. */
@@ -123,7 +119,7 @@ export class Authenticator {
     // Sent before a concurrent request learned the challenge: now the header can be built.
     if (sent === undefined) return true;
     if (challenge.scheme === 'bearer' && sent.startsWith('Bearer ')) {
-      if (this.narrowed(registry, scopes, sent)) return true;
+      if (this.refused(registry, scopes, sent)) return true;
       // The token may have lapsed early or been revoked: drop it (unless already replaced) and fetch another.
       const key = tokenKey(registry, scopes);
       const cached = this.tokens.get(key);

@@ -68,7 +68,8 @@ export const pushCommand: CommandModule<object, PushArgs> = {
       results = await pushArchives(ctx, jobs, client, registryCache);
     } catch (err) {
       // The records under way are not waited for; the connections they share close after them.
-      void (registryCache?.close() ?? Promise.resolve()).catch(() => undefined).finally(() => client.close());
+      if (registryCache) registryCache.abandon(() => client.close());
+      else await client.close();
       throw err;
     }
     // One shape however many archives (docs/cli-json.md): the images, then the totals.
