@@ -56,15 +56,18 @@ export function errnoCode(err: unknown): string | undefined {
   return undefined;
 }
 
-/** Turns a file-system error into a one-line user error naming the path and the reason. */
-export function fsError(err: unknown, path: string, doing: string): KocacheError {
+/** Why a file-system call failed, in words (the errno's usual text for the common ones). */
+export function errnoReason(err: unknown): string {
   const code = errnoCode(err);
-  const why =
-    code === 'ENOENT' ? 'no such file or directory'
+  return code === 'ENOENT' ? 'no such file or directory'
     : code === 'EACCES' || code === 'EPERM' ? 'permission denied'
     : code === 'ENOTDIR' ? 'a parent is not a directory'
     : code === 'EISDIR' ? 'is a directory'
     : code === 'ELOOP' ? 'too many levels of symbolic links'
     : err instanceof Error ? err.message : String(err);
-  return new KocacheError('fs', `cannot ${doing} ${path}: ${why}`, { cause: err });
+}
+
+/** Turns a file-system error into a one-line user error naming the path and the reason. */
+export function fsError(err: unknown, path: string, doing: string): KocacheError {
+  return new KocacheError('fs', `cannot ${doing} ${path}: ${errnoReason(err)}`, { cause: err });
 }

@@ -257,28 +257,30 @@ describe('publish refuses bad input with one line', () => {
     appTree(dir);
   });
 
-  const cases: [string, () => string[], RegExp][] = [
-    ['unparsable --repo', () => ['app:/app', '--base', 'scratch', '--repo', 'Not A Reference'], /invalid image reference/],
-    ['--repo with a digest', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x@sha256:${'0'.repeat(64)}`], /digest/],
-    ['unparsable --base', () => ['app:/app', '--base', 'UPPER/Case:tag', '--repo', `${reg.host}/x`], /invalid image reference/],
-    ['unreachable registry', () => ['app:/app', '--base', 'scratch', '--repo', '127.0.0.1:1/x'], /cannot reach registry 127\.0\.0\.1:1/],
-    ['missing SRC', () => ['nope:/app', '--base', 'scratch', '--repo', `${reg.host}/x`], /nope.*no such file/],
-    ['bad --env', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--env', 'NOEQUALS'], /--env "NOEQUALS"/],
-    ['bad --label', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--label', '=v'], /--label/],
-    ['bad --entrypoint JSON', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--entrypoint', '["/app"'], /--entrypoint/],
-    ['unknown --output kind', () => ['app:/app', '--base', 'scratch', '--output', 'zip:out.zip'], /unknown --output kind "zip"/],
-    ['bad --platform', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--platform', 'linux/x86'], /unknown architecture/],
-    ['unknown placeholder', () => ['{goarch}/app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`], /unknown placeholder \{goarch\}/],
-    ['no --repo and no --output', () => ['app:/app', '--base', 'scratch'], /needs --repo/],
-    ['multi-platform docker-archive', () => ['app:/app', '--base', 'scratch', '--output', 'docker-archive:x.tar', '--platform', 'linux/amd64', '--platform', 'linux/arm64'], /docker-archive holds one image/],
-    ['a base tag that does not exist', () => ['app:/app', '--base', `${reg.host}/base:no-such-tag`, '--repo', `${reg.host}/x`], /no-such-tag/],
-    ['a platform the base lacks', () => ['app:/app', '--base', `${reg.host}/base:1`, '--repo', `${reg.host}/x`, '--platform', 'linux/s390x'], /s390x/],
+  // Exit 2 for bad usage (what was typed cannot work), 1 for what the world said (docs/cli.md).
+  const cases: [string, () => string[], RegExp, number][] = [
+    ['unparsable --repo', () => ['app:/app', '--base', 'scratch', '--repo', 'Not A Reference'], /invalid image reference/, 2],
+    ['--repo with a digest', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x@sha256:${'0'.repeat(64)}`], /digest/, 2],
+    ['unparsable --base', () => ['app:/app', '--base', 'UPPER/Case:tag', '--repo', `${reg.host}/x`], /invalid image reference/, 2],
+    ['unreachable registry', () => ['app:/app', '--base', 'scratch', '--repo', '127.0.0.1:1/x'], /cannot reach registry 127\.0\.0\.1:1/, 1],
+    ['missing SRC', () => ['nope:/app', '--base', 'scratch', '--repo', `${reg.host}/x`], /nope.*no such file/, 1],
+    ['bad --env', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--env', 'NOEQUALS'], /--env "NOEQUALS"/, 2],
+    ['bad --label', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--label', '=v'], /--label/, 2],
+    ['bad --entrypoint JSON', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--entrypoint', '["/app"'], /--entrypoint/, 2],
+    ['unknown --output kind', () => ['app:/app', '--base', 'scratch', '--output', 'zip:out.zip'], /unknown --output kind "zip"/, 2],
+    ['bad --platform', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`, '--platform', 'linux/x86'], /unknown architecture/, 2],
+    ['unknown placeholder', () => ['{goarch}/app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`], /unknown placeholder \{goarch\}/, 2],
+    ['no --repo and no --output', () => ['app:/app', '--base', 'scratch'], /needs --repo/, 2],
+    ['multi-platform docker-archive', () => ['app:/app', '--base', 'scratch', '--output', 'docker-archive:x.tar', '--platform', 'linux/amd64', '--platform', 'linux/arm64'], /docker-archive holds one image/, 2],
+    ['a base tag that does not exist', () => ['app:/app', '--base', `${reg.host}/base:no-such-tag`, '--repo', `${reg.host}/x`], /no-such-tag/, 1],
+    ['a platform the base lacks', () => ['app:/app', '--base', `${reg.host}/base:1`, '--repo', `${reg.host}/x`, '--platform', 'linux/s390x'], /s390x/, 1],
   ];
-  for (const [name, args, message] of cases) {
+  for (const [name, args, message, code] of cases) {
     test(name, async () => {
       const r = await runCli(['publish', ...args()], env, { cwd: dir });
       assert.ok(isOneLineError(r), `want one error line, got code ${r.code}:\n${r.stderr}`);
       assert.match(r.stderr, message);
+      assert.equal(r.code, code, r.stderr);
       assert.equal(r.stdout.trim(), '', 'nothing on stdout');
     });
   }

@@ -92,8 +92,11 @@ describe('kocache warm', () => {
     const down = await runCli(['warm', `127.0.0.1:${port}/x:1`], { KOCACHE: cacheDir });
     assert.ok(isOneLineError(down), down.stderr);
     assert.match(down.stderr, /cannot reach registry 127\.0\.0\.1:\d+: connection refused; and base image .* is not in the cache/);
+    assert.doesNotMatch(down.stderr, /run kocache warm/, 'no advice to run the command that just failed');
+    assert.equal(down.code, 1);
     const bad = await runCli(['warm', 'UPPER/Case'], { KOCACHE: cacheDir });
     assert.ok(isOneLineError(bad), bad.stderr);
+    assert.equal(bad.code, 2, 'an invalid reference is bad usage');
     const none = await runCli(['warm'], { KOCACHE: cacheDir });
     assert.ok(isOneLineError(none), none.stderr);
     assert.equal(none.code, 2);

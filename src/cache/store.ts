@@ -5,7 +5,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { close, closeSync, createReadStream, open, read } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { KocacheError, errnoCode } from '../errors.js';
+import { KocacheError, errnoCode, errnoReason } from '../errors.js';
 import { type Digest, digestHex, digestToIntegrity, integrityToDigest, isDigest } from '../oci/digest.js';
 import { traceAdd } from '../util/trace.js';
 import { type Mismatch, verify } from '../util/verify.js';
@@ -502,7 +502,7 @@ export function ensureDir(dir: string): void {
     }
     mkdirSync(dir, { recursive: true });
   } catch (err) {
-    throw new KocacheError('cache', `cannot create cache directory ${dir}: ${errnoCode(err) ?? String(err)}`, { cause: err });
+    throw new KocacheError('cache', `cannot create cache directory ${dir}: ${errnoReason(err)}`, { cause: err });
   }
 }
 

@@ -18,8 +18,9 @@ export interface GlobalArgs {
   cache?: boolean | undefined;
   json?: boolean | undefined;
   quiet?: boolean | undefined;
-  jobs?: number | undefined;
-  level?: number | undefined;
+  /** Text, so that a bad value is shown as typed (yargs turns a number option's `abc` into NaN). */
+  jobs?: string | undefined;
+  level?: string | undefined;
   compression?: string | undefined;
 }
 
@@ -34,16 +35,16 @@ export function globalOptions<T>(y: Argv<T>, opts: { aliases?: boolean } = {}): 
     .option('cache', { type: 'boolean', default: true, describe: 'Use the cache (--no-cache, or KOCACHE=off, runs with a throwaway one)' })
     .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout' })
     .option('quiet', { ...alias('q'), type: 'boolean', default: false, describe: 'No progress or info on stderr' })
-    .option('jobs', { ...alias('j'), requiresArg: true, type: 'number', describe: 'Parallel compression and transfer jobs (default: cores)' })
+    .option('jobs', { ...alias('j'), requiresArg: true, type: 'string', describe: 'Parallel compression and transfer jobs (default: cores)' })
     .option('compression', { requiresArg: true, type: 'string', describe: 'Layer compression: gzip (default) or zstd (OCI media type ...tar+zstd; needs Node.js 22.15+); part of the cache key' })
-    .option('level', { requiresArg: true, type: 'number', describe: `Compression level of the layers kocache compresses: gzip 1-9 (default ${DEFAULT_GZIP.level}), zstd 1-19 (default ${DEFAULT_ZSTD_LEVEL}); part of the cache key` }) as Argv<T & GlobalArgs>;
+    .option('level', { requiresArg: true, type: 'string', describe: `Compression level of the layers kocache compresses: gzip 1-9 (default ${DEFAULT_GZIP.level}), zstd 1-19 (default ${DEFAULT_ZSTD_LEVEL}); part of the cache key` }) as Argv<T & GlobalArgs>;
 }
 
 /** Options of the commands that talk to registries. */
 export interface RegistryArgs {
-  'connect-timeout'?: number | undefined;
-  'idle-timeout'?: number | undefined;
-  'registry-timeout'?: number | undefined;
+  'connect-timeout'?: string | undefined;
+  'idle-timeout'?: string | undefined;
+  'registry-timeout'?: string | undefined;
 }
 
 const TIMEOUT_FLAGS = [
@@ -56,7 +57,7 @@ const TIMEOUT_FLAGS = [
 export function registryOptions<T>(y: Argv<T>): Argv<T & RegistryArgs> {
   let out = y as Argv<T & RegistryArgs>;
   for (const [flag, env, key, describe] of TIMEOUT_FLAGS) {
-    out = out.option(flag, { requiresArg: true, type: 'number', describe: `${describe} (default ${DEFAULT_TIMEOUTS[key] / 1000}; $${env})` }) as Argv<T & RegistryArgs>;
+    out = out.option(flag, { requiresArg: true, type: 'string', describe: `${describe} (default ${DEFAULT_TIMEOUTS[key] / 1000}; $${env})` }) as Argv<T & RegistryArgs>;
   }
   return out;
 }
@@ -77,6 +78,11 @@ export function registryTimeouts(args: RegistryArgs, env = process.env): Partial
   return out;
 }
 
+/** `text` as a whole number, NaN unless it is only digits (yargs would have taken `0x10` or `1e3`). */
+function wholeNumber(text: string): number {
+  return /^\s*\d+\s*$/.test(String(text)) ? Number(text) : NaN;
+}
+
 /** What a command handler works with: the cache, the output, and the parallelism. */
 export interface Context {
   cache: CacheStore;
@@ -92,8 +98,8 @@ export interface Context {
  */
 export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): Context {
   const out = new Output({ json: Boolean(args.json), quiet: Boolean(args.quiet) });
-  const jobs = args.jobs ?? availableParallelism();
-  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw usageError(`--jobs must be a whole number from 1 to 256, not ${String(args.jobs)}`);
+  const jobs = args.jobs === undefined ? availableParallelism() : wholeNumber(args.jobs);
+  if (!(jobs >= 1 && jobs <= 256)) throw usageError(`--jobs must be a whole number from 1 to 256, not ${JSON.stringify(String(args.jobs))}`);
   const algorithm = args.compression ?? 'gzip';
   if (algorithm !== 'gzip' && algorithm !== 'zstd') throw usageError(`--compression must be gzip or zstd, not ${JSON.stringify(algorithm)}`);
   if (algorithm === 'zstd') {
@@ -101,8 +107,8 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): C
     if (why) throw usageError(`--compression zstd: ${why}`);
   }
   const [min, max] = algorithm === 'zstd' ? [ZSTD_LEVELS.min, ZSTD_LEVELS.max] : [1, 9];
-  const level = args.level ?? (algorithm === 'zstd' ? DEFAULT_ZSTD_LEVEL : DEFAULT_GZIP.level);
-  if (!Number.isInteger(level) || level < min || level > max) throw usageError(`--level must be a whole number from ${min} to ${max} for ${algorithm}, not ${String(args.level)}`);
+  const level = args.level === undefined ? (algorithm === 'zstd' ? DEFAULT_ZSTD_LEVEL : DEFAULT_GZIP.level) : wholeNumber(args.level);
+  if (!(level >= min && level <= max)) throw usageError(`--level must be a whole number from ${min} to ${max} for ${algorithm}, not ${JSON.stringify(String(args.level))}`);
   const loc = resolveCacheLocation({ cacheDir: args['cache-dir'], noCache: args.cache === false });
   const leased = !loc.ephemeral && opts.lease !== false;
   let cache: CacheStore;

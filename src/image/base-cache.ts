@@ -18,6 +18,8 @@ export interface BaseOptions {
   /** Never contact the base registry: everything must come from the cache. */
   offline?: boolean | undefined;
   warn?: ((m: string) => void) | undefined;
+  /** The caller is `kocache warm`: an error does not advise running it. */
+  warming?: boolean | undefined;
 }
 
 const MAX_JSON_BLOB = 8 << 20;
@@ -56,7 +58,8 @@ export async function resolveTop(ref: Reference, opts: BaseOptions): Promise<Des
     if (!isUnreachable(err)) throw err;
     const d = await cachedTag();
     const why = err instanceof Error ? err.message : String(err);
-    if (!d) throw new KocacheError('unreachable', `${why}; and base image ${name} is not in the cache (run kocache warm ${name} while the registry is reachable)`, { cause: err });
+    const advice = opts.warming ? '' : ` (run kocache warm ${name} while the registry is reachable)`;
+    if (!d) throw new KocacheError('unreachable', `${why}; and base image ${name} is not in the cache${advice}`, { cause: err });
     opts.warn?.(`${why}; using the cached ${name} (${d.digest})`);
     return d;
   }

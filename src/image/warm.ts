@@ -30,7 +30,7 @@ export interface WarmResult {
  */
 export async function warmBase(base: string, platforms: Platform[] | undefined, opts: WarmOptions): Promise<WarmResult> {
   const ref = parseReference(base);
-  const resolved = await resolveBase(ref, platforms, opts);
+  const resolved = await resolveBase(ref, platforms, { ...opts, warming: true });
   const layers = new Map<Digest, Descriptor>();
   for (const img of resolved.images) for (const d of img.manifest.value.layers) if (!layers.has(d.digest)) layers.set(d.digest, d);
   const list = [...layers.values()];

@@ -24,8 +24,9 @@ const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const NAME_MAX = 255;
 
+/** Exit 2: a reference is what the user typed (an argument, a project file's base), as a platform is. */
 function invalid(s: string, why: string): KocacheError {
-  return new KocacheError('reference', `invalid image reference ${JSON.stringify(s)}: ${why}`);
+  return new KocacheError('reference', `invalid image reference ${JSON.stringify(s)}: ${why}`, { exitCode: 2 });
 }
 
 /** Docker's rule: the first path segment is a registry when it looks like a host. */
