@@ -1,9 +1,9 @@
-// Bundles the CLI into dist/bin/: one CommonJS file (cli.cjs) and the V8 code cache of a real run
-// (cli.cjs.v8-<V8 version>.codecache) that the launcher (dist/bin/kocache.cjs) hands to V8. Node 20 has no
+// Bundles the CLI into dist/bin/: one CommonJS file (cli.cjs) and the V8 code caches of a real run
+// (cli.cjs.v8-<V8 version>.codecache, one per Node line at hand) that the launcher (dist/bin/kocache.cjs) hands to V8. Node 20 has no
 // compile cache, and as separate modules the CLI spent most of a cache hit resolving, reading and
 // compiling them (see docs/performance.md). The library (dist/src) stays tsc's output.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -53,19 +53,40 @@ chmodSync('dist/bin/kocache.cjs', 0o755);
 // The code cache comes from a build of a small tree (what other commands run beyond it V8
 // compiles as usual). Taken from a miss rather than a hit: the hit measured as fast either way
 // (median of 11: ~124 ms from this, ~146 ms from a hit's), and a cold build ran 0.975x.
-const work = mkdtempSync(join(tmpdir(), 'kocache-codecache-'));
-try {
-  const tree = join(work, 'tree');
-  mkdirSync(join(tree, 'bin'), { recursive: true });
-  writeFileSync(join(tree, 'bin', 'app'), '#!/bin/sh\necho hello\n', { mode: 0o755 });
-  writeFileSync(join(tree, 'README'), 'a tree to build once, then hit\n');
-  const run = (env) => execFileSync(process.execPath, ['dist/bin/kocache.cjs', 'build', `${tree}:/app`, '--import-path', 'example.com/codecache'],
-    { env: { ...process.env, KOCACHE: join(work, 'cache'), ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-  run({});
-  // A changed tree under a namespace built before: fingerprint, index lookup (a miss), tar, gzip,
-  // content write and records, which is nearly all a hit runs and all a cold build does.
-  writeFileSync(join(tree, 'README'), 'the same tree, changed\n');
-  run({ KOCACHE_WRITE_CODE_CACHE: '1' });
-} finally {
-  rmSync(work, { recursive: true, force: true });
+// Made by this Node, and by each other Node line the project installed for its tests
+// (scripts/install-node.sh), so a bundle built here starts on those lines as one built by them
+// would: a user builds with the Node they run (docs/performance.md, the register).
+function makeCodeCache(node) {
+  const work = mkdtempSync(join(tmpdir(), 'kocache-codecache-'));
+  try {
+    const tree = join(work, 'tree');
+    mkdirSync(join(tree, 'bin'), { recursive: true });
+    writeFileSync(join(tree, 'bin', 'app'), '#!/bin/sh\necho hello\n', { mode: 0o755 });
+    writeFileSync(join(tree, 'README'), 'a tree to build once, then hit\n');
+    const run = (env) => execFileSync(node, ['dist/bin/kocache.cjs', 'build', `${tree}:/app`, '--import-path', 'example.com/codecache'],
+      { env: { ...process.env, KOCACHE: join(work, 'cache'), ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+    run({});
+    // A changed tree under a namespace built before: fingerprint, index lookup (a miss), tar, gzip,
+    // content write and records, which is nearly all a hit runs and all a cold build does.
+    writeFileSync(join(tree, 'README'), 'the same tree, changed\n');
+    run({ KOCACHE_WRITE_CODE_CACHE: '1' });
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+makeCodeCache(process.execPath);
+const made = new Set([process.versions.v8]);
+const installed = existsSync('node_modules/.cache') ? readdirSync('node_modules/.cache').filter((d) => /^node\d+$/.test(d)).sort() : [];
+for (const line of installed) {
+  const node = join('node_modules/.cache', line, 'node_modules/.bin/node');
+  // Another line's cache only speeds up its start: one that cannot be made is said and skipped.
+  try {
+    const v8 = execFileSync(node, ['-p', 'process.versions.v8'], { encoding: 'utf8' }).trim();
+    if (made.has(v8)) continue;
+    makeCodeCache(node);
+    made.add(v8);
+  } catch (err) {
+    console.error(`bundle-cli: no code cache for ${line}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+  }
 }
