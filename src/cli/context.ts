@@ -78,7 +78,7 @@ export function registryTimeouts(args: RegistryArgs, env = process.env): Partial
   return out;
 }
 
-/** `text` as a whole number, NaN unless it is only digits (yargs would have taken `0x10` or `1e3`). */
+/** `text` as a whole number, NaN unless it is only digits (not `0x10` or `1e3`, which Number takes). */
 function wholeNumber(text: string): number {
   return /^\s*\d+\s*$/.test(String(text)) ? Number(text) : NaN;
 }

@@ -143,10 +143,10 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const many = !early && (stamped > 0 ? stamped >= SCOUT_MIN_ENTRIES : hasAtLeastEntries(source.src, SCOUT_MIN_ENTRIES));
   const scout = early?.scout ?? (fresh && many ? await scoutTree(source.src) : undefined);
   if (scout && !early) traceAdd('file.scout', 1);
-  // The walk below and the stat cache's check after it hold this thread for a while (~20 ms for a
-  // thousand files): first one turn of the event loop, so that a connection opened beside it (a
-  // publish asks what its tag names as its layers are built) is made and its request sent; the
-  // registry answers while this thread walks.
+  // The walk below and the stat cache's check after it hold this thread: first one turn of the
+  // event loop, so that a connection opened beside them (a publish asks what its tag names as its
+  // layers are built) is made and its request sent, and the registry answers during the walk
+  // (docs/performance.md).
   if (!early && !scout && !many) await new Promise<void>((resolve) => setImmediate(resolve));
   const listed = early?.entries ?? (scout ? await scout.walk() : many ? await walkShared(source.src) : walkSource(source.src));
   const entries = await applyExcludes(listed, source.exclude);
