@@ -143,12 +143,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const many = !early && (stamped > 0 ? stamped >= SCOUT_MIN_ENTRIES : hasAtLeastEntries(source.src, SCOUT_MIN_ENTRIES));
   const scout = early?.scout ?? (fresh && many ? await scoutTree(source.src) : undefined);
   if (scout && !early) traceAdd('file.scout', 1);
-  // The walk below and the stat cache's check after it hold this thread: first one turn of the
-  // event loop, so that a connection opened beside them (a publish asks what its tag names as its
-  // layers are built) is made and its request sent, and the registry answers during the walk
-  // (docs/performance.md).
-  if (!early && !scout && !many) await new Promise<void>((resolve) => setImmediate(resolve));
-  const listed = early?.entries ?? (scout ? await scout.walk() : many ? await walkShared(source.src) : walkSource(source.src));
+  const listed = early?.entries ?? (scout ? await scout.walk() : many ? await walkShared(source.src) : await walkAfterATurn(source.src));
   const entries = await applyExcludes(listed, source.exclude);
   const secondThread = !fresh || scout !== undefined || fileBytes(entries) >= SECOND_THREAD_MIN_BYTES;
   const vouched = opts.buildId ?? goBuildId(entries);
@@ -261,6 +256,17 @@ async function lookup(
   }
   if (state === 'missing') return undefined;
   return { descriptor: d, diffid: byDiff.metadata.diffid };
+}
+
+/**
+ * walkSource after one turn of the event loop: the walk and the stat cache's check after it hold
+ * this thread, so a connection opened beside them (a publish asks what its tag names as its layers
+ * are built) is made and its request sent first, and the registry answers during the walk
+ * (docs/performance.md).
+ */
+async function walkAfterATurn(root: string): Promise<SourceEntry[]> {
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  return walkSource(root);
 }
 
 function fileBytes(entries: readonly SourceEntry[]): number {
