@@ -56,6 +56,23 @@ export function errnoCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * What to do about a system error that is the machine's state rather than kocache's (a full disk,
+ * too many open files), when there is something to say. One wording, wherever the error is reported.
+ */
+export function errnoAdvice(code: string | undefined): string | undefined {
+  switch (code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return 'free some space, or shrink the cache with kocache gc --max-size SIZE';
+    case 'EMFILE':
+    case 'ENFILE':
+      return 'raise the open-file limit (ulimit -n) or lower --jobs';
+    default:
+      return undefined;
+  }
+}
+
 /** Why a file-system call failed, in words (the errno's usual text for the common ones). */
 export function errnoReason(err: unknown): string {
   const code = errnoCode(err);

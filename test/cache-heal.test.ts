@@ -243,6 +243,7 @@ describe('operator damage is one clear line, or repaired', () => {
     assert.ok(isOneLineError(res), r.stderr);
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`${join(mnt, 'cache')}.*no space left on the device; free some space`));
+    assert.equal(r.stderr.split('kocache gc --max-size').length, 2, `the advice said once: ${r.stderr}`);
   });
 
   test('leases and a gc lock kocache did not write do not stop gc', async () => {

@@ -1,5 +1,5 @@
 import { lstatSync, mkdirSync, rmSync } from 'node:fs';
-import { KocacheError, errnoCode } from '../errors.js';
+import { KocacheError, errnoAdvice, errnoCode } from '../errors.js';
 
 /**
  * What the cache does about a file-system error it cannot work around: one line that names the
@@ -11,14 +11,15 @@ export function cacheFsError(err: unknown, path: string, doing: string): Kocache
   if (err instanceof KocacheError) return err;
   const code = errnoCode(err);
   const [why, todo] =
-    code === 'ENOSPC' || code === 'EDQUOT' ? ['no space left on the device', 'free some space, or shrink the cache with kocache gc --max-size SIZE']
+    code === 'ENOSPC' ? ['no space left on the device', errnoAdvice(code)]
+    : code === 'EDQUOT' ? ['the disk quota is used up', errnoAdvice(code)]
     : code === 'EACCES' || code === 'EPERM' ? ['permission denied', 'give this user write access to the cache folder, or point KOCACHE elsewhere']
     : code === 'EROFS' ? ['read-only file system', 'point KOCACHE at a writable folder']
     : code === 'ENOTDIR' ? ['a folder on the way is a file', 'remove that file (or the whole cache folder: it only holds what kocache can redo)']
     : code === 'EISDIR' ? ['it is a folder', 'remove it (or the whole cache folder: it only holds what kocache can redo)']
     : code === 'EEXIST' ? ['something else is in the way', 'remove it (or the whole cache folder: it only holds what kocache can redo)']
     : code === 'EIO' ? ['input/output error', 'check the disk']
-    : code === 'EMFILE' || code === 'ENFILE' ? ['too many open files', 'raise the open-file limit (ulimit -n) or lower --jobs']
+    : code === 'EMFILE' || code === 'ENFILE' ? ['too many open files', errnoAdvice(code)]
     : [err instanceof Error ? err.message.replace(/\s+/g, ' ') : String(err), 'check the cache folder, or run kocache gc --verify'];
   return new KocacheError('cache', `cannot ${doing} ${path} in the cache: ${why}; ${todo}`, { cause: err });
 }

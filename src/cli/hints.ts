@@ -1,4 +1,4 @@
-import { KocacheError, errnoCode } from '../errors.js';
+import { KocacheError, errnoAdvice, errnoCode } from '../errors.js';
 
 /** The system error code behind an error, looking through KocacheError's cause. */
 export function causeCode(err: unknown): string | undefined {
@@ -11,18 +11,24 @@ export function causeCode(err: unknown): string | undefined {
   return undefined;
 }
 
-/** What a user can do about a system error, when there is something to say. */
-export function errnoHint(code: string | undefined): string | undefined {
+/**
+ * What a user can do about a system error, when there is something to say: the situation in
+ * words, then errors.ts's advice. Undefined when the message already gives that advice (the
+ * cache's own file-system errors do), so it is never said twice.
+ */
+export function errnoHint(code: string | undefined, message = ''): string | undefined {
+  const advice = errnoAdvice(code);
+  if (advice && message.includes(advice)) return undefined;
   switch (code) {
     case 'ENOSPC':
-      return 'the disk is full: free space, or shrink the cache with kocache gc --max-size SIZE';
+      return `the disk is full: ${advice}`;
     case 'EDQUOT':
-      return 'the disk quota is used up: free space, or shrink the cache with kocache gc --max-size SIZE';
+      return `the disk quota is used up: ${advice}`;
     case 'EMFILE':
     case 'ENFILE':
-      return 'too many open files: raise the limit (ulimit -n) or lower --jobs';
+      return `too many open files: ${advice}`;
     case 'EROFS':
-      return 'the file system is read-only';
+      return message.includes('read-only') ? undefined : 'the file system is read-only';
     default:
       return undefined;
   }

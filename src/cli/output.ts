@@ -97,8 +97,8 @@ export function formatBytes(n: number): string {
 export function reportError(err: unknown, json: boolean): number {
   const debug = Boolean(process.env.KOCACHE_DEBUG);
   if (err instanceof KocacheError) {
-    const hint = errnoHint(causeCode(err));
-    const message = hint && !err.message.includes(hint) ? `${err.message} (${hint})` : err.message;
+    const hint = errnoHint(causeCode(err), err.message);
+    const message = hint ? `${err.message} (${hint})` : err.message;
     if (json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message } })}\n`);
     process.stderr.write(`kocache: ${oneLine(message)}\n`);
     if (debug && err.cause) process.stderr.write(`${String((err.cause as Error).stack ?? err.cause)}\n`);
@@ -116,7 +116,7 @@ export function reportError(err: unknown, json: boolean): number {
   // machine's state, not a bug: said as one line, with what to do when that is known.
   const code = causeCode(err);
   if (code !== undefined) {
-    const hint = errnoHint(code);
+    const hint = errnoHint(code, message);
     const text = hint ? `${message} (${hint})` : message;
     if (json) process.stdout.write(`${JSON.stringify({ error: { code: 'fs', message: text } })}\n`);
     process.stderr.write(`kocache: ${oneLine(text)}\n`);

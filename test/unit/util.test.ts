@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { cacheFsError } from '../../src/cache/damage.js';
+import { errnoHint } from '../../src/cli/hints.js';
 import { sha256Digest } from '../../src/oci/digest.js';
 import { Limiter } from '../../src/util/limit.js';
 import { type Mismatch, describeMismatch, matches, verify } from '../../src/util/verify.js';
@@ -68,4 +70,16 @@ test('Limiter never runs more than its size, even when a call arrives as a slot 
   open();
   await Promise.all(all);
   assert.equal(peak, 2);
+});
+
+test('a full disk is advised once, whether or not the cache put words to it', () => {
+  const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  const hint = errnoHint('ENOSPC', full.message);
+  assert.match(hint ?? '', /^the disk is full: free some space, or shrink the cache with kocache gc --max-size SIZE$/);
+  const worded = cacheFsError(full, '/c/content-v2', 'write a blob to');
+  assert.match(worded.message, /no space left on the device; free some space/);
+  assert.equal(errnoHint('ENOSPC', worded.message), undefined);
+  assert.equal(errnoHint('EROFS', cacheFsError(Object.assign(new Error('x'), { code: 'EROFS' }), '/c', 'write').message), undefined);
+  assert.equal(errnoHint('EROFS', 'cannot write /x'), 'the file system is read-only');
+  assert.equal(errnoHint('ENOENT', 'cannot read /x'), undefined);
 });
