@@ -25,6 +25,7 @@ interface GcOut {
   bytesFreed: number;
   sizeBefore: number;
   sizeAfter: number;
+  protectedBytes: number;
   rescued: number;
 }
 
@@ -188,6 +189,7 @@ describe('kocache gc', () => {
     assert.equal(existsSync(oldTmp), false);
     assert.equal(existsSync(oldStatTmp), false);
     assert.equal(existsSync(newTmp), true, 'a young temp file may belong to a running writer');
+    assert.equal(out.protectedBytes, 1, 'and counts as protected');
     assert.equal(existsSync(stale), false);
     assert.deepEqual(out.removed.filter((x) => x.kind === 'record').map((x) => x.reason).sort(), ['dead', 'duplicate', 'duplicate']);
     for (const n of ['a', 'b', 'c', 'd', 'e']) assert.equal((await build(cacheDir, built[n]!.file, `example.com/${n}`)).cached, true);

@@ -192,9 +192,16 @@ function markLeases(gc: Gc): void {
   gc.sizeBefore = treeSize(gc.dir);
 }
 
-/** cacache's tmp/ (a writer killed mid-blob), once old enough that no running writer can own it. */
+/**
+ * cacache's tmp/ (a writer killed mid-blob), once old enough that no running writer can own it.
+ * A younger one is a blob being written, so it counts as protected: a cache over --max-size
+ * while builds run is then said to be in use, not left unexplained.
+ */
 function sweepTemp(gc: Gc): void {
-  for (const f of listEntries(join(gc.dir, 'tmp'))) if (f.mtime < gc.tmpCutoff) remove(gc, f, 'tmp', 'leftover');
+  for (const f of listEntries(join(gc.dir, 'tmp'))) {
+    if (f.mtime < gc.tmpCutoff) remove(gc, f, 'tmp', 'leftover');
+    else gc.protectedBytes += f.bytes;
+  }
 }
 
 /** The stat cache: its temp files like tmp/'s; its stamps past --max-age; the rest kept for markForSize. */
