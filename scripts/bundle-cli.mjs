@@ -2,12 +2,16 @@
 // (cli.cjs.v8-<V8 version>.codecache, one per Node line at hand) that the launcher (dist/bin/kocache.cjs) hands to V8. Node 20 has no
 // compile cache, and as separate modules the CLI spent most of a cache hit resolving, reading and
 // compiling them (see docs/performance.md). The library (dist/src) stays tsc's output.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import { startupPlugins } from '../src/cli/startup/bundle-plugins.mjs';
+import { startCodeCacheRegistry } from './codecache-registry.mjs';
+
+const execFileAsync = promisify(execFile);
 
 rmSync('dist/bin', { recursive: true, force: true });
 
@@ -50,43 +54,53 @@ chmodSync('dist/bin/kocache', 0o755);
 copyFileSync('dist/src/cli/startup/launch.cjs', 'dist/bin/kocache.cjs');
 chmodSync('dist/bin/kocache.cjs', 0o755);
 
-// The code cache comes from a build of a small tree (what other commands run beyond it V8
-// compiles as usual). Taken from a miss rather than a hit: the hit measured as fast either way
-// (median of 11: ~124 ms from this, ~146 ms from a hit's), and a cold build ran 0.975x.
-// Made by this Node, and by each other Node line the project installed for its tests
-// (scripts/install-node.sh), so a bundle built here starts on those lines as one built by them
-// would: a user builds with the Node they run (docs/performance.md, the register).
-function makeCodeCache(node) {
+// The code cache comes from a run of `publish` that builds a small tree (what other commands run
+// beyond it V8 compiles as usual): the layer build and the registry path, to a stand-in registry of
+// this script's (codecache-registry.mjs). Taken from a miss rather than a hit: the hit measured as
+// fast either way (median of 11: ~124 ms from this, ~146 ms from a hit's), and a cold build ran
+// 0.975x; a publish to a second repository ran 0.92x from a cache that held the registry path too
+// (docs/performance.md). Made by this Node, and by each other Node line the project installed for
+// its tests (scripts/install-node.sh), so a bundle built here starts on those lines as one built by
+// them would: a user builds with the Node they run (docs/performance.md, the register).
+async function makeCodeCache(node, registry) {
   const work = mkdtempSync(join(tmpdir(), 'kocache-codecache-'));
   try {
     const tree = join(work, 'tree');
     mkdirSync(join(tree, 'bin'), { recursive: true });
     writeFileSync(join(tree, 'bin', 'app'), '#!/bin/sh\necho hello\n', { mode: 0o755 });
     writeFileSync(join(tree, 'README'), 'a tree to build once, then hit\n');
-    const run = (env) => execFileSync(node, ['dist/bin/kocache.cjs', 'build', `${tree}:/app`, '--import-path', 'example.com/codecache'],
-      { env: { ...process.env, KOCACHE: join(work, 'cache'), ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-    run({});
+    // Asynchronous: the stand-in registry answers from this process's event loop.
+    const run = (args, env) => execFileAsync(node, ['dist/bin/kocache.cjs', ...args, '--quiet'],
+      { env: { ...process.env, KOCACHE: join(work, 'cache'), ...env } });
+    await run(['build', `${tree}:/app`, '--import-path', 'example.com/codecache'], {});
     // A changed tree under a namespace built before: fingerprint, index lookup (a miss), tar, gzip,
-    // content write and records, which is nearly all a hit runs and all a cold build does.
+    // content write and records, which is nearly all a hit runs and all a cold build does; then
+    // the image, its upload as it is built, and the manifest.
     writeFileSync(join(tree, 'README'), 'the same tree, changed\n');
-    run({ KOCACHE_WRITE_CODE_CACHE: '1' });
+    await run(['publish', '--base', 'scratch', '--import-path', 'example.com/codecache', '--repo', `${registry}/codecache/app:v1`,
+      '--insecure-registry', registry, `${tree}:/app`], { KOCACHE_WRITE_CODE_CACHE: '1' });
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
 }
 
-makeCodeCache(process.execPath);
-const made = new Set([process.versions.v8]);
-const installed = existsSync('node_modules/.cache') ? readdirSync('node_modules/.cache').filter((d) => /^node\d+$/.test(d)).sort() : [];
-for (const line of installed) {
-  const node = join('node_modules/.cache', line, 'node_modules/.bin/node');
-  // Another line's cache only speeds up its start: one that cannot be made is said and skipped.
-  try {
-    const v8 = execFileSync(node, ['-p', 'process.versions.v8'], { encoding: 'utf8' }).trim();
-    if (made.has(v8)) continue;
-    makeCodeCache(node);
-    made.add(v8);
-  } catch (err) {
-    console.error(`bundle-cli: no code cache for ${line}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+const registry = await startCodeCacheRegistry();
+try {
+  await makeCodeCache(process.execPath, registry.host);
+  const made = new Set([process.versions.v8]);
+  const installed = existsSync('node_modules/.cache') ? readdirSync('node_modules/.cache').filter((d) => /^node\d+$/.test(d)).sort() : [];
+  for (const line of installed) {
+    const node = join('node_modules/.cache', line, 'node_modules/.bin/node');
+    // Another line's cache only speeds up its start: one that cannot be made is said and skipped.
+    try {
+      const v8 = execFileSync(node, ['-p', 'process.versions.v8'], { encoding: 'utf8' }).trim();
+      if (made.has(v8)) continue;
+      await makeCodeCache(node, registry.host);
+      made.add(v8);
+    } catch (err) {
+      console.error(`bundle-cli: no code cache for ${line}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+    }
   }
+} finally {
+  await registry.stop();
 }

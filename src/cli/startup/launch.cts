@@ -208,6 +208,8 @@ if (require.main === module) {
   // too (src/cli/startup/wasm.ts sets the one flag registry commands need, late).
   const writeCache = process.env['KOCACHE_WRITE_CODE_CACHE'] === '1';
   delete process.env['KOCACHE_WRITE_CODE_CACHE'];
+  // Seen by src/cli/startup/wasm.ts: no V8 flag in the run that makes the build-time cache.
+  if (writeCache) (globalThis as Record<symbol, unknown>)[Symbol.for('kocache.makingCodeCache')] = true;
   const bundle = join(__dirname, 'cli.cjs');
   const codeCache = codeCacheFile(__dirname);
   // The build-time cache when this V8 made it; else one this V8 made of the bundle at run time,

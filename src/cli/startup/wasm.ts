@@ -16,6 +16,9 @@ import { traceAdd } from '../../util/trace.js';
  * src/cli/startup/launch.cts). The CLI's choice, not the library's: a V8 flag applies to the whole process.
  */
 export function baselineWasmOnly(): void {
+  // The build's code-cache run (scripts/bundle-cli.mjs) publishes too, so that its cache holds the
+  // registry path; a cache made after a flag is refused at every later start, so that run sets none.
+  if ((globalThis as Record<symbol, unknown>)[Symbol.for('kocache.makingCodeCache')]) return;
   // The launcher's last chance to keep a code cache V8 will take at the next start (launch.cts).
   ((globalThis as Record<symbol, unknown>)[Symbol.for('kocache.beforeV8Flags')] as (() => void) | undefined)?.();
   setFlagsFromString('--liftoff-only');
