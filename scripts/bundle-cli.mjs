@@ -67,26 +67,47 @@ async function makeCodeCache(node, registry) {
   try {
     const tree = join(work, 'tree');
     mkdirSync(join(tree, 'bin'), { recursive: true });
+    mkdirSync(join(work, 'docker'));
     writeFileSync(join(tree, 'bin', 'app'), '#!/bin/sh\necho hello\n', { mode: 0o755 });
     writeFileSync(join(tree, 'README'), 'a tree to build once, then hit\n');
-    // Asynchronous: the stand-in registry answers from this process's event loop.
+    // Asynchronous: the stand-in registry answers from this process's event loop. An empty docker
+    // config: no credential helper of the user's is asked about the stand-in.
     const run = (args, env) => execFileAsync(node, ['dist/bin/kocache.cjs', ...args, '--quiet'],
-      { env: { ...process.env, KOCACHE: join(work, 'cache'), ...env } });
-    await run(['build', `${tree}:/app`, '--import-path', 'example.com/codecache'], {});
+      { env: { ...process.env, KOCACHE: join(work, 'cache'), DOCKER_CONFIG: join(work, 'docker'), ...env } });
+    const build = ['build', `${tree}:/app`, '--import-path', 'example.com/codecache'];
+    await run(build, {});
     // A changed tree under a namespace built before: fingerprint, index lookup (a miss), tar, gzip,
     // content write and records, which is nearly all a hit runs and all a cold build does; then
     // the image, its upload as it is built, and the manifest.
     writeFileSync(join(tree, 'README'), 'the same tree, changed\n');
-    await run(['publish', '--base', 'scratch', '--import-path', 'example.com/codecache', '--repo', `${registry}/codecache/app:v1`,
-      '--insecure-registry', registry, `${tree}:/app`], { KOCACHE_WRITE_CODE_CACHE: '1' });
+    const write = { KOCACHE_WRITE_CODE_CACHE: '1' };
+    if (registry) {
+      try {
+        await run(['publish', '--base', 'scratch', '--import-path', 'example.com/codecache', '--repo', `${registry}/codecache/app:v1`,
+          '--insecure-registry', registry, `${tree}:/app`], write);
+        return;
+      } catch (err) {
+        console.error(`bundle-cli: the code cache from a build only (the publish to the stand-in failed: ${firstLine(err)})`);
+        writeFileSync(join(tree, 'README'), 'changed again, so that the build below is a miss\n');
+      }
+    }
+    await run(build, write);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
 }
 
-const registry = await startCodeCacheRegistry();
+function firstLine(err) {
+  return err instanceof Error ? err.message.split('\n')[0] : String(err);
+}
+
+// No loopback to listen on is no reason to fail the build: the cache is then made by a build alone.
+const registry = await startCodeCacheRegistry().catch((err) => {
+  console.error(`bundle-cli: no stand-in registry for the code cache: ${firstLine(err)}`);
+  return undefined;
+});
 try {
-  await makeCodeCache(process.execPath, registry.host);
+  await makeCodeCache(process.execPath, registry?.host);
   const made = new Set([process.versions.v8]);
   const installed = existsSync('node_modules/.cache') ? readdirSync('node_modules/.cache').filter((d) => /^node\d+$/.test(d)).sort() : [];
   for (const line of installed) {
@@ -95,12 +116,12 @@ try {
     try {
       const v8 = execFileSync(node, ['-p', 'process.versions.v8'], { encoding: 'utf8' }).trim();
       if (made.has(v8)) continue;
-      await makeCodeCache(node, registry.host);
+      await makeCodeCache(node, registry?.host);
       made.add(v8);
     } catch (err) {
-      console.error(`bundle-cli: no code cache for ${line}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+      console.error(`bundle-cli: no code cache for ${line}: ${firstLine(err)}`);
     }
   }
 } finally {
-  await registry.stop();
+  await registry?.stop();
 }

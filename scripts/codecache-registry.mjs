@@ -72,7 +72,10 @@ export async function startCodeCacheRegistry() {
       }
     });
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
   const { port } = server.address();
   return { host: `127.0.0.1:${port}`, stop: () => new Promise((resolve) => server.close(resolve)) };
 }
