@@ -193,22 +193,25 @@ function markLeases(gc: Gc): void {
 }
 
 /**
- * cacache's tmp/ (a writer killed mid-blob), once old enough that no running writer can own it.
- * A younger one is a blob being written, so it counts as protected: a cache over --max-size
- * while builds run is then said to be in use, not left unexplained.
+ * A temp file (a writer killed mid-write), once old enough that no running writer can own it. A
+ * younger one is being written, so it counts as protected: a cache over --max-size while builds
+ * run is then said to be in use, not left unexplained.
  */
+function sweepTempFile(gc: Gc, f: PlainFile): void {
+  if (f.mtime < gc.tmpCutoff) remove(gc, f, 'tmp', 'leftover');
+  else gc.protectedBytes += f.bytes;
+}
+
+/** cacache's tmp/. */
 function sweepTemp(gc: Gc): void {
-  for (const f of listEntries(join(gc.dir, 'tmp'))) {
-    if (f.mtime < gc.tmpCutoff) remove(gc, f, 'tmp', 'leftover');
-    else gc.protectedBytes += f.bytes;
-  }
+  for (const f of listEntries(join(gc.dir, 'tmp'))) sweepTempFile(gc, f);
 }
 
 /** The stat cache: its temp files like tmp/'s; its stamps past --max-age; the rest kept for markForSize. */
 function sweepStatFiles(gc: Gc): void {
   for (const f of listEntries(join(gc.dir, 'stat'), gc.dryRun)) {
     if (f.path.endsWith('.tmp')) {
-      if (f.mtime < gc.tmpCutoff) remove(gc, f, 'tmp', 'leftover');
+      sweepTempFile(gc, f);
     } else if (f.path.endsWith('.json') || f.path.endsWith('.stamps')) {
       if (expired(gc, f.mtime)) remove(gc, f, 'stat', 'expired');
       else gc.statFiles.push(f);
