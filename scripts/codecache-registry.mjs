@@ -5,10 +5,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 
+const sha256 = (data) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
 export async function startCodeCacheRegistry() {
   const blobs = new Map(); // digest -> Buffer
   const uploads = new Map(); // id -> Buffer[]
-  const manifests = new Map(); // name:reference -> { body, type }
+  const manifests = new Map(); // name:reference -> { body, type, digest }
   const server = createServer((req, res) => {
     const parts = [];
     req.on('data', (c) => parts.push(c));
@@ -50,23 +52,21 @@ export async function startCodeCacheRegistry() {
       if ((m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(url.pathname))) {
         const key = `${m[1]}:${m[2]}`;
         if (req.method === 'PUT') {
-          const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
-          const type = req.headers['content-type'] ?? '';
-          manifests.set(key, { body, type });
-          manifests.set(`${m[1]}:${digest}`, { body, type });
-          return send(201, { location: `/v2/${m[1]}/manifests/${digest}`, 'docker-content-digest': digest });
+          const manifest = { body, type: req.headers['content-type'] ?? '', digest: sha256(body) };
+          manifests.set(key, manifest);
+          manifests.set(`${m[1]}:${manifest.digest}`, manifest);
+          return send(201, { location: `/v2/${m[1]}/manifests/${manifest.digest}`, 'docker-content-digest': manifest.digest });
         }
         const found = manifests.get(key);
         if (!found) return send(404, { 'content-type': 'application/json' }, Buffer.from('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'));
-        const digest = `sha256:${createHash('sha256').update(found.body).digest('hex')}`;
-        return send(200, { 'content-type': found.type, 'docker-content-digest': digest }, found.body);
+        return send(200, { 'content-type': found.type, 'docker-content-digest': found.digest }, found.body);
       }
       return send(404);
 
       function finish(name, id, digest) {
         const data = Buffer.concat(uploads.get(id) ?? []);
         uploads.delete(id);
-        if (`sha256:${createHash('sha256').update(data).digest('hex')}` !== digest) return send(400);
+        if (sha256(data) !== digest) return send(400);
         blobs.set(digest, data);
         return send(201, { location: `/v2/${name}/blobs/${digest}`, 'docker-content-digest': digest });
       }
