@@ -158,6 +158,20 @@ test('a tree listed and hashed by the worker before its layer is built: the entr
   assert.ok(workerBytes() - before >= 3 * 1024 * 1024, 'the worker hashed a share of the files');
 });
 
+test('an early listing the worker had not begun yet: the caller walks, and the same worker then hashes with it', async () => {
+  const src = wideTree();
+  const started = () => traceSnapshot()['file.hash.started'] ?? 0;
+  // Not awaited: taken at once, before the worker can have begun (its answer is not waited for).
+  void prescoutTree(src);
+  assert.equal(await takeEarlyScout(src), undefined, 'not begun');
+  const before = started();
+  // A turn of the event loop, as the layer builder's walk takes.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const files = walkSource(src).filter((e) => e.type === 'file');
+  assert.deepEqual(await hashFiles(files, { mainThread: false }), files.map((f) => hashFileSync(f.abs, f.rawAbs)));
+  assert.equal(started(), before, 'no second thread started: the one called off was kept');
+});
+
 test('an early listing called off, or of a tree only walkSource lists: the caller walks, and the worker is free again', async () => {
   const src = wideTree();
   await listedEarly(src);

@@ -167,6 +167,8 @@ const waiting = new Map<number, (r: Reply | undefined) => void>();
 function startWorker(): Promise<Worker | undefined> {
   return (worker ??= Promise.resolve().then(() => {
     const w = launched ?? new (process.getBuiltinModule('node:worker_threads').Worker)(WORKER_SOURCE, { eval: true });
+    // Each thread started here (a test counts them: one ended too soon is started again).
+    if (!launched) traceAdd('file.hash.started', 1);
     if (launched) {
       launched = undefined;
       w.postMessage({ kocacheWorkerSource: WORKER_SOURCE });
@@ -305,8 +307,10 @@ export async function takeEarlyScout(root: string, use = true): Promise<EarlySco
   const e = early;
   if (!e || e.root !== absolute(root)) return undefined;
   early = undefined;
-  // Not begun yet (a busy machine): this thread walks, and the worker is left free for that.
-  if (!use || Atomics.compareExchange(e.flags, 2, 0, 2) === 0) return callOff(e);
+  if (!use) return callOff(e);
+  // Not begun yet (a busy machine): this thread walks, and the worker is kept for the hashing
+  // that follows (ended now, it would be started again, its start-up paid twice).
+  if (Atomics.compareExchange(e.flags, 2, 0, 2) === 0) return callOff(e, false);
   const w = await worker;
   w?.ref();
   const r = await e.listed;
@@ -324,13 +328,14 @@ export async function takeEarlyScout(root: string, use = true): Promise<EarlySco
   return { entries, startedMs: e.startedMs, scout: { walk: async () => entries, stop: () => joinEarly(e, files), drop: () => void callOff(e) } };
 }
 
-function callOff(e: Early): undefined {
+/** `now` false: the worker is left to linger as any idle one (see holdHashWorker). */
+function callOff(e: Early, now = true): undefined {
   Atomics.compareExchange(e.flags, 2, 0, 2);
   // Files not yet claimed are left unread, and nothing the worker still says is waited for.
   Atomics.store(e.flags, 0, 0x40000000);
   waiting.delete(e.listId);
   if (waiting.delete(e.hashId) && waiting.size === 0) current?.unref();
-  e.release(true);
+  e.release(now);
   return undefined;
 }
 
