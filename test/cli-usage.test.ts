@@ -59,6 +59,29 @@ test('every option that takes a value, in every command, refuses to be given wit
   assert.ok(!existsSync(join(dir, 'out')), 'no publish went ahead');
 });
 
+test('an option given twice where once is meant is refused in every command (exit 2, one line); those --help calls repeatable are taken', () => {
+  const dir = tempDir();
+  const env = { KOCACHE: join(dir, 'cache') };
+  const base = validArgs(dir);
+  let refused = 0;
+  for (const [command, args] of Object.entries(base)) {
+    const help = runCliSync([command, '--help']).stdout;
+    for (const flag of valueOptions(command).filter((f) => f.startsWith('--'))) {
+      const line = help.split('\n').find((l) => l.includes(`${flag} `)) ?? '';
+      const r = runCliSync([command, ...args, flag, 'x1', flag, 'x2'], env);
+      if (/repeat/i.test(line) || line.includes('[array]')) {
+        assert.doesNotMatch(r.stderr, /given [23] times/, `kocache ${command} ${flag} twice: it is repeatable`);
+        continue;
+      }
+      assert.equal(r.code, 2, `kocache ${command} ${flag} twice: want exit 2, got ${r.code}: ${r.stderr}`);
+      assert.ok(isOneLineError(r), `${command} ${flag}: one line: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`${flag} given [23] times: give it once`));
+      refused++;
+    }
+  }
+  assert.ok(refused > 30, `${refused} cases`);
+});
+
 test('the same options with their values still work, repeated ones included', () => {
   const dir = tempDir();
   const env = { KOCACHE: join(dir, 'cache') };

@@ -35,7 +35,6 @@ export function parseCacheRepo(s: string, flag: string): Reference {
 /** The repositories the flags and KOCACHE_REPO name, or undefined when the registry cache is off. */
 export function cacheReposFrom(args: CacheRepoArgs, env = process.env): CacheRepos | undefined {
   const repoFlag = many(args['cache-repo']);
-  if (repoFlag.length > 1) throw usageError(`--cache-repo given ${repoFlag.length} times: give it once (add readers with --cache-from)`);
   const repoText = repoFlag[0] ?? (env.KOCACHE_REPO ? env.KOCACHE_REPO : undefined);
   const repo = repoText === undefined ? undefined : parseCacheRepo(repoText, repoFlag[0] ? 'cache-repo' : 'cache-repo (KOCACHE_REPO)');
   const from = many(args['cache-from']).map((s) => parseCacheRepo(s, 'cache-from'));

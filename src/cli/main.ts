@@ -5,6 +5,7 @@ import { loadCommands } from './commands/index.js';
 import { reportError } from './output.js';
 import { globalOptions } from './context.js';
 import { normaliseArgv } from './argv.js';
+import { refuseRepeats } from './once.js';
 import { exitCleanlyOnSignals } from './signals.js';
 import { prestartForFreshRunner } from './startup/hashworker.js';
 import { traceEnabled, traceSnapshot } from '../util/trace.js';
@@ -29,6 +30,7 @@ async function main(given: string[]): Promise<number> {
     .completion('completion', 'Print a shell completion script (bash or zsh): kocache completion >> ~/.bashrc')
     .demandCommand(1, 'name a command (see kocache --help)')
     .strict()
+    .middleware(refuseRepeats)
     .recommendCommands()
     .help()
     .alias('h', 'help')

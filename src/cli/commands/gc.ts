@@ -63,7 +63,7 @@ export const gcCommand: CommandModule<object, GcArgs> = {
       .option('verify', { type: 'boolean', default: false, describe: 'Re-hash all content and drop corrupt blobs (reads the whole cache)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'Report what would be removed; change nothing' })
       .option('cache-repo', { requiresArg: true, type: 'string', describe: 'Prune this registry cache (REGISTRY/REPO) instead: records older than --max-age are deleted' })
-      .option('insecure-registry', { requiresArg: true, type: 'string', describe: 'With --cache-repo: HOST[:PORT] reached over plain HTTP (loopback always is)' })
+      .option('insecure-registry', { requiresArg: true, type: 'string', describe: 'With --cache-repo: HOST[:PORT] reached over plain HTTP, repeatable (loopback always is)' })
       .example('$0 gc --cache-repo ghcr.io/you/kocache --max-age 30d', 'delete registry cache records not written for 30 days')
       .example('$0 gc --max-size 5GiB --max-age 30d', '')
       .example('$0 gc --dry-run --max-size 500MB --json', '') as unknown as Argv<GcArgs>,

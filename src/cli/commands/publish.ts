@@ -45,9 +45,8 @@ function list(v: Many): string[] {
   return v === undefined ? [] : Array.isArray(v) ? v.map(String) : [String(v)];
 }
 
-/** Flags that may appear once only: given twice, yargs makes an array, and the intent is unclear. */
-function single(v: unknown, flag: string): string | undefined {
-  if (Array.isArray(v)) throw usageError(`--${flag} given ${v.length} times: give it once`);
+/** A flag that appears once at most (a repeat was refused before the handler: src/cli/once.ts). */
+function single(v: unknown): string | undefined {
   return v === undefined ? undefined : String(v);
 }
 
@@ -78,7 +77,7 @@ export const publishCommand: CommandModule<object, PublishArgs> = {
       .example('$0 publish ./out/app:/app --base scratch --entrypoint /app --output oci:./image', 'no registry at all')
       .example('$0 publish ./dist/app_{os}_{arch}:/usr/local/bin/app --base gcr.io/distroless/static --repo ghcr.io/you/app:v1 --platform linux/amd64 --platform linux/arm64 --entrypoint /usr/local/bin/app', '') as unknown as Argv<PublishArgs>,
   handler: async (args) => {
-    const req = parseRequest(withProject(args, loadProject(single(args.config, 'config'))));
+    const req = parseRequest(withProject(args, loadProject(single(args.config))));
     await run(req, makeContext(args));
   },
 };
@@ -93,8 +92,8 @@ interface PublishRequest {
 }
 
 function parseRequest(args: PublishArgs): PublishRequest {
-  const output = parseOutput(single(args.output, 'output'));
-  const repoText = single(args.repo, 'repo');
+  const output = parseOutput(single(args.output));
+  const repoText = single(args.repo);
   if (output.kind === 'registry' && repoText === undefined) {
     throw usageError('publish needs --repo REGISTRY/REPO[:TAG] to push to (or --output oci:DIR / docker-archive:FILE to write a file)');
   }
@@ -103,7 +102,7 @@ function parseRequest(args: PublishArgs): PublishRequest {
   // Without --repo, tags still name the entries of an OCI layout.
   const tags = publishTags(named?.tags ?? [], list(args.tag));
   if (repo) repo.tag = tags[0]!;
-  const base = single(args.base, 'base');
+  const base = single(args.base);
   if (base === undefined) throw usageError('publish needs --base REF (or --base scratch for none), or "base" in the project file');
   // Checked now, so a typo fails before any layer is built (a digest is welcome: pinning a base is good).
   if (base !== 'scratch') parseReference(base);
@@ -124,20 +123,20 @@ function parseRequest(args: PublishArgs): PublishRequest {
   }
 
   const overrides: ConfigOverrides = {};
-  const entrypoint = single(args.entrypoint, 'entrypoint');
+  const entrypoint = single(args.entrypoint);
   if (entrypoint !== undefined) overrides.entrypoint = parseCommand(entrypoint, 'entrypoint');
-  const cmd = single(args.cmd, 'cmd');
+  const cmd = single(args.cmd);
   if (cmd !== undefined) overrides.cmd = parseCommand(cmd, 'cmd');
   const env = list(args.env).map((e) => parseKeyValue(e, 'env'));
   if (env.length) overrides.env = env;
   const labels = list(args.label).map((l) => parseKeyValue(l, 'label'));
   if (labels.length) overrides.labels = labels;
-  const workdir = single(args.workdir, 'workdir');
+  const workdir = single(args.workdir);
   if (workdir !== undefined) {
     if (!workdir.startsWith('/')) throw usageError(`--workdir ${JSON.stringify(workdir)} must be an absolute path in the image`);
     overrides.workdir = workdir;
   }
-  const user = single(args.user, 'user');
+  const user = single(args.user);
   if (user !== undefined) overrides.user = user;
 
   const specs = list(args.sources as Many);
@@ -147,11 +146,11 @@ function parseRequest(args: PublishArgs): PublishRequest {
   const perLayer = args.layerSettings;
   return {
     repo, output,
-    imageRefs: single(args['image-refs'], 'image-refs'),
-    digestFile: single(args['digest-file'], 'digest-file'),
+    imageRefs: single(args['image-refs']),
+    digestFile: single(args['digest-file']),
     options: {
       base, repo, output, platforms, tags, layers: specs,
-      importPath: single(args['import-path'], 'import-path'),
+      importPath: single(args['import-path']),
       config: overrides,
       annotations: { ...standardAnnotations(), ...annotations },
       layerSettings: perLayer ? specs.map((_, i) => layerSettingsFor(settings, perLayer[i])) : settings,
