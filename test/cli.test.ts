@@ -55,6 +55,21 @@ describe('command line', () => {
     assert.match(r.stderr, /DEST "app" must be an absolute path in the image: .*out:\/app/);
   });
 
+  test('a DEST with .., and a SOURCE_DATE_EPOCH a tar header cannot hold, are usage errors: exit 2, one line', () => {
+    const r = runCliSync(['build', `${join(work, 'out')}:/a/../b`, '--import-path', 'x.com/y'], env);
+    assert.equal(r.code, 2, r.stderr);
+    assert.ok(isOneLineError(r), r.stderr);
+    assert.match(r.stderr, /destination "\/a\/..\/b" must not contain \.\./);
+    for (const [epoch, code] of [['8589934591', 0], ['8589934592', 2], ['99999999999999', 2]] as const) {
+      const b = runCliSync(['publish', `${join(work, 'out')}:/app`, '--base', 'scratch', '--output', `oci:${join(work, `epoch-${epoch}`)}`], { ...env, SOURCE_DATE_EPOCH: epoch });
+      assert.equal(b.code, code, `${epoch}: ${b.stderr}`);
+      if (code === 2) {
+        assert.ok(isOneLineError(b), b.stderr);
+        assert.match(b.stderr, /SOURCE_DATE_EPOCH \d+ is beyond what a tar header holds/);
+      }
+    }
+  });
+
   test("an unwritable cache folder says to use --cache-dir or KOCACHE=off", async () => {
     chmodSync(work, 0o755); // the source is read as nobody too
     const locked = join(work, 'locked');

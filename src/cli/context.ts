@@ -123,10 +123,14 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): C
   return { cache, out, jobs, gzip: { ...DEFAULT_GZIP, algorithm, level, jobs }, ephemeralCache: loc.ephemeral };
 }
 
+const MAX_EPOCH = 8 ** 11 - 1;
+
 /** SOURCE_DATE_EPOCH as seconds, validated; 0 when unset. */
 export function sourceDateEpoch(env = process.env): number {
   const v = env.SOURCE_DATE_EPOCH;
   if (v === undefined || v === '') return 0;
   if (!/^\d+$/.test(v)) throw usageError(`SOURCE_DATE_EPOCH must be whole seconds since 1970, not ${JSON.stringify(v)}`);
+  // A tar header's mtime is 11 octal digits.
+  if (Number(v) > MAX_EPOCH) throw usageError(`SOURCE_DATE_EPOCH ${v} is beyond what a tar header holds (at most ${MAX_EPOCH}, in the year 2242)`);
   return Number(v);
 }

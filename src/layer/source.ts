@@ -24,7 +24,7 @@ export interface LayerSource {
  * A DEST ending in `/` receives a file under its own name.
  */
 export function parseLayerSource(spec: string, cwd = process.cwd()): LayerSource {
-  if (!spec) throw new KocacheError('input', 'empty layer source: want SRC[:DEST]');
+  if (!spec) throw usageError('empty layer source: want SRC[:DEST]');
   const { src: rawSrc, dest: rawDest, owner } = parseLayerSpecText(spec);
   const src = resolve(cwd, rawSrc);
   let isDir: boolean;
@@ -84,8 +84,8 @@ function lstatIsDirFollow(p: string): boolean {
 
 export function normaliseDest(dest: string): string {
   if (!dest.startsWith('/')) throw usageError(`destination ${JSON.stringify(dest)} must be an absolute path in the image`);
-  if (dest.split('/').includes('..')) throw new KocacheError('input', `destination ${JSON.stringify(dest)} must not contain ..`);
-  if (dest.includes('\0')) throw new KocacheError('input', 'destination must not contain NUL');
+  if (dest.split('/').includes('..')) throw usageError(`destination ${JSON.stringify(dest)} must not contain ..`);
+  if (dest.includes('\0')) throw usageError('destination must not contain NUL');
   const n = posix.normalize(dest).replace(/\/+$/, '');
   return n === '/' ? '' : n;
 }

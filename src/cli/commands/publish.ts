@@ -144,6 +144,8 @@ function parseRequest(args: PublishArgs): PublishRequest {
   const annotations = Object.fromEntries(list(args.annotation).map((a) => parseKeyValue(a, 'annotation')));
   const settings = layerSettings(args as unknown as Record<string, unknown>);
   const perLayer = args.layerSettings;
+  // Checked before the annotations, whose `created` is made from it.
+  const epoch = sourceDateEpoch();
   return {
     repo, output,
     imageRefs: single(args['image-refs']),
@@ -154,7 +156,7 @@ function parseRequest(args: PublishArgs): PublishRequest {
       config: overrides,
       annotations: { ...standardAnnotations(), ...annotations },
       layerSettings: perLayer ? specs.map((_, i) => layerSettingsFor(settings, perLayer[i])) : settings,
-      sourceDateEpoch: sourceDateEpoch(),
+      sourceDateEpoch: epoch,
       offline: Boolean(args.offline),
       insecureRegistries: list(args['insecure-registry']),
       timeouts: registryTimeouts(args),
