@@ -11,7 +11,7 @@ import type { Reference } from '../src/reference/reference.js';
 import { type CacheRepos, RegistryCache, type Target } from '../src/regcache/cache.js';
 import { collectRegistryGarbage } from '../src/regcache/gc.js';
 import {
-  Annotation, RECORD_CONFIG, RECORD_MEDIA_TYPE, layerRecordManifest, parseLayerRecord, recordKey, recordTag,
+  Annotation, RECORD_CONFIG, RECORD_MEDIA_TYPE, layerRecordManifest, parseLayerRecord, recordDay, recordKey, recordTag,
 } from '../src/regcache/record.js';
 import { RegistryClient } from '../src/remote/client.js';
 import { DEFAULT_GZIP } from '../src/compress/options.js';
@@ -435,6 +435,24 @@ describe('gc of a registry cache', () => {
     assert.ok(await rc.findLayer(fresh.key, GZ, { kind: 'none' }));
     await rc.close();
     assert.deepEqual(warnings, []);
+  });
+
+  test('--max-age under a day: a record counts as written at the end of its day, so none younger than the age goes', async () => {
+    const repo = repoOf('rc/gc-hours');
+    const day = 86_400_000;
+    const hour = 3_600_000;
+    const now = Date.now();
+    await writeRecord(repo, () => now);
+    const c = new RegistryClient();
+    for (const maxAgeMs of [1, 90 * 60_000, 12 * hour]) {
+      const r = await collectRegistryGarbage(c, repo, { maxAgeMs, dryRun: true, now });
+      assert.deepEqual(r.expired, [], `a record written today is kept with --max-age ${maxAgeMs} ms`);
+    }
+    // Its day ended 11 hours ago, then 13: kept, then gone, at 12h.
+    const dayEnd = Date.parse(recordDay(now)) + day;
+    assert.equal((await collectRegistryGarbage(c, repo, { maxAgeMs: 12 * hour, dryRun: true, now: dayEnd + 11 * hour })).expired.length, 0);
+    assert.equal((await collectRegistryGarbage(c, repo, { maxAgeMs: 12 * hour, dryRun: true, now: dayEnd + 13 * hour })).expired.length, 1);
+    await c.close();
   });
 
   test('a registry that refuses deletes is reported as such', async () => {

@@ -40,6 +40,8 @@ export interface RemoteGcReport {
  * pinned stay until the registry's own garbage collection, which frees those no other manifest
  * (an image, a newer record) references. App images are never touched: only record tags are read.
  */
+const DAY_MS = 86_400_000;
+
 export async function collectRegistryGarbage(client: RegistryClient, repo: Reference, o: RemoteGcOptions): Promise<RemoteGcReport> {
   const now = o.now ?? Date.now();
   const tags = (await client.listTags(repo)).filter(isRecordTag).sort();
@@ -58,7 +60,9 @@ export async function collectRegistryGarbage(client: RegistryClient, repo: Refer
       skipped++;
       return;
     }
-    if (now - info.created > o.maxAgeMs) {
+    // A record carries only the day it was written (record.ts): it may have been written as late
+    // as that day's end, so its age counts from there and no record younger than maxAge goes.
+    if (now - (info.created + DAY_MS) > o.maxAgeMs) {
       expired.push({ tag, digest: got.descriptor.digest, kind: info.kind, created: new Date(info.created).toISOString() });
     }
   });
