@@ -102,14 +102,15 @@ describe('command line', () => {
     assert.ok(opts.includes('--base') && opts.includes('--platform'), opts.join(' '));
   });
 
-  test('SIGINT and SIGTERM remove the temp files and the lease before exiting', async () => {
+  test('SIGINT and SIGTERM remove the temp files and the lease, and clear the progress line, before exiting', async () => {
     const big = join(work, 'big');
     mkdirSync(big);
     writeFileSync(join(big, 'blob'), someBytes(200 << 20, 'sig'));
     for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
       const cache = join(work, `sig-${signal}`);
       const child = spawn(CLI, ['publish', `${big}:/data`, '--base', 'scratch', '--level', '9', '-j', '1', '--output', `oci:${join(work, `sig-out-${signal}`)}`], {
-        env: { ...process.env, CI: 'true', KOCACHE: cache },
+        // Progress drawn on the pipe as on a terminal: the signal must not leave its line behind.
+        env: { ...process.env, CI: 'true', KOCACHE: cache, KOCACHE_PROGRESS: 'always' },
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let stderr = '';
@@ -118,13 +119,14 @@ describe('command line', () => {
       // Wait until the layer is being written into the cache's tmp/ and a lease is held.
       const tmp = join(cache, 'tmp');
       const deadline = Date.now() + 60_000;
-      while (!(existsSync(tmp) && readdirSync(tmp).length > 0 && readdirSync(join(cache, 'leases')).length > 0)) {
+      while (!(existsSync(tmp) && readdirSync(tmp).length > 0 && readdirSync(join(cache, 'leases')).length > 0 && stderr.includes('\r\x1b[K'))) {
         assert.ok(Date.now() < deadline, `no temp file appeared: ${stderr}`);
         await new Promise((r) => setTimeout(r, 20));
       }
       assert.ok(statSync(join(tmp, readdirSync(tmp)[0]!)).isFile());
       child.kill(signal);
       assert.equal(await exited, code, stderr);
+      assert.ok(stderr.endsWith('\r\x1b[K'), `${signal}: the progress line is cleared last: ${JSON.stringify(stderr.slice(-80))}`);
       assert.deepEqual(readdirSync(tmp), [], `${signal}: temp files left`);
       assert.deepEqual(readdirSync(join(cache, 'leases')), [], `${signal}: lease left`);
     }

@@ -60,6 +60,7 @@ export class Output {
     const line = typeof text === 'function' ? text() : text;
     this.stderr.write(`\r\x1b[K${line.slice(0, width)}`);
     this.drawn = true;
+    drawing = this;
   }
 
   /** Draws now, whatever the rate limit (a ticking clock, a new phase). */
@@ -72,6 +73,7 @@ export class Output {
     if (!this.drawn) return;
     this.stderr.write('\r\x1b[K');
     this.drawn = false;
+    if (drawing === this) drawing = undefined;
   }
 
   /** The command's result. With --json, one JSON line; else the given text lines. */
@@ -80,6 +82,14 @@ export class Output {
     if (this.opts.json || text === undefined) process.stdout.write(`${JSON.stringify(value)}\n`);
     else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   }
+}
+
+/** The Output whose progress line is on the terminal now, if any. */
+let drawing: Output | undefined;
+
+/** Clears the progress line drawn, if any: a command stopped by a signal leaves the terminal clean. */
+export function clearDrawnProgress(): void {
+  drawing?.clearProgress();
 }
 
 export function formatBytes(n: number): string {

@@ -1,4 +1,5 @@
 import { removeTrackedTempFiles } from '../util/tmpfile.js';
+import { clearDrawnProgress } from './output.js';
 
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15 } as const;
 
@@ -13,6 +14,7 @@ export function exitCleanlyOnSignals(): void {
   for (const [name, n] of Object.entries(SIGNAL_NUMBERS)) {
     process.once(name, () => {
       try {
+        clearDrawnProgress();
         removeTrackedTempFiles();
       } finally {
         process.exit(128 + n);
