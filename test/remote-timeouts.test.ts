@@ -81,6 +81,12 @@ describe('a registry that accepts connections and never answers', () => {
     assert.match(warnings[0]!, new RegExp(`registry cache ${host}/cache not used: .*registry timeout 3 s`));
   });
 
+  test('inspect REF: the same timeouts, one line naming the registry', async () => {
+    const r = await runCli(['inspect', `${host}/app:v1`, ...FAST], { KOCACHE: join(root, 'cache-inspect') }, { timeout: KILL_AFTER_MS });
+    assertGaveUp(r, host);
+    assert.match(lines(r).errors[0]!, /registry timeout 3 s/);
+  });
+
   test('gc --cache-repo: the same timeouts, one line naming the registry', async () => {
     const r = await runCli(['gc', '--cache-repo', `${host}/cache`, '--max-age', '1d', ...FAST], { KOCACHE: join(root, 'cache-gc') }, { timeout: KILL_AFTER_MS });
     assert.equal(r.signal, null, r.stderr);

@@ -59,6 +59,13 @@ async function main(given: string[]): Promise<number> {
  * `requiresArg`, so `--platform` at the end of the line is refused rather than read as '').
  */
 function usageMessage(msg: string): string {
+  const unknown = /^(Unknown arguments?): (.+)$/.exec(msg);
+  if (unknown) {
+    // yargs names an unknown --foo-bar twice, as typed and as fooBar.
+    const names = unknown[2]!.split(', ');
+    const typed = names.filter((n) => !names.some((k) => k !== n && k.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase()) === n));
+    return `${typed.length === 1 ? 'Unknown argument' : 'Unknown arguments'}: ${typed.join(', ')}`;
+  }
   const m = /^Not enough arguments following: (.+)$/.exec(msg);
   if (!m) return msg;
   const name = m[1]!;

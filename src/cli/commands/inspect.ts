@@ -14,12 +14,13 @@ import { MediaType, isIndexMediaType, isManifestMediaType } from '../../oci/medi
 import { formatPlatform } from '../../oci/platform.js';
 import { formatReference, withIdentifier } from '../../reference/reference.js';
 import { RegistryClient } from '../../remote/client.js';
+import type { Timeouts } from '../../remote/timeouts.js';
 import { detectArchive } from '../../tarball/detect.js';
 import { type ArchivePeek, peekArchive } from '../../tarball/peek.js';
-import { type Context, type GlobalArgs, globalOptions, makeContext } from '../context.js';
+import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts } from '../context.js';
 import { formatBytes } from '../output.js';
 
-interface InspectArgs extends GlobalArgs {
+interface InspectArgs extends GlobalArgs, RegistryArgs {
   image: string;
   'insecure-registry'?: string | string[] | undefined;
 }
@@ -31,7 +32,7 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
   command: 'inspect <image>',
   describe: 'Show an image: manifest, config, layers with sizes (registry, OCI layout or archive)',
   builder: (y: Argv) =>
-    globalOptions(y)
+    registryOptions(globalOptions(y))
       .positional('image', { type: 'string', demandOption: true, describe: 'REGISTRY/REPO[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, or a path' })
       .option('insecure-registry', { type: 'string', requiresArg: true, describe: 'HOST[:PORT] reached over plain HTTP, repeatable (loopback always is)' })
       .example('$0 inspect oci:./image:latest', '')
@@ -40,13 +41,13 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
     const source = parseImageSource(args.image);
     const ctx = makeContext(args);
     const insecure = args['insecure-registry'] === undefined ? [] : ([] as string[]).concat(args['insecure-registry']).map(String);
-    const result = await inspect(args.image, source, ctx, insecure);
+    const result = await inspect(args.image, source, ctx, insecure, registryTimeouts(args));
     ctx.out.result(result, describe(result));
   },
 };
 
-async function inspect(given: string, source: ImageSource, ctx: Context, insecure: string[]): Promise<Inspection> {
-  if (source.kind === 'registry') return inspectRegistry(given, source, ctx, insecure);
+async function inspect(given: string, source: ImageSource, ctx: Context, insecure: string[], timeouts: Partial<Timeouts>): Promise<Inspection> {
+  if (source.kind === 'registry') return inspectRegistry(given, source, ctx, insecure, timeouts);
   if (source.kind === 'layout' || (source.format === undefined && (await detectArchive(source.path)).format === 'layout')) {
     const dir = source.path;
     if (!existsSync(join(dir, 'oci-layout'))) throw new KocacheError('layout', `${dir} is not an OCI image layout (no oci-layout file)`);
@@ -71,9 +72,9 @@ async function inspect(given: string, source: ImageSource, ctx: Context, insecur
   throw new KocacheError('archive', `${given} is neither an OCI archive (no index.json) nor a docker-archive (no manifest.json)`);
 }
 
-async function inspectRegistry(given: string, source: Extract<ImageSource, { kind: 'registry' }>, ctx: Context, insecure: string[]): Promise<Inspection> {
+async function inspectRegistry(given: string, source: Extract<ImageSource, { kind: 'registry' }>, ctx: Context, insecure: string[], timeouts: Partial<Timeouts>): Promise<Inspection> {
   const ref = source.ref;
-  const client = new RegistryClient({ insecureRegistries: insecure, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), cache: ctx.cache });
+  const client = new RegistryClient({ insecureRegistries: insecure, jobs: ctx.jobs, warn: (m) => ctx.out.warn(m), cache: ctx.cache, timeouts });
   try {
     const top = await client.getManifest(ref);
     const read: ReadBlob = async (d) => {
