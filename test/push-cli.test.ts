@@ -82,6 +82,20 @@ describe('push transports', () => {
     assert.equal(reg.uploadsStarted('tr/never'), 0);
   });
 
+  test('one image under two tags (publish --tag a --tag b) is one image: pushed without :TAG, inspected once with both tags', async () => {
+    for (const platforms of [[], ['--platform', 'linux/amd64', '--platform', 'linux/arm64']]) {
+      const dir = join(work, `twotags${platforms.length}`);
+      const made = JSON.parse(await cli(['publish', '--json', './out:/app', '--base', 'scratch', '--tag', 'a', '--tag', 'b', ...platforms, '--output', `oci:${dir}`])) as { digest: string };
+      const pushed = JSON.parse(await cli(['push', '--json', `oci:${dir}`, `${reg.host}/tr/twotags${platforms.length}:v1`])) as PushJson;
+      assert.equal(pushed.images[0]!.digest, made.digest);
+      assert.equal(await remoteDigest(`${reg.host}/tr/twotags${platforms.length}:v1`), made.digest);
+      const seen = JSON.parse(await cli(['inspect', '--json', `oci:${dir}`])) as { digest: string | null; images: { tags: string[] }[] };
+      assert.equal(seen.digest, made.digest);
+      assert.equal(seen.images.length, platforms.length === 0 ? 1 : 2, 'each image once');
+      for (const i of seen.images) assert.deepEqual(i.tags, ['a', 'b']);
+    }
+  });
+
   test('oci-archive:FILE:TAG and docker-archive:FILE, together through --also', async () => {
     const ociArchive = join(work, 'img.oci.tar');
     await skopeo('copy', `oci:${layout}:a`, `oci-archive:${ociArchive}:a`);

@@ -10,6 +10,12 @@ export function layoutTags(index: ImageIndex): string[] {
   return index.manifests.map((m) => m.annotations?.[REF_NAME]).filter((t): t is string => t !== undefined);
 }
 
+/** The index's entries, one per digest: a layout may name one image under several tags. */
+export function distinctEntries(index: ImageIndex): Descriptor[] {
+  const seen = new Set<string>();
+  return index.manifests.filter((m) => !seen.has(m.digest) && seen.add(m.digest));
+}
+
 /**
  * The index.json entry an `oci:DIR[:TAG]` names: the entry with that ref name, or, with no tag,
  * the only entry. Anything else is an error that lists what there is to choose from.
@@ -28,16 +34,19 @@ export function selectLayoutEntry(index: ImageIndex, tag: string | undefined, wh
     if (hits.length === 0) throw new KocacheError('layout', `${where} has no image tagged ${JSON.stringify(tag)} (${listed()})`);
     throw new KocacheError('layout', `${where} has ${hits.length} images tagged ${JSON.stringify(tag)}`);
   }
-  if (index.manifests.length === 1) return index.manifests[0]!;
-  throw new KocacheError('layout', `${where} holds ${index.manifests.length} images: name one as ${where}:TAG (${listed()})`, { exitCode: 2 });
+  const images = distinctEntries(index);
+  if (images.length === 1) return images[0]!;
+  throw new KocacheError('layout', `${where} holds ${images.length} images: name one as ${where}:TAG (${listed()})`, { exitCode: 2 });
 }
 
 /**
  * Whether a layout's index.json needs a tag to say which image is meant: several entries that are
- * not one multi-platform image (every entry naming its platform, as a multi-platform layout does).
+ * not one multi-platform image (every entry naming its platform, as a multi-platform layout does)
+ * nor one image under several tags.
  */
 export function needsTag(index: ImageIndex): boolean {
-  return index.manifests.length > 1 && !index.manifests.every((m) => m.platform);
+  const images = distinctEntries(index);
+  return images.length > 1 && !images.every((m) => m.platform);
 }
 
 /** Parses and checks a layout's index.json (read by tarball/layout.ts, within its bounds; an OCI archive's too). */

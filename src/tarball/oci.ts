@@ -5,7 +5,7 @@ import type { ImageConfig, ImageIndex, ImageManifest } from '../oci/manifest.js'
 import { MediaType, isIndexMediaType, isManifestMediaType } from '../oci/mediatypes.js';
 import type { StoredFile } from './ingest.js';
 import { layoutBlobPath } from './layout.js';
-import { needsTag, selectLayoutEntry } from '../oci/refname.js';
+import { distinctEntries, needsTag, selectLayoutEntry } from '../oci/refname.js';
 import { isObject, parseJsonFile } from './json.js';
 import type { ImagePlan, LayerPlan, ManifestPlan } from './plan.js';
 import type { ArchiveContents } from './scan.js';
@@ -32,8 +32,9 @@ export function planOciArchive(contents: ArchiveContents, tag?: string): ImagePl
   // A tag (oci:DIR:TAG) picks its entry; several entries that are not one multi-platform image
   // are several images, and which one is meant must be said (the error lists the tags).
   const picked = tag !== undefined || needsTag(index) ? selectLayoutEntry(index, tag, name) : undefined;
-  if (picked || index.manifests.length === 1) {
-    const only = picked ?? index.manifests[0]!;
+  const images = distinctEntries(index);
+  if (picked || images.length === 1) {
+    const only = picked ?? images[0]!;
     if (isIndexMediaType(only.mediaType)) {
       const bytes = blobBytes(contents, only, 'index.json');
       const nested = readIndex(bytes, `${name}: index ${only.digest}`);

@@ -4,7 +4,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { KocacheError } from '../../errors.js';
 import { type InspectedImage, type Inspection, type ReadBlob, checkedJson, inspectManifests } from '../../image/inspect.js';
 import { type ImageSource, parseImageSource } from '../../image/transport.js';
-import { REF_NAME, parseLayoutIndex, selectLayoutEntry } from '../../oci/refname.js';
+import { REF_NAME, distinctEntries, parseLayoutIndex, selectLayoutEntry } from '../../oci/refname.js';
 import { openInFolder, readAll } from '../../util/folder.js';
 import { layoutBlobPath, readLayoutIndex } from '../../tarball/layout.js';
 import type { Descriptor } from '../../oci/descriptor.js';
@@ -94,7 +94,8 @@ async function inspectRegistry(given: string, source: Extract<ImageSource, { kin
 
 /** A layout's index.json (from a folder or an OCI archive): one entry when a tag names it, else every entry. */
 async function inspectIndex(given: string, index: ImageIndex, tag: string | undefined, read: ReadBlob, where: string): Promise<Inspection> {
-  const entries = tag !== undefined || index.manifests.length === 1 ? [selectLayoutEntry(index, tag, where)] : index.manifests;
+  const distinct = distinctEntries(index);
+  const entries = tag !== undefined || distinct.length === 1 ? [selectLayoutEntry(index, tag, where)] : distinct;
   const tagsOf = (d: Descriptor) => index.manifests.filter((m) => m.digest === d.digest).map((m) => m.annotations?.[REF_NAME]).filter((t): t is string => t !== undefined);
   const images: InspectedImage[] = [];
   for (const e of entries) {
