@@ -84,6 +84,11 @@ describe('per-layer owner, modes and excludes', () => {
     assert.deepEqual(names, ['e/', 'e/app.js', 'e/logs/', 'e/logs/keep.log']);
     const flags = await build([`${src}:/e`, '--exclude', 'node_modules', '--exclude', 'logs/*.log', '--exclude', '!logs/keep.log']);
     assert.equal(flags.digest, some.digest, 'the same patterns as flags give the same layer');
+    // A folder excluded whole, one file under it taken back: the folder stays, with the layer's owner.
+    const back = await build([`${src}:/e`, '--exclude', 'node_modules', '--exclude', 'logs', '--exclude', '!logs/keep.log', '--owner', '7:8']);
+    const kept = await entries(back.digest);
+    assert.deepEqual([...kept.keys()], ['e/', 'e/app.js', 'e/logs/', 'e/logs/keep.log']);
+    assert.deepEqual(kept.get('e/logs/'), [0o755, 7, 8]);
     const missing = await runCli(['build', `${src}:/e`, '--import-path', 'x.com/y', '--exclude-from', join(work, 'nope')], env);
     assert.ok(isOneLineError(missing), missing.stderr);
   });

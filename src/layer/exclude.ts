@@ -37,15 +37,26 @@ export function excludeFilter(patterns: readonly string[], files: readonly strin
     all.push(p.trim());
   }
   if (all.length === 0) return undefined;
-  const id = createHash('sha256').update(all.join('\n')).digest('hex').slice(0, 16);
+  // 'p1': the folders above a path taken back stay (applyExcludes); layers keyed before that differ.
+  const id = createHash('sha256').update(`p1\n${all.join('\n')}`).digest('hex').slice(0, 16);
   return { id, patterns: all };
 }
 
-/** The entries that stay: the root always, every other one unless the patterns exclude it. */
+/**
+ * The entries that stay: the root always, every other one unless the patterns exclude it, and the
+ * folders above an entry that stays (`logs` then `!logs/keep.log` keeps `logs/`, as BuildKit sends
+ * it: else the runtime would make the folder with its own owner and mode).
+ */
 export async function applyExcludes(entries: SourceEntry[], filter: ExcludeFilter | undefined): Promise<SourceEntry[]> {
   if (!filter) return entries;
   // Loaded only when a layer has excludes (not on every build's start-up).
   const mod = (await import('@balena/dockerignore')) as unknown as { default: () => Ignore };
   const ig = mod.default().add(filter.patterns);
-  return entries.filter((e) => e.rel === '' || !ig.ignores(e.rel));
+  const kept = entries.map((e) => e.rel === '' || !ig.ignores(e.rel));
+  const keptDirs = new Set<string>();
+  entries.forEach((e, i) => {
+    if (!kept[i]) return;
+    for (let cut = e.rel.lastIndexOf('/'); cut > 0 && !keptDirs.has(e.rel.slice(0, cut)); cut = e.rel.lastIndexOf('/', cut - 1)) keptDirs.add(e.rel.slice(0, cut));
+  });
+  return entries.filter((e, i) => kept[i] || (e.type === 'directory' && keptDirs.has(e.rel)));
 }
