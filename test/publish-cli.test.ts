@@ -149,6 +149,7 @@ describe('publish: project file', () => {
       [{ base: 'scratch', layers: ['/'], platforms: ['linux/amd64', 'linux/arm65'] }, /platforms\[1\]: invalid platform "linux\/arm65"/],
       [{ base: 'scratch', layers: ['/'], env: { A: 1 } }, /env\.A: want a string value, not 1/],
       [{ base: 'scratch', layers: [{ src: '.', dest: 'app' }] }, /layers\[0\]: DEST "app" must be an absolute path/],
+      [{ base: 'scratch', layers: ['/', '.:app'] }, /layers\[1\]: in ".:app", DEST "app" must be an absolute path in the image: .:\/app/],
       [{ base: 'scratch', layers: [] }, /layers: want a non-empty array/],
       [{ base: 42, layers: ['/'] }, /base: want a non-empty string, not 42/],
       [{ base: 'scratch', layers: ['/'], tags: ['ok', '-bad'] }, /tags\[1\]: "-bad" is not a valid tag/],

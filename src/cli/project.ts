@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { KocacheError, fsError } from '../errors.js';
-import { parseLayerSpecText } from '../layer/source.js';
+import { parseLayerSpecText, relativeDest } from '../layer/source.js';
 import { parsePlatform } from '../oci/platform.js';
 
 /** The project file `kocache publish` reads from the working directory, like ko's .ko.yaml. */
@@ -177,6 +177,8 @@ function projectLayer(l: unknown, field: string, dir: string, fail: Fail): { spe
   let settings: ProjectLayerSettings | undefined;
   if (typeof l === 'string') {
     if (l === '') throw fail(field, 'want "SRC[:DEST]", not an empty string');
+    const relative = relativeDest(l, dir);
+    if (relative) throw fail(field, relative.message);
     const parsed = parseLayerSpecText(l);
     ({ src, dest } = parsed);
     if (parsed.owner) owner = `${parsed.owner.uid}:${parsed.owner.gid}`;

@@ -1,4 +1,4 @@
-import { lstatSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, statSync } from 'node:fs';
 import { basename, posix, resolve } from 'node:path';
 import { KocacheError, fsError, usageError } from '../errors.js';
 import type { ExcludeFilter } from './exclude.js';
@@ -40,9 +40,10 @@ export function parseLayerSource(spec: string, cwd = process.cwd()): LayerSource
 }
 
 /** `./out:app` names no file; when `./out` is one, the DEST was meant and lacks its leading `/`. */
-function relativeDest(spec: string, cwd: string): KocacheError | undefined {
+export function relativeDest(spec: string, cwd: string): KocacheError | undefined {
+  if (existsSync(resolve(cwd, spec))) return undefined;
   const colon = spec.lastIndexOf(':');
-  if (colon <= 0 || colon === spec.length - 1) return undefined;
+  if (colon <= 0 || colon === spec.length - 1 || spec[colon + 1] === '/') return undefined;
   try {
     lstatSync(resolve(cwd, spec.slice(0, colon)));
   } catch {

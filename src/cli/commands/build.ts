@@ -3,7 +3,7 @@ import { buildLayer } from '../../layer/build.js';
 import { parseLayerSource } from '../../layer/source.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
-import { formatBytes } from '../output.js';
+import { Progress } from '../progress.js';
 import { traceAdd } from '../../util/trace.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
 import { layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
@@ -34,8 +34,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
     // The registry cache is loaded only when asked for: a plain local hit must not load it.
     const registryCache = repos && new (await import('../../regcache/cache.js')).RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, timeouts });
     const tier = registryCache && (await import('../../regcache/layers.js')).layerTier(registryCache, { target: { kind: 'local' } });
-    let read = 0;
-    let expected = 0;
+    const progress = new Progress(ctx.out);
     const layer = await buildLayer(source, {
       cache: ctx.cache,
       importPath: args['import-path'],
@@ -45,14 +44,15 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       gzip: ctx.gzip,
       warn: (m) => ctx.out.warn(m),
       tier,
+      // Drawn only when the layer is tarred: a hit says nothing.
       onPack: (n) => {
-        expected = n;
+        progress.phase('building layer');
+        progress.bytesExpected(n);
       },
-      onBytes: (n) => {
-        read += n;
-        ctx.out.progress(() => `building layer: ${formatBytes(read)} of ${formatBytes(expected)} read`);
-      },
+      onBytes: (n) => progress.bytesRead(n),
     });
+    progress.stop();
+    progress.endPhase();
     // Read by the launcher: a hit's run is the one to make a code cache from (src/cli/startup/launch.cts).
     if (layer.cached) traceAdd('layer.cached', 1);
     ctx.out.result({
