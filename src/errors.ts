@@ -80,6 +80,7 @@ export function errnoReason(err: unknown): string {
     : code === 'EACCES' || code === 'EPERM' ? 'permission denied'
     : code === 'ENOTDIR' ? 'a parent is not a directory'
     : code === 'EISDIR' ? 'is a directory'
+    : code === 'EEXIST' ? 'a file of that name is in the way'
     : code === 'ELOOP' ? 'too many levels of symbolic links'
     : err instanceof Error ? err.message : String(err);
 }

@@ -74,7 +74,7 @@ export const gcCommand: CommandModule<object, GcArgs> = {
     const ctx = makeContext(args, { lease: false });
     const report = await collectGarbage(ctx.cache, { maxSize, maxAge, verify: args.verify, dryRun: args['dry-run'], bundle: runningBundle() });
     if (maxSize !== undefined && report.sizeAfter > maxSize) {
-      ctx.out.warn(`cache is ${formatBytes(report.sizeAfter)}, above --max-size ${formatBytes(maxSize)}: ${formatBytes(report.protectedBytes)} is in use by running kocache commands`);
+      ctx.out.warn(`cache is ${formatBytes(report.sizeAfter)}, above --max-size ${formatBytes(maxSize)}: ${formatBytes(report.protectedBytes)} is in use by running kocache commands or was written moments ago`);
     }
     ctx.out.result(report, summary(report));
   },
