@@ -10,10 +10,16 @@ export function layoutTags(index: ImageIndex): string[] {
   return index.manifests.map((m) => m.annotations?.[REF_NAME]).filter((t): t is string => t !== undefined);
 }
 
-/** The index's entries, one per digest: a layout may name one image under several tags. */
+/**
+ * The index's entries, one per digest and platform: a layout may name one image under several
+ * tags (entries that differ only in their names). Entries for other platforms stay.
+ */
 export function distinctEntries(index: ImageIndex): Descriptor[] {
   const seen = new Set<string>();
-  return index.manifests.filter((m) => !seen.has(m.digest) && seen.add(m.digest));
+  return index.manifests.filter((m) => {
+    const key = `${m.digest} ${JSON.stringify(m.platform ?? null)}`;
+    return !seen.has(key) && seen.add(key);
+  });
 }
 
 /**

@@ -61,8 +61,9 @@ export async function collectRegistryGarbage(client: RegistryClient, repo: Refer
       return;
     }
     // A record carries only the day it was written (record.ts): it may have been written as late
-    // as that day's end, so its age counts from there and no record younger than maxAge goes.
-    if (now - (info.created + DAY_MS) > o.maxAgeMs) {
+    // as that day's end, so its age counts from there and no record younger than maxAge goes
+    // (with --max-age 0s, every record).
+    if (Math.max(0, now - (info.created + DAY_MS)) >= o.maxAgeMs) {
       expired.push({ tag, digest: got.descriptor.digest, kind: info.kind, created: new Date(info.created).toISOString() });
     }
   });
