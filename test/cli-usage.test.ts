@@ -91,6 +91,14 @@ test('the same options with their values still work, repeated ones included', ()
   const w = runCliSync(['warm', ...args.warm!, '--platform', 'linux/amd64', '--platform', 'linux/arm64', '--json'], env);
   assert.equal(w.code, 0, w.stderr);
   assert.equal((JSON.parse(w.stdout).warmed as unknown[]).length, 2);
+  // A comma list, as publish takes it; build makes one layer, so it says so.
+  const listed = runCliSync(['warm', ...args.warm!, '--platform', 'linux/amd64,linux/arm64', '--json'], env);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.deepEqual(JSON.parse(listed.stdout).warmed, JSON.parse(w.stdout).warmed.map((x: object) => ({ ...x, cached: true })));
+  const one = runCliSync(['build', ...args.build!, '--platform', 'linux/amd64,linux/arm64'], env);
+  assert.equal(one.code, 2, one.stderr);
+  assert.ok(isOneLineError(one), one.stderr);
+  assert.match(one.stderr, /build makes one layer for one --platform/);
 });
 
 test('an empty or blank --build-id is refused (exit 2, one line), by build and by warm', () => {

@@ -1,4 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
+import { usageError } from '../../errors.js';
 import { buildLayer } from '../../layer/build.js';
 import { parseLayerSource } from '../../layer/source.js';
 import { parsePlatform } from '../../oci/platform.js';
@@ -26,6 +27,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('build-id', { requiresArg: true, type: 'string', describe: 'A build id you already know (lockfile hash, git tree id)' })
       .example('$0 build ./out/app:/usr/local/bin/app --import-path example.com/app --platform linux/arm64', '') as unknown as Argv<BuildArgs>,
   handler: async (args) => {
+    if (args.platform.includes(',')) throw usageError(`build makes one layer for one --platform, not ${JSON.stringify(args.platform)} (warm and publish take several)`);
     const platform = parsePlatform(args.platform);
     const source = withLayerSettings(parseLayerSource(args.source), layerSettings(args as unknown as Record<string, unknown>));
     const repos = cacheReposFrom(args);

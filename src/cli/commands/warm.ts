@@ -58,7 +58,12 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
       .example('$0 warm --tarball result.tar.gz', 'import a Nix dockerTools image: inflate once, compress each layer once') as unknown as Argv<WarmArgs>,
   handler: async (args) => {
     const targets = (args.targets ?? []).map(String);
-    const platforms = (args.platform ?? []).map((p) => parsePlatform(String(p)));
+    // As publish takes them: repeated, or a comma list; `all` alone is every platform of a reference.
+    const texts = (args.platform ?? []).flatMap((p) => String(p).split(',')).map((p) => p.trim());
+    if (texts.includes('all') && (texts.length > 1 || args['import-path'] !== undefined)) {
+      throw usageError(texts.length > 1 ? '--platform all means every platform of the image: give it alone' : '--platform all names no platform to build a layer for: name the platforms');
+    }
+    const platforms = texts.filter((p) => p !== 'all').map(parsePlatform);
     const hasTarballs = Boolean(args.tarball && args.tarball.length > 0);
     if (hasTarballs && targets.length > 0) throw usageError('warm takes either --tarball ARCHIVE... or targets, not both');
     if (!hasTarballs && targets.length === 0) throw usageError('name what to warm: REF..., SRC[:DEST]... --import-path IP, or --tarball ARCHIVE...');
