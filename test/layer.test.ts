@@ -13,7 +13,7 @@ import { CacheStore } from '../src/cache/store.js';
 import { traceSnapshot } from '../src/util/trace.js';
 import { buildLayer } from '../src/layer/build.js';
 import { parseLayerSource } from '../src/layer/source.js';
-import { tarBlocks } from '../src/layer/tar.js';
+import { assertUnchangedFiles, tarBlocks } from '../src/layer/tar.js';
 import { fingerprint } from '../src/layer/fingerprint.js';
 import { FINGERPRINT_FORMAT } from '../src/layer/formats.js';
 import { StatCache } from '../src/layer/statcache.js';
@@ -455,6 +455,29 @@ test('a file that grows or shrinks between the walk and the tar fails the layer,
   drainGrown();
   writeFileSync(join(src, 'c.bin'), Buffer.alloc(2 * 1024 * 1024 + 1, 1));
   assert.throws(drainGrown, (err: Error) => err.message === `${join(src, 'c.bin')} changed while it was being read; build again`);
+});
+
+test('a file rewritten in place at the same size after the walk fails the layer too (its key was made from other bytes)', async () => {
+  const dir = tempDir();
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  writeFileSync(join(src, 'small.txt'), 'a'.repeat(5000));
+  writeFileSync(join(src, 'big.bin'), Buffer.alloc(2 * 1024 * 1024, 1));
+  const entries = walkSource(src);
+  const drain = () => {
+    for (const block of tarBlocks(entries, { dest: '/app', mtime: 0 })) assert.ok(block.length > 0);
+  };
+  drain(); // as walked: fine
+  assert.doesNotThrow(() => assertUnchangedFiles(entries.filter((e) => e.type === 'file')));
+  // Past the file system's clock tick, so the write moves the times.
+  await new Promise((r) => setTimeout(r, 30));
+  for (const [name, body] of [['small.txt', 'b'.repeat(5000)], ['big.bin', Buffer.alloc(2 * 1024 * 1024, 2)]] as const) {
+    writeFileSync(join(src, name), body);
+    const message = `${join(src, name)} changed while it was being read; build again`;
+    assert.throws(drain, (err: Error) => err.message === message);
+    // The files a worker read in a lazy pack are checked after it, by lstat.
+    assert.throws(() => assertUnchangedFiles(entries.filter((e) => e.rel === name)), (err: Error) => err.message === message);
+  }
 });
 
 test('a cache filled under the first key scheme keeps answering, and its entries move to the new keys', async () => {

@@ -11,7 +11,7 @@ import type { BlobInfo, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
 import { type BlobSink, writeTeed } from '../oci/sink.js';
 import { traceAdd } from '../util/trace.js';
-import { readHole, tarBlocks } from './tar.js';
+import { assertUnchangedFiles, readHole, tarBlocks } from './tar.js';
 import type { TarOptions } from './tarspec.js';
 import type { SourceEntry } from './walk.js';
 
@@ -162,6 +162,8 @@ async function pack(
         }
       : undefined;
     const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names), lazy: holey }));
+    // The files the worker read, not this thread: checked once it is done with them.
+    if (unread) assertUnchangedFiles(entries.filter((e, i) => e.type === 'file' && unread(i)));
     await blocks.save(blob);
     return { blob, diffid: await tarred() };
   } finally {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
 import { KocacheError, fsError } from '../errors.js';
 import type { BlockNames } from '../compress/blocknames.js';
 import type { BlockPool } from '../compress/blockpool.js';
@@ -101,7 +101,9 @@ export function* tarBlocks(
     let n: number;
     try {
       n = readSync(fd, blocks.buffer, at, size + 1, null);
+      assertUnchanged(e, fstatSync(fd));
     } catch (err) {
+      if (err instanceof KocacheError) throw err;
       throw fsError(err, e.abs, 'read');
     } finally {
       closeSync(fd);
@@ -153,6 +155,7 @@ export function* tarBlocks(
       }
       // One byte more would mean it grew since the walk: the header already promised the size.
       if (!ended && readSync(fd, PROBE, 0, 1, null) !== 0) throw changedError(e);
+      assertUnchanged(e, fstatSync(fd));
       if (hash) onFileHash!(e, hash.digest('hex'));
     } catch (err) {
       if (err instanceof KocacheError) throw err;
@@ -227,6 +230,29 @@ function openFile(e: SourceEntry): number {
 }
 
 const NONE: Buffer[] = [];
+
+/**
+ * A file rewritten since the walk (same size, so no read noticed): its bytes may not be the ones
+ * the layer's key was made from (the files are hashed for the key, then read again into the tar),
+ * and a layer recorded under that key would be served for the old contents. Any write moves the
+ * ctime. Checked after the file is read, so a write during the read is seen too.
+ */
+function assertUnchanged(e: SourceEntry, st: { mtimeMs: number; ctimeMs: number; size: number }): void {
+  if (st.ctimeMs !== e.ctimeMs || st.mtimeMs !== e.mtimeMs || st.size !== e.size) throw changedError(e);
+}
+
+/** The files a worker read for the tar (a lazy pack's), checked as assertUnchanged checks the others. */
+export function assertUnchangedFiles(files: readonly SourceEntry[]): void {
+  for (const e of files) {
+    let st;
+    try {
+      st = lstatSync(e.rawAbs ?? e.abs);
+    } catch (err) {
+      throw fsError(err, e.abs, 'read');
+    }
+    assertUnchanged(e, st);
+  }
+}
 
 function changedError(e: SourceEntry): KocacheError {
   return new KocacheError('input', `${e.abs} changed while it was being read; build again`);
