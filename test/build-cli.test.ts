@@ -338,6 +338,13 @@ test('a cache folder that cannot be made is a one-line error, also under /proc (
     assert.ok(isOneLineError({ code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }), r.stderr);
     assert.match(r.stderr, re);
   }
+  // The same for an OCI layout to write there.
+  const cache = join(dir, 'cache');
+  const o = spawnSync(process.execPath, [CLI_JS, 'publish', `${src}:/app`, '--base', 'scratch', '--output', 'oci:/proc/kocache-test/layout'], { env: { ...process.env, KOCACHE: cache }, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(o.signal, null, 'publish --output oci:/proc/...: still running after 30 s');
+  assert.ok(isOneLineError({ code: o.status, signal: o.signal, stdout: o.stdout, stderr: o.stderr }), o.stderr);
+  assert.match(o.stderr, /cannot create OCI layout folder \/proc\/kocache-test\/layout: no such file or directory/);
+  assert.deepEqual(readdirSync(join(cache, 'leases')), [], 'its lease released');
 });
 
 test('an unreadable file is named in a one-line error', async (t) => {

@@ -1,12 +1,13 @@
 import { EventEmitter, once } from 'node:events';
-import { existsSync, fstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { fstatSync, openSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { close, closeSync, createReadStream, open, read } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { KocacheError, errnoCode, errnoReason } from '../errors.js';
 import { type Digest, digestHex, digestToIntegrity, integrityToDigest, isDigest } from '../oci/digest.js';
+import { makeDirs } from '../util/mkdirs.js';
 import { traceAdd } from '../util/trace.js';
 import { type Mismatch, verify } from '../util/verify.js';
 import { loadCacache } from './cacache.js';
@@ -490,17 +491,7 @@ export function trashPath(blobPath: string): string {
 /** Ensures the folder exists; used once per process before the first write. */
 export function ensureDir(dir: string): void {
   try {
-    // Node 20's recursive mkdir never returns where a folder exists but nothing can be made in it
-    // (`KOCACHE=/proc/x` spun a core forever: it retries the same ENOENT). So the first missing
-    // folder is made on its own, which fails once and plainly there.
-    let first = resolve(dir);
-    while (!existsSync(dirname(first))) first = dirname(first);
-    try {
-      mkdirSync(first);
-    } catch (err) {
-      if (errnoCode(err) !== 'EEXIST') throw err;
-    }
-    mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
   } catch (err) {
     throw new KocacheError('cache', `cannot create cache directory ${dir}: ${errnoReason(err)}`, { cause: err });
   }

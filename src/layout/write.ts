@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { abandonTempFile, trackTempFile } from '../util/tmpfile.js';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import { makeDirs } from '../util/mkdirs.js';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { KocacheError, errnoCode, fsError } from '../errors.js';
@@ -48,7 +49,7 @@ export async function writeLayout(dir: string, image: Pushable, o: LayoutWriteOp
   // The first folder this call made (DIR itself for a new layout), so a failure can take it back.
   let made: string | undefined;
   try {
-    made = await mkdir(blobDir, { recursive: true });
+    made = makeDirs(blobDir);
   } catch (err) {
     throw fsError(err, dir, 'create OCI layout folder');
   }
