@@ -7,6 +7,7 @@ import { CacheStore, ensureDir } from '../cache/store.js';
 import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
 import { DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS, zstdUnavailable } from '../compress/zstd.js';
 import { usageError } from '../errors.js';
+import { MAX_TAR_SECONDS } from '../layer/tarheader.js';
 import { DEFAULT_TIMEOUTS, type Timeouts } from '../remote/timeouts.js';
 import { trackTempPrefix } from '../util/tmpfile.js';
 import { cacheDirError } from './hints.js';
@@ -123,14 +124,21 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): C
   return { cache, out, jobs, gzip: { ...DEFAULT_GZIP, algorithm, level, jobs }, ephemeralCache: loc.ephemeral };
 }
 
-const MAX_EPOCH = 8 ** 11 - 1;
+/**
+ * `--platform` values as given: repeated, or comma lists. `all` (every platform of `whose`) only
+ * alone.
+ */
+export function platformTexts(values: readonly unknown[], whose: string): string[] {
+  const texts = values.flatMap((p) => String(p).split(',')).map((p) => p.trim());
+  if (texts.includes('all') && texts.length > 1) throw usageError(`--platform all means every platform of ${whose}: give it alone`);
+  return texts;
+}
 
 /** SOURCE_DATE_EPOCH as seconds, validated; 0 when unset. */
 export function sourceDateEpoch(env = process.env): number {
   const v = env.SOURCE_DATE_EPOCH;
   if (v === undefined || v === '') return 0;
   if (!/^\d+$/.test(v)) throw usageError(`SOURCE_DATE_EPOCH must be whole seconds since 1970, not ${JSON.stringify(v)}`);
-  // A tar header's mtime is 11 octal digits.
-  if (Number(v) > MAX_EPOCH) throw usageError(`SOURCE_DATE_EPOCH ${v} is beyond what a tar header holds (at most ${MAX_EPOCH}, in the year 2242)`);
+  if (Number(v) > MAX_TAR_SECONDS) throw usageError(`SOURCE_DATE_EPOCH ${v} is beyond what a tar header holds (at most ${MAX_TAR_SECONDS}, in the year 2242)`);
   return Number(v);
 }

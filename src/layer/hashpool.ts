@@ -167,12 +167,13 @@ const waiting = new Map<number, (r: Reply | undefined) => void>();
 function startWorker(): Promise<Worker | undefined> {
   return (worker ??= Promise.resolve().then(() => {
     const w = launched ?? new (process.getBuiltinModule('node:worker_threads').Worker)(WORKER_SOURCE, { eval: true });
-    // Each thread started here (a test counts them: one ended too soon is started again).
-    if (!launched) traceAdd('file.hash.started', 1);
     if (launched) {
       launched = undefined;
       w.postMessage({ kocacheWorkerSource: WORKER_SOURCE });
       traceAdd('file.hash.launched', 1);
+    } else {
+      // Each thread started here (a test counts them: one ended too soon is started again).
+      traceAdd('file.hash.started', 1);
     }
     w.on('message', (r: Reply) => {
       waiting.get(r.id)?.(r);

@@ -34,14 +34,14 @@ export interface RemoteGcReport {
   skipped: number;
 }
 
+const DAY_MS = 86_400_000;
+
 /**
  * Prunes a registry cache: reads every record's created day (one GET of a few KB each) and deletes
  * the manifests of those older than maxAge, by digest, which removes their tags. The blobs they
  * pinned stay until the registry's own garbage collection, which frees those no other manifest
  * (an image, a newer record) references. App images are never touched: only record tags are read.
  */
-const DAY_MS = 86_400_000;
-
 export async function collectRegistryGarbage(client: RegistryClient, repo: Reference, o: RemoteGcOptions): Promise<RemoteGcReport> {
   const now = o.now ?? Date.now();
   const tags = (await client.listTags(repo)).filter(isRecordTag).sort();

@@ -13,11 +13,13 @@ export function makeDirs(dir: string): string | undefined {
   if (existsSync(target)) return undefined;
   let first = target;
   while (!existsSync(dirname(first))) first = dirname(first);
+  let made: string | undefined = first;
   try {
     mkdirSync(first);
   } catch (err) {
     if (errnoCode(err) !== 'EEXIST') throw err;
+    made = undefined; // another process made it meanwhile
   }
-  mkdirSync(target, { recursive: true });
-  return first;
+  const rest = first === target ? undefined : mkdirSync(target, { recursive: true });
+  return made ?? rest;
 }

@@ -7,7 +7,7 @@ import { type OutputTarget, type PublishLayer, type PublishOptions, type Publish
 import { publish } from '../../publish/publish.js';
 import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
-import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
+import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, platformTexts, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
 import { layerOptions, layerSettings, layerSettingsFor } from '../layer-options.js';
 import { formatBytes } from '../output.js';
 import { type ProjectLayerSettings, loadProject } from '../project.js';
@@ -107,11 +107,10 @@ function parseRequest(args: PublishArgs): PublishRequest {
   // Checked now, so a typo fails before any layer is built (a digest is welcome: pinning a base is good).
   if (base !== 'scratch') parseReference(base);
 
-  const platformTexts = list(args.platform).flatMap((p) => p.split(',')).map((p) => p.trim());
-  const all = platformTexts.includes('all');
-  if (all && platformTexts.length > 1) throw usageError('--platform all means every platform of the base: give it alone');
+  const texts = platformTexts(list(args.platform), 'the base');
+  const all = texts.includes('all');
   if (all && base === 'scratch') throw usageError('--platform all means every platform of the base image, and scratch has none: name the platforms');
-  const platforms = all ? ('all' as const) : (platformTexts.length ? platformTexts : ['linux/amd64']).map(parsePlatform);
+  const platforms = all ? ('all' as const) : (texts.length ? texts : ['linux/amd64']).map(parsePlatform);
   const seen = new Set<string>();
   for (const p of all ? [] : (platforms as Platform[])) {
     const key = formatPlatform(p);

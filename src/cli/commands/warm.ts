@@ -7,7 +7,7 @@ import { type LayerSettings, layerOptions, layerSettings, withLayerSettings } fr
 import { type Platform, describePlatforms, formatPlatform, parsePlatform } from '../../oci/platform.js';
 import { RegistryClient } from '../../remote/client.js';
 import { loadArchive, topDescriptor, type LoadedArchive } from '../../tarball/load.js';
-import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
+import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, platformTexts, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
 import type { Timeouts } from '../../remote/timeouts.js';
 import { formatBytes } from '../output.js';
 import { Progress } from '../progress.js';
@@ -59,10 +59,8 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
   handler: async (args) => {
     const targets = (args.targets ?? []).map(String);
     // As publish takes them: repeated, or a comma list; `all` alone is every platform of a reference.
-    const texts = (args.platform ?? []).flatMap((p) => String(p).split(',')).map((p) => p.trim());
-    if (texts.includes('all') && (texts.length > 1 || args['import-path'] !== undefined)) {
-      throw usageError(texts.length > 1 ? '--platform all means every platform of the image: give it alone' : '--platform all names no platform to build a layer for: name the platforms');
-    }
+    const texts = platformTexts(args.platform ?? [], 'the image');
+    if (texts.includes('all') && args['import-path'] !== undefined) throw usageError('--platform all names no platform to build a layer for: name the platforms');
     const platforms = texts.filter((p) => p !== 'all').map(parsePlatform);
     const hasTarballs = Boolean(args.tarball && args.tarball.length > 0);
     if (hasTarballs && targets.length > 0) throw usageError('warm takes either --tarball ARCHIVE... or targets, not both');
