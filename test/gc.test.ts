@@ -15,6 +15,7 @@ import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
 
 interface BuildOut {
   digest: Digest;
+  diffid: Digest;
   size: number;
   cached: boolean;
 }
@@ -229,6 +230,35 @@ describe('kocache gc', () => {
     assert.ok(out.removed.some((x) => x.kind === 'blob' && x.reason === 'corrupt'));
     assert.equal(await cache.blobSize(built.a!.digest), undefined);
     assert.equal((await build(cacheDir, built.a!.file, 'example.com/a')).cached, false, 'rebuilt');
+  });
+
+  test('--verify drops a diffid record its layer does not unpack to; the next build records the layer again', async () => {
+    const cacheDir = newDir();
+    const file = join(newDir(), 'app');
+    writeFileSync(file, randomBytes(50_000));
+    const cold = await build(cacheDir, file, 'example.com/diffid');
+    const cache = new CacheStore(cacheDir);
+    // What a record taken on trust would leave: the build id and a diffid record naming another diffid.
+    const wrong = `sha256:${'e'.repeat(64)}` as Digest;
+    const records = await cache.listRecords();
+    const byId = records.find((r) => (r.metadata as { diffid?: string }).diffid === cold.diffid && !r.key.includes('/diffid/'))!;
+    const byDiff = records.find((r) => r.key.includes(`/diffid/${cold.diffid}/`))!;
+    assert.ok(byId && byDiff, records.map((r) => r.key).join('\n'));
+    const blob = { digest: cold.digest, size: cold.size };
+    await cache.putRecord(byId.key, blob, { ...(byId.metadata as object), diffid: wrong });
+    const poisoned = byDiff.key.replace(cold.diffid, wrong);
+    await cache.putRecord(poisoned, blob, { ...(byDiff.metadata as object), diffid: wrong });
+    assert.equal((await build(cacheDir, file, 'example.com/diffid')).diffid, wrong, 'served as a hit before gc');
+
+    const dry = JSON.parse((await runCli(['gc', '--verify', '--dry-run', '--json'], { KOCACHE: cacheDir })).stdout) as GcOut;
+    assert.deepEqual(dry.removed.filter((x) => x.reason === 'corrupt').map((x) => x.what), [poisoned]);
+    const r = await runCli(['gc', '--verify', '--json'], { KOCACHE: cacheDir });
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as GcOut;
+    assert.deepEqual(out.removed.filter((x) => x.reason === 'corrupt').map((x) => [x.kind, x.what]), [['record', poisoned]]);
+    assert.ok((await cache.listRecords()).some((r) => r.key === byDiff.key), 'the right diffid record stays');
+    const again = await build(cacheDir, file, 'example.com/diffid');
+    assert.deepEqual([again.digest, again.diffid], [cold.digest, cold.diffid]);
   });
 
   test('content newer than a live lease is never removed; a live gc lock refuses a second gc', async () => {

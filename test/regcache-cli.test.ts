@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MediaType } from '../src/oci/mediatypes.js';
+import { Annotation } from '../src/regcache/record.js';
 import { RegistryClient } from '../src/remote/client.js';
 import { type CliResult, runCli, tempDir, traceOf } from './helpers/cli.js';
 import { makeDockerArchive, standardLayers } from './helpers/archives.js';
@@ -188,6 +189,35 @@ describe('publish through a registry cache', () => {
     const second = JSON.parse(again.stdout) as { cached: boolean; remote?: boolean };
     assert.deepEqual([second.cached, second.remote], [true, false], 'a local hit now');
     assert.equal(traceOf(again.stderr)['regcache.hit'] ?? 0, 0);
+  });
+
+  test('kocache build through records naming a wrong diffid: one warning, the layer built as with no cache, then a local hit of the right diffid', async () => {
+    const c = new RegistryClient();
+    const repo = { registry: reg.host, repository: 'cli/diffid-cache' };
+    await publish(`${reg.host}/cli/diffid-seed:v1`, ['--cache-repo', `${reg.host}/cli/diffid-cache`]);
+    // The blobs stay right; only the diffid each record names is another layer's.
+    for (const tag of (await c.listTags(repo)).filter((t) => t.startsWith('kc1-'))) {
+      const m = JSON.parse((await c.getManifest({ ...repo, tag })).bytes.toString()) as { annotations: Record<string, string> };
+      m.annotations[Annotation.diffid] = `sha256:${'0'.repeat(64)}`;
+      await c.putManifest({ ...repo, tag }, Buffer.from(JSON.stringify(m)), MediaType.OciManifest);
+    }
+    await c.close();
+    const args = ['build', 'app:/usr/local/bin/app', '--import-path', 'example.com/shared'];
+    const cold = await runCli(args, { KOCACHE: freshCache() }, { cwd: src });
+    assert.equal(cold.code, 0, cold.stderr);
+    const want = JSON.parse(cold.stdout) as { digest: string; diffid: string };
+    const env = { KOCACHE: freshCache(), KOCACHE_TRACE: '1' };
+    const first = await runCli([...args, '--cache-from', `${reg.host}/cli/diffid-cache`], env, { cwd: src });
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(warnings(first).length, 1, first.stderr);
+    assert.match(warnings(first)[0]!, /not used: its layer sha256:[a-f0-9]{64} unpacks to .* not the diffid sha256:0{64} it names; building instead/);
+    const out = JSON.parse(first.stdout) as { digest: string; diffid: string; remote?: boolean };
+    assert.deepEqual([out.digest, out.diffid, out.remote ?? false], [want.digest, want.diffid, false]);
+    assert.ok((traceOf(first.stderr)['gzip.in'] ?? 0) > 0, 'built');
+    const again = await runCli([...args, '--cache-from', `${reg.host}/cli/diffid-cache`], env, { cwd: src });
+    const second = JSON.parse(again.stdout) as { cached: boolean; diffid: string };
+    assert.deepEqual([second.cached, second.diffid], [true, want.diffid], 'a local hit of the layer built');
+    assert.deepEqual(warnings(again), []);
   });
 
   test('warm SRC with --cache-repo prefetches the record: no tar, no gzip, no layer fetched; a later publish asks the registry for no record', async () => {

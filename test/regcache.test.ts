@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { CacheStore } from '../src/cache/store.js';
 import type { Descriptor } from '../src/oci/descriptor.js';
@@ -44,11 +45,12 @@ function store(): CacheStore {
   return new CacheStore(join(work, `cache-${n++}`));
 }
 
-/** A layer in a local store: random bytes standing for a gzipped tar. */
+/** A layer in a local store: random bytes standing for a tar, gzipped; its diffid theirs. */
 async function localLayer(cache: CacheStore, size = 4096): Promise<{ descriptor: Descriptor; diffid: Digest; bytes: Buffer }> {
-  const bytes = randomBytes(size);
+  const tar = randomBytes(size);
+  const bytes = gzipSync(tar);
   const blob = await cache.writeBlob((async function* () { yield bytes; })());
-  return { descriptor: { mediaType: GZ, digest: blob.digest, size: blob.size }, diffid: sha256Digest(randomBytes(8)), bytes };
+  return { descriptor: { mediaType: GZ, digest: blob.digest, size: blob.size }, diffid: sha256Digest(tar), bytes };
 }
 
 function regcache(repos: Partial<CacheRepos>, cache = store(), now?: () => number, dockerConfigDir?: string): { rc: RegistryCache; warnings: string[] } {
@@ -346,6 +348,37 @@ describe('a broken registry cache is a miss with one warning', () => {
     assert.equal(res.status, 202);
     await expectMiss({ read: [repo] }, w.key, /missing/);
     await expectMiss({ read: [repo] }, w.key, /missing/, { kind: 'local' });
+  });
+
+  test('a record naming a wrong diffid: a miss where the layer is kept locally (fetched or already there), nothing recorded', async () => {
+    const repo = repoOf('rc/diffid');
+    const w = await writeRecord(repo);
+    const key = recordKey('layer', ['a wrong diffid']);
+    // The blob is the real layer; only the diffid the record names (sha256 of "d") is wrong.
+    await plant(repo, key, record(key, w.descriptor));
+    const why = await expectMiss({ read: [repo] }, key, /unpacks to .* not the diffid sha256:18ac3e/, { kind: 'local' });
+    assert.ok(why.includes(w.diffid), why);
+    const kept = store();
+    await kept.writeBlob((async function* () { yield w.bytes; })());
+    const { rc, warnings } = regcache({ read: [repo] }, kept);
+    assert.equal(await rc.findLayer(key, GZ, { kind: 'local' }), undefined);
+    await rc.close();
+    assert.match(warnings.join('\n'), /unpacks to/);
+    assert.deepEqual((await kept.listRecords()).filter((r) => r.key.startsWith('regcache/')), [], 'no memo of the record');
+    // The right record of the same blob is taken.
+    const { rc: right, warnings: none } = regcache({ read: [repo] }, store());
+    assert.equal((await right.findLayer(w.key, GZ, { kind: 'local' }))?.record.diffid, w.diffid);
+    await right.close();
+    assert.deepEqual(none, []);
+  });
+
+  test('a record whose layer does not unpack: a miss for a local target', async () => {
+    const repo = repoOf('rc/unpack');
+    const bytes = Buffer.concat([gzipSync(randomBytes(300)).subarray(0, 40), randomBytes(40)]);
+    const layer = { mediaType: GZ, digest: sha256Digest(bytes), size: bytes.length };
+    const key = recordKey('layer', ['no gzip']);
+    await plant(repo, key, record(key, layer), [bytes]);
+    await expectMiss({ read: [repo] }, key, /does not unpack/, { kind: 'local' });
   });
 
   test('an unreachable cache repository: one warning for the whole run, lookups after it skip it', async () => {

@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { lstatSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
 import type { CacheObject } from 'cacache';
-import { errnoCode } from '../errors.js';
+import { KocacheError, errnoCode } from '../errors.js';
 import { type Digest, integrityToDigest } from '../oci/digest.js';
 import { type Cacache, loadCacache } from './cacache.js';
 import { JOURNAL_KEY, drainJournal } from './journal.js';
@@ -18,8 +19,13 @@ export interface GcOptions {
   maxSize?: number | undefined;
   /** Content and stat files unused for longer than this (ms) are removed. */
   maxAge?: number | undefined;
-  /** Re-hash every blob and drop the corrupt ones. */
+  /** Re-hash every blob and drop the corrupt ones; with `unpack`, drop diffid records a layer does not unpack to. */
   verify?: boolean | undefined;
+  /**
+   * Under --verify: a layer blob's uncompressed bytes, or undefined where this Node cannot unpack
+   * its media type (the record is then kept). The caller's: unpacking lives above the cache.
+   */
+  unpack?: ((blob: AsyncIterable<Uint8Array>, mediaType: string) => AsyncIterable<Uint8Array> | undefined) | undefined;
   dryRun?: boolean | undefined;
   /** Temp files younger than this (ms) are left alone even without any lease: a writer may not have taken one. */
   tmpGraceMs?: number | undefined;
@@ -96,6 +102,8 @@ interface Gc {
   blobs: Map<Digest, BlobFile>;
   /** Every index record's newest line, as cacache lists them (the journal left out). */
   records: CacheObject[];
+  /** Diffid records whose layer unpacks to another diffid (--verify): key -> the line's time. */
+  wrongDiffids: Map<string, number | undefined>;
   /** Which keys point at each blob: the references that keep content. */
   keysByDigest: Map<Digest, string[]>;
   evict: Map<Digest, RemovalReason>;
@@ -139,6 +147,7 @@ const STEPS: ((gc: Gc) => void | Promise<void>)[] = [
   listBlobs,
   readIndex,
   verifyBlobs,
+  verifyDiffids,
   markUnused,
   markForSize,
   evictBlobs,
@@ -152,7 +161,7 @@ async function begin(cache: CacheStore, opts: GcOptions, dryRun: boolean): Promi
     cache, dir: cache.dir, opts, dryRun, now, removed: [],
     cutoff: now, tmpCutoff: now, ageCutoff: opts.maxAge === undefined ? undefined : now - opts.maxAge,
     sizeBefore: 0, liveLeases: 0, protectedBytes: 0, rescued: 0,
-    statFiles: [], blobs: new Map(), records: [], keysByDigest: new Map(), evict: new Map(),
+    statFiles: [], blobs: new Map(), records: [], keysByDigest: new Map(), evict: new Map(), wrongDiffids: new Map(),
     cacache: await loadCacache(),
   };
 }
@@ -278,6 +287,45 @@ async function verifyBlobs(gc: Gc): Promise<void> {
       note(gc, 'blob', rel(gc, blob.path), blob.bytes, 'corrupt');
       gc.blobs.delete(blob.digest);
     }
+  }
+}
+
+/** A diffid record's key (`<namespace>/diffid/<diffid>/<compression>`): the diffid it names. */
+const DIFFID_KEY = /(?:^|\/)diffid\/(sha256:[0-9a-f]{64})\/[^/]+$/;
+
+/**
+ * --verify: each layer a diffid record points at is unpacked once and hashed; a record naming
+ * another diffid goes (compactIndex), so a lookup misses and the layer is built and recorded again
+ * instead of an image being given a wrong rootfs. The build-id records that lead to it stay: they
+ * lead nowhere once it is gone.
+ */
+async function verifyDiffids(gc: Gc): Promise<void> {
+  const unpack = gc.opts.unpack;
+  if (!gc.opts.verify || !unpack) return;
+  const byBlob = new Map<Digest, { key: string; diffid: string; time: number | undefined; mediaType: string }[]>();
+  for (const r of gc.records) {
+    const m = DIFFID_KEY.exec(r.key);
+    const digest = digestOf(r.integrity);
+    if (!m || digest === undefined || !gc.blobs.has(digest) || isMetadataKey(r.key)) continue;
+    const mediaType = (r.metadata as { descriptor?: { mediaType?: unknown } } | undefined)?.descriptor?.mediaType;
+    const list = byBlob.get(digest) ?? [];
+    list.push({ key: r.key, diffid: m[1]!, time: r.time, mediaType: typeof mediaType === 'string' ? mediaType : '' });
+    byBlob.set(digest, list);
+  }
+  for (const [digest, records] of byBlob) {
+    const tar = unpack(gc.cache.readBlob(digest), records[0]!.mediaType);
+    if (!tar) continue;
+    const hash = createHash('sha256');
+    let diffid: string | undefined;
+    try {
+      for await (const chunk of tar) hash.update(chunk);
+      diffid = `sha256:${hash.digest('hex')}`;
+    } catch (err) {
+      // Not a layer at all (its blob hashed right above): no diffid can be right. A blob that
+      // could not be read (gone since, a file error) says nothing of its records.
+      if (!(err instanceof KocacheError && err.code === 'archive')) continue;
+    }
+    for (const r of records) if (r.diffid !== diffid) gc.wrongDiffids.set(r.key, r.time);
   }
 }
 
@@ -425,6 +473,7 @@ function lineVerdict(gc: Gc, line: Pick<CacheObject, 'key' | 'integrity' | 'time
   if (seen.has(line.key)) return 'duplicate';
   seen.add(line.key);
   if (!line.integrity) return 'dead';
+  if (gc.wrongDiffids.has(line.key) && gc.wrongDiffids.get(line.key) === line.time) return 'corrupt';
   if (isMetadataKey(line.key)) return typeof line.time === 'number' && expired(gc, line.time) ? 'expired' : undefined;
   const digest = digestOf(line.integrity);
   // A sha512 entry from some other cacache user is not ours to judge.

@@ -9,8 +9,11 @@ import { type Reference, canonicalRegistry, formatRepository } from '../referenc
 import type { RegistryClient } from '../remote/client.js';
 import type { Timeouts } from '../remote/timeouts.js';
 import type { ArchiveImage } from '../tarball/plan.js';
+import { unpackLayer } from '../tarball/inflate.js';
+import { tee } from '../tarball/tee.js';
 import { Limiter } from '../util/limit.js';
 import { traceAdd } from '../util/trace.js';
+import { type Mismatch, describeMismatch, verify } from '../util/verify.js';
 import {
   type ArchiveRecord, type LayerRecord, BrokenRecord, MAX_ARCHIVE_RECORD_BYTES, MAX_LAYER_RECORD_BYTES, RECORD_CONFIG,
   RECORD_CONFIG_BYTES, archivePins, archiveRecordManifest, layerRecordManifest, parseArchiveRecord, parseLayerRecord,
@@ -178,7 +181,7 @@ export class RegistryCache {
       const memo = await this.memo(repo, tag);
       if (memo?.layer) {
         const record: LayerRecord = { key, descriptor: memo.layer.descriptor, diffid: memo.layer.diffid, created: memo.created };
-        if (await this.materialize(record.descriptor, repo, target).then((o) => (settleIn(target, record.descriptor.digest, o), true), () => false)) {
+        if (await this.materialize(record.descriptor, repo, target, record.diffid).then((o) => (settleIn(target, record.descriptor.digest, o), true), () => false)) {
           traceAdd('regcache.hit', 1);
           return { record, repo };
         }
@@ -205,7 +208,7 @@ export class RegistryCache {
           this.checking.set(once, checked);
           confirmed = checked;
         } else {
-          await this.materialize(record.descriptor, repo, target);
+          await this.materialize(record.descriptor, repo, target, record.diffid);
         }
       } catch (err) {
         this.brokenRecord(repo, tag, err);
@@ -319,11 +322,17 @@ export class RegistryCache {
    * size must be the record's (a record pointing at a blob that is gone, or at one of another size,
    * is a miss). For a registry target on the same registry, a mount at the same time (which a
    * registry also grants when the target has the blob already); elsewhere a HEAD in the target and, only
-   * when it lacks the blob, a copy streamed through, verified by digest.
+   * when it lacks the blob, a copy streamed through, verified by digest. For the local store, a
+   * layer's `diffid` is checked too, as its bytes come (or from the store, where it has them): a
+   * layer kept here is answered from the local cache from then on, so a record naming a wrong diffid
+   * must not get past this point (a registry target keeps its bytes unread: see --cache-check).
    */
-  private async materialize(d: Descriptor, from: Reference, target: Target): Promise<Outcome | undefined> {
+  private async materialize(d: Descriptor, from: Reference, target: Target, diffid?: Digest): Promise<Outcome | undefined> {
     const client = await this.client();
-    if (target.kind === 'local' && (await this.o.cache.blobSize(d.digest)) === d.size && (await this.o.cache.useBlob(d.digest, d.size)) === 'ok') return undefined;
+    if (target.kind === 'local' && (await this.o.cache.blobSize(d.digest)) === d.size && (await this.o.cache.useBlob(d.digest, d.size)) === 'ok') {
+      if (diffid) await this.transfers.run(() => checkDiffid(this.o.cache.readBlob(d.digest, d.size), d, diffid));
+      return undefined;
+    }
     // The mount is asked for beside the HEAD, not after it: one round trip. A mount of a blob
     // whose record then proves broken only links a blob under its own digest, which nothing names.
     const to = target.kind === 'registry' ? target.repo : undefined;
@@ -334,7 +343,15 @@ export class RegistryCache {
     if (size !== d.size) throw new BrokenRecord(`its blob ${d.digest} is ${size} bytes there, not ${d.size}`);
     if (target.kind === 'none') return undefined;
     if (target.kind === 'local') {
-      await this.transfers.run(() => this.o.cache.writeBlob(client.getBlob(from, d), { digest: d.digest, size: d.size }));
+      await this.transfers.run(async () => {
+        if (!diffid) return this.o.cache.writeBlob(client.getBlob(from, d), { digest: d.digest, size: d.size });
+        const [stored, unpacked] = tee(client.getBlob(from, d), 2) as [AsyncIterable<Buffer>, AsyncIterable<Buffer>];
+        const [wrote, checked] = await Promise.allSettled([this.o.cache.writeBlob(stored, { digest: d.digest, size: d.size }), checkDiffid(unpacked, d, diffid)]);
+        // The blob's own digest first: bytes that are not the blob say nothing of the record.
+        if (wrote.status === 'rejected') throw wrote.reason;
+        if (checked.status === 'rejected') throw checked.reason;
+        return wrote.value;
+      });
       traceAdd('regcache.fetched', d.size);
       return undefined;
     }
@@ -470,4 +487,18 @@ function sameRegistry(a: Reference, b: Reference): boolean {
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Whether a layer's bytes unpack to the diffid its record names; BrokenRecord when they do not. */
+async function checkDiffid(blob: AsyncIterable<Uint8Array>, d: Descriptor, diffid: Digest): Promise<void> {
+  const tar = unpackLayer(blob, d.mediaType, `registry cache layer ${d.digest}`);
+  // A zstd record where this Node reads no zstd: never asked for (zstd builds need that Node too).
+  if (!tar) throw new BrokenRecord(`its layer ${d.digest} is zstd, which this Node cannot read`);
+  const wrong = (m: Mismatch) => new BrokenRecord(`its layer ${d.digest} unpacks to ${describeMismatch(m)}, not the diffid ${diffid} it names`);
+  try {
+    for await (const _ of verify(tar, { digest: diffid }, wrong)) { /* hashed as it streams */ }
+  } catch (err) {
+    if (err instanceof KocacheError && err.code === 'archive') throw new BrokenRecord(`its layer ${d.digest} does not unpack: ${err.message}`);
+    throw err;
+  }
 }

@@ -2,6 +2,7 @@ import { Readable, type Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { zstdUnavailable } from '../compress/zstd.js';
 import { KocacheError } from '../errors.js';
+import { MediaType } from '../oci/mediatypes.js';
 import { traceAdd } from '../util/trace.js';
 
 /** The first bytes of every gzip member: magic 1f 8b and method 8 (deflate). */
@@ -67,4 +68,14 @@ function gzipError(err: unknown, what: string): KocacheError {
   const msg = err instanceof Error ? err.message : String(err);
   const why = /unexpected end of file/i.test(msg) ? 'truncated gzip stream (unexpected end of file)' : `corrupt gzip stream (${msg})`;
   return new KocacheError('archive', `${what}: ${why}`, { cause: err });
+}
+
+/**
+ * A layer blob's tar, by its media type: inflated (gzip or zstd), or the blob itself for a plain
+ * tar; undefined where this Node cannot read zstd. Used to check a diffid a record names.
+ */
+export function unpackLayer(blob: AsyncIterable<Uint8Array>, mediaType: string, what: string): AsyncIterable<Uint8Array> | undefined {
+  if (mediaType === MediaType.OciLayerZstd) return zstdUnavailable() ? undefined : inflate(blob, 'layer', what, 'zstd');
+  if (mediaType === MediaType.OciLayer) return blob;
+  return inflate(blob, 'layer', what, 'gzip');
 }

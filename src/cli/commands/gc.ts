@@ -2,6 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { collectGarbage, type GcReport } from '../../cache/gc.js';
 import { runningBundle } from '../../cache/codecaches.js';
 import { KocacheError, usageError } from '../../errors.js';
+import { unpackLayer } from '../../tarball/inflate.js';
 import { parseCacheRepo } from '../cache-repo.js';
 import { Output } from '../output.js';
 import { type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts } from '../context.js';
@@ -60,7 +61,7 @@ export const gcCommand: CommandModule<object, GcArgs> = {
     registryOptions(globalOptions(y))
       .option('max-size', { requiresArg: true, type: 'string', describe: 'Shrink the cache to this size, least recently used first (500MB, 2GiB, bytes)' })
       .option('max-age', { requiresArg: true, type: 'string', describe: 'Remove content not used for this long (30d, 12h, 90m)' })
-      .option('verify', { type: 'boolean', default: false, describe: 'Re-hash all content and drop corrupt blobs (reads the whole cache)' })
+      .option('verify', { type: 'boolean', default: false, describe: 'Re-hash all content; drop corrupt blobs and layer records naming a wrong diffid (reads the whole cache)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'Report what would be removed; change nothing' })
       .option('cache-repo', { requiresArg: true, type: 'string', describe: 'Prune this registry cache (REGISTRY/REPO) instead: records older than --max-age are deleted' })
       .option('insecure-registry', { requiresArg: true, type: 'string', describe: 'With --cache-repo: HOST[:PORT] reached over plain HTTP, repeatable (loopback always is)' })
@@ -72,7 +73,9 @@ export const gcCommand: CommandModule<object, GcArgs> = {
     const maxAge = args['max-age'] === undefined ? undefined : parseDuration(args['max-age']);
     if (args['cache-repo'] !== undefined) return remoteGc(args, maxAge);
     const ctx = makeContext(args, { lease: false });
-    const report = await collectGarbage(ctx.cache, { maxSize, maxAge, verify: args.verify, dryRun: args['dry-run'], bundle: runningBundle() });
+    const report = await collectGarbage(ctx.cache, { maxSize, maxAge, verify: args.verify, dryRun: args['dry-run'], bundle: runningBundle(),
+      unpack: (blob, mediaType) => unpackLayer(blob, mediaType, 'a cached layer'),
+    });
     if (maxSize !== undefined && report.sizeAfter > maxSize) {
       ctx.out.warn(`cache is ${formatBytes(report.sizeAfter)}, above --max-size ${formatBytes(maxSize)}: ${formatBytes(report.protectedBytes)} is in use by running kocache commands or was written moments ago`);
     }
