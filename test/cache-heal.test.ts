@@ -225,6 +225,33 @@ describe('operator damage is one clear line, or repaired', () => {
     }
   });
 
+  test('index bucket files replaced by folders are dropped: a miss, rebuilt; ls and gc work', async () => {
+    const dir = newDir();
+    const env = { KOCACHE: join(dir, 'cache') };
+    const file = join(dir, 'a');
+    writeFileSync(file, randomBytes(50_000));
+    const first = await runCli(['build', file, '--import-path', 'example.com/a'], env);
+    assert.equal(first.code, 0, first.stderr);
+    const buckets = spawnSync('find', [join(env.KOCACHE, 'index-v5'), '-type', 'f'], { encoding: 'utf8' }).stdout.trim().split('\n');
+    assert.ok(buckets.length > 1);
+    for (const b of buckets) {
+      rmSync(b);
+      mkdirSync(join(b, 'inside'), { recursive: true });
+    }
+    const b = await runCli(['build', file, '--import-path', 'example.com/a'], env);
+    assert.equal(b.code, 0, b.stderr);
+    const out = JSON.parse(b.stdout) as { cached: boolean; digest: string };
+    assert.deepEqual([out.cached, out.digest], [false, (JSON.parse(first.stdout) as { digest: string }).digest], 'a miss, rebuilt to the same layer');
+    const hit = await runCli(['build', file, '--import-path', 'example.com/a'], env);
+    assert.equal((JSON.parse(hit.stdout) as { cached: boolean }).cached, true);
+    mkdirSync(join(env.KOCACHE, 'index-v5', 'ab', 'cd', 'ef'), { recursive: true });
+    for (const args of [['ls'], ['gc']]) {
+      const r = await runCli(args, env);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    }
+    assert.equal(existsSync(join(env.KOCACHE, 'index-v5', 'ab', 'cd', 'ef')), false);
+  });
+
   test('a full disk is one line naming the cache and what to do', () => {
     const dir = newDir();
     const file = join(dir, 'big');

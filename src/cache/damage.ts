@@ -1,4 +1,5 @@
-import { lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { KocacheError, errnoAdvice, errnoCode } from '../errors.js';
 
 /**
@@ -43,4 +44,31 @@ export function ensureOwnFolder(dir: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * After an EISDIR from cacache's index: bucket files of the index (`index-v5/xx/yy/<hash>`) that
+ * are folders (put there by hand or another program) are damage like a bad line, so they are
+ * removed and their keys miss. True when one was, and the index call may be made again.
+ */
+export function dropFolderBuckets(cache: string, err: unknown): boolean {
+  if (errnoCode(err) !== 'EISDIR') return false;
+  const index = join(cache, 'index-v5');
+  let dropped = false;
+  const folders = (dir: string) => {
+    try {
+      return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(dir, e.name));
+    } catch {
+      return [];
+    }
+  };
+  for (const bucket of folders(index).flatMap(folders).flatMap(folders)) {
+    try {
+      rmSync(bucket, { recursive: true, force: true });
+      dropped = true;
+    } catch {
+      // Left: the index call fails again, with the one line it would have given.
+    }
+  }
+  return dropped;
 }

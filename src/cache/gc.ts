@@ -8,7 +8,7 @@ import { type Digest, integrityToDigest } from '../oci/digest.js';
 import { type Cacache, loadCacache } from './cacache.js';
 import { JOURNAL_KEY, drainJournal } from './journal.js';
 import { acquireGcLock, scanLeases } from './lease.js';
-import { cacheFsError, ensureOwnFolder } from './damage.js';
+import { cacheFsError, dropFolderBuckets, ensureOwnFolder } from './damage.js';
 import { totals, treeSize } from './folders.js';
 import { STAMP_DIR } from './stamp.js';
 import { CODE_CACHE_DIR, bundleStamp, judgeCodeCacheEntry, listCodeCacheDir } from './codecaches.js';
@@ -266,7 +266,8 @@ async function readIndex(gc: Gc): Promise<void> {
   try {
     all = await gc.cacache.ls(gc.dir);
   } catch (err) {
-    throw cacheFsError(err, gc.dir, 'read the index in');
+    if (!dropFolderBuckets(gc.dir, err)) throw cacheFsError(err, gc.dir, 'read the index in');
+    return readIndex(gc);
   }
   gc.records = Object.values(all).filter((e) => e.key !== JOURNAL_KEY);
   for (const r of gc.records) {

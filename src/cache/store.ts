@@ -11,7 +11,7 @@ import { makeDirs } from '../util/mkdirs.js';
 import { traceAdd } from '../util/trace.js';
 import { type Mismatch, verify } from '../util/verify.js';
 import { loadCacache } from './cacache.js';
-import { cacheFsError } from './damage.js';
+import { cacheFsError, dropFolderBuckets } from './damage.js';
 import { listFolder } from './folders.js';
 import { JOURNAL_KEY, noteKey } from './journal.js';
 import { TEMP_PREFIX } from '../util/tmpfile.js';
@@ -380,7 +380,7 @@ export class CacheStore {
     try {
       info = await cacache.get.info(this.dir, key);
     } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return undefined;
+      if (errnoCode(err) === 'ENOENT' || dropFolderBuckets(this.dir, err)) return undefined;
       throw cacheFsError(err, this.dir, 'read the index in');
     }
     const rec = info ? toRecord(info) : undefined;
@@ -389,15 +389,20 @@ export class CacheStore {
 
   async putRecord<M>(key: string, blob: BlobInfo, metadata: M): Promise<void> {
     const cacache = await loadCacache();
-    try {
-      // Only a key that has a record gets an older line now, and only those are gc's to compact: a
-      // first gc after many builds would otherwise rewrite every new key's one-line bucket.
-      if (await cacache.get.info(this.dir, key)) await noteKey(cacache, this.dir, key);
-      await cacache.index.insert(this.dir, key, digestToIntegrity(blob.digest), { size: blob.size, metadata });
-    } catch (err) {
-      throw cacheFsError(err, this.dir, 'write the index in');
+    for (let tries = 2; ; tries--) {
+      try {
+        // Only a key that has a record gets an older line now, and only those are gc's to compact: a
+        // first gc after many builds would otherwise rewrite every new key's one-line bucket.
+        if (await cacache.get.info(this.dir, key)) await noteKey(cacache, this.dir, key);
+        await cacache.index.insert(this.dir, key, digestToIntegrity(blob.digest), { size: blob.size, metadata });
+        return;
+      } catch (err) {
+        if (tries > 1 && dropFolderBuckets(this.dir, err)) continue;
+        throw cacheFsError(err, this.dir, 'write the index in');
+      }
     }
   }
+
 
   /** Removes a record (cacache appends a tombstone); the blob stays until gc finds it unused. */
   async dropRecord(key: string): Promise<void> {
@@ -417,7 +422,8 @@ export class CacheStore {
     try {
       all = await cacache.ls(this.dir);
     } catch (err) {
-      throw cacheFsError(err, this.dir, 'read the index in');
+      if (!dropFolderBuckets(this.dir, err)) throw cacheFsError(err, this.dir, 'read the index in');
+      return this.listRecords();
     }
     return Object.values(all)
       .filter((e) => e.key !== JOURNAL_KEY)
