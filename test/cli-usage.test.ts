@@ -116,3 +116,16 @@ test('an empty or blank --build-id is refused (exit 2, one line), by build and b
   const ok = runCliSync(['build', ...args.build!, '--build-id', 'tree-1'], env);
   assert.equal(ok.code, 0, ok.stderr);
 });
+
+test('--no-cache with --cache-dir is refused by every command that opens the cache (exit 2, one line); nothing is made there', () => {
+  const dir = tempDir();
+  const args = validArgs(dir);
+  const cacheDir = join(dir, 'asked-for');
+  for (const command of ['build', 'publish', 'warm', 'gc', 'ls', 'du'] as const) {
+    const r = runCliSync([command, ...args[command]!, '--no-cache', '--cache-dir', cacheDir], { KOCACHE: '' });
+    assert.equal(r.code, 2, `${command}: ${r.stdout}${r.stderr}`);
+    assert.ok(isOneLineError(r), r.stderr);
+    assert.match(r.stderr, /--no-cache .* --cache-dir/);
+  }
+  assert.equal(existsSync(cacheDir), false);
+});

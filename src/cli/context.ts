@@ -110,6 +110,7 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): C
   const [min, max] = algorithm === 'zstd' ? [ZSTD_LEVELS.min, ZSTD_LEVELS.max] : [1, 9];
   const level = args.level === undefined ? (algorithm === 'zstd' ? DEFAULT_ZSTD_LEVEL : DEFAULT_GZIP.level) : wholeNumber(args.level);
   if (!(level >= min && level <= max)) throw usageError(`--level must be a whole number from ${min} to ${max} for ${algorithm}, not ${JSON.stringify(String(args.level))}`);
+  if (args.cache === false && args['cache-dir'] !== undefined) throw usageError('--no-cache runs with a throwaway cache: give it or --cache-dir, not both');
   const loc = resolveCacheLocation({ cacheDir: args['cache-dir'], noCache: args.cache === false });
   const leased = !loc.ephemeral && opts.lease !== false;
   let cache: CacheStore;
