@@ -272,6 +272,7 @@ describe('publish refuses bad input with one line', () => {
     ['unknown placeholder', () => ['{goarch}/app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`], /unknown placeholder \{goarch\}/, 2],
     ['no --repo and no --output', () => ['app:/app', '--base', 'scratch'], /needs --repo/, 2],
     ['multi-platform docker-archive', () => ['app:/app', '--base', 'scratch', '--output', 'docker-archive:x.tar', '--platform', 'linux/amd64', '--platform', 'linux/arm64'], /docker-archive holds one image/, 2],
+    ['--tag on a docker-archive without --repo', () => ['app:/app', '--base', 'scratch', '--output', 'docker-archive:x.tar', '--tag', 'v2'], /give --repo with --tag/, 2],
     ['a base tag that does not exist', () => ['app:/app', '--base', `${reg.host}/base:no-such-tag`, '--repo', `${reg.host}/x`], /no-such-tag/, 1],
     ['a platform the base lacks', () => ['app:/app', '--base', `${reg.host}/base:1`, '--repo', `${reg.host}/x`, '--platform', 'linux/s390x'], /s390x/, 1],
   ];

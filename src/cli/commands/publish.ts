@@ -117,6 +117,9 @@ function parseRequest(args: PublishArgs): PublishRequest {
     if (seen.has(key)) throw usageError(`--platform ${key} given twice`);
     seen.add(key);
   }
+  if (output.kind === 'docker-archive' && repo === undefined && list(args.tag).length > 0) {
+    throw usageError('a docker-archive names its image REPO:TAG: give --repo with --tag (without either, docker load names it by its id)');
+  }
   if (output.kind === 'docker-archive' && platforms !== 'all' && platforms.length > 1) {
     throw usageError(`docker-archive holds one image, not ${platforms.length} platforms: pick one --platform, or use --output oci:DIR for a multi-platform index`);
   }
@@ -232,7 +235,9 @@ function summary(req: PublishRequest, r: PublishResult): string {
     case 'oci':
       return `wrote OCI layout ${req.output.path} (tag ${r.tags.join(', ')}): ${layers}; blobs ${r.written} written, ${r.present} already there`;
     case 'docker-archive':
-      return `wrote docker-archive ${req.output.path} (${formatBytes(r.bytesWritten)}): ${layers}; docker load names it ${r.imageId}`;
+      // Named REPO:TAG for each tag when --repo was given; else docker load knows it by its id.
+      const names = req.repo ? r.tags.map((tag) => formatReference({ ...req.repo!, tag })).join(', ') : r.imageId;
+      return `wrote docker-archive ${req.output.path} (${formatBytes(r.bytesWritten)}): ${layers}; docker load names it ${names}`;
   }
 }
 
