@@ -77,7 +77,11 @@ export const gcCommand: CommandModule<object, GcArgs> = {
       unpack: (blob, mediaType) => unpackLayer(blob, mediaType, 'a cached layer'),
     });
     if (maxSize !== undefined && report.sizeAfter > maxSize) {
-      ctx.out.warn(`cache is ${formatBytes(report.sizeAfter)}, above --max-size ${formatBytes(maxSize)}: ${formatBytes(report.protectedBytes)} is in use by running kocache commands or was written moments ago`);
+      // Nothing protected: what is left is gc's own bookkeeping, or what commands wrote after its scan.
+      const why = report.protectedBytes > 0
+        ? `${formatBytes(report.protectedBytes)} is in use by running kocache commands or was written moments ago`
+        : 'what is left is the index and markers gc keeps, or was written by other kocache commands while gc ran';
+      ctx.out.warn(`cache is ${formatBytes(report.sizeAfter)}, above --max-size ${formatBytes(maxSize)}: ${why}`);
     }
     ctx.out.result(report, summary(report));
   },
