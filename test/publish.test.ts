@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CacheStore } from '../src/cache/store.js';
@@ -272,10 +272,19 @@ describe('publish refuses bad input with one line', () => {
     ['unknown placeholder', () => ['{goarch}/app:/app', '--base', 'scratch', '--repo', `${reg.host}/x`], /unknown placeholder \{goarch\}/, 2],
     ['no --repo and no --output', () => ['app:/app', '--base', 'scratch'], /needs --repo/, 2],
     ['multi-platform docker-archive', () => ['app:/app', '--base', 'scratch', '--output', 'docker-archive:x.tar', '--platform', 'linux/amd64', '--platform', 'linux/arm64'], /docker-archive holds one image/, 2],
+    ['an OCI layout inside a layer source', () => ['app:/app', 'etc:/etc', '--base', 'scratch', '--output', 'oci:etc/out'], /output .*etc\/out is inside the layer source .*etc: the next build would pack it/, 2],
+    ['a docker-archive over the layer source', () => ['app:/app', '--base', 'scratch', '--output', 'docker-archive:app'], /is the layer source .*app itself/, 2],
     ['--tag on a docker-archive without --repo', () => ['app:/app', '--base', 'scratch', '--output', 'docker-archive:x.tar', '--tag', 'v2'], /give --repo with --tag/, 2],
     ['a base tag that does not exist', () => ['app:/app', '--base', `${reg.host}/base:no-such-tag`, '--repo', `${reg.host}/x`], /no-such-tag/, 1],
     ['a platform the base lacks', () => ['app:/app', '--base', `${reg.host}/base:1`, '--repo', `${reg.host}/x`, '--platform', 'linux/s390x'], /s390x/, 1],
   ];
+  test('an output inside a layer source that has excludes is taken as excluded', async () => {
+    const r = await runCli(['publish', 'etc:/etc', '--base', 'scratch', '--output', 'oci:etc/kept-out', '--exclude', 'kept-out'], env, { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(existsSync(join(dir, 'etc', 'kept-out', 'index.json')));
+    rmSync(join(dir, 'etc', 'kept-out'), { recursive: true });
+  });
+
   for (const [name, args, message, code] of cases) {
     test(name, async () => {
       const r = await runCli(['publish', ...args()], env, { cwd: dir });

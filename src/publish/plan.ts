@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { basename, resolve } from 'node:path';
+import { basename, resolve, sep } from 'node:path';
 import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
 import { KocacheError } from '../errors.js';
 import type { PlatformPlan } from '../image/build.js';
@@ -58,6 +58,7 @@ export function planPublish(o: PublishOptions): PublishPlan {
   const settings = o.layerSettings ?? {};
   if (Array.isArray(settings) && settings.length !== o.layers.length) throw invalid(`\`layerSettings\` has ${settings.length} entries for ${o.layers.length} layers: give one per layer, or one object for all`);
   const plans = platforms === 'all' ? undefined : platforms.map((platform) => ({ platform, layers: platformLayers(o.layers, platform, settings, cwd) }));
+  if (plans) outsideSources(output, plans);
   const firstSrc = plans?.[0]!.layers[0]!.source.src ?? parseLayerSpecText(o.layers[0]!).src;
   const importPath = validateImportPath(o.importPath ?? (repo ? formatRepository(repo) : `local/${basename(firstSrc) || 'image'}`));
   const jobs = o.jobs ?? availableParallelism();
@@ -72,7 +73,27 @@ export function planPublish(o: PublishOptions): PublishPlan {
 export function plansFor(plan: PublishPlan, platforms: Platform[]): Omit<PlatformPlan, 'base'>[] {
   const plans = plan.plans ?? platforms.map((platform) => ({ platform, layers: platformLayers(plan.specs, platform, plan.layerSettings, plan.cwd) }));
   if (plan.output.kind === 'docker-archive' && plans.length > 1) throw oneImageOnly(plans.length);
+  if (!plan.plans) outsideSources(plan.output, plans);
   return plans;
+}
+
+/**
+ * A file output must not be a layer's source or inside one: it would overwrite the source, or be
+ * packed into that layer by the next build (a layer that grows by itself). Inside a folder whose
+ * layer has excludes it is taken as excluded (they are matched only when the layer is walked).
+ */
+function outsideSources(output: OutputTarget, plans: readonly Omit<PlatformPlan, 'base'>[]): void {
+  if (output.kind === 'registry') return;
+  for (const { layers } of plans) {
+    for (const { source } of layers) {
+      const within = output.path.startsWith(source.src.endsWith(sep) ? source.src : `${source.src}${sep}`);
+      if (output.path === source.src || (within && !source.exclude)) {
+        throw invalid(within
+          ? `the output ${output.path} is inside the layer source ${source.src}: the next build would pack it into that layer; write it elsewhere, or exclude it`
+          : `the output ${output.path} is the layer source ${source.src} itself: write it elsewhere`);
+      }
+    }
+  }
 }
 
 function oneImageOnly(n: number): KocacheError {
