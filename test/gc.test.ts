@@ -11,7 +11,8 @@ import { stampPath, writeStamp } from '../src/cache/stamp.js';
 import { tarKey } from '../src/cache/keys.js';
 import { parseDuration, parseSize } from '../src/cli/commands/gc.js';
 import type { Digest } from '../src/oci/digest.js';
-import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
+import { isOneLineError, runCli, tempDir, traceOf } from './helpers/cli.js';
+import { makeDockerArchive, standardLayers } from './helpers/archives.js';
 
 interface BuildOut {
   digest: Digest;
@@ -259,6 +260,22 @@ describe('kocache gc', () => {
     assert.ok((await cache.listRecords()).some((r) => r.key === byDiff.key), 'the right diffid record stays');
     const again = await build(cacheDir, file, 'example.com/diffid');
     assert.deepEqual([again.digest, again.diffid], [cold.digest, cold.diffid]);
+  });
+
+  test('an imported archive keeps every blob its record names (config, layers): the next import of it reads nothing', async () => {
+    const cacheDir = newDir();
+    const archive = makeDockerArchive(newDir(), standardLayers(), { gzip: true });
+    const cache = new CacheStore(cacheDir);
+    const first = await runCli(['warm', '--tarball', archive.path, '--json'], { KOCACHE: cacheDir });
+    assert.equal(first.code, 0, first.stderr);
+    for (const { digest } of cache.contentFiles()) if (digest) age(cache, digest, HOUR);
+    const r = await runCli(['gc', '--json'], { KOCACHE: cacheDir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as GcOut).removed.filter((x) => x.kind === 'blob'), [], 'no blob of the image removed');
+    const again = await runCli(['warm', '--tarball', archive.path, '--json'], { KOCACHE: cacheDir, KOCACHE_TRACE: '1' });
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stderr, /importing it again/);
+    assert.equal(traceOf(again.stderr)['inflate.layer'] ?? 0, 0, 'nothing inflated');
   });
 
   test('content newer than a live lease is never removed; a live gc lock refuses a second gc', async () => {

@@ -4,7 +4,7 @@ import { lstatSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs'
 import { basename, join, relative, sep } from 'node:path';
 import type { CacheObject } from 'cacache';
 import { KocacheError, errnoCode } from '../errors.js';
-import { type Digest, integrityToDigest } from '../oci/digest.js';
+import { type Digest, integrityToDigest, isDigest } from '../oci/digest.js';
 import { type Cacache, loadCacache } from './cacache.js';
 import { JOURNAL_KEY, drainJournal } from './journal.js';
 import { acquireGcLock, scanLeases } from './lease.js';
@@ -273,10 +273,23 @@ async function readIndex(gc: Gc): Promise<void> {
   for (const r of gc.records) {
     const digest = digestOf(r.integrity);
     if (digest === undefined || isMetadataKey(r.key)) continue;
-    const list = gc.keysByDigest.get(digest) ?? [];
-    list.push(r.key);
-    gc.keysByDigest.set(digest, list);
+    // A record needs the blobs its metadata names kept too (an imported archive's config and layers).
+    for (const d of namedDigests(r.metadata, new Set([digest]))) {
+      const list = gc.keysByDigest.get(d) ?? [];
+      list.push(r.key);
+      gc.keysByDigest.set(d, list);
+    }
   }
+}
+
+/** The `digest` of every descriptor within a record's metadata, added to `out`. */
+function namedDigests(m: unknown, out: Set<Digest>, depth = 0): Set<Digest> {
+  if (depth > 12 || typeof m !== 'object' || m === null) return out;
+  for (const [k, v] of Array.isArray(m) ? m.entries() : Object.entries(m)) {
+    if (k === 'digest' && typeof v === 'string' && isDigest(v)) out.add(v);
+    else namedDigests(v, out, depth + 1);
+  }
+  return out;
 }
 
 /** --verify: every blob re-hashed; a corrupt one is dropped (a dry run only hashes). */
