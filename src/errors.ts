@@ -1,8 +1,9 @@
 /**
  * What went wrong, one meaning per code (the `code` of `--json` errors and of KocacheError):
- * - `usage`: a command line kocache cannot run (exit 2).
- * - `input`: an option or a layer source the library cannot use (an empty import path, a relative
- *   destination, a file that changed while it was read).
+ * - `usage`: a command line kocache cannot run, or text the parsers it shares with the library
+ *   refuse (`parseLayerSource`'s `SRC:DEST` with a relative DEST, an owner, a platform list) (exit 2).
+ * - `input`: an option or a layer source the library cannot use (an empty import path, a file that
+ *   changed while it was read).
  * - `reference`, `platform`: an image reference or platform that does not parse, or a platform
  *   the image does not have.
  * - `invalid-digest`: a string that is not a sha256 digest.

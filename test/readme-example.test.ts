@@ -23,7 +23,7 @@ test("the README's library example runs: a build, then the same build from the c
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   helloOut(dir);
   writeFileSync(join(dir, 'example.mjs'), example());
-  const env = { ...process.env, KOCACHE_DIR: join(dir, 'cache') };
+  const env = { ...process.env, KOCACHE: join(dir, 'cache') };
   const run = () => execFileSync(process.execPath, ['example.mjs'], { cwd: dir, env, encoding: 'utf8' }).trim().split(' ');
   const [digest, diffid, cached] = run();
   assert.match(digest!, /^sha256:[0-9a-f]{64}$/);
