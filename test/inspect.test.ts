@@ -73,6 +73,7 @@ describe('inspect', () => {
     const archived = JSON.parse(await cli(['inspect', '--json', join(work, 'img.tar')]));
     checkShape(archived);
     assert.deepEqual(archived.images[0].layers, img.layers);
+    assert.deepEqual(JSON.parse(await cli(['inspect', '--json', `docker-archive:${join(work, 'img.tar')}`])).images[0].layers, img.layers);
 
     const text = await cli(['inspect', ref]);
     assert.match(text, /linux\/amd64 {2}sha256:/);
@@ -100,6 +101,8 @@ describe('inspect', () => {
     assert.deepEqual(r.images[0].config.content.config.Env.at(-1), 'A=1');
     assert.equal(r.images[0].layers.length, 1);
     assert.ok(r.images[0].layers[0].size > 1000);
+    // A prefix naming the other kind of archive: the bytes decide, as for push.
+    assert.deepEqual(JSON.parse(await cli(['inspect', '--json', `oci-archive:${file}`])), { ...r, source: `oci-archive:${file}` });
   });
 
   test('a layout with several images: all listed; an unknown tag is an error that lists the tags', async () => {

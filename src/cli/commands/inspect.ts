@@ -59,7 +59,10 @@ async function inspect(given: string, source: ImageSource, ctx: Context, insecur
     return inspectIndex(given, parseLayoutIndex(readLayoutIndex(dir), dir), source.tag, read, `oci:${dir}`);
   }
   const peek = await peekArchive(source.path);
-  if (peek.small.has('index.json') && source.format !== 'docker-archive') {
+  // The bytes decide, as for push; a prefix only picks the view of an archive that has both
+  // (docker save since Docker 25 writes an OCI layout beside manifest.json).
+  const docker = peek.small.has('manifest.json');
+  if (peek.small.has('index.json') && !(docker && source.format === 'docker-archive')) {
     const index = parseLayoutIndex(peek.small.get('index.json')!, given, 'archive');
     const read: ReadBlob = async (d) => {
       const b = peek.small.get(layoutBlobPath(d.digest));
@@ -68,7 +71,7 @@ async function inspect(given: string, source: ImageSource, ctx: Context, insecur
     };
     return inspectIndex(given, index, source.tag, read, source.path);
   }
-  if (peek.small.has('manifest.json') && source.format !== 'oci-archive') return inspectDockerArchive(given, peek);
+  if (docker) return inspectDockerArchive(given, peek);
   throw new KocacheError('archive', `${given} is neither an OCI archive (no index.json) nor a docker-archive (no manifest.json)`);
 }
 
