@@ -268,6 +268,19 @@ describe('push an archive through a registry cache', () => {
     assert.equal(uploads(reg, 'arc/b'), 0, 'every blob mounted, none uploaded');
     assert.equal(reg.requests('GET', /^\/v2\/arc\/cache\/blobs\//), 0, 'nothing downloaded from the cache repository');
     await skopeo('copy', '--quiet', '--src-tls-verify=false', `docker://${reg.host}/arc/b:v1`, `dir:${join(work, 'arc-b')}`);
+    // On a second registry, one transfer at a time: every blob copied (a copy used to wait for a
+    // slot its own lookup held, and the push ended with nothing pushed and exit 0).
+    const other = await startRegistry();
+    try {
+      const r = await runCli(['push', made.path, `${other.host}/arc/d:v1`, '--json', '-j', '1', '--cache-from', `${reg.host}/arc/cache`], { KOCACHE: freshCache(), KOCACHE_TRACE: '1' });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal((JSON.parse(r.stdout) as { digest: string }).digest, a.digest);
+      assert.ok((traceOf(r.stderr)['regcache.copied'] ?? 0) > 0, 'copied from the cache repository');
+      for (const counter of ['inflate.archive', 'gzip.in']) assert.equal(traceOf(r.stderr)[counter] ?? 0, 0, counter);
+      await skopeo('copy', '--quiet', '--src-tls-verify=false', `docker://${other.host}/arc/d:v1`, `dir:${join(work, 'arc-d')}`);
+    } finally {
+      await other.stop();
+    }
     // --cache-check imports it anyway and agrees.
     const checked = await push('arc/c', ['--cache-from', `${reg.host}/arc/cache`, '--cache-check']);
     assert.equal(checked.digest, a.digest);

@@ -98,4 +98,13 @@ const finish = (code: number) => {
   // Both streams flushed first (`--json` errors go to stdout; pipes are asynchronous on macOS).
   if (code !== 0) process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
 };
-main(hideBin(process.argv)).then(finish, (err: unknown) => finish(reportError(err, false)));
+let settled = false;
+// A command stalled for good (waiting on a promise nothing will settle) empties the event loop, and
+// Node would exit 0 with the work undone: a CI job would pass. Said as the bug it is instead.
+process.once('beforeExit', () => {
+  if (!settled) finish(reportError(new Error('the command stopped before it finished, waiting on nothing'), false));
+});
+main(hideBin(process.argv)).then(
+  (code) => ((settled = true), finish(code)),
+  (err: unknown) => ((settled = true), finish(reportError(err, false))),
+);

@@ -260,7 +260,9 @@ export class RegistryCache {
       let record: ArchiveRecord;
       try {
         record = parseArchiveRecord(bytes, key);
-        await Promise.all(archivePins(record.image).map((d) => this.transfers.run(async () => settleIn(target, d.digest, await this.materialize(d, repo, target)))));
+        // Not within `transfers`: a copy takes its own slot there (a slot held while waiting for
+        // another of the same limiter is how a push of a known archive once stalled for good).
+        await Promise.all(archivePins(record.image).map(async (d) => settleIn(target, d.digest, await this.materialize(d, repo, target))));
         for (const [digest, raw] of record.manifests) {
           await this.o.cache.writeBlob((async function* () { yield raw; })(), { digest, size: raw.length });
         }
