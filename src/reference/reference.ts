@@ -26,7 +26,16 @@ const NAME_MAX = 255;
 
 /** Exit 2: a reference is what the user typed (an argument, a project file's base), as a platform is. */
 function invalid(s: string, why: string): KocacheError {
-  return new KocacheError('reference', `invalid image reference ${JSON.stringify(s)}: ${why}`, { exitCode: 2 });
+  return new KocacheError('reference', withoutPassword(`invalid image reference ${JSON.stringify(s)}: ${why}`, s), { exitCode: 2 });
+}
+
+/**
+ * A URL with credentials pasted where a reference goes (`https://user:token@host/repo`): the
+ * password is not printed back. A tag before a digest (`repo:v1@sha256:...`) is left alone.
+ */
+function withoutPassword(message: string, s: string): string {
+  const m = /^(?:[a-z][a-z0-9+.-]*:\/\/)?[^/@]*:([^/@]+)@(?!sha256:)/i.exec(s);
+  return m ? message.split(m[1]!).join('***') : message;
 }
 
 /** Docker's rule: the first path segment is a registry when it looks like a host. */

@@ -73,3 +73,16 @@ test('parseReference rejects every malformed reference with a one-line KocacheEr
     });
   }
 });
+
+test('a URL with credentials given as a reference: the password is not printed back', () => {
+  for (const input of ['https://user:s3cr3t-t0ken@ghcr.io/you/app', 'user:s3cr3t-t0ken@ghcr.io/you/app', 'oauth2:s3cr3t-t0ken@host']) {
+    assert.throws(() => parseReference(input), (err: unknown) => {
+      assert.ok(err instanceof KocacheError);
+      assert.ok(!err.message.includes('s3cr3t-t0ken'), err.message);
+      assert.match(err.message, /invalid image reference .*\*\*\*@/);
+      return true;
+    });
+  }
+  // A tag before a digest is not a password.
+  assert.throws(() => parseReference('app:v1@sha256:bad'), /app:v1@sha256:bad/);
+});

@@ -83,3 +83,12 @@ test('a full disk is advised once, whether or not the cache put words to it', ()
   assert.equal(errnoHint('EROFS', 'cannot write /x'), 'the file system is read-only');
   assert.equal(errnoHint('ENOENT', 'cannot read /x'), undefined);
 });
+
+test('a dropped connection is retried; a request on a client this process closed is not', async () => {
+  const { isRetryableNetworkError } = await import('../../src/remote/retry.js');
+  const undici = await import('undici');
+  assert.equal(isRetryableNetworkError(new undici.errors.SocketError('other side closed')), true);
+  assert.equal(isRetryableNetworkError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })), true);
+  assert.equal(isRetryableNetworkError(new undici.errors.ClientClosedError()), false);
+  assert.equal(isRetryableNetworkError(new TypeError('fetch failed', { cause: new undici.errors.ClientClosedError() })), false);
+});
