@@ -77,7 +77,7 @@ export class RegistryClient {
       if (opts.userAgent) transportOpts.userAgent = opts.userAgent;
       if (opts.timeouts) transportOpts.timeouts = opts.timeouts;
       this.transport = new Transport(transportOpts);
-      this.auth = new Authenticator(this.transport, new CredentialStore(opts.dockerConfigDir, this.warn));
+      this.auth = new Authenticator(this.transport, new CredentialStore(opts.dockerConfigDir, this.warn, this.transport.timeouts.totalMs));
       this.seen = new BlobLocations(opts.cache);
     }
     this.owner = !shared;

@@ -57,6 +57,8 @@ export class CredentialStore {
   constructor(
     private readonly configDir = process.env.DOCKER_CONFIG || join(homedir(), '.docker'),
     private readonly warn: (msg: string) => void = () => {},
+    /** How long a credential helper may take: the registry timeout (a helper that hangs is a registry that does not answer). */
+    private readonly helperTimeoutMs = 60_000,
   ) {}
 
   get(registry: string): Promise<Credentials | undefined> {
@@ -111,12 +113,13 @@ export class CredentialStore {
     const program = `docker-credential-${name}`;
     let out: { code: number | null; stdout: string };
     try {
-      out = await runHelper(program, helperServerName(registry));
+      out = await runHelper(program, helperServerName(registry), this.helperTimeoutMs);
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') {
         this.warn(`credential helper ${program} (named in config.json) is not on PATH; trying the auths entries`);
         return undefined;
       }
+      if (err === HELPER_TIMEOUT) throw new KocacheError('credentials', `credential helper ${program} gave no answer for ${registry} in ${this.helperTimeoutMs / 1000} s (the registry timeout); stopped it`);
       throw new KocacheError('credentials', `credential helper ${program} failed for ${registry}: ${errnoCode(err) ?? String(err)}`, { cause: err });
     }
     if (out.code !== 0) {
@@ -156,14 +159,20 @@ function fromAuthEntry(entry: AuthEntry, path: string, registry: string): Creden
   return { username: username ?? '', password: password ?? '', source };
 }
 
-function runHelper(program: string, server: string): Promise<{ code: number | null; stdout: string }> {
+const HELPER_TIMEOUT = new Error('credential helper timed out');
+
+function runHelper(program: string, server: string, timeoutMs: number): Promise<{ code: number | null; stdout: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(program, ['get'], { stdio: ['pipe', 'pipe', 'ignore'] });
     let stdout = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(HELPER_TIMEOUT);
+    }, timeoutMs);
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (s: string) => { stdout += s; });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout }));
+    child.on('error', (err) => (clearTimeout(timer), reject(err)));
+    child.on('close', (code) => (clearTimeout(timer), resolve({ code, stdout })));
     child.stdin.on('error', () => { /* the helper may exit before reading; its exit code tells */ });
     child.stdin.end(server);
   });

@@ -49,6 +49,7 @@ describe('CredentialStore', () => {
       '  https://index.docker.io/v1/) echo \'{"Username":"hubuser","Secret":"hub-secret"}\' ;;',
       '  ghcr.io) echo \'{"Username":"<token>","Secret":"refresh-xyz"}\' ;;',
       '  broken.example) echo "something went wrong: password=leaked"; exit 3 ;;',
+      '  hang.example) exec sleep 30 ;;',
       '  *) echo "credentials not found in native keychain"; exit 1 ;;',
       'esac',
       '',
@@ -84,6 +85,15 @@ describe('CredentialStore', () => {
     assert.deepEqual(await store.get('index.docker.io'), { username: 'hubuser', password: 'hub-secret', source: 'docker-credential-kostore' });
     assert.deepEqual(await store.get('ghcr.io'), { identityToken: 'refresh-xyz', source: 'docker-credential-kostore' });
     assert.equal((await store.get('other.example'))?.username, 'u');
+  });
+
+  test('a helper that never answers is stopped after the registry timeout: one line', async () => {
+    const hanging = new CredentialStore(dir('hanging', { credHelpers: { 'hang.example': 'kostore' } }), () => {}, 300);
+    await assert.rejects(hanging.get('hang.example'), (err: unknown) => {
+      assert.ok(err instanceof KocacheError);
+      assert.equal(err.message, 'credential helper docker-credential-kostore gave no answer for hang.example in 0.3 s (the registry timeout); stopped it');
+      return true;
+    });
   });
 
   test('a failing helper is one line that does not echo its output; a missing one warns and falls back', async () => {
