@@ -53,6 +53,12 @@ describe('a registry that accepts connections and never answers', () => {
     rmSync(root, { recursive: true, force: true });
   });
 
+  test('a registry timeout shorter than the idle timeout bounds every try', async () => {
+    const r = await runCli(['warm', `${host}/app:v1`, '--idle-timeout', '60', '--registry-timeout', '2', '--connect-timeout', '2'], { KOCACHE: join(root, 'cache-short') }, { timeout: KILL_AFTER_MS });
+    assertGaveUp(r, host);
+    assert.ok(lines(r).warnings.some((w) => /waiting up to 2 s, then retrying, for 2 s in all/.test(w)), r.stderr);
+  });
+
   test('warm REF: fails within the configured timeout with one line naming the registry', async () => {
     const r = await runCli(['warm', `${host}/app:v1`, ...FAST], { KOCACHE: join(root, 'cache-warm') }, { timeout: KILL_AFTER_MS });
     assertGaveUp(r, host);

@@ -70,7 +70,9 @@ export class Transport {
   private readonly warnedStall = new Set<string>();
 
   constructor(opts: TransportOptions = {}) {
-    this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    const given = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    // No single wait outlasts the registry timeout: a short --registry-timeout bounds every try.
+    this.timeouts = { ...given, connectMs: Math.min(given.connectMs, given.totalMs), idleMs: Math.min(given.idleMs, given.totalMs) };
     this.warn = opts.warn ?? (() => {});
     // HTTP/2 where the registry offers it (over TLS, by ALPN): undici closes an HTTP/1.1
     // connection after every HEAD unless the server says `Connection: keep-alive`, which Go's
@@ -147,7 +149,7 @@ export class Transport {
   private async exchange(url: URL, req: HttpRequest, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
     const origin = url.origin;
     const t = this.timeouts;
-    const patience = t.idleMs + (req.answerAllowanceMs ?? 0);
+    const patience = Math.min(t.idleMs + (req.answerAllowanceMs ?? 0), t.totalMs);
     const warnAfter = Math.min(5_000, t.idleMs / 2);
     let timer: NodeJS.Timeout | undefined;
     const arm = () => {
