@@ -9,6 +9,7 @@ import { type CliResult, runCli, tempDir, traceOf } from './helpers/cli.js';
 import { makeDockerArchive, standardLayers } from './helpers/archives.js';
 import { appTree, skopeo } from './helpers/image-fixtures.js';
 import { type RunningRegistry, freePort, startRegistry } from './helpers/registry.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
 
 let reg: RunningRegistry;
 let work: string;
@@ -313,6 +314,22 @@ describe('gc --cache-repo', () => {
     assert.equal(again.digest, coldDigest);
     assert.deepEqual(warnings(again), []);
     assert.ok((again.trace['gzip.in'] ?? 0) > 0);
+  });
+
+  test('a registry failing while the records are read: gc fails with one line and deletes nothing', async () => {
+    await publish(`${reg.host}/cli/gc-faulty-seed:v1`, ['--cache-repo', `${reg.host}/cli/gc-faulty`]);
+    const proxy = await startFaultProxy(reg.port, [{ method: 'GET', path: /^\/v2\/cli\/gc-faulty\/manifests\/kc1-/, times: 1000, status: 500 }]);
+    try {
+      const r = await runCli(['gc', '--cache-repo', `${proxy.host}/cli/gc-faulty`, '--max-age', '0s', '--json'], {});
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr.trim().split('\n').at(-1)!, /^kocache: .*answered 500/);
+      assert.equal(proxy.forwarded.filter((f) => f.startsWith('DELETE')).length, 0);
+    } finally {
+      await proxy.stop();
+    }
+    const c = new RegistryClient();
+    assert.equal((await c.listTags({ registry: reg.host, repository: 'cli/gc-faulty' })).filter((t) => t.startsWith('kc1-')).length, 2, 'the records are all there');
+    await c.close();
   });
 
   test('a registry with deletes disabled: one line saying so', async () => {

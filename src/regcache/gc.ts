@@ -1,6 +1,8 @@
+import { KocacheError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { type Reference, formatRepository } from '../reference/reference.js';
 import type { RegistryClient } from '../remote/client.js';
+import { RetryableError } from '../remote/retry.js';
 import { runBounded } from '../util/limit.js';
 import { MAX_ARCHIVE_RECORD_BYTES, isRecordTag, recordCreated } from './record.js';
 
@@ -51,7 +53,10 @@ export async function collectRegistryGarbage(client: RegistryClient, repo: Refer
     let got: { descriptor: { digest: Digest }; bytes: Buffer };
     try {
       got = await client.getManifest({ ...repo, tag }, MAX_ARCHIVE_RECORD_BYTES);
-    } catch {
+    } catch (err) {
+      // A registry that fails (down, refusing, 5xx after its tries) fails gc: a broken registry
+      // must not look like a gc with nothing to delete. A tag gone meanwhile or foreign is left.
+      if (registryFailed(err)) throw err;
       skipped++;
       return;
     }
@@ -79,4 +84,10 @@ export async function collectRegistryGarbage(client: RegistryClient, repo: Refer
     if (r === 'deleted') report.deleted++;
   }
   return report;
+}
+
+function registryFailed(err: unknown): boolean {
+  if (!(err instanceof KocacheError)) return true;
+  if (['unreachable', 'auth', 'credentials', 'tls'].includes(err.code)) return true;
+  return err.code === 'registry' && err.cause instanceof RetryableError;
 }

@@ -126,7 +126,9 @@ async function remoteGc(args: GcArgs, maxAge: number | undefined): Promise<void>
     lines.push(`gc: ${r.repository}: ${verb} ${r.dryRun ? r.expired.length : r.deleted} of ${r.records} records older than ${args['max-age']}`
       + (r.skipped ? `; ${r.skipped} unreadable or foreign ${r.skipped === 1 ? 'tag' : 'tags'} left alone` : '')
       + (r.dryRun ? '' : '; the registry\'s garbage collection frees their blobs (docs/registry-cache.md)'));
-    out.result(r, lines.join('\n'));
+    // deletesDisabled is always false here (a refusal is the error above): not printed.
+    const { deletesDisabled: _, ...shown } = r;
+    out.result(shown, lines.join('\n'));
   } finally {
     await client.close();
   }
