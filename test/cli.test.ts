@@ -100,6 +100,13 @@ describe('command line', () => {
     for (const c of ['build', 'publish', 'push', 'inspect', 'du', 'gc', 'warm', 'ls']) assert.ok(words.includes(c), `${c} in ${words.join(' ')}`);
     const opts = runCliSync(['--get-yargs-completions', 'kocache', 'publish', '--'], env).stdout.split('\n');
     assert.ok(opts.includes('--base') && opts.includes('--platform'), opts.join(' '));
+    const help = runCliSync(['completion', '--help'], env);
+    assert.equal(help.code, 0, help.stderr);
+    assert.doesNotMatch(help.stdout, /get-yargs-completions/, 'help, not the script');
+    assert.match(help.stdout, /kocache completion >> ~\/\.bashrc/);
+    const extra = runCliSync(['completion', 'bash'], env);
+    assert.equal(extra.code, 2);
+    assert.match(extra.stderr, /^kocache: completion takes no argument .*\$SHELL.*, not "bash"\n$/);
   });
 
   test('SIGINT and SIGTERM remove the temp files and the lease, and clear the progress line, before exiting', async () => {

@@ -17,6 +17,15 @@ const BUNDLED_VERSION = typeof KOCACHE_VERSION === 'string' ? KOCACHE_VERSION : 
 
 async function main(given: string[]): Promise<number> {
   const argv = normaliseArgv(given);
+  // yargs' completion command takes everything after it as words to complete: its --help printed
+  // the script, and `completion bash` was a misspelt command.
+  if (argv[0] === 'completion' && argv.length > 1) {
+    if (argv.length === 2 && (argv[1] === '--help' || argv[1] === '-h')) {
+      process.stdout.write('kocache completion\n\nPrint a shell completion script for the shell in $SHELL (bash or zsh):\n  kocache completion >> ~/.bashrc\n');
+      return 0;
+    }
+    return reportError(usageError(`completion takes no argument (it writes the script for the shell in $SHELL, bash or zsh), not ${JSON.stringify(argv[1])}`), argv.includes('--json'));
+  }
   prestartForFreshRunner(argv);
   const wantsJson = argv.includes('--json');
   let failure: unknown;
