@@ -124,5 +124,14 @@ describe('inspect', () => {
     assert.ok(isOneLineError(r), r.stderr);
     const missing = await runCli(['inspect', `${reg.host}/insp/none:v1`], env);
     assert.ok(isOneLineError(missing), missing.stderr);
+    // An archive's file name that is not there is a missing file, not an image on Docker Hub;
+    // push says the same, with the same exit code as any missing input.
+    for (const args of [['inspect', 'gone.tar'], ['push', 'gone.tar.gz', `${reg.host}/insp/gone:v1`], ['push', 'gone', `${reg.host}/insp/gone:v1`]]) {
+      const r = await runCli(args, env, { cwd: work });
+      assert.ok(isOneLineError(r), r.stderr);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /no such file/);
+      assert.doesNotMatch(r.stderr, /docker\.io/);
+    }
   });
 });

@@ -29,6 +29,9 @@ export function splitPathTag(s: string, cwd = process.cwd()): { path: string; ta
 }
 
 /** Parses an image source argument (see ImageSource). */
+/** File names of image archives (a repository named so is not worth the confusion). */
+const ARCHIVE_NAME = /\.(?:tar|tgz|tar\.gz|tar\.zst)$/;
+
 export function parseImageSource(s: string, cwd = process.cwd()): ImageSource {
   const need = (rest: string, kind: string) => {
     if (rest === '') throw usageError(`${kind}: needs a path, e.g. ${kind}:./image${kind === 'oci' ? '' : '.tar'}`);
@@ -38,7 +41,8 @@ export function parseImageSource(s: string, cwd = process.cwd()): ImageSource {
   if (s.startsWith('oci-archive:')) return { kind: 'archive', format: 'oci-archive', ...splitPathTag(need(s.slice(12), 'oci-archive'), cwd) };
   if (s.startsWith('docker-archive:')) return { kind: 'archive', format: 'docker-archive', path: resolve(cwd, need(s.slice(15), 'docker-archive')) };
   if (s.startsWith('docker://')) return { kind: 'registry', ref: parseReference(s.slice(9)) };
-  // A path that exists, or that reads as one, is a file; anything else names a registry image.
-  if (existsSync(resolve(cwd, s)) || s.startsWith('.') || s.startsWith('/')) return { kind: 'archive', path: resolve(cwd, s) };
+  // A path that exists, or that reads as one (./x, /x, an archive's file name), is a file; anything
+  // else names a registry image.
+  if (existsSync(resolve(cwd, s)) || s.startsWith('.') || s.startsWith('/') || ARCHIVE_NAME.test(s)) return { kind: 'archive', path: resolve(cwd, s) };
   return { kind: 'registry', ref: parseReference(s) };
 }

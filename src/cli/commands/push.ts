@@ -117,7 +117,7 @@ function parseAlso(s: string): PushJob {
 function pushJob(archive: string, target: Reference): PushJob {
   const source = parseImageSource(archive);
   if (source.kind === 'registry') {
-    throw usageError(`${archive} is not an archive or layout on disk (no such file): push takes docker-archive, OCI archive or layout paths`);
+    throw new KocacheError('fs', `${archive} is not an archive or layout on disk (no such file): push takes docker-archive, OCI archive or layout paths`);
   }
   if (source.kind === 'layout' || (existsSync(join(source.path, 'oci-layout')) && source.format === undefined)) {
     if (existsSync(join(source.path, 'index.json'))) {
