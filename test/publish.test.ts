@@ -278,6 +278,13 @@ describe('publish refuses bad input with one line', () => {
     ['a base tag that does not exist', () => ['app:/app', '--base', `${reg.host}/base:no-such-tag`, '--repo', `${reg.host}/x`], /no-such-tag/, 1],
     ['a platform the base lacks', () => ['app:/app', '--base', `${reg.host}/base:1`, '--repo', `${reg.host}/x`, '--platform', 'linux/s390x'], /s390x/, 1],
   ];
+  test('a docker-archive in folders not yet there: they are made, as for a layout', async () => {
+    const r = await runCli(['publish', 'etc:/etc', '--base', 'scratch', '--output', 'docker-archive:new/a/x.tar'], env, { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(existsSync(join(dir, 'new', 'a', 'x.tar')));
+    rmSync(join(dir, 'new'), { recursive: true });
+  });
+
   test('an output inside a layer source that has excludes is taken as excluded', async () => {
     const r = await runCli(['publish', 'etc:/etc', '--base', 'scratch', '--output', 'oci:etc/kept-out', '--exclude', 'kept-out'], env, { cwd: dir });
     assert.equal(r.code, 0, r.stderr);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, rmSync } from 'node:fs';
+import { makeDirs } from '../util/mkdirs.js';
 import { abandonTempFile, trackTempFile } from '../util/tmpfile.js';
 import { rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -56,6 +57,13 @@ export async function writeDockerArchive(file: string, image: PushableManifest, 
     pack.finalize();
   };
 
+  // Missing folders are made, as for a layout; one made here goes again if the write fails.
+  let made: string | undefined;
+  try {
+    made = makeDirs(dirname(file));
+  } catch (err) {
+    throw fsError(err, file, 'write');
+  }
   const tmp = join(dirname(file), `.${basename(file)}.tmp-${randomBytes(6).toString('hex')}`);
   const forget = trackTempFile(tmp);
   const out = createWriteStream(tmp);
@@ -75,6 +83,7 @@ export async function writeDockerArchive(file: string, image: PushableManifest, 
     await rename(tmp, file);
   } catch (err) {
     await abandonTempFile(out, tmp);
+    if (made) rmSync(made, { recursive: true, force: true });
     if (err instanceof KocacheError) throw err;
     throw fsError(err, file, 'write');
   } finally {
