@@ -274,6 +274,8 @@ describe('publish refuses bad input with one line', () => {
     ['multi-platform docker-archive', () => ['app:/app', '--base', 'scratch', '--output', 'docker-archive:x.tar', '--platform', 'linux/amd64', '--platform', 'linux/arm64'], /docker-archive holds one image/, 2],
     ['an OCI layout inside a layer source', () => ['app:/app', 'etc:/etc', '--base', 'scratch', '--output', 'oci:etc/out'], /output .*etc\/out is inside the layer source .*etc: the next build would pack it/, 2],
     ['a docker-archive over the layer source', () => ['app:/app', '--base', 'scratch', '--output', 'docker-archive:app'], /is the layer source .*app itself/, 2],
+    ['--image-refs in a folder that is not there (before any push)', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/refs-first`, '--image-refs', 'no/such/dir/refs'], /cannot write --image-refs file .*no\/such\/dir\/refs: no such file/, 1],
+    ['--digest-file that is a folder', () => ['app:/app', '--base', 'scratch', '--repo', `${reg.host}/refs-first`, '--digest-file', '.'], /cannot write --digest-file .*: is a directory/, 1],
     ['--tag on a docker-archive without --repo', () => ['app:/app', '--base', 'scratch', '--output', 'docker-archive:x.tar', '--tag', 'v2'], /give --repo with --tag/, 2],
     ['a base tag that does not exist', () => ['app:/app', '--base', `${reg.host}/base:no-such-tag`, '--repo', `${reg.host}/x`], /no-such-tag/, 1],
     ['a platform the base lacks', () => ['app:/app', '--base', `${reg.host}/base:1`, '--repo', `${reg.host}/x`, '--platform', 'linux/s390x'], /s390x/, 1],
@@ -301,6 +303,11 @@ describe('publish refuses bad input with one line', () => {
       assert.equal(r.stdout.trim(), '', 'nothing on stdout');
     });
   }
+
+  test('a result file that cannot be written stops publish before it pushes', async () => {
+    await runCli(['publish', 'app:/app', '--base', 'scratch', '--repo', `${reg.host}/refs-first`, '--image-refs', 'no/such/dir/refs'], env, { cwd: dir });
+    assert.equal(reg.requests('PUT', /^\/v2\/refs-first\//), 0, 'no upload, no manifest');
+  });
 
   test('401 from the registry', async () => {
     const root = tempDir();

@@ -1,5 +1,5 @@
-import { renameSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { accessSync, constants, existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { fsError, usageError } from '../errors.js';
 import { splitPathTag } from '../image/transport.js';
@@ -58,6 +58,21 @@ export function withProject<A extends Flags>(args: A, project: Project | undefin
 }
 
 /** Writes `text` to `file` whole or not at all (temp file, then rename), for the next CI step. */
+/**
+ * Checked before any work: a result file that cannot be written fails the command before it
+ * pushes (a job would otherwise fail after the image was out). Its folder must exist and take a
+ * new file (the file is written beside itself and renamed); it must not be a folder.
+ */
+export function checkResultFile(file: string, what: string): void {
+  const path = resolve(file);
+  try {
+    if (existsSync(path) && statSync(path).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR', syscall: 'open', path });
+    accessSync(dirname(path), constants.W_OK);
+  } catch (err) {
+    throw fsError(err, path, `write ${what}`);
+  }
+}
+
 export function writeResultFile(file: string, text: string, what: string): void {
   const path = resolve(file);
   const tmp = `${path}.tmp-${process.pid}`;

@@ -12,7 +12,7 @@ import { layerOptions, layerSettings, layerSettingsFor } from '../layer-options.
 import { formatBytes } from '../output.js';
 import { type ProjectLayerSettings, loadProject } from '../project.js';
 import { Progress } from '../progress.js';
-import { parseCommand, parseKeyValue, parseOutput, parseRepo, publishOptions, withProject, writeResultFile } from '../publish-options.js';
+import { parseCommand, parseKeyValue, parseOutput, parseRepo, publishOptions, withProject, checkResultFile, writeResultFile } from '../publish-options.js';
 
 /** A flag given once is a string, given several times an array; both mean a list. */
 type Many = string | string[] | undefined;
@@ -148,10 +148,12 @@ function parseRequest(args: PublishArgs): PublishRequest {
   const perLayer = args.layerSettings;
   // Checked before the annotations, whose `created` is made from it.
   const epoch = sourceDateEpoch();
+  const imageRefs = single(args['image-refs']);
+  const digestFile = single(args['digest-file']);
+  if (imageRefs !== undefined) checkResultFile(imageRefs, '--image-refs file');
+  if (digestFile !== undefined) checkResultFile(digestFile, '--digest-file');
   return {
-    repo, output,
-    imageRefs: single(args['image-refs']),
-    digestFile: single(args['digest-file']),
+    repo, output, imageRefs, digestFile,
     options: {
       base, repo, output, platforms, tags, layers: specs,
       importPath: single(args['import-path']),

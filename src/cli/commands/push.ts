@@ -18,7 +18,7 @@ import { RegistryCache } from '../../regcache/cache.js';
 import { archiveRecordKey } from '../../regcache/archives.js';
 import { BlobPusher } from '../../remote/blob-pusher.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
-import { writeResultFile } from '../publish-options.js';
+import { checkResultFile, writeResultFile } from '../publish-options.js';
 import { Progress } from '../progress.js';
 
 interface PushArgs extends GlobalArgs, CacheRepoArgs, RegistryArgs {
@@ -55,6 +55,8 @@ export const pushCommand: CommandModule<object, PushArgs> = {
       .example('$0 push app.tar ghcr.io/you/app:v1 --also worker.tar=ghcr.io/you/worker:v1', 'two images at once') as unknown as Argv<PushArgs>,
   handler: async (args) => {
     const jobs = [pushJob(args.archive, pushTarget(args.reference)), ...many(args.also).map(parseAlso)];
+    if (args['image-refs'] !== undefined) checkResultFile(String(args['image-refs']), '--image-refs file');
+    if (args['digest-file'] !== undefined) checkResultFile(String(args['digest-file']), '--digest-file');
     const repos = cacheReposFrom(args);
     const timeouts = registryTimeouts(args);
     const ctx = makeContext(args);
