@@ -123,7 +123,7 @@ export async function warmTarballs(ctx: Context, paths: string[], rc?: RegistryC
       layers: [...new Map(manifests.map((m) => [m.descriptor.digest, m.layers.length])).values()].reduce((n, k) => n + k, 0),
     };
   });
-  const lines = items.map((r) => `${r.archive}: ${r.digest} (${r.layers} layers, ${r.remote ? 'recorded in the registry cache' : r.cached ? 'already cached' : 'imported'})`);
+  const lines = items.map((r) => `${r.archive}: ${r.digest} (${r.layers} layer${r.layers === 1 ? '' : 's'}, ${r.remote ? 'recorded in the registry cache' : r.cached ? 'already cached' : 'imported'})`);
   report(ctx, items, lines, 'archives', 'imported');
 }
 
@@ -149,7 +149,7 @@ export async function warmBases(ctx: Context, refs: string[], platforms: Platfor
     kind: 'base' as const, target: r.reference, digest: r.digest, cached: r.fetched === 0, remote: false,
     reference: r.reference, platforms: r.platforms, layers: r.layers, fetched: r.fetched, bytesFetched: r.bytesFetched,
   }));
-  const lines = results.map((r) => `${r.reference}: ${describePlatforms(r.platforms)}; ${r.layers} layers, ${r.fetched} fetched (${formatBytes(r.bytesFetched)}), ${r.layers - r.fetched} already cached`);
+  const lines = results.map((r) => `${r.reference}: ${describePlatforms(r.platforms)}; ${r.layers} layer${r.layers === 1 ? '' : 's'}, ${r.fetched} fetched (${formatBytes(r.bytesFetched)}), ${r.layers - r.fetched} already cached`);
   report(ctx, items, lines, 'base images', 'fetched');
 }
 
