@@ -193,7 +193,7 @@ describe('every --json output has its documented shape, and every text output en
 
     const one = await runCli(['warm', base], fresh, { cwd: work });
     assert.deepEqual(one.stdout.trimEnd().split('\n').length, 1, one.stdout);
-    assert.match(one.stdout, /: linux\/amd64, linux\/arm64; 1 layers, 0 fetched \(0 B\), 1 already cached\n$/);
+    assert.match(one.stdout, /: linux\/amd64, linux\/arm64; 1 layer, 0 fetched \(0 B\), 1 already cached\n$/);
     const several = await runCli(['warm', './out:/app', './out/hello:/bin/hello', '--import-path', 'example.com/json'], fresh, { cwd: work });
     assert.equal(lastLine(several.stdout), 'warmed 2 layers: 0 built, 2 already cached');
   });
