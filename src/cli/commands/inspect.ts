@@ -36,7 +36,7 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       .positional('image', { type: 'string', demandOption: true, describe: 'REGISTRY/REPO[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, or a path' })
       .option('insecure-registry', { type: 'string', requiresArg: true, describe: 'HOST[:PORT] reached over plain HTTP, repeatable (loopback always is)' })
       .example('$0 inspect oci:./image:latest', '')
-      .example('$0 inspect ghcr.io/you/app:v1 --json | jq .images[].layers', '') as unknown as Argv<InspectArgs>,
+      .example('$0 inspect ghcr.io/you/app:v1 --json | jq \'.images[].layers\'', '') as unknown as Argv<InspectArgs>,
   handler: async (args) => {
     const source = parseImageSource(args.image);
     const ctx = makeContext(args);

@@ -61,8 +61,8 @@ export const publishCommand: CommandModule<object, PublishArgs> = {
         describe: 'One layer each, in order: SRC[:DEST] (default: the project file\'s layers). {os} {arch} {variant} {platform} (linux_arm64) are replaced per platform',
       })
       .option('base', { requiresArg: true, type: 'string', describe: "Base image reference, or 'scratch' for none (default: the project file's)" })
-      .option('repo', { requiresArg: true, type: 'string', describe: 'Where to push: REGISTRY/REPO[:TAG] (tag default latest); optional with --output' })
-      .option('platform', { requiresArg: true, type: 'string', describe: 'OS/ARCH[/VARIANT]; repeat for a multi-platform index (default linux/amd64)' })
+      .option('repo', { requiresArg: true, type: 'string', describe: 'Where to push: REGISTRY/REPO[:TAG[,TAG...]] (tag default latest; default $KOCACHE_DOCKER_REPO); optional with --output' })
+      .option('platform', { requiresArg: true, type: 'string', describe: 'OS/ARCH[/VARIANT], a comma list, or all (every platform of the base); repeat for a multi-platform index (default linux/amd64)' })
       .option('import-path', { requiresArg: true, type: 'string', describe: 'Namespace of Go build IDs in the cache (default: REGISTRY/REPO of --repo, else local/<name of the first SRC>); a layer found by its content is shared by every namespace' })
       .option('entrypoint', { requiresArg: true, type: 'string', describe: 'A JSON array (\'["/app","--serve"]\') or one program path taken whole' })
       .option('cmd', { requiresArg: true, type: 'string', describe: 'Arguments: a JSON array, or one string taken whole' })

@@ -42,7 +42,7 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
         array: true,
         describe: 'Base image references; or, with --import-path, layer sources SRC[:DEST]',
       })
-      .option('platform', { requiresArg: true, type: 'array', string: true, describe: 'OS/ARCH[/VARIANT], repeatable (references: default every platform of an index; layers: default linux/amd64)' })
+      .option('platform', { requiresArg: true, type: 'array', string: true, describe: 'OS/ARCH[/VARIANT], a comma list or all, repeatable (references: default every platform of an index; layers: default linux/amd64)' })
       .option('offline', { type: 'boolean', default: false, describe: 'Contact no registry: only check that everything is cached' })
       .option('import-path', { requiresArg: true, type: 'string', describe: 'Pre-build the SRC[:DEST] targets as layers of this import path, as build does' })
       .option('build-id', { requiresArg: true, type: 'string', describe: 'With --import-path: a build id you already know' })
