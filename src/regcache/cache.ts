@@ -112,6 +112,8 @@ export class RegistryCache {
   private readonly warned = new Set<string>();
   /** Layers answered before their blob was checked (by repository and tag): that check. */
   private readonly checking = new Map<string, Promise<unknown>>();
+  /** The command failed (abandon): what the records under way meet is not reported. */
+  private abandoned = false;
 
   constructor(private readonly o: RegistryCacheOptions) {
     this.transfers = new Limiter(Math.max(1, o.jobs));
@@ -158,6 +160,7 @@ export class RegistryCache {
    * `then` runs once they have (closing the connections they share). Not waited for.
    */
   abandon(then: () => unknown): void {
+    this.abandoned = true;
     void this.close().catch(() => undefined).finally(then);
   }
 
@@ -423,7 +426,8 @@ export class RegistryCache {
   private background(repo: Reference, work: () => Promise<void>): void {
     const p = work().catch((err: unknown) => {
       const key = formatRepository(repo);
-      if (this.down.has(key)) return;
+      // After a failed command its own error is the one line: no warning of records after it.
+      if (this.down.has(key) || this.abandoned) return;
       this.down.add(key);
       this.o.warn(`registry cache ${key}: could not write records (${message(err)}); the image is not affected`);
     });
