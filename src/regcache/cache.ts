@@ -3,7 +3,7 @@ import type { CacheStore } from '../cache/store.js';
 import { KocacheError } from '../errors.js';
 import type { BlobSource } from '../oci/pushable.js';
 import { type Descriptor, isDescriptor } from '../oci/descriptor.js';
-import { type Digest, isDigest } from '../oci/digest.js';
+import { type Digest, digestHex, isDigest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { type Reference, canonicalRegistry, formatRepository } from '../reference/reference.js';
 import type { RegistryClient } from '../remote/client.js';
@@ -349,9 +349,12 @@ export class RegistryCache {
     if (target.kind === 'none') return undefined;
     if (target.kind === 'local') {
       await this.transfers.run(async () => {
-        if (!diffid) return this.o.cache.writeBlob(client.getBlob(from, d), { digest: d.digest, size: d.size });
+        // getBlob hashes the bytes against d.digest and fails at their end if they differ: the
+        // store takes its word for the digest instead of hashing them a second time.
+        const store = (bytes: AsyncIterable<Uint8Array>) => this.o.cache.writeBlob(bytes, { size: d.size }, async () => digestHex(d.digest));
+        if (!diffid) return store(client.getBlob(from, d));
         const [stored, unpacked] = tee(client.getBlob(from, d), 2) as [AsyncIterable<Buffer>, AsyncIterable<Buffer>];
-        const [wrote, checked] = await Promise.allSettled([this.o.cache.writeBlob(stored, { digest: d.digest, size: d.size }), checkDiffid(unpacked, d, diffid)]);
+        const [wrote, checked] = await Promise.allSettled([store(stored), checkDiffid(unpacked, d, diffid)]);
         // The blob's own digest first: bytes that are not the blob say nothing of the record.
         if (wrote.status === 'rejected') throw wrote.reason;
         if (checked.status === 'rejected') throw checked.reason;
