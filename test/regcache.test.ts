@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
@@ -370,6 +370,23 @@ describe('a broken registry cache is a miss with one warning', () => {
     assert.equal((await right.findLayer(w.key, GZ, { kind: 'local' }))?.record.diffid, w.diffid);
     await right.close();
     assert.deepEqual(none, []);
+  });
+
+  test('a blob the cache registry serves with other bytes of the same size: a miss, nothing stored', async () => {
+    const repo = repoOf('rc/flipped');
+    const w = await writeRecord(repo);
+    const hex = w.descriptor.digest.slice('sha256:'.length);
+    const data = join(reg.root, 'data', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
+    const bytes = readFileSync(data);
+    bytes[bytes.length >> 1]! ^= 0xff;
+    writeFileSync(data, bytes);
+    const local = store();
+    const { rc, warnings } = regcache({ read: [repo] }, local);
+    assert.equal(await rc.findLayer(w.key, GZ, { kind: 'local' }), undefined);
+    await rc.close();
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, /digest mismatch/);
+    assert.equal(await local.blobSize(w.descriptor.digest), undefined, 'nothing stored under the digest');
   });
 
   test('a record whose layer does not unpack: a miss for a local target', async () => {
