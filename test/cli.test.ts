@@ -107,6 +107,9 @@ describe('command line', () => {
     const extra = runCliSync(['completion', 'bash'], env);
     assert.equal(extra.code, 2);
     assert.match(extra.stderr, /^kocache: completion takes no argument .*\$SHELL.*, not "bash"\n$/);
+    // Global options are still options: taken, or passed over when naming the stray word.
+    assert.equal(runCliSync(['completion', '-q'], env).code, 0);
+    assert.match(runCliSync(['--json', 'completion', 'bash'], env).stderr, /, not "bash"\n$/);
   });
 
   test('SIGINT and SIGTERM remove the temp files and the lease, and clear the progress line, before exiting', async () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CacheStore } from '../src/cache/store.js';
@@ -285,6 +285,14 @@ describe('publish refuses bad input with one line', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.ok(existsSync(join(dir, 'new', 'a', 'x.tar')));
     rmSync(join(dir, 'new'), { recursive: true });
+  });
+
+  test('an output inside a layer source reached through a link is refused too', async () => {
+    symlinkSync('etc', join(dir, 'etc-link'));
+    const r = await runCli(['publish', 'etc:/etc', '--base', 'scratch', '--output', 'docker-archive:etc-link/o.tar'], env, { cwd: dir });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /inside the layer source/);
+    assert.equal(existsSync(join(dir, 'etc', 'o.tar')), false);
   });
 
   test('an output inside a layer source that has excludes is taken as excluded', async () => {

@@ -389,6 +389,24 @@ describe('a broken registry cache is a miss with one warning', () => {
     assert.equal(await local.blobSize(w.descriptor.digest), undefined, 'nothing stored under the digest');
   });
 
+  test('a writer replaces a record it found broken this run, though it is dated today', async () => {
+    const repo = repoOf('rc/diffid-rewrite');
+    const w = await writeRecord(repo);
+    const key = recordKey('layer', ['rewritten']);
+    await plant(repo, key, record(key, w.descriptor, { annotations: { [Annotation.key]: key, [Annotation.kind]: 'layer', [Annotation.diffid]: sha256Digest('d'), [Annotation.created]: `${recordDay(Date.now())}` } }));
+    const cache = store();
+    await cache.writeBlob((async function* () { yield w.bytes; })());
+    const { rc, warnings } = regcache({ read: [repo], write: [repo] }, cache);
+    assert.equal(await rc.findLayer(key, GZ, { kind: 'local' }), undefined);
+    rc.offerLayer({ key, descriptor: w.descriptor, diffid: w.diffid });
+    await rc.close();
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    const { rc: reader, warnings: none } = regcache({ read: [repo] }, store());
+    assert.equal((await reader.findLayer(key, GZ, { kind: 'local' }))?.record.diffid, w.diffid);
+    await reader.close();
+    assert.deepEqual(none, []);
+  });
+
   test('a record whose layer does not unpack: a miss for a local target', async () => {
     const repo = repoOf('rc/unpack');
     const bytes = Buffer.concat([gzipSync(randomBytes(300)).subarray(0, 40), randomBytes(40)]);

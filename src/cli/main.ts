@@ -20,11 +20,12 @@ async function main(given: string[]): Promise<number> {
   // yargs' completion command takes everything after it as words to complete: its --help printed
   // the script, and `completion bash` was a misspelt command.
   if (argv[0] === 'completion' && argv.length > 1) {
-    if (argv.length === 2 && (argv[1] === '--help' || argv[1] === '-h')) {
+    if (argv.includes('--help') || argv.includes('-h')) {
       process.stdout.write('kocache completion\n\nPrint a shell completion script for the shell in $SHELL (bash or zsh):\n  kocache completion >> ~/.bashrc\n');
       return 0;
     }
-    return reportError(usageError(`completion takes no argument (it writes the script for the shell in $SHELL, bash or zsh), not ${JSON.stringify(argv[1])}`), argv.includes('--json'));
+    const word = argv.slice(1).find((a) => !a.startsWith('-'));
+    if (word !== undefined) return reportError(usageError(`completion takes no argument (it writes the script for the shell in $SHELL, bash or zsh), not ${JSON.stringify(word)}`), argv.includes('--json'));
   }
   prestartForFreshRunner(argv);
   const wantsJson = argv.includes('--json');
@@ -94,6 +95,11 @@ function skipHelpCache(parser: unknown): void {
 }
 
 exitCleanlyOnSignals();
+// A reader that went away (`kocache ls | head -1`) is not an error of kocache's: it ends quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 
 if (traceEnabled()) {
   process.once('exit', () => process.stderr.write(`kocache-trace: ${JSON.stringify(traceSnapshot())}\n`));

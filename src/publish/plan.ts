@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { basename, resolve, sep } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
 import { KocacheError } from '../errors.js';
 import type { PlatformPlan } from '../image/build.js';
@@ -84,10 +85,12 @@ export function plansFor(plan: PublishPlan, platforms: Platform[]): Omit<Platfor
  */
 function outsideSources(output: OutputTarget, plans: readonly Omit<PlatformPlan, 'base'>[]): void {
   if (output.kind === 'registry') return;
+  const out = realPath(output.path);
   for (const { layers } of plans) {
     for (const { source } of layers) {
-      const within = output.path.startsWith(source.src.endsWith(sep) ? source.src : `${source.src}${sep}`);
-      if (output.path === source.src || (within && !source.exclude)) {
+      const src = realPath(source.src);
+      const within = out.startsWith(src.endsWith(sep) ? src : `${src}${sep}`);
+      if (out === src || (within && !source.exclude)) {
         throw invalid(within
           ? `the output ${output.path} is inside the layer source ${source.src}: the next build would pack it into that layer; write it elsewhere, or exclude it`
           : `the output ${output.path} is the layer source ${source.src} itself: write it elsewhere`);
@@ -98,4 +101,17 @@ function outsideSources(output: OutputTarget, plans: readonly Omit<PlatformPlan,
 
 function oneImageOnly(n: number): KocacheError {
   return invalid(`docker-archive holds one image, not ${n} platforms: name one platform, or write an OCI layout for a multi-platform index`);
+}
+
+/** A path with its links resolved, as far as it exists (an output may not exist yet). */
+function realPath(path: string): string {
+  let rest = '';
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      return join(realpathSync(p), rest);
+    } catch {
+      if (dirname(p) === p) return path;
+      rest = rest ? join(basename(p), rest) : basename(p);
+    }
+  }
 }

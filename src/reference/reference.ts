@@ -26,17 +26,15 @@ const NAME_MAX = 255;
 
 /** Exit 2: a reference is what the user typed (an argument, a project file's base), as a platform is. */
 function invalid(s: string, why: string): KocacheError {
-  return new KocacheError('reference', withoutPassword(`invalid image reference ${JSON.stringify(s)}: ${why}`, s), { exitCode: 2 });
+  // A URL with credentials pasted where a reference goes (`https://user:token@host/repo`): said
+  // so, with the password starred, and nothing else of the input echoed that could hold it.
+  const m = CREDENTIALS.exec(s);
+  if (m) return new KocacheError('reference', `invalid image reference ${JSON.stringify(`${m[1]}***@${m[2]}`)}: it holds credentials (user:password@); put them in the docker config (docker login), not in the reference`, { exitCode: 2 });
+  return new KocacheError('reference', `invalid image reference ${JSON.stringify(s)}: ${why}`, { exitCode: 2 });
 }
 
-/**
- * A URL with credentials pasted where a reference goes (`https://user:token@host/repo`): the
- * password is not printed back. A tag before a digest (`repo:v1@sha256:...`) is left alone.
- */
-function withoutPassword(message: string, s: string): string {
-  const m = /^(?:[a-z][a-z0-9+.-]*:\/\/)?[^/@]*:([^/@]+)@(?!sha256:)/i.exec(s);
-  return m ? message.split(m[1]!).join('***') : message;
-}
+/** `[scheme://]user:password@rest`, the password up to the last `@` (a tag before a digest, `repo:v1@sha256:…`, is not one). */
+const CREDENTIALS = /^((?:[a-z][a-z0-9+.-]*:\/\/)?[^/@:]*:).+@(?!sha256:)([^@]*)$/i;
 
 /** Docker's rule: the first path segment is a registry when it looks like a host. */
 function looksLikeRegistry(segment: string): boolean {

@@ -112,6 +112,8 @@ export class RegistryCache {
   private readonly warned = new Set<string>();
   /** Layers answered before their blob was checked (by repository and tag): that check. */
   private readonly checking = new Map<string, Promise<unknown>>();
+  /** Records found broken this run (`repo:tag`): a writer replaces them. */
+  private readonly broken = new Set<string>();
   /** The command failed (abandon): what the records under way meet is not reported. */
   private abandoned = false;
 
@@ -408,6 +410,8 @@ export class RegistryCache {
 
   /** True when `repo` already has this record from today (checked locally first, then with one GET). */
   private async upToDate(repo: Reference, tag: string, created: string, parse: (bytes: Buffer) => string): Promise<boolean> {
+    // Found broken this run (a wrong diffid, a blob gone): written again, whatever its day.
+    if (this.broken.has(`${formatRepository(repo)}:${tag}`)) return false;
     const memo = await this.memo(repo, tag);
     if (memo?.created === created) return true;
     const client = await this.client();
@@ -448,6 +452,7 @@ export class RegistryCache {
   private brokenRecord(repo: Reference, tag: string, err: unknown): void {
     if (!(err instanceof BrokenRecord)) return this.repoDown(repo, err);
     traceAdd('regcache.broken', 1);
+    this.broken.add(`${formatRepository(repo)}:${tag}`);
     const key = formatRepository(repo);
     if (this.warned.has(key)) return;
     this.warned.add(key);

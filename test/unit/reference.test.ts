@@ -75,14 +75,16 @@ test('parseReference rejects every malformed reference with a one-line KocacheEr
 });
 
 test('a URL with credentials given as a reference: the password is not printed back', () => {
-  for (const input of ['https://user:s3cr3t-t0ken@ghcr.io/you/app', 'user:s3cr3t-t0ken@ghcr.io/you/app', 'oauth2:s3cr3t-t0ken@host']) {
+  for (const input of ['https://user:s3cr3t-t0ken@ghcr.io/you/app', 'user:s3cr3t-t0ken@ghcr.io/you/app', 'oauth2:s3cr3t-t0ken@host', 'https://bob:ab/s3cr3t-t0ken@reg.example.com/repo']) {
     assert.throws(() => parseReference(input), (err: unknown) => {
       assert.ok(err instanceof KocacheError);
       assert.ok(!err.message.includes('s3cr3t-t0ken'), err.message);
-      assert.match(err.message, /invalid image reference .*\*\*\*@/);
+      assert.match(err.message, /^invalid image reference ".*:\*\*\*@[^"]*": it holds credentials/);
       return true;
     });
   }
+  // A one-letter password is starred where it stands, not wherever that letter occurs.
+  assert.throws(() => parseReference('https://bob:a@reg.example.com/Repo'), /invalid image reference "https:\/\/bob:\*\*\*@reg\.example\.com\/Repo": it holds credentials/);
   // A tag before a digest is not a password.
   assert.throws(() => parseReference('app:v1@sha256:bad'), /app:v1@sha256:bad/);
 });
