@@ -29,8 +29,9 @@ export function splitPathTag(s: string, cwd = process.cwd()): { path: string; ta
 }
 
 /** Parses an image source argument (see ImageSource). */
-/** File names of image archives (a repository named so is not worth the confusion). */
+/** File names of image archives (a repository named so is not worth the confusion); `repo:1.0.tar` is a tag. */
 const ARCHIVE_NAME = /\.(?:tar|tgz|tar\.gz|tar\.zst)$/;
+const isArchiveName = (s: string): boolean => ARCHIVE_NAME.test(s) && !s.slice(s.lastIndexOf('/') + 1).includes(':');
 
 export function parseImageSource(s: string, cwd = process.cwd()): ImageSource {
   const need = (rest: string, kind: string) => {
@@ -43,6 +44,6 @@ export function parseImageSource(s: string, cwd = process.cwd()): ImageSource {
   if (s.startsWith('docker://')) return { kind: 'registry', ref: parseReference(s.slice(9)) };
   // A path that exists, or that reads as one (./x, /x, an archive's file name), is a file; anything
   // else names a registry image.
-  if (existsSync(resolve(cwd, s)) || s.startsWith('.') || s.startsWith('/') || ARCHIVE_NAME.test(s)) return { kind: 'archive', path: resolve(cwd, s) };
+  if (existsSync(resolve(cwd, s)) || s.startsWith('.') || s.startsWith('/') || isArchiveName(s)) return { kind: 'archive', path: resolve(cwd, s) };
   return { kind: 'registry', ref: parseReference(s) };
 }

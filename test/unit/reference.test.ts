@@ -88,3 +88,10 @@ test('a URL with credentials given as a reference: the password is not printed b
   // A tag before a digest is not a password.
   assert.throws(() => parseReference('app:v1@sha256:bad'), /app:v1@sha256:bad/);
 });
+
+test('an image source: an archive file name is a path, a tag that ends like one is not', async () => {
+  const { parseImageSource } = await import('../../src/image/transport.js');
+  assert.equal(parseImageSource('gone.tar', '/tmp').kind, 'archive');
+  assert.equal(parseImageSource('gone.tar.gz', '/tmp').kind, 'archive');
+  assert.deepEqual(parseImageSource('reg.example.com/app:1.0.tar', '/tmp'), { kind: 'registry', ref: parseReference('reg.example.com/app:1.0.tar') });
+});
