@@ -403,7 +403,6 @@ export class CacheStore {
     }
   }
 
-
   /** Removes a record (cacache appends a tombstone); the blob stays until gc finds it unused. */
   async dropRecord(key: string): Promise<void> {
     const cacache = await loadCacache();

@@ -57,7 +57,6 @@ export function withProject<A extends Flags>(args: A, project: Project | undefin
   return out as A;
 }
 
-/** Writes `text` to `file` whole or not at all (temp file, then rename), for the next CI step. */
 /**
  * Checked before any work: a result file that cannot be written fails the command before it
  * pushes (a job would otherwise fail after the image was out). Its folder must exist and take a
@@ -73,6 +72,7 @@ export function checkResultFile(file: string, what: string): void {
   }
 }
 
+/** Writes `text` to `file` whole or not at all (temp file, then rename), for the next CI step. */
 export function writeResultFile(file: string, text: string, what: string): void {
   const path = resolve(file);
   const tmp = `${path}.tmp-${process.pid}`;

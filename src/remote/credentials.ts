@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { KocacheError, errnoCode } from '../errors.js';
 import { DOCKER_HUB, canonicalRegistry } from '../reference/reference.js';
+import { DEFAULT_TIMEOUTS } from './timeouts.js';
 
 /**
  * What the user has told Docker about a registry. Exactly one of the forms is usable:
@@ -58,7 +59,7 @@ export class CredentialStore {
     private readonly configDir = process.env.DOCKER_CONFIG || join(homedir(), '.docker'),
     private readonly warn: (msg: string) => void = () => {},
     /** How long a credential helper may take: the registry timeout (a helper that hangs is a registry that does not answer). */
-    private readonly helperTimeoutMs = 60_000,
+    private readonly helperTimeoutMs = DEFAULT_TIMEOUTS.totalMs,
   ) {}
 
   get(registry: string): Promise<Credentials | undefined> {
