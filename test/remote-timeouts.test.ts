@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type CliResult, runCli } from './helpers/cli.js';
+import { registryTimeouts } from '../src/cli/context.js';
 
 // Registries that go silent. The timeouts are set small (1 s of silence per try, 3 s in all) so
 // the tests run fast; what is asserted is that the command ends by itself, with one line naming
@@ -142,6 +143,13 @@ describe('a registry that stops reading an upload', () => {
     assertGaveUp(r, host);
     assert.ok(puts >= 2, `the upload was tried again (${puts} uploads)`);
   });
+});
+
+test('a timeout of less than a millisecond is one millisecond, never none', () => {
+  // undici takes 0 as no timeout at all: a value that rounded to it would wait for ever.
+  assert.deepEqual(registryTimeouts({ 'idle-timeout': '0.0004', 'registry-timeout': '0.0004' }, {}), { idleMs: 1, totalMs: 1 });
+  assert.deepEqual(registryTimeouts({}, { KOCACHE_CONNECT_TIMEOUT: '.0001' }), { connectMs: 1 });
+  assert.deepEqual(registryTimeouts({ 'connect-timeout': '2.5' }, {}), { connectMs: 2500 });
 });
 
 test('timeouts that are not positive seconds are usage errors', async () => {

@@ -74,7 +74,8 @@ export function registryTimeouts(args: RegistryArgs, env = process.env): Partial
     if (!/^\s*\d*\.?\d+\s*$/.test(raw) || !(seconds > 0) || seconds > 3600) {
       throw usageError(`${given !== undefined ? `--${flag}` : name} must be seconds, more than 0 and at most 3600, not ${JSON.stringify(raw)}`);
     }
-    out[key] = Math.round(seconds * 1000);
+    // At least 1 ms: 0 is how undici spells "no timeout", the opposite of what a tiny value asks.
+    out[key] = Math.max(1, Math.round(seconds * 1000));
   }
   return out;
 }
