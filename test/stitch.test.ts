@@ -10,6 +10,9 @@ import { CacheStore } from '../src/cache/store.js';
 import { crc32Combine } from '../src/compress/crc32.js';
 import { TarCuts } from '../src/compress/cuts.js';
 import { gzipStream } from '../src/compress/gzip.js';
+import { BlockNames } from '../src/compress/blocknames.js';
+import { tarBlocks } from '../src/layer/tar.js';
+import { walkSource } from '../src/layer/walk.js';
 import { buildLayer } from '../src/layer/build.js';
 import { LayerCompressor } from '../src/tarball/compressor.js';
 import { parseLayerSource } from '../src/layer/source.js';
@@ -237,6 +240,40 @@ test('a corrupt or missing source layer is detected and its blocks deflated agai
   }
 });
 
+test('block names worked out after the blocks (a cold build) equal those made with the hashes known', () => {
+  const dir = tempDir();
+  const src = makeTree(dir, rng(23));
+  const entries = walkSource(src);
+  const sha = new Map<number, string>();
+  entries.forEach((e, i) => {
+    if (e.type === 'file') sha.set(i, createHash('sha256').update(readFileSync(e.abs)).digest('hex'));
+  });
+  const namesOf = (deferred: boolean, known: (i: number) => string | undefined) => {
+    const keys: (string | undefined)[] = [];
+    const names = new BlockNames('spec', (_b, k) => keys.push(k?.toString('hex')), deferred);
+    let blocks = 0;
+    for (const b of tarBlocks(entries, { dest: '/app', mtime: 0 }, undefined, undefined, undefined, { names, known })) blocks += b.length > 0 ? 1 : 0;
+    return { keys: deferred ? names.resolve((i) => sha.get(i)).map((k) => k?.toString('hex')) : keys, blocks, heard: keys };
+  };
+  const now = namesOf(false, (i) => sha.get(i));
+  const later = namesOf(true, () => undefined);
+  assert.ok(now.blocks > 20, `${now.blocks} blocks`);
+  assert.equal(now.keys.length, now.blocks);
+  assert.ok(now.keys.every((k) => k !== undefined));
+  assert.deepEqual(later.keys, now.keys);
+  assert.ok(later.heard.every((k) => k === undefined), 'deferred names are not told before resolve');
+  // A file whose hash never comes leaves its blocks, and those whose dictionary reaches in, unnamed.
+  const big = entries.findIndex((e) => e.abs.endsWith('a.bin'));
+  const gap = namesOf(true, () => undefined);
+  const partial = new BlockNames('spec', () => undefined, true);
+  for (const b of tarBlocks(entries, { dest: '/app', mtime: 0 }, undefined, undefined, undefined, { names: partial, known: () => undefined })) void b;
+  const keys = partial.resolve((i) => (i === big ? undefined : sha.get(i)));
+  assert.equal(keys.length, gap.blocks);
+  const missing = keys.flatMap((k, i) => (k === undefined ? [i] : []));
+  assert.ok(missing.length >= 3 && missing.length < 8, `unnamed blocks ${missing.join(',')}`);
+  keys.forEach((k, i) => assert.equal(k?.toString('hex'), missing.includes(i) ? undefined : now.keys[i]));
+});
+
 test('cuts depend on the tar bytes only: the same for any split of the input', () => {
   // A tar from GNU tar, so the rule is checked on a writer other than kocache's own.
   const dir = tempDir();
@@ -313,6 +350,9 @@ test('kocache build: after a one-file edit KOCACHE_TRACE shows the layer copied,
   assert.equal((inc.trace['gzip.in'] ?? 0) + (inc.trace['gzip.reused'] ?? 0), tar);
   assert.ok((inc.trace['gzip.in'] ?? 0) <= 6 * MiB, JSON.stringify(inc.trace));
   assert.ok((inc.trace['blob.range'] ?? 0) > 0, 'compressed bytes were read from the earlier layer');
+  // The cold build named its blocks once its files were hashed: the first edit copies by name.
+  assert.ok((cold.trace['stitch.named.after'] ?? 0) > 0, JSON.stringify(cold.trace));
+  assert.ok((inc.trace['gzip.named'] ?? 0) > 0, JSON.stringify(inc.trace));
   assert.equal(cold.trace['gzip.in'], tar);
   assert.equal(cold.trace['gzip.reused'] ?? 0, 0);
 });

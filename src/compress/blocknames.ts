@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 /** gzip.ts WINDOW: a block's dictionary is the 32 KiB of input before it. */
 const WINDOW = 32 * 1024;
 /** Bump on any change to how a name is made. */
-const NAME_FORMAT = 'bn1';
+const NAME_FORMAT = 'bn2';
 
 /** Bytes of a block left unread (a lazy tar, tar.ts): `length` bytes of entry `entry` from `offset`, at `pos`. */
 export interface Hole {
@@ -15,39 +15,50 @@ export interface Hole {
 
 /**
  * Block names: a gzip block's key (gzip.ts) worked out from what is known of its bytes instead of
- * hashing them. A tar block is header and padding bytes (hashed as they are) and ranges of files,
- * each named by the file's sha256 (from the stat cache or a hash already taken), the offset and the
- * length. Its key is the names of the blocks before it that cover the 32 KiB dictionary, then its
- * own. So a key still determines the block's bytes and its dictionary exactly, given that each
- * file's sha256 is right: what a cache hit already trusts (and a copied block's input CRC-32 is
- * checked against the bytes read, gzip.ts). A block with a file range of unknown hash gets no name,
- * nor do the blocks whose dictionary reaches into it.
+ * hashing them. A tar block is header and padding bytes and ranges of files, each range named by
+ * the file's sha256 (from the stat cache or a hash already taken), the offset and the length. Its
+ * own name hashes the layout (each segment's kind, length and offset) with the header and padding
+ * bytes, then the files' hashes in order; its key is the names of the blocks before it that cover
+ * the 32 KiB dictionary, then its own. So a key still determines the block's bytes and its
+ * dictionary exactly, given that each file's sha256 is right: what a cache hit already trusts (and
+ * a copied block's input CRC-32 is checked against the bytes read, gzip.ts). A block with a file
+ * range of unknown hash gets no name, nor do the blocks whose dictionary reaches into it.
+ *
+ * `deferred`: the files' hashes come only after the blocks (a cold build hashes each file as it
+ * reads it). Each block's layout is hashed as it is cut, its files kept as entry indexes (see
+ * `source`), and `resolve` gives the names once the hashes are known; `onKey` hears none.
  */
 export class BlockNames {
   /** Segment starts in the current block; a segment runs to the next one's start. */
   private starts: number[] = [];
-  /** Per segment: the file's sha256 (hex), '' for literal bytes, undefined for an unknown file. */
-  private files: (string | undefined)[] = [];
+  /**
+   * Per segment: the file's sha256 (hex), '' for literal bytes, undefined for an unknown file, the
+   * entry's index for a file whose hash comes later (deferred).
+   */
+  private files: (string | number | undefined)[] = [];
   /** Per segment: offset in its file of the segment's first byte. */
   private offsets: number[] = [];
   /** Per segment: the entry whose bytes were left unread there (-1: the bytes are in place). */
   private holes: number[] = [];
   private hole = -1;
   /** The file being read (`source`) and where in it the next committed bytes are. */
-  private file: string | undefined = '';
+  private file: string | number | undefined = '';
   private at = 0;
   /** Names and lengths of the blocks before, newest last, as far back as the window reaches. */
   private recent: { name: Buffer | undefined; length: number }[] = [];
 
   private readonly spec: string;
+  /** Deferred: each block's layout hash, files (hex or entry index) and length, in order. */
+  private readonly later: { layout: Buffer | undefined; files: (string | number)[]; length: number }[] = [];
 
   /**
-   * `keySpec`: gzip's blockKeySpec; `onKey` hears each block's key (undefined: no name) and the
-   * bytes left unread in it (none unless `source` was told of an entry).
+   * `keySpec`: gzip's blockKeySpec; `onKey` hears each block's key (undefined: no name, or
+   * `deferred`) and the bytes left unread in it (none unless `source` was told of an entry).
    */
   constructor(
     keySpec: string,
     private readonly onKey: (block: Buffer, key: Buffer | undefined, holes: Hole[]) => void,
+    private readonly deferred = false,
   ) {
     // Its own format, so a name never equals a key of blockKey's.
     this.spec = `${NAME_FORMAT}-${keySpec}`;
@@ -55,10 +66,11 @@ export class BlockNames {
 
   /**
    * The next committed bytes are the data of a file with this sha256 (undefined: not known);
-   * `unread`: they are entry `unread`'s, committed without being read (a hole).
+   * `unread`: they are entry `unread`'s, committed without being read (a hole); `entry`: its index,
+   * by which `resolve` asks for a hash not known yet (deferred).
    */
-  source(sha256: string | undefined, unread = -1): void {
-    this.file = sha256;
+  source(sha256: string | undefined, unread = -1, entry = -1): void {
+    this.file = sha256 ?? (this.deferred && entry >= 0 ? entry : undefined);
     this.at = 0;
     this.hole = unread;
   }
@@ -85,6 +97,7 @@ export class BlockNames {
     const h = createHash('sha256');
     const field = Buffer.alloc(13);
     let known = true;
+    const ranges: (string | number)[] = [];
     let keep = this.starts.length;
     const holes: Hole[] = [];
     for (let i = 0; i < this.starts.length; i++) {
@@ -98,16 +111,18 @@ export class BlockNames {
       if (this.holes[i]! >= 0) holes.push({ pos: from, length: to - from, entry: this.holes[i]!, offset: this.offsets[i]! });
       if (file === undefined) known = false;
       if (file === undefined || !known) continue;
-      // Tag, length, then the bytes or the file's hash and offset: no two blocks share a name.
+      // Tag, length and offset, and the bytes of a literal: with the files' hashes after them
+      // (layoutName), no two blocks share a name.
       field[0] = file === '' ? 0x4c : 0x46;
       field.writeUInt32BE(to - from, 1);
       field.writeDoubleBE(file === '' ? 0 : this.offsets[i]!, 5);
       h.update(field);
-      h.update(file === '' ? block.subarray(from, to) : file);
+      if (file === '') h.update(block.subarray(from, to));
+      else ranges.push(file);
     }
     // The segment the cut falls in goes on in the next block, from the cut.
     const starts: number[] = [];
-    const files: (string | undefined)[] = [];
+    const files: (string | number | undefined)[] = [];
     const offsets: number[] = [];
     const unread: number[] = [];
     const split = keep - 1;
@@ -127,10 +142,27 @@ export class BlockNames {
     this.files = files;
     this.offsets = offsets;
     this.holes = unread;
-    this.named(block, known ? h.digest() : undefined, holes);
+    const layout = known ? h.digest() : undefined;
+    if (this.deferred) {
+      this.later.push({ layout, files: ranges, length: c });
+      return this.onKey(block, undefined, holes);
+    }
+    this.onKey(block, this.chain(layout && ownName(layout, ranges as string[]), c), holes);
   }
 
-  private named(block: Buffer, name: Buffer | undefined, holes: Hole[]): void {
+  /**
+   * Deferred: each block's key, in order, now that `hashOf` gives each entry's sha256 (undefined:
+   * not known, and the block gets none).
+   */
+  resolve(hashOf: (entry: number) => string | undefined): (Buffer | undefined)[] {
+    return this.later.splice(0).map(({ layout, files, length }) => {
+      const hashes = layout && files.map((f) => (typeof f === 'number' ? hashOf(f) : f));
+      return this.chain(hashes && !hashes.includes(undefined) ? ownName(layout!, hashes as string[]) : undefined, length);
+    });
+  }
+
+  /** A block's key from its own name and those of the blocks its dictionary reaches into. */
+  private chain(name: Buffer | undefined, length: number): Buffer | undefined {
     const k = createHash('sha256').update(this.spec).update('\0');
     let known = name !== undefined;
     for (const r of this.recent) {
@@ -140,19 +172,27 @@ export class BlockNames {
       len.writeUInt32BE(r.length);
       k.update(len).update(r.name);
     }
-    this.onKey(block, known ? k.update('|').update(name!).digest() : undefined, holes);
-    this.recent.push({ name, length: block.length });
+    const key = known ? k.update('|').update(name!).digest() : undefined;
+    this.recent.push({ name, length });
     // Keep the blocks the next dictionary reaches into: newest back to 32 KiB.
     let covered = 0;
     let from = this.recent.length;
     while (from > 0 && covered < WINDOW) covered += this.recent[--from]!.length;
     if (from > 0) this.recent = this.recent.slice(from);
+    return key;
   }
 
-  private push(pos: number, file: string | undefined, offset: number, hole: number): void {
+  private push(pos: number, file: string | number | undefined, offset: number, hole: number): void {
     this.starts.push(pos);
     this.files.push(file);
     this.offsets.push(offset);
     this.holes.push(hole);
   }
+}
+
+/** A block's own name: its layout hash (cut), then the sha256 of each file range in it, in order. */
+function ownName(layout: Buffer, files: readonly string[]): Buffer {
+  const h = createHash('sha256').update(layout);
+  for (const f of files) h.update(f);
+  return h.digest();
 }

@@ -44,8 +44,12 @@ export interface BlockSource {
   findName(name: Buffer): Promise<ReusedBlock | undefined>;
 }
 
+/** A map entry's key where none was hashed (`GzipHooks.keyless`): never looked up. */
+export const NO_KEY = Buffer.alloc(32);
+
 /** One block as written, in order: what a block map records (stitch.ts). */
 export interface WrittenBlock {
+  /** Its key (blockKey), or NO_KEY. */
   key: Buffer;
   /** Its name (blocknames.ts), when every file in it had a known hash. */
   name: Buffer | undefined;
@@ -55,7 +59,7 @@ export interface WrittenBlock {
   crc: number;
   /** CRC-32 of its compressed bytes: a copy of them is checked against it. */
   check: number;
-  /** CRC-32 of its dictionary, when it has a name (0 when not): a copy by name is checked against it. */
+  /** CRC-32 of its dictionary (0 when its name proved stale): a copy by name is checked against it. */
   dict: number;
 }
 
@@ -96,6 +100,11 @@ export interface GzipHooks {
   name?: ((block: Buffer) => Buffer | undefined) | undefined;
   /** The blocks come with holes (LazyBlocks). */
   lazy?: LazyBlocks | undefined;
+  /**
+   * No key is hashed for the map (it gets NO_KEY) where none was given: the blocks are named
+   * once the layer is written (pack.ts), and a later layer finds them by name.
+   */
+  keyless?: boolean | undefined;
 }
 
 /**
@@ -163,8 +172,9 @@ export async function* gzipBlocks(
     const given = hooks.key?.(block);
     const name = hooks.name?.(block);
     const holes = lazy?.holes(block) ?? NO_HOLES;
-    // A lazy block's dictionary may have holes: its CRC-32 is taken once it is filled.
-    let dict = name && !lazy ? zlib.crc32(dictionary) : 0;
+    // A lazy block's dictionary may have holes: its CRC-32 is taken once it is filled. Taken for a
+    // block with no name too when the map is written: it may be named afterwards (pack.ts).
+    let dict = (name || hooks.onBlock) && !lazy ? zlib.crc32(dictionary) : 0;
     if (hooks.reuse && hooks.reuse.size > 0) {
       const before = dictionary;
       const beforeHoles = dictHoles;
@@ -185,7 +195,7 @@ export async function* gzipBlocks(
       // it runs. The main thread is the busier side of a cold build; a block waiting for its key
       // before going to the thread pool left a core idle.
       job = { finished: false, out: compressBlock(block, dictionary, opts.level), key: undefined, name, dict, length: block.length };
-      if (hooks.onBlock) job.key = given ?? blockKey(spec, dictionary, block);
+      if (hooks.onBlock) job.key = given ?? (hooks.keyless ? NO_KEY : blockKey(spec, dictionary, block));
     }
     busy++;
     const settle = () => {
@@ -241,7 +251,7 @@ export async function* gzipBlocks(
         if (hooks.onBlock) {
           let size = 0;
           for (const b of done.bytes) size += b.length;
-          hooks.onBlock({ key: done.key ?? (await head.key!), name: done.stale ? undefined : head.name, dict: head.name && !done.stale ? dict : 0, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
+          hooks.onBlock({ key: done.key ?? (await head.key!), name: done.stale ? undefined : head.name, dict: done.stale ? 0 : dict, size, crc: done.crc, check: done.check ?? rangeCheck(done.bytes) });
         }
         for (const b of done.bytes) {
           if (pending && b.buffer === pending.buffer && b.byteOffset === pending.byteOffset + pending.length) {

@@ -2,7 +2,7 @@ import { blockMapKey, recentLayersKey } from '../cache/keys.js';
 import type { BlobInfo, BlobRanges, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
 import { traceAdd } from '../util/trace.js';
-import { GZIP_HEADER, rangeCheck, type BlockSource, type ReusedBlock, type WrittenBlock } from './gzip.js';
+import { GZIP_HEADER, NO_KEY, rangeCheck, type BlockSource, type ReusedBlock, type WrittenBlock } from './gzip.js';
 
 /**
  * Block maps: for each compressed layer, the key, compressed size and the CRC-32s of the input and
@@ -17,7 +17,8 @@ import { GZIP_HEADER, rangeCheck, type BlockSource, type ReusedBlock, type Writt
 
 /**
  * Version of the map's encoding (2: block names beside the keys; 3: and the CRC-32 of a named
- * block's dictionary). Maps of another version are not read.
+ * block's dictionary). Maps of another version are not read. A key of zeros (gzip's NO_KEY) is
+ * none: a reader that takes it for a key never meets a block with that key.
  */
 const MAP_FORMAT = 3;
 const KEY = 32;
@@ -74,6 +75,8 @@ export class LayerBlocks implements BlockSource {
   private readonly index = new Map<string, Located>();
   private readonly names = new Map<string, Located>();
   private readonly written: WrittenBlock[] = [];
+  /** Blocks in the maps read, with a key or a name or both. */
+  private known = 0;
   private readonly bad = new Set<Digest>();
   /** Each source layer's blocks in order. */
   private readonly layers = new Map<Digest, Located[]>();
@@ -91,7 +94,7 @@ export class LayerBlocks implements BlockSource {
   ) {}
 
   get size(): number {
-    return this.index.size;
+    return this.known;
   }
 
   /** How many of the blocks known have a name. */
@@ -120,8 +123,9 @@ export class LayerBlocks implements BlockSource {
         const k = e.key.toString('hex');
         const at = { key: e.key, digest, index: order.length, offset, size: e.size, crc: e.crc, check: e.check, dict: e.dict };
         order.push(at);
+        self.known++;
         // Newest layer first: its copy of a block wins.
-        if (!self.index.has(k)) self.index.set(k, at);
+        if (!self.index.has(k) && !e.key.equals(NO_KEY)) self.index.set(k, at);
         if (e.name) {
           const n = e.name.toString('hex');
           if (!self.names.has(n)) self.names.set(n, at);
@@ -193,6 +197,16 @@ export class LayerBlocks implements BlockSource {
   readonly onBlock = (b: WrittenBlock): void => {
     this.written.push(b);
   };
+
+  /**
+   * Names for the new layer's blocks, in order, worked out once they were written (a cold build
+   * learns its files' hashes only as it reads them). Taken only if there is one per block.
+   */
+  nameWritten(names: readonly (Buffer | undefined)[]): boolean {
+    if (names.length !== this.written.length) return false;
+    this.written.forEach((b, i) => (b.name ??= names[i]));
+    return true;
+  }
 
   /** Records the new layer's map (unless too large a share of it) and makes it its lineage's newest. */
   async save(blob: BlobInfo): Promise<void> {

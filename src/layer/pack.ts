@@ -76,6 +76,18 @@ async function pack(
   const filesOffThread = offThread && o.onFileHash !== undefined;
   const zstd = gzip.algorithm === 'zstd';
   const spec = blockKeySpec(gzip);
+  // A cold build hashes each file as it reads it, so its blocks cannot be named while they are
+  // written: they are named once the hashes are in (BlockNames deferred), and hash no keys. The
+  // next build, of an edit, then copies them by name (and leaves big files to the worker) as an
+  // edit after an edit does; only a block whose name changed is looked for by key.
+  const deferred = !zstd && o.known === undefined && o.onFileHash !== undefined;
+  const fileSha = new Map<SourceEntry, string>();
+  const onFileHash = deferred
+    ? (e: SourceEntry, sha256: string) => {
+        fileSha.set(e, sha256);
+        o.onFileHash!(e, sha256);
+      }
+    : o.onFileHash;
   // Started before the block maps are read (which loads cacache): its start-up overlaps that.
   const starting = offThread ? startWorkerHash() : undefined;
   let blocks: LayerBlocks | undefined;
@@ -100,19 +112,23 @@ async function pack(
   // In an edit the blob is hashed on the worker too: the main thread then only copies each chunk
   // into shared memory. (A cold build keeps it here: both cores are busy deflating there.)
   const blobOffThread = blocks !== undefined && blocks.size > 0 && !lazy;
-  const diffHash = starting ? starting.configure({ files: filesOffThread, keys: zstd || byName ? undefined : spec, paths, blob: blobOffThread }) : localHash();
+  const diffHash = starting ? starting.configure({ files: filesOffThread, keys: zstd || byName || deferred ? undefined : spec, paths, blob: blobOffThread }) : localHash();
   let digested: Promise<StreamDigest> | undefined;
   const digest = () => (digested ??= diffHash.digest());
   const keys = new Map<Buffer, Promise<Buffer>>();
   const names = new Map<Buffer, Buffer>();
   const holes = new Map<Buffer, Hole[]>();
-  const naming = !zstd && o.known
+  const naming = !zstd && (o.known || deferred)
     ? {
-        names: new BlockNames(spec, (b, k, h) => {
-          if (k) names.set(b, k);
-          if (h.length > 0) holes.set(b, h);
-        }),
-        known: o.known,
+        names: new BlockNames(
+          spec,
+          (b, k, h) => {
+            if (k) names.set(b, k);
+            if (h.length > 0) holes.set(b, h);
+          },
+          deferred,
+        ),
+        known: o.known ?? (() => undefined),
         unread,
       }
     : undefined;
@@ -122,7 +138,7 @@ async function pack(
     : (s: AsyncIterable<Uint8Array>) => writeTeed(s, o.sink, (t) => cache.writeBlob(t));
   const tarred = async (): Promise<Digest> => {
     const d = await digest();
-    if (filesOffThread) fileHashes(entries, d.files, o.onFileHash!);
+    if (filesOffThread) fileHashes(entries, d.files, onFileHash!);
     return `sha256:${d.hex}`;
   };
   try {
@@ -135,7 +151,7 @@ async function pack(
       readers.delete(b.buffer);
       pool.give(b);
     };
-    const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, filesOffThread ? undefined : o.onFileHash, pool, naming), (c) => {
+    const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, filesOffThread ? undefined : onFileHash, pool, naming), (c) => {
       readers.set(c.buffer, 2);
       const key = diffHash.add(c, () => release(c));
       if (key) keys.set(c, key);
@@ -161,11 +177,16 @@ async function pack(
           verify: async (used) => checkUnread(await digest(), used),
         }
       : undefined;
-    const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names), lazy: holey }));
+    const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names), lazy: holey, keyless: deferred }));
     // The files the worker read, not this thread: checked once it is done with them.
     if (unread) assertUnchangedFiles(entries.filter((e, i) => e.type === 'file' && unread(i)));
+    const diffid = await tarred();
+    if (deferred && naming) {
+      const named = naming.names.resolve((i) => fileSha.get(entries[i]!));
+      if (blocks.nameWritten(named)) traceAdd('stitch.named.after', named.filter(Boolean).length);
+    }
     await blocks.save(blob);
-    return { blob, diffid: await tarred() };
+    return { blob, diffid };
   } finally {
     diffHash.close();
     blocks?.close();

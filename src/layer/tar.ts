@@ -189,7 +189,7 @@ export function* tarBlocks(
       continue;
     }
     const lazy = naming?.unread?.(i) === true;
-    naming?.names.source(naming.known(i), lazy ? i : -1);
+    naming?.names.source(naming.known(i), lazy ? i : -1, i);
     if (lazy) {
       yield* unread(size);
     } else {
