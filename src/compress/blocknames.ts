@@ -112,7 +112,7 @@ export class BlockNames {
       if (file === undefined) known = false;
       if (file === undefined || !known) continue;
       // Tag, length and offset, and the bytes of a literal: with the files' hashes after them
-      // (layoutName), no two blocks share a name.
+      // (ownName), no two blocks share a name.
       field[0] = file === '' ? 0x4c : 0x46;
       field.writeUInt32BE(to - from, 1);
       field.writeDoubleBE(file === '' ? 0 : this.offsets[i]!, 5);
