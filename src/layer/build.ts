@@ -149,11 +149,11 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const vouched = opts.buildId ?? goBuildId(entries);
   /** Each file's sha256 by entry index, once the tree has been fingerprinted: it names gzip's blocks. */
   let hashes: readonly (string | undefined)[] | undefined;
-  const pack = async (onFileHash?: (e: SourceEntry, sha256: string) => void) => {
+  const pack = async (onFileHash?: (e: SourceEntry, sha256: string) => void, hashOf?: (e: SourceEntry) => string | undefined) => {
     const { packToCache } = await import('./pack.js');
     opts.onPack?.(fileBytes(entries));
     const known = hashes && ((i: number) => hashes![i]);
-    return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, known, warn: opts.warn, sink: opts.sink?.() });
+    return packToCache(entries, tarOpts, gzip, cache, { lineage: `${namespace}/dest=${tarOpts.dest || '/'}`, onBytes: opts.onBytes, onFileHash, hashOf, known, warn: opts.warn, sink: opts.sink?.() });
   };
   const vouchedKey = vouched === undefined ? undefined : buildIdKey(namespace, vouched, spec);
   /** `fp` undefined: only the vouched id may say what the layer is (a registry cache's answer to it). */
@@ -188,7 +188,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     // the bytes the tar writer reads. The tree is read once, and the hashing runs on the main
     // thread while the compression threads work.
     const read = new Map<SourceEntry, string>();
-    const { blob, diffid } = await pack((e, sha256) => read.set(e, sha256));
+    const { blob, diffid } = await pack((e, sha256) => read.set(e, sha256), (e) => read.get(e));
     const fp = fingerprint(entries, stats, read);
     stats.save({ entries, fingerprint: fp });
     const descriptor = await record(fp, blob, diffid);

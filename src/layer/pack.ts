@@ -25,6 +25,8 @@ export interface PackOptions {
   lineage: string;
   onBytes?: ((n: number) => void) | undefined;
   onFileHash?: ((e: SourceEntry, sha256: string) => void) | undefined;
+  /** A file's sha256 once onFileHash has had it: names the blocks after they are written. */
+  hashOf?: ((e: SourceEntry) => string | undefined) | undefined;
   /** Each file's sha256 by entry index where known (the stat cache's): names gzip's blocks. */
   known?: ((index: number) => string | undefined) | undefined;
   warn?: ((m: string) => void) | undefined;
@@ -80,14 +82,7 @@ async function pack(
   // written: they are named once the hashes are in (BlockNames deferred), and hash no keys. The
   // next build, of an edit, then copies them by name (and leaves big files to the worker) as an
   // edit after an edit does; only a block whose name changed is looked for by key.
-  const deferred = !zstd && o.known === undefined && o.onFileHash !== undefined;
-  const fileSha = new Map<SourceEntry, string>();
-  const onFileHash = deferred
-    ? (e: SourceEntry, sha256: string) => {
-        fileSha.set(e, sha256);
-        o.onFileHash!(e, sha256);
-      }
-    : o.onFileHash;
+  const deferred = !zstd && o.known === undefined && o.onFileHash !== undefined && o.hashOf !== undefined;
   // Started before the block maps are read (which loads cacache): its start-up overlaps that.
   const starting = offThread ? startWorkerHash() : undefined;
   let blocks: LayerBlocks | undefined;
@@ -138,7 +133,7 @@ async function pack(
     : (s: AsyncIterable<Uint8Array>) => writeTeed(s, o.sink, (t) => cache.writeBlob(t));
   const tarred = async (): Promise<Digest> => {
     const d = await digest();
-    if (filesOffThread) fileHashes(entries, d.files, onFileHash!);
+    if (filesOffThread) fileHashes(entries, d.files, o.onFileHash!);
     return `sha256:${d.hex}`;
   };
   try {
@@ -151,7 +146,7 @@ async function pack(
       readers.delete(b.buffer);
       pool.give(b);
     };
-    const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, filesOffThread ? undefined : onFileHash, pool, naming), (c) => {
+    const tarBytes = tap(tarBlocks(entries, tarOpts, o.onBytes, filesOffThread ? undefined : o.onFileHash, pool, naming), (c) => {
       readers.set(c.buffer, 2);
       const key = diffHash.add(c, () => release(c));
       if (key) keys.set(c, key);
@@ -182,7 +177,7 @@ async function pack(
     if (unread) assertUnchangedFiles(entries.filter((e, i) => e.type === 'file' && unread(i)));
     const diffid = await tarred();
     if (deferred && naming) {
-      const named = naming.names.resolve((i) => fileSha.get(entries[i]!));
+      const named = naming.names.resolve((i) => o.hashOf!(entries[i]!));
       if (blocks.nameWritten(named)) traceAdd('stitch.named.after', named.filter(Boolean).length);
     }
     await blocks.save(blob);
