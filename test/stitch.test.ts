@@ -274,6 +274,30 @@ test('block names worked out after the blocks (a cold build) equal those made wi
   keys.forEach((k, i) => assert.equal(k?.toString('hex'), missing.includes(i) ? undefined : now.keys[i]));
 });
 
+test('kocache build: one byte changed inside a big file after a cold build deflates its piece, not the file', async () => {
+  // The file's pieces all get new names (a name holds the file's sha256); the unchanged ones are
+  // found by their keys, which the cold build hashed.
+  const dir = tempDir();
+  const src = makeTree(dir, rng(29));
+  const args = ['build', `${src}:/app`, '--import-path', 'example.com/stitch-big'];
+  const build = async (cache: string) => {
+    const r = await runCli(args, { KOCACHE: join(dir, cache), KOCACHE_TRACE: '1' });
+    assert.equal(r.code, 0, r.stderr);
+    return { digest: (JSON.parse(r.stdout) as { digest: string }).digest, trace: traceOf(r.stderr) };
+  };
+  await build('cache');
+  const big = join(src, 'big', 'a.bin');
+  const bytes = readFileSync(big);
+  const at = Math.floor(1.5 * MiB);
+  bytes[at] = bytes[at]! ^ 0xff;
+  writeFileSync(big, bytes);
+  const inc = await build('cache');
+  const cold = await build('cold');
+  assert.equal(inc.digest, cold.digest);
+  const deflated = inc.trace['gzip.in'] ?? 0;
+  assert.ok(deflated > 0 && deflated < 2 * MiB, `deflated ${deflated} of a ${bytes.length}-byte file's layer: ${JSON.stringify(inc.trace)}`);
+});
+
 test('cuts depend on the tar bytes only: the same for any split of the input', () => {
   // A tar from GNU tar, so the rule is checked on a writer other than kocache's own.
   const dir = tempDir();

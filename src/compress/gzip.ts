@@ -44,12 +44,8 @@ export interface BlockSource {
   findName(name: Buffer): Promise<ReusedBlock | undefined>;
 }
 
-/** A map entry's key where none was hashed (`GzipHooks.keyless`): never looked up. */
-export const NO_KEY = Buffer.alloc(32);
-
 /** One block as written, in order: what a block map records (stitch.ts). */
 export interface WrittenBlock {
-  /** Its key (blockKey), or NO_KEY. */
   key: Buffer;
   /** Its name (blocknames.ts), when every file in it had a known hash. */
   name: Buffer | undefined;
@@ -59,7 +55,7 @@ export interface WrittenBlock {
   crc: number;
   /** CRC-32 of its compressed bytes: a copy of them is checked against it. */
   check: number;
-  /** CRC-32 of its dictionary (0 when its name proved stale): a copy by name is checked against it. */
+  /** CRC-32 of its dictionary (0 when not taken: no name, or one shown to lie): a copy by name is checked against it. */
   dict: number;
 }
 
@@ -101,10 +97,10 @@ export interface GzipHooks {
   /** The blocks come with holes (LazyBlocks). */
   lazy?: LazyBlocks | undefined;
   /**
-   * No key is hashed for the map (it gets NO_KEY) where none was given: the blocks are named
-   * once the layer is written (pack.ts), and a later layer finds them by name.
+   * The blocks are named once the layer is written (pack.ts): each block's dictionary CRC-32 is
+   * taken for the map, as for a block named now.
    */
-  keyless?: boolean | undefined;
+  namedLater?: boolean | undefined;
 }
 
 /**
@@ -172,9 +168,8 @@ export async function* gzipBlocks(
     const given = hooks.key?.(block);
     const name = hooks.name?.(block);
     const holes = lazy?.holes(block) ?? NO_HOLES;
-    // A lazy block's dictionary may have holes: its CRC-32 is taken once it is filled. Taken for a
-    // block with no name too when the map is written: it may be named afterwards (pack.ts).
-    let dict = (name || hooks.onBlock) && !lazy ? zlib.crc32(dictionary) : 0;
+    // A lazy block's dictionary may have holes: its CRC-32 is taken once it is filled.
+    let dict = (name || hooks.namedLater) && !lazy ? zlib.crc32(dictionary) : 0;
     if (hooks.reuse && hooks.reuse.size > 0) {
       const before = dictionary;
       const beforeHoles = dictHoles;
@@ -195,7 +190,7 @@ export async function* gzipBlocks(
       // it runs. The main thread is the busier side of a cold build; a block waiting for its key
       // before going to the thread pool left a core idle.
       job = { finished: false, out: compressBlock(block, dictionary, opts.level), key: undefined, name, dict, length: block.length };
-      if (hooks.onBlock) job.key = given ?? (hooks.keyless ? NO_KEY : blockKey(spec, dictionary, block));
+      if (hooks.onBlock) job.key = given ?? blockKey(spec, dictionary, block);
     }
     busy++;
     const settle = () => {

@@ -2,7 +2,7 @@ import { blockMapKey, recentLayersKey } from '../cache/keys.js';
 import type { BlobInfo, BlobRanges, CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
 import { traceAdd } from '../util/trace.js';
-import { GZIP_HEADER, NO_KEY, rangeCheck, type BlockSource, type ReusedBlock, type WrittenBlock } from './gzip.js';
+import { GZIP_HEADER, rangeCheck, type BlockSource, type ReusedBlock, type WrittenBlock } from './gzip.js';
 
 /**
  * Block maps: for each compressed layer, the key, compressed size and the CRC-32s of the input and
@@ -17,8 +17,7 @@ import { GZIP_HEADER, NO_KEY, rangeCheck, type BlockSource, type ReusedBlock, ty
 
 /**
  * Version of the map's encoding (2: block names beside the keys; 3: and the CRC-32 of a named
- * block's dictionary). Maps of another version are not read. A key of zeros (gzip's NO_KEY) is
- * none: a reader that takes it for a key never meets a block with that key.
+ * block's dictionary). Maps of another version are not read.
  */
 const MAP_FORMAT = 3;
 const KEY = 32;
@@ -75,8 +74,6 @@ export class LayerBlocks implements BlockSource {
   private readonly index = new Map<string, Located>();
   private readonly names = new Map<string, Located>();
   private readonly written: WrittenBlock[] = [];
-  /** Blocks in the maps read, with a key or a name or both. */
-  private known = 0;
   private readonly bad = new Set<Digest>();
   /** Each source layer's blocks in order. */
   private readonly layers = new Map<Digest, Located[]>();
@@ -94,7 +91,7 @@ export class LayerBlocks implements BlockSource {
   ) {}
 
   get size(): number {
-    return this.known;
+    return this.index.size;
   }
 
   /** How many of the blocks known have a name. */
@@ -123,9 +120,8 @@ export class LayerBlocks implements BlockSource {
         const k = e.key.toString('hex');
         const at = { key: e.key, digest, index: order.length, offset, size: e.size, crc: e.crc, check: e.check, dict: e.dict };
         order.push(at);
-        self.known++;
         // Newest layer first: its copy of a block wins.
-        if (!self.index.has(k) && !e.key.equals(NO_KEY)) self.index.set(k, at);
+        if (!self.index.has(k)) self.index.set(k, at);
         if (e.name) {
           const n = e.name.toString('hex');
           if (!self.names.has(n)) self.names.set(n, at);

@@ -79,9 +79,10 @@ async function pack(
   const zstd = gzip.algorithm === 'zstd';
   const spec = blockKeySpec(gzip);
   // A cold build hashes each file as it reads it, so its blocks cannot be named while they are
-  // written: they are named once the hashes are in (BlockNames deferred), and hash no keys. The
-  // next build, of an edit, then copies them by name (and leaves big files to the worker) as an
-  // edit after an edit does; only a block whose name changed is looked for by key.
+  // written: they are named once the hashes are in (BlockNames deferred). The next build, of an
+  // edit, then copies them by name (and leaves big files to the worker) as an edit after an edit
+  // does. Their keys are hashed all the same: a block whose name changed while its bytes did not
+  // (a piece of a big file changed elsewhere, the block after an edited one) is found by key.
   const deferred = !zstd && o.known === undefined && o.onFileHash !== undefined && o.hashOf !== undefined;
   // Started before the block maps are read (which loads cacache): its start-up overlaps that.
   const starting = offThread ? startWorkerHash() : undefined;
@@ -107,7 +108,7 @@ async function pack(
   // In an edit the blob is hashed on the worker too: the main thread then only copies each chunk
   // into shared memory. (A cold build keeps it here: both cores are busy deflating there.)
   const blobOffThread = blocks !== undefined && blocks.size > 0 && !lazy;
-  const diffHash = starting ? starting.configure({ files: filesOffThread, keys: zstd || byName || deferred ? undefined : spec, paths, blob: blobOffThread }) : localHash();
+  const diffHash = starting ? starting.configure({ files: filesOffThread, keys: zstd || byName ? undefined : spec, paths, blob: blobOffThread }) : localHash();
   let digested: Promise<StreamDigest> | undefined;
   const digest = () => (digested ??= diffHash.digest());
   const keys = new Map<Buffer, Promise<Buffer>>();
@@ -172,7 +173,7 @@ async function pack(
           verify: async (used) => checkUnread(await digest(), used),
         }
       : undefined;
-    const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names), lazy: holey, keyless: deferred }));
+    const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names), lazy: holey, namedLater: deferred }));
     // The files the worker read, not this thread: checked once it is done with them.
     if (unread) assertUnchangedFiles(entries.filter((e, i) => e.type === 'file' && unread(i)));
     const diffid = await tarred();
