@@ -70,6 +70,13 @@ function makeTree(root: string, rand: () => number): string {
   return src;
 }
 
+/** `kocache build SRC:/app` into `cache`: the layer's digest and the KOCACHE_TRACE counters. */
+async function cliBuild(src: string, importPath: string, cache: string): Promise<{ digest: string; trace: Record<string, number> }> {
+  const r = await runCli(['build', `${src}:/app`, '--import-path', importPath], { KOCACHE: cache, KOCACHE_TRACE: '1' });
+  assert.equal(r.code, 0, r.stderr);
+  return { digest: (JSON.parse(r.stdout) as { digest: string }).digest, trace: traceOf(r.stderr) };
+}
+
 function files(dir: string): string[] {
   const out: string[] = [];
   for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -279,12 +286,7 @@ test('kocache build: one byte changed inside a big file after a cold build defla
   // found by their keys, which the cold build hashed.
   const dir = tempDir();
   const src = makeTree(dir, rng(29));
-  const args = ['build', `${src}:/app`, '--import-path', 'example.com/stitch-big'];
-  const build = async (cache: string) => {
-    const r = await runCli(args, { KOCACHE: join(dir, cache), KOCACHE_TRACE: '1' });
-    assert.equal(r.code, 0, r.stderr);
-    return { digest: (JSON.parse(r.stdout) as { digest: string }).digest, trace: traceOf(r.stderr) };
-  };
+  const build = (cache: string) => cliBuild(src, 'example.com/stitch-big', join(dir, cache));
   await build('cache');
   const big = join(src, 'big', 'a.bin');
   const bytes = readFileSync(big);
@@ -359,12 +361,7 @@ test('kocache build: after a one-file edit KOCACHE_TRACE shows the layer copied,
   const dir = tempDir();
   const rand = rng(17);
   const src = makeTree(dir, rand);
-  const args = ['build', `${src}:/app`, '--import-path', 'example.com/stitch-cli'];
-  const build = async (cache: string) => {
-    const r = await runCli(args, { KOCACHE: join(dir, cache), KOCACHE_TRACE: '1' });
-    assert.equal(r.code, 0, r.stderr);
-    return { digest: (JSON.parse(r.stdout) as { digest: string }).digest, trace: traceOf(r.stderr) };
-  };
+  const build = (cache: string) => cliBuild(src, 'example.com/stitch-cli', join(dir, cache));
   await build('cache');
   writeFileSync(join(src, 'pkg9', 'lib4', 'f9.js'), text(rand, 3000));
   const inc = await build('cache');
