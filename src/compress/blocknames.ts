@@ -48,8 +48,8 @@ export class BlockNames {
   private recent: { name: Buffer | undefined; length: number }[] = [];
 
   private readonly spec: string;
-  /** Deferred: each block's layout hash, files (hex or entry index) and length, in order. */
-  private readonly later: { layout: Buffer | undefined; files: (string | number)[]; length: number }[] = [];
+  /** Deferred: the blocks cut, in order, named by `resolve`. */
+  private readonly later: Later[] = [];
 
   /**
    * `keySpec`: gzip's blockKeySpec; `onKey` hears each block's key (undefined: no name, or
@@ -112,7 +112,7 @@ export class BlockNames {
       if (file === undefined) known = false;
       if (file === undefined || !known) continue;
       // Tag, length and offset, and the bytes of a literal: with the files' hashes after them
-      // (ownName), no two blocks share a name.
+      // (keyOf), no two blocks share a name.
       field[0] = file === '' ? 0x4c : 0x46;
       field.writeUInt32BE(to - from, 1);
       field.writeDoubleBE(file === '' ? 0 : this.offsets[i]!, 5);
@@ -142,12 +142,12 @@ export class BlockNames {
     this.files = files;
     this.offsets = offsets;
     this.holes = unread;
-    const layout = known ? h.digest() : undefined;
+    const named = { layout: known ? h.digest() : undefined, files: ranges, length: c };
     if (this.deferred) {
-      this.later.push({ layout, files: ranges, length: c });
+      this.later.push(named);
       return this.onKey(block, undefined, holes);
     }
-    this.onKey(block, this.chain(layout && ownName(layout, ranges as string[]), c), holes);
+    this.onKey(block, this.keyOf(named, () => undefined), holes);
   }
 
   /**
@@ -155,14 +155,22 @@ export class BlockNames {
    * not known, and the block gets none).
    */
   resolve(hashOf: (entry: number) => string | undefined): (Buffer | undefined)[] {
-    return this.later.splice(0).map(({ layout, files, length }) => {
-      const hashes = layout && files.map((f) => (typeof f === 'number' ? hashOf(f) : f));
-      return this.chain(hashes && !hashes.includes(undefined) ? ownName(layout!, hashes as string[]) : undefined, length);
-    });
+    return this.later.splice(0).map((b) => this.keyOf(b, hashOf));
   }
 
-  /** A block's key from its own name and those of the blocks its dictionary reaches into. */
-  private chain(name: Buffer | undefined, length: number): Buffer | undefined {
+  /**
+   * A block's key: its own name (the layout hash, then the sha256 of each file range in it, in
+   * order; `hashOf` for those kept as entry numbers) after those of the blocks its dictionary
+   * reaches into. Called once per block, in order.
+   */
+  private keyOf({ layout, files, length }: Later, hashOf: (entry: number) => string | undefined): Buffer | undefined {
+    const hashes = layout && files.map((f) => (typeof f === 'number' ? hashOf(f) : f));
+    let name: Buffer | undefined;
+    if (hashes && !hashes.includes(undefined)) {
+      const own = createHash('sha256').update(layout!);
+      for (const sha of hashes) own.update(sha!);
+      name = own.digest();
+    }
     const k = createHash('sha256').update(this.spec).update('\0');
     let known = name !== undefined;
     for (const r of this.recent) {
@@ -190,9 +198,9 @@ export class BlockNames {
   }
 }
 
-/** A block's own name: its layout hash (cut), then the sha256 of each file range in it, in order. */
-function ownName(layout: Buffer, files: readonly string[]): Buffer {
-  const h = createHash('sha256').update(layout);
-  for (const f of files) h.update(f);
-  return h.digest();
+/** A block as cut, to be named: its layout hash (undefined: a file of unknown hash), its files' hashes or entry numbers, its length. */
+interface Later {
+  layout: Buffer | undefined;
+  files: (string | number)[];
+  length: number;
 }

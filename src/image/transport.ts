@@ -28,11 +28,11 @@ export function splitPathTag(s: string, cwd = process.cwd()): { path: string; ta
   return { path: resolve(cwd, s) };
 }
 
-/** Parses an image source argument (see ImageSource). */
 /** File names of image archives (a repository named so is not worth the confusion); `repo:1.0.tar` is a tag. */
 const ARCHIVE_NAME = /\.(?:tar|tgz|tar\.gz|tar\.zst)$/;
 const isArchiveName = (s: string): boolean => ARCHIVE_NAME.test(s) && !s.slice(s.lastIndexOf('/') + 1).includes(':');
 
+/** Parses an image source argument (see ImageSource). */
 export function parseImageSource(s: string, cwd = process.cwd()): ImageSource {
   const need = (rest: string, kind: string) => {
     if (rest === '') throw usageError(`${kind}: needs a path, e.g. ${kind}:./image${kind === 'oci' ? '' : '.tar'}`);

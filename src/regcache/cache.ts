@@ -192,7 +192,7 @@ export class RegistryCache {
         }
         await this.forget(repo, tag);
       }
-      const once = `${formatRepository(repo)}:${tag}`;
+      const once = recordName(repo, tag);
       // An answer given ahead earlier this run: asked again once its check is over (if it passed).
       if (await this.checking.get(once)?.then(() => false, () => true)) continue;
       const bytes = await this.getRecord(repo, tag, MAX_LAYER_RECORD_BYTES);
@@ -411,7 +411,7 @@ export class RegistryCache {
   /** True when `repo` already has this record from today (checked locally first, then with one GET). */
   private async upToDate(repo: Reference, tag: string, created: string, parse: (bytes: Buffer) => string): Promise<boolean> {
     // Found broken this run (a wrong diffid, a blob gone): written again, whatever its day.
-    if (this.broken.has(`${formatRepository(repo)}:${tag}`)) return false;
+    if (this.broken.has(recordName(repo, tag))) return false;
     const memo = await this.memo(repo, tag);
     if (memo?.created === created) return true;
     const client = await this.client();
@@ -452,11 +452,12 @@ export class RegistryCache {
   private brokenRecord(repo: Reference, tag: string, err: unknown): void {
     if (!(err instanceof BrokenRecord)) return this.repoDown(repo, err);
     traceAdd('regcache.broken', 1);
-    this.broken.add(`${formatRepository(repo)}:${tag}`);
+    const name = recordName(repo, tag);
+    this.broken.add(name);
     const key = formatRepository(repo);
     if (this.warned.has(key)) return;
     this.warned.add(key);
-    this.o.warn(`registry cache record ${key}:${tag} not used: ${err.message}; building instead (other broken records there are not reported)`);
+    this.o.warn(`registry cache record ${name} not used: ${err.message}; building instead (other broken records there are not reported)`);
   }
 
   private memoKey(repo: Reference, tag: string): string {
@@ -493,6 +494,11 @@ export class RegistryCache {
   private async forget(repo: Reference, tag: string): Promise<void> {
     await this.o.cache.dropRecord(this.memoKey(repo, tag)).catch(() => undefined);
   }
+}
+
+/** `registry/repo:tag`: a record, in messages and in the sets of records this run met. */
+function recordName(repo: Reference, tag: string): string {
+  return `${formatRepository(repo)}:${tag}`;
 }
 
 function sameRegistry(a: Reference, b: Reference): boolean {
