@@ -129,3 +129,25 @@ test('--no-cache with --cache-dir is refused by every command that opens the cac
   }
   assert.equal(existsSync(cacheDir), false);
 });
+
+test('-q and -j are listed once, in the top-level help and in every command\'s, and work before the command word too', () => {
+  for (const command of ['', ...Object.keys(commandLoaders)]) {
+    const help = runCliSync(command ? [command, '--help'] : ['--help']).stdout;
+    for (const [short, long] of [['-q', '--quiet'], ['-j', '--jobs']] as const) {
+      const lines = help.split('\n').filter((l) => l.includes(long));
+      assert.equal(lines.length, 1, `kocache ${command} --help: ${long} on one line`);
+      assert.match(lines[0]!, new RegExp(`^\\s+${short}, ${long}\\s`), `kocache ${command} --help: ${lines[0]}`);
+    }
+  }
+  const dir = tempDir();
+  const env = { KOCACHE: join(dir, 'cache') };
+  const args = validArgs(dir);
+  for (const argv of [['-q', '-j', '1', 'build', ...args.build!], ['build', '-q', '-j', '1', ...args.build!]]) {
+    const r = runCliSync(argv, env);
+    assert.equal(r.code, 0, `${argv.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stderr, '', 'quiet');
+  }
+  const bad = runCliSync(['-j', 'abc', 'build', ...args.build!], env);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--jobs must be a whole number/);
+});

@@ -26,11 +26,12 @@ export interface GlobalArgs {
 }
 
 /**
- * Adds the options every command takes. main.ts adds them once more at the top level (so they may
- * come before the command word) without the short aliases, which yargs would otherwise list twice.
+ * Adds the options every command takes. main.ts adds them at the top level too (so they may come
+ * before the command word), with the short aliases: yargs carries a top-level alias into every
+ * command, and would list one given at both levels twice.
  */
 export function globalOptions<T>(y: Argv<T>, opts: { aliases?: boolean } = {}): Argv<T & GlobalArgs> {
-  const alias = (a: string) => (opts.aliases === false ? {} : { alias: a });
+  const alias = (a: string) => (opts.aliases === true ? { alias: a } : {});
   return y
     .option('cache-dir', { requiresArg: true, type: 'string', describe: 'Cache folder (used when $KOCACHE is unset; default $XDG_CACHE_HOME/kocache)' })
     .option('cache', { type: 'boolean', default: true, describe: 'Use the cache (--no-cache, or KOCACHE=off, runs with a throwaway one)' })

@@ -32,7 +32,7 @@ async function main(given: string[]): Promise<number> {
   let failure: unknown;
   const commands = await loadCommands(argv);
   // Global options are known at the top level too, so `kocache --json ls` works like `kocache ls --json`.
-  const base = globalOptions(yargs(argv), { aliases: false });
+  const base = globalOptions(yargs(argv), { aliases: true });
   const parser = (BUNDLED_VERSION ? base.version(BUNDLED_VERSION) : base.version())
     .scriptName('kocache')
     .usage('$0 <command> [options]\n\nA content-addressed layer cache for building and publishing OCI images.')
