@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { commandLoaders } from '../src/cli/commands/index.js';
-import { isOneLineError, runCliSync, tempDir } from './helpers/cli.js';
+import { isOneLineError, runCli, runCliSync, tempDir } from './helpers/cli.js';
 
 /** The options of a command that take a value, as its --help lists them ([string], [number], [array]). */
 function valueOptions(command: string): string[] {
@@ -150,4 +150,40 @@ test('-q and -j are listed once, in the top-level help and in every command\'s, 
   const bad = runCliSync(['-j', 'abc', 'build', ...args.build!], env);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--jobs must be a whole number/);
+});
+
+test('warm without --import-path: a target that reads as a path is named as a layer source needing --import-path (exit 2, one line, cache untouched)', async () => {
+  const dir = tempDir();
+  mkdirSync(join(dir, 'out'));
+  writeFileSync(join(dir, 'out', 'a.txt'), 'a\n');
+  const env = { KOCACHE: join(dir, 'cache') };
+  for (const target of ['./out:/app', './out', '../out', join(dir, 'out'), 'out:/app', 'out', '.']) {
+    const r = await runCli(['warm', target], env, { cwd: dir });
+    assert.equal(r.code, 2, `warm ${target}: ${r.stdout}${r.stderr}`);
+    assert.ok(isOneLineError(r), r.stderr);
+    assert.match(r.stderr, new RegExp(`${JSON.stringify(target).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is a layer source \\(a path\\): warming layers needs --import-path`), `warm ${target}`);
+  }
+  // Among references too; a bare name that is also a folder here says how to name the image.
+  const mixed = await runCli(['warm', 'alpine:3', './out:/app'], env, { cwd: dir });
+  assert.match(mixed.stderr, /"\.\/out:\/app" is a layer source/);
+  assert.match((await runCli(['warm', 'out'], env, { cwd: dir })).stderr, /name its registry: docker\.io\/library\/out:latest/);
+  assert.equal(existsSync(join(dir, 'cache')), false, 'nothing was cached');
+  const ok = await runCli(['warm', './out:/app', '--import-path', 'example.com/app'], env, { cwd: dir });
+  assert.equal(ok.code, 0, ok.stderr);
+});
+
+test('an empty, blank or invalid --import-path is bad usage (exit 2, one line), in build, warm and publish', () => {
+  const dir = tempDir();
+  const env = { KOCACHE: join(dir, 'cache') };
+  const args = validArgs(dir);
+  for (const [ip, re] of [['', /empty import path/], [' ', /empty import path/], ['\t', /empty import path/], ['/abs', /invalid import path "\/abs"/], ['a/../b', /invalid import path/]] as const) {
+    for (const command of ['build', 'warm', 'publish'] as const) {
+      const argv = command === 'publish' ? [...args.publish!, '--import-path', ip] : [...args[command]!.slice(0, 1), '--import-path', ip];
+      const r = runCliSync([command, ...argv], env);
+      assert.equal(r.code, 2, `${command} --import-path ${JSON.stringify(ip)}: ${r.stdout}${r.stderr}`);
+      assert.ok(isOneLineError(r), r.stderr);
+      assert.match(r.stderr, re);
+    }
+  }
+  assert.equal(existsSync(join(dir, 'out')), false, 'no publish went ahead');
 });

@@ -1,5 +1,6 @@
 import type { Argv } from 'yargs';
-import { usageError } from '../errors.js';
+import { KocacheError, usageError } from '../errors.js';
+import { validateImportPath } from '../layer/build.js';
 import { excludeFilter } from '../layer/exclude.js';
 import { parseOwner } from '../layer/source.js';
 import type { LayerSettings } from '../image/sources.js';
@@ -19,6 +20,18 @@ export function layerOptions<T>(y: Argv<T>): Argv<T> {
 
 function list(v: unknown): string[] {
   return v === undefined ? [] : Array.isArray(v) ? v.map(String) : [String(v)];
+}
+
+/**
+ * `--import-path` as typed: the library's checks (layer/build.ts), failing as bad usage (exit 2),
+ * as a bad --build-id does; the library calls the same text bad input.
+ */
+export function importPathOption(ip: string): string {
+  try {
+    return validateImportPath(ip);
+  } catch (err) {
+    throw err instanceof KocacheError ? usageError(err.message) : err;
+  }
 }
 
 /** Reads the layer flags (checked before any work starts). */

@@ -7,7 +7,7 @@ import { type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registr
 import { Progress } from '../progress.js';
 import { traceAdd } from '../../util/trace.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
-import { layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
+import { importPathOption, layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
 
 interface BuildArgs extends GlobalArgs, CacheRepoArgs, RegistryArgs {
   source: string;
@@ -29,6 +29,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
   handler: async (args) => {
     if (args.platform.includes(',')) throw usageError(`build makes one layer for one --platform, not ${JSON.stringify(args.platform)} (warm and publish take several)`);
     const platform = parsePlatform(args.platform);
+    const importPath = importPathOption(args['import-path']);
     const source = withLayerSettings(parseLayerSource(args.source), layerSettings(args as unknown as Record<string, unknown>));
     const repos = cacheReposFrom(args);
     const timeouts = registryTimeouts(args);
@@ -39,7 +40,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
     const progress = new Progress(ctx.out);
     const layer = await buildLayer(source, {
       cache: ctx.cache,
-      importPath: args['import-path'],
+      importPath,
       platform,
       buildId: args['build-id'],
       mtime: sourceDateEpoch(),

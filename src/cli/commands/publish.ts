@@ -8,7 +8,7 @@ import { publish } from '../../publish/publish.js';
 import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
 import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, platformTexts, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
-import { layerOptions, layerSettings, layerSettingsFor } from '../layer-options.js';
+import { importPathOption, layerOptions, layerSettings, layerSettingsFor } from '../layer-options.js';
 import { formatBytes } from '../output.js';
 import { type ProjectLayerSettings, loadProject } from '../project.js';
 import { Progress } from '../progress.js';
@@ -77,6 +77,8 @@ export const publishCommand: CommandModule<object, PublishArgs> = {
       .example('$0 publish ./out/app:/app --base scratch --entrypoint /app --output oci:./image', 'no registry at all')
       .example('$0 publish ./dist/app_{os}_{arch}:/usr/local/bin/app --base gcr.io/distroless/static --repo ghcr.io/you/app:v1 --platform linux/amd64 --platform linux/arm64 --entrypoint /usr/local/bin/app', '') as unknown as Argv<PublishArgs>,
   handler: async (args) => {
+    // The flag as typed; a project file's importPath is the library's to check (bad input, exit 1).
+    if (args['import-path'] !== undefined) importPathOption(String(args['import-path']));
     const req = parseRequest(withProject(args, loadProject(single(args.config))));
     await run(req, makeContext(args));
   },

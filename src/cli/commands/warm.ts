@@ -1,11 +1,14 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { usageError } from '../../errors.js';
 import { type WarmResult, warmBase } from '../../image/warm.js';
 import { buildLayer } from '../../layer/build.js';
 import { parseLayerSource } from '../../layer/source.js';
-import { type LayerSettings, layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
+import { type LayerSettings, importPathOption, layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
 import { type Platform, describePlatforms, formatPlatform, parsePlatform } from '../../oci/platform.js';
 import { RegistryClient } from '../../remote/client.js';
+import { formatReference, parseReference } from '../../reference/reference.js';
 import { loadArchive, topDescriptor, type LoadedArchive } from '../../tarball/load.js';
 import { type Context, type GlobalArgs, type RegistryArgs, globalOptions, makeContext, platformTexts, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
 import type { Timeouts } from '../../remote/timeouts.js';
@@ -60,22 +63,27 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
     const targets = (args.targets ?? []).map(String);
     // As publish takes them: repeated, or a comma list; `all` alone is every platform of a reference.
     const texts = platformTexts(args.platform ?? [], 'the image');
-    if (texts.includes('all') && args['import-path'] !== undefined) throw usageError('--platform all names no platform to build a layer for: name the platforms');
+    const importPath = args['import-path'] === undefined ? undefined : importPathOption(String(args['import-path']));
+    if (texts.includes('all') && importPath !== undefined) throw usageError('--platform all names no platform to build a layer for: name the platforms');
     const platforms = texts.filter((p) => p !== 'all').map(parsePlatform);
     const hasTarballs = Boolean(args.tarball && args.tarball.length > 0);
     if (hasTarballs && targets.length > 0) throw usageError('warm takes either --tarball ARCHIVE... or targets, not both');
     if (!hasTarballs && targets.length === 0) throw usageError('name what to warm: REF..., SRC[:DEST]... --import-path IP, or --tarball ARCHIVE...');
+    if (!hasTarballs && importPath === undefined) {
+      const source = targets.find(isLayerSource);
+      if (source !== undefined) throw usageError(`${JSON.stringify(source)} is a layer source (a path): warming layers needs --import-path IP, as build does${imageNamedSo(source)}`);
+    }
     const repos = cacheReposFrom(args);
     const timeouts = registryTimeouts(args);
     const ctx = makeContext(args);
     const insecure = (args['insecure-registry'] ?? []).map(String);
-    const registryCache = repos && (hasTarballs || args['import-path'] !== undefined)
+    const registryCache = repos && (hasTarballs || importPath !== undefined)
       ? new RegistryCache({ repos, cache: ctx.cache, warn: (m) => ctx.out.warn(m), jobs: ctx.jobs, insecureRegistries: insecure, timeouts })
       : undefined;
     try {
       if (hasTarballs) return await warmTarballs(ctx, (args.tarball ?? []).map(String), registryCache);
-      if (args['import-path'] !== undefined) {
-        return await warmLayers(ctx, targets, args['import-path'], platforms.length > 0 ? platforms : [parsePlatform('linux/amd64')], args['build-id'], registryCache, layerSettings(args as unknown as Record<string, unknown>));
+      if (importPath !== undefined) {
+        return await warmLayers(ctx, targets, importPath, platforms.length > 0 ? platforms : [parsePlatform('linux/amd64')], args['build-id'], registryCache, layerSettings(args as unknown as Record<string, unknown>));
       }
     } finally {
       await registryCache?.close();
@@ -83,6 +91,26 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
     return warmBases(ctx, targets, platforms.length > 0 ? platforms : undefined, Boolean(args.offline), (args['insecure-registry'] ?? []).map(String), timeouts);
   },
 };
+
+/**
+ * Without --import-path, warm's targets are image references; one that reads as a path (./x, ../x,
+ * /x, SRC:/DEST, which no reference can be, or a file or folder that is there) was meant as a layer.
+ */
+function isLayerSource(target: string): boolean {
+  return target === '.' || target === '..' || readsAsPath(target) || existsSync(resolve(target));
+}
+
+const readsAsPath = (target: string): boolean => /^\.{0,2}\//.test(target) || target.includes(':/');
+
+/** For a bare name that is also a path here (`warm golang` beside ./golang): how to name the image. */
+function imageNamedSo(target: string): string {
+  if (readsAsPath(target)) return '';
+  try {
+    return ` (for the image, name its registry: ${formatReference(parseReference(target))})`;
+  } catch {
+    return '';
+  }
+}
 
 /** Imports archives one after another (each already uses every core); prints one line per archive. */
 export async function warmTarballs(ctx: Context, paths: string[], rc?: RegistryCache): Promise<void> {
