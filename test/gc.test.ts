@@ -262,16 +262,27 @@ describe('kocache gc', () => {
     assert.deepEqual([again.digest, again.diffid], [cold.digest, cold.diffid]);
   });
 
-  test('an imported archive keeps every blob its record names (config, layers): the next import of it reads nothing', async () => {
+  test('an imported archive keeps every blob its record names (config, layers), and du counts them in use: the next import of it reads nothing', async () => {
     const cacheDir = newDir();
     const archive = makeDockerArchive(newDir(), standardLayers(), { gzip: true });
     const cache = new CacheStore(cacheDir);
     const first = await runCli(['warm', '--tarball', archive.path, '--json'], { KOCACHE: cacheDir });
     assert.equal(first.code, 0, first.stderr);
+    const du = async () => {
+      const d = await runCli(['du', '--json'], { KOCACHE: cacheDir });
+      assert.equal(d.code, 0, d.stderr);
+      return JSON.parse(d.stdout) as { unreferenced: { blobs: number }; kinds: Record<string, { blobs: number }> };
+    };
+    const before = await du();
+    const blobs = cache.contentFiles().filter((f) => f.digest).length;
+    assert.equal(before.unreferenced.blobs, 0, 'du: the config and layers the record names are in use');
+    assert.equal(Object.values(before.kinds).reduce((n, k) => n + k.blobs, 0), blobs, 'du: every blob counted under a kind');
     for (const { digest } of cache.contentFiles()) if (digest) age(cache, digest, HOUR);
     const r = await runCli(['gc', '--json'], { KOCACHE: cacheDir });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual((JSON.parse(r.stdout) as GcOut).removed.filter((x) => x.kind === 'blob'), [], 'no blob of the image removed');
+    const after = await du();
+    assert.deepEqual([after.kinds, after.unreferenced], [before.kinds, before.unreferenced], 'du the same after gc (but the compacted index)');
     const again = await runCli(['warm', '--tarball', archive.path, '--json'], { KOCACHE: cacheDir, KOCACHE_TRACE: '1' });
     assert.equal(again.code, 0, again.stderr);
     assert.doesNotMatch(again.stderr, /importing it again/);

@@ -4,12 +4,13 @@ import { lstatSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs'
 import { basename, join, relative, sep } from 'node:path';
 import type { CacheObject } from 'cacache';
 import { KocacheError, errnoCode } from '../errors.js';
-import { type Digest, integrityToDigest, isDigest } from '../oci/digest.js';
+import { type Digest, integrityToDigest } from '../oci/digest.js';
 import { type Cacache, loadCacache } from './cacache.js';
 import { JOURNAL_KEY, drainJournal } from './journal.js';
 import { acquireGcLock, scanLeases } from './lease.js';
 import { cacheFsError, dropFolderBuckets, ensureOwnFolder } from './damage.js';
 import { totals, treeSize } from './folders.js';
+import { isMetadataKey, pinnedDigests } from './pins.js';
 import { STAMP_DIR } from './stamp.js';
 import { CODE_CACHE_DIR, bundleStamp, judgeCodeCacheEntry, listCodeCacheDir } from './codecaches.js';
 import { type CacheStore, trashPath } from './store.js';
@@ -271,25 +272,12 @@ async function readIndex(gc: Gc): Promise<void> {
   }
   gc.records = Object.values(all).filter((e) => e.key !== JOURNAL_KEY);
   for (const r of gc.records) {
-    const digest = digestOf(r.integrity);
-    if (digest === undefined || isMetadataKey(r.key)) continue;
-    // A record needs the blobs its metadata names kept too (an imported archive's config and layers).
-    for (const d of namedDigests(r.metadata, new Set([digest]))) {
+    for (const d of pinnedDigests(r.key, digestOf(r.integrity), r.metadata)) {
       const list = gc.keysByDigest.get(d) ?? [];
       list.push(r.key);
       gc.keysByDigest.set(d, list);
     }
   }
-}
-
-/** The `digest` of every descriptor within a record's metadata, added to `out`. */
-function namedDigests(m: unknown, out: Set<Digest>, depth = 0): Set<Digest> {
-  if (depth > 12 || typeof m !== 'object' || m === null) return out;
-  for (const [k, v] of Array.isArray(m) ? m.entries() : Object.entries(m)) {
-    if (k === 'digest' && typeof v === 'string' && isDigest(v)) out.add(v);
-    else namedDigests(v, out, depth + 1);
-  }
-  return out;
 }
 
 /** --verify: every blob re-hashed; a corrupt one is dropped (a dry run only hashes). */
@@ -542,16 +530,6 @@ function summarise(gc: Gc): GcReport {
     sizeAfter: Math.max(0, gc.sizeBefore - bytesFreed), protectedBytes: gc.protectedBytes,
     liveLeases: gc.liveLeases, rescued: gc.rescued,
   };
-}
-
-/**
- * Records that describe something elsewhere rather than a blob here (`seen/`: which remote
- * repositories hold a digest, for mounts). Their digest is usually not in the content store, so
- * they are neither references that keep content alive nor dead when it is absent; only
- * --max-age ends them.
- */
-export function isMetadataKey(key: string): boolean {
-  return key.startsWith('seen/');
 }
 
 /** Moves a blob to its trash name; false if it was already gone. */

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { listFolder, treeSize } from './folders.js';
 import { CODE_CACHE_DIR } from './codecaches.js';
+import { pinnedDigests } from './pins.js';
 import type { CacheStore } from './store.js';
 
 /** What the cache holds, by the kind of key that points at it (src/cache/keys.ts). */
@@ -11,7 +12,7 @@ export type UsageKind = 'layers' | 'tars' | 'base-images' | 'archives' | 'other'
 export interface KindUsage {
   /** Index records of this kind. */
   records: number;
-  /** Distinct blobs they point at (a blob pointed at by two kinds counts for the first). */
+  /** Distinct blobs they keep (pins.ts; a blob kept by two kinds counts for the first). */
   blobs: number;
   bytes: number;
 }
@@ -23,7 +24,7 @@ export interface CacheUsage {
   kinds: Record<UsageKind, KindUsage>;
   /** The index itself (cacache's index-v5 buckets). */
   index: { records: number; bytes: number };
-  /** Blobs no record points at (base-image content written by an older version, gc's to remove). */
+  /** Blobs no record keeps (base-image content written by an older version, gc's to remove). */
   unreferenced: { blobs: number; bytes: number };
   /** Stat stamps and listings that let a hit skip hashing (src/layer/statcache.ts). */
   stat: { bytes: number };
@@ -65,8 +66,10 @@ export async function cacheUsage(cache: CacheStore): Promise<CacheUsage> {
     const kind = kindOf(r.key);
     if (kind === undefined) continue;
     kinds[kind].records++;
-    const had = owner.get(r.digest);
-    if (had === undefined || KIND_ORDER.indexOf(kind) < KIND_ORDER.indexOf(had)) owner.set(r.digest, kind);
+    for (const d of pinnedDigests(r.key, r.digest, r.metadata)) {
+      const had = owner.get(d);
+      if (had === undefined || KIND_ORDER.indexOf(kind) < KIND_ORDER.indexOf(had)) owner.set(d, kind);
+    }
   }
   const onDisk = new Map<string, number>();
   for (const { path, digest } of cache.contentFiles()) {
