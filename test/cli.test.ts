@@ -110,6 +110,24 @@ describe('command line', () => {
     // Global options are still options: taken, or passed over when naming the stray word.
     assert.equal(runCliSync(['completion', '-q'], env).code, 0);
     assert.match(runCliSync(['--json', 'completion', 'bash'], env).stderr, /, not "bash"\n$/);
+    // Every global option with its value (an alias may add them to every command): the same script.
+    for (const argv of [
+      ['completion', '--cache-dir', join(work, 'c'), '-j', '2', '--compression', 'gzip', '--level', '5', '--no-cache'],
+      ['--cache-dir', join(work, 'c'), 'completion', '--jobs=2'],
+    ]) {
+      const same = runCliSync(argv, env);
+      assert.equal(same.code, 0, `${argv.join(' ')}: ${same.stderr}`);
+      assert.equal(same.stdout, r.stdout, argv.join(' '));
+    }
+    for (const [argv, message] of [
+      [['completion', '--json'], /writes a shell script, not JSON/],
+      [['completion', '--bogus'], /Unknown argument: bogus/],
+      [['completion', '--jobs'], /--jobs needs a value/],
+    ] as const) {
+      const bad = runCliSync([...argv], env);
+      assert.equal(bad.code, 2, argv.join(' '));
+      assert.match(bad.stderr, message);
+    }
   });
 
   test('SIGINT and SIGTERM remove the temp files and the lease, and clear the progress line, before exiting', async () => {

@@ -1,7 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { usageError } from '../errors.js';
-import { loadCommands } from './commands/index.js';
+import { VALUE_OPTIONS, loadCommands } from './commands/index.js';
 import { reportError } from './output.js';
 import { globalOptions } from './context.js';
 import { normaliseArgv } from './argv.js';
@@ -18,14 +18,18 @@ const BUNDLED_VERSION = typeof KOCACHE_VERSION === 'string' ? KOCACHE_VERSION : 
 async function main(given: string[]): Promise<number> {
   const argv = normaliseArgv(given);
   // yargs' completion command takes everything after it as words to complete: its --help printed
-  // the script, and `completion bash` was a misspelt command.
+  // the script, and `completion bash` was a misspelt command. The global options are taken (an
+  // alias may add them to every command) and change nothing in the script.
   if (argv[0] === 'completion' && argv.length > 1) {
     if (argv.includes('--help') || argv.includes('-h')) {
-      process.stdout.write('kocache completion\n\nPrint a shell completion script for the shell in $SHELL (bash or zsh):\n  kocache completion >> ~/.bashrc\n');
+      process.stdout.write('kocache completion\n\nPrint a shell completion script for the shell in $SHELL (bash or zsh):\n  kocache completion >> ~/.bashrc\n\nThe global options are taken and change nothing; --json is refused (the script is not JSON).\n');
       return 0;
     }
-    const word = argv.slice(1).find((a) => !a.startsWith('-'));
-    if (word !== undefined) return reportError(usageError(`completion takes no argument (it writes the script for the shell in $SHELL, bash or zsh), not ${JSON.stringify(word)}`), argv.includes('--json'));
+    const json = argv.includes('--json');
+    const wrong = completionArgsError(argv.slice(1));
+    if (wrong !== undefined) return reportError(usageError(wrong), json);
+    if (json) return reportError(usageError('completion writes a shell script, not JSON: run it without --json'), true);
+    argv.length = 1;
   }
   prestartForFreshRunner(argv);
   const wantsJson = argv.includes('--json');
@@ -62,6 +66,26 @@ async function main(given: string[]): Promise<number> {
   }
   if (failure !== undefined) return reportError(failure, wantsJson);
   return 0;
+}
+
+const GLOBAL_FLAGS = new Set(['--json', '--quiet', '-q', '--cache', '--no-cache']);
+
+/** What is wrong with the words after `completion` (only the global options may follow it). */
+function completionArgsError(rest: readonly string[]): string | undefined {
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (VALUE_OPTIONS.has(a)) {
+      if (i + 1 >= rest.length || rest[i + 1]!.startsWith('-')) return `${a} needs a value`;
+      i++;
+    } else if (GLOBAL_FLAGS.has(a) || [...VALUE_OPTIONS].some((o) => o.startsWith('--') && a.startsWith(`${o}=`))) {
+      continue;
+    } else if (a.startsWith('-')) {
+      return `Unknown argument: ${a.replace(/^-+/, '').replace(/=.*$/s, '')}`;
+    } else {
+      return `completion takes no argument (it writes the script for the shell in $SHELL, bash or zsh), not ${JSON.stringify(a)}`;
+    }
+  }
+  return undefined;
 }
 
 /**

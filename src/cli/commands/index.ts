@@ -25,7 +25,7 @@ async function talksToRegistries(command: AnyCommand): Promise<AnyCommand> {
 }
 
 // Global options that take a value, so the command word can be told from an option's value.
-export const VALUE_OPTIONS = new Set(['--cache-dir', '--jobs', '-j', '--level']);
+export const VALUE_OPTIONS = new Set(['--cache-dir', '--jobs', '-j', '--level', '--compression']);
 
 /** Where the command word is in `argv` (-1 when there is none). */
 export function commandIndex(argv: readonly string[]): number {
