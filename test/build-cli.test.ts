@@ -331,7 +331,8 @@ test('a cache folder that cannot be made is a one-line error, also under /proc (
   const src = tree(dir);
   for (const [cacheDir, re] of [
     ['/proc/kocache-test/cache', /cannot create cache directory \/proc\/kocache-test\/cache: no such file or directory/],
-    [join(src, 'big.bin', 'cache'), /cannot create cache directory .*: a parent is not a directory/],
+    [join(src, 'big.bin', 'cache'), /cannot write the cache folder .*big\.bin\/cache: a parent is not a folder; .*KOCACHE=off/],
+    [join(src, 'big.bin'), /cannot write the cache folder .*big\.bin: it is a file, not a folder; set KOCACHE to a folder/],
   ] as const) {
     const r = spawnSync(process.execPath, [CLI_JS, 'build', src, '--import-path', 'x'], { env: { ...process.env, KOCACHE: cacheDir }, encoding: 'utf8', timeout: 30_000 });
     assert.equal(r.signal, null, `${cacheDir}: still running after 30 s`);

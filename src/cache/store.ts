@@ -496,7 +496,8 @@ export function trashPath(blobPath: string): string {
 /** Ensures the folder exists; used once per process before the first write. */
 export function ensureDir(dir: string): void {
   try {
-    makeDirs(dir);
+    // Already there: a file there is not a cache folder (every write under it would fail ENOTDIR).
+    if (makeDirs(dir) === undefined && !statSync(dir).isDirectory()) throw Object.assign(new Error(`${dir} is a file`), { code: 'ENOTDIR' });
   } catch (err) {
     throw new KocacheError('cache', `cannot create cache directory ${dir}: ${errnoReason(err)}`, { cause: err });
   }

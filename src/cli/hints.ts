@@ -1,3 +1,4 @@
+import { lstatSync } from 'node:fs';
 import { KocacheError, errnoAdvice, errnoCode } from '../errors.js';
 
 /** The system error code behind an error, looking through KocacheError's cause. */
@@ -40,10 +41,17 @@ export function errnoHint(code: string | undefined, message = ''): string | unde
  */
 export function cacheDirError(err: unknown, dir: string, env = process.env): unknown {
   const code = causeCode(err);
-  if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') return err;
-  const why = code === 'EROFS' ? 'read-only file system' : 'permission denied';
+  if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS' && code !== 'ENOTDIR') return err;
+  const why = code === 'EROFS' ? 'read-only file system' : code === 'ENOTDIR' ? notAFolder(dir) : 'permission denied';
   const instead = env.KOCACHE && !['off', 'none', 'false', '0'].includes(env.KOCACHE.toLowerCase())
     ? 'set KOCACHE to a folder you can write'
     : 'use --cache-dir DIR for a folder you can write';
   return new KocacheError('cache', `cannot write the cache folder ${dir}: ${why}; ${instead}, or KOCACHE=off for a throwaway cache`, { cause: err });
+}
+
+function notAFolder(dir: string): string {
+  try {
+    if (!lstatSync(dir).isDirectory()) return 'it is a file, not a folder';
+  } catch {}
+  return 'a parent is not a folder';
 }
