@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -260,6 +260,27 @@ describe('kocache gc', () => {
     assert.ok((await cache.listRecords()).some((r) => r.key === byDiff.key), 'the right diffid record stays');
     const again = await build(cacheDir, file, 'example.com/diffid');
     assert.deepEqual([again.digest, again.diffid], [cold.digest, cold.diffid]);
+  });
+
+  test('an index line with a well-formed checksum but a key or integrity that is not text is no record: gc goes on and drops it', async () => {
+    const cacheDir = newDir();
+    const file = join(newDir(), 'f');
+    writeFileSync(file, randomBytes(10_000));
+    const cold = await build(cacheDir, file, 'example.com/badline');
+    const buckets = readdirSync(join(cacheDir, 'index-v5'), { recursive: true }).map(String).filter((p) => statSync(join(cacheDir, 'index-v5', p)).isFile());
+    for (const [i, line] of [{ key: 1, integrity: 5 }, { key: 'x', integrity: 7 }, { key: ['a'], integrity: null }].entries()) {
+      const json = JSON.stringify({ ...line, time: 0 });
+      writeFileSync(join(cacheDir, 'index-v5', buckets[i % buckets.length]!), `\n${createHash('sha1').update(json).digest('hex')}\t${json}`, { flag: 'a' });
+    }
+    for (const args of [['gc', '--dry-run'], ['gc'], ['gc', '--verify']]) {
+      const r = await runCli([...args, '--json'], { KOCACHE: cacheDir });
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.ok(!(JSON.parse(r.stdout) as GcOut).removed.some((x) => x.kind === 'blob'), 'no blob removed');
+    }
+    const all = buckets.map((b) => readFileSync(join(cacheDir, 'index-v5', b), 'utf8')).join('');
+    assert.doesNotMatch(all, /"integrity":(5|7|null)/, 'the bad lines are gone');
+    const again = await build(cacheDir, file, 'example.com/badline');
+    assert.deepEqual([again.digest, again.cached], [cold.digest, true]);
   });
 
   test('an imported archive keeps every blob its record names (config, layers), and du counts them in use: the next import of it reads nothing', async () => {

@@ -270,7 +270,8 @@ async function readIndex(gc: Gc): Promise<void> {
     if (!dropFolderBuckets(gc.dir, err)) throw cacheFsError(err, gc.dir, 'read the index in');
     return readIndex(gc);
   }
-  gc.records = Object.values(all).filter((e) => e.key !== JOURNAL_KEY);
+  // A line kocache could not have written (a key or integrity that is not text) is no record.
+  gc.records = Object.values(all).filter((e) => typeof e.key === 'string' && typeof e.integrity === 'string' && e.key !== JOURNAL_KEY);
   for (const r of gc.records) {
     for (const d of pinnedDigests(r.key, digestOf(r.integrity), r.metadata)) {
       const list = gc.keysByDigest.get(d) ?? [];
@@ -472,6 +473,7 @@ async function compactKey(gc: Gc, key: string): Promise<void> {
  * removal, a metadata record past --max-age, a record whose blob is gone. `seen` is updated.
  */
 function lineVerdict(gc: Gc, line: Pick<CacheObject, 'key' | 'integrity' | 'time'>, seen: Set<string>): RemovalReason | undefined {
+  if (typeof line.key !== 'string' || (line.integrity !== null && line.integrity !== undefined && typeof line.integrity !== 'string')) return 'corrupt';
   if (seen.has(line.key)) return 'duplicate';
   seen.add(line.key);
   if (!line.integrity) return 'dead';
