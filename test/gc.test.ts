@@ -310,6 +310,27 @@ describe('kocache gc', () => {
     assert.equal(traceOf(again.stderr)['inflate.layer'] ?? 0, 0, 'nothing inflated');
   });
 
+  test('a gc lock or lease whose process has exited but is not yet collected (a zombie) holds nothing', async () => {
+    const { cacheDir, cache, built } = await fiveLayers();
+    // The backgrounded sleep exits at once; its parent, now `sleep 30`, never collects it.
+    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const pid = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()))));
+      const stat = () => readFileSync(`/proc/${pid}/stat`, 'utf8');
+      for (let i = 0; i < 200 && stat().slice(stat().lastIndexOf(')') + 2)[0] !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
+      const pidStart = stat().slice(stat().lastIndexOf(')') + 2).split(' ')[19];
+      const holder = JSON.stringify({ pid, hostname: hostname(), start: Date.now() - 3.5 * HOUR, command: 'gc', pidStart });
+      writeFileSync(join(cacheDir, 'gc.lock'), holder);
+      mkdirSync(join(cacheDir, 'leases'), { recursive: true });
+      writeFileSync(join(cacheDir, 'leases', `${pid}-zombie.json`), holder.replace('"gc"', '"build"'));
+      const r = await runCli(['gc', '--max-size', '0', '--json'], { KOCACHE: cacheDir });
+      assert.equal(r.code, 0, r.stderr);
+      for (const n of ['a', 'b', 'c', 'd', 'e']) assert.equal(await cache.blobSize(built[n]!.digest), undefined, `${n}: no lease protects it`);
+    } finally {
+      parent.kill();
+    }
+  });
+
   test('content newer than a live lease is never removed; a live gc lock refuses a second gc', async () => {
     const { cacheDir, cache, built } = await fiveLayers();
     const holder = spawn('sleep', ['30'], { stdio: 'ignore' });

@@ -128,19 +128,27 @@ const UNKNOWN_LEASE_MAX_AGE_MS = 10 * 60 * 1000;
 function leaseAlive(info: LeaseInfo, host: string, now: number, mtime: number): boolean {
   if (info.hostname !== host) return now - info.start < FOREIGN_LEASE_MAX_AGE_MS;
   if (!pidAlive(info.pid)) return false;
-  const actual = processStart(info.pid);
-  if (actual === undefined) return true;
+  const actual = procStat(info.pid);
+  if (actual === undefined || actual.start === undefined) return true;
+  // A zombie has exited (killed, say) and only waits for its parent to collect it: it holds nothing.
+  if (actual.state === 'Z' || actual.state === 'X') return false;
   if (info.pidStart === undefined) return now - mtime < UNKNOWN_LEASE_MAX_AGE_MS;
-  return info.pidStart === actual;
+  return info.pidStart === actual.start;
 }
 
 /** When a process started, as the system counts it (Linux: clock ticks since boot); undefined where unknown. */
 export function processStart(pid: number): string | undefined {
+  return procStat(pid)?.start;
+}
+
+/** A process's state letter and start, from /proc (Linux); undefined where unknown. */
+function procStat(pid: number): { state: string; start: string | undefined } | undefined {
   if (process.platform !== 'linux') return undefined;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces and parentheses): state is field 3, starttime field 22.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0] ?? '', start: fields[19] };
   } catch {
     return undefined;
   }
