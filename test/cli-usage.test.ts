@@ -187,3 +187,17 @@ test('an empty, blank or invalid --import-path is bad usage (exit 2, one line), 
   }
   assert.equal(existsSync(join(dir, 'out')), false, 'no publish went ahead');
 });
+
+test('a tag with a \'/\' in it is named as such, by inspect and by publish --repo (exit 2, one line)', () => {
+  const dir = tempDir();
+  const env = { KOCACHE: join(dir, 'cache') };
+  const args = validArgs(dir);
+  for (const argv of [['inspect', '127.0.0.1:5000/x:Bad/Tag'], ['publish', ...args.publish!, '--repo', '127.0.0.1:5000/x:Bad/Tag']]) {
+    const r = runCliSync(argv, env);
+    assert.equal(r.code, 2, `${argv.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.ok(isOneLineError(r), r.stderr);
+    assert.match(r.stderr, /invalid image reference "127\.0\.0\.1:5000\/x:Bad\/Tag": bad tag "Bad\/Tag": a tag cannot contain '\/'$/m);
+    assert.doesNotMatch(r.stderr, /lowercase/);
+  }
+  assert.equal(existsSync(join(dir, 'out')), false, 'no publish went ahead');
+});

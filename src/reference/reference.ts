@@ -23,6 +23,7 @@ const DOMAIN_RE = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*
 const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const NAME_MAX = 255;
+const SLASH_IN_TAG = "a tag cannot contain '/'";
 
 /** Exit 2: a reference is what the user typed (an argument, a project file's base), as a platform is. */
 function invalid(s: string, why: string): KocacheError {
@@ -78,9 +79,17 @@ export function parseReference(s: string): Reference {
   if (slash >= 0 && looksLikeRegistry(rest.slice(0, slash))) {
     registry = canonicalRegistry(rest.slice(0, slash));
     repository = rest.slice(slash + 1);
-    if (!DOMAIN_RE.test(registry)) throw invalid(s, `bad registry ${JSON.stringify(registry)}`);
+    if (!DOMAIN_RE.test(registry)) {
+      // `alpine:a/b`: a host whose port is not digits, or a tag with a '/' in it; neither parses.
+      const port = /^[^[:]*:(.*)$/.exec(registry)?.[1];
+      const tagged = port !== undefined && !/^\d+$/.test(port) ? ` (a port is digits), or bad tag ${JSON.stringify(`${port}/${repository}`)} (${SLASH_IN_TAG})` : '';
+      throw invalid(s, `bad registry ${JSON.stringify(registry)}${tagged}`);
+    }
   }
   if (repository === '') throw invalid(s, 'no repository name');
+  // A ':' before the last '/' (`host:5000/x:Bad/Tag`) can only start a tag that has a '/' in it.
+  const inPath = repository.indexOf(':');
+  if (inPath >= 0) throw invalid(s, `bad tag ${JSON.stringify(repository.slice(inPath + 1))}: ${SLASH_IN_TAG}`);
   for (const part of repository.split('/')) {
     if (part === '') throw invalid(s, 'empty path component in repository');
     if (part !== part.toLowerCase()) throw invalid(s, `repository ${JSON.stringify(repository)} must be lowercase`);
