@@ -201,3 +201,29 @@ test('a tag with a \'/\' in it is named as such, by inspect and by publish --rep
   }
   assert.equal(existsSync(join(dir, 'out')), false, 'no publish went ahead');
 });
+
+test('an unknown option is named first, whatever else is missing (exit 2, one line)', () => {
+  const dir = tempDir();
+  const env = { KOCACHE: join(dir, 'cache') };
+  const src = validArgs(dir).build![0]!;
+  const cases: [string[], RegExp][] = [
+    [['--versoin'], /^kocache: Unknown argument: versoin$/m],
+    [['build', `${src}:/app`, '--import-paht', 'x'], /^kocache: Unknown argument: import-paht$/m],
+    [['build', '--import-paht', 'x'], /^kocache: Unknown argument: import-paht$/m],
+    [['publish', '--bsae', 'scratch'], /^kocache: Unknown argument: bsae$/m],
+    [['inspect', '--jsno'], /^kocache: Unknown argument: jsno$/m],
+  ];
+  for (const [argv, re] of cases) {
+    const r = runCliSync(argv, env);
+    assert.equal(r.code, 2, `${argv.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.ok(isOneLineError(r), r.stderr);
+    assert.match(r.stderr, re, argv.join(' '));
+  }
+  // With nothing unknown, what is missing is still said.
+  for (const [argv, re] of [[['--json'], /name a command/], [['-q'], /name a command/], [['build', `${src}:/app`], /Missing required argument: import-path/], [['build', '--import-path', 'x'], /Not enough non-option arguments/]] as const) {
+    const r = runCliSync([...argv], env);
+    assert.equal(r.code, 2, `${argv.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr || r.stdout, re, argv.join(' '));
+  }
+  assert.equal(existsSync(join(dir, 'cache')), false, 'nothing ran');
+});

@@ -34,6 +34,9 @@ async function main(given: string[]): Promise<number> {
   prestartForFreshRunner(argv);
   const wantsJson = argv.includes('--json');
   let failure: unknown;
+  // What is missing (a command, a required option) is said only if no argument is unknown: yargs
+  // checks for missing ones first, and `--import-paht x` was reported as --import-path missing.
+  let missing: unknown;
   const commands = await loadCommands(argv);
   // Global options are known at the top level too, so `kocache --json ls` works like `kocache ls --json`.
   const base = globalOptions(yargs(argv), { aliases: true });
@@ -42,8 +45,12 @@ async function main(given: string[]): Promise<number> {
     .usage('$0 <command> [options]\n\nA content-addressed layer cache for building and publishing OCI images.')
     .command(commands)
     .completion('completion', 'Print a shell completion script (bash or zsh): kocache completion >> ~/.bashrc')
-    .demandCommand(1, 'name a command (see kocache --help)')
+    .demandCommand(1, NO_COMMAND)
     .strict()
+    // Runs after yargs' checks, first, before any command: a missing argument held back stops it here.
+    .middleware(() => {
+      if (missing !== undefined) throw missing;
+    })
     .middleware(refuseRepeats)
     .recommendCommands()
     .help()
@@ -55,6 +62,12 @@ async function main(given: string[]): Promise<number> {
       // Thrown, not only kept: yargs goes on to run the command's handler after a failed check
       // unless this throws, so `kocache gc --dry-rn` collected garbage before saying so.
       // The parser's own complaints (an option without its value) come as yargs' YError.
+      // A missing argument is held back (yargs goes on to its unknown-argument check), and thrown
+      // by the first middleware, or after the parse, if nothing else failed.
+      if (!err && isMissing(msg)) {
+        missing ??= usageError(msg);
+        return;
+      }
       failure ??= err && err.name !== 'YError' ? err : usageError(usageMessage(msg ?? err?.message ?? 'invalid arguments'));
       throw failure;
     });
@@ -64,6 +77,7 @@ async function main(given: string[]): Promise<number> {
   } catch (err) {
     failure ??= err;
   }
+  failure ??= missing;
   if (failure !== undefined) return reportError(failure, wantsJson);
   return 0;
 }
@@ -86,6 +100,13 @@ function completionArgsError(rest: readonly string[]): string | undefined {
     }
   }
   return undefined;
+}
+
+const NO_COMMAND = 'name a command (see kocache --help)';
+
+/** yargs' words for a command, positional or required option that was not given. */
+function isMissing(msg: string | null | undefined): msg is string {
+  return msg === NO_COMMAND || /^(Missing required arguments?|Not enough non-option arguments):/.test(msg ?? '');
 }
 
 /**
