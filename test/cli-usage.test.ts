@@ -227,3 +227,23 @@ test('an unknown option is named first, whatever else is missing (exit 2, one li
   }
   assert.equal(existsSync(join(dir, 'cache')), false, 'nothing ran');
 });
+
+test('ls, du and gc on a cache folder that is not there: an empty cache, and nothing made', () => {
+  const dir = tempDir();
+  const cacheDir = join(dir, 'nope', 'cache');
+  for (const argv of [['ls'], ['du'], ['gc', '--dry-run'], ['gc'], ['du', '--json'], ['gc', '--json']]) {
+    const r = runCliSync([...argv, '--cache-dir', cacheDir], { KOCACHE: '' });
+    assert.equal(r.code, 0, `${argv.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stderr, '', argv.join(' '));
+    if (argv[0] === 'ls') assert.match(r.stdout, /^\(cache is empty\)$/m);
+    if (argv.join(' ') === 'du') assert.match(r.stdout, /: 0 B in all$/m);
+    if (argv.join(' ') === 'gc --dry-run') assert.match(r.stdout, /^gc: would remove 0 blobs.*cache 0 B -> 0 B$/m);
+    if (argv.join(' ') === 'gc') assert.match(r.stdout, /^gc: removed 0 blobs.*cache 0 B -> 0 B$/m);
+    if (argv.join(' ') === 'du --json') assert.equal(JSON.parse(r.stdout).total, 0);
+    if (argv.join(' ') === 'gc --json') assert.equal(JSON.parse(r.stdout).dryRun, false);
+    assert.equal(existsSync(join(dir, 'nope')), false, `${argv.join(' ')} made the folder`);
+  }
+  // An existing cache is still used as before.
+  mkdirSync(cacheDir, { recursive: true });
+  assert.equal(runCliSync(['ls', '--cache-dir', cacheDir], { KOCACHE: '' }).code, 0);
+});

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
@@ -93,13 +94,17 @@ export interface Context {
   jobs: number;
   gzip: GzipOptions;
   ephemeralCache: boolean;
+  /** The cache folder is not there, and was not made (makeContext's `create: false`). */
+  absent: boolean;
 }
 
 /**
  * `lease: false` is for gc alone: every other command holds a lease on the cache while it runs
- * (src/cache/lease.ts), so a concurrent gc spares what it writes and uses.
+ * (src/cache/lease.ts), so a concurrent gc spares what it writes and uses. `create: false` is for
+ * the commands that only look (ls, du, gc): a cache folder that is not there is read as empty,
+ * neither made nor leased (`absent`).
  */
-export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): Context {
+export function makeContext(args: GlobalArgs, opts: { lease?: boolean; create?: boolean } = {}): Context {
   const out = new Output({ json: Boolean(args.json), quiet: Boolean(args.quiet) });
   const jobs = args.jobs === undefined ? availableParallelism() : wholeNumber(args.jobs);
   if (!(jobs >= 1 && jobs <= 256)) throw usageError(`--jobs must be a whole number from 1 to 256, not ${JSON.stringify(String(args.jobs))}`);
@@ -114,17 +119,18 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean } = {}): C
   if (!(level >= min && level <= max)) throw usageError(`--level must be a whole number from ${min} to ${max} for ${algorithm}, not ${JSON.stringify(String(args.level))}`);
   if (args.cache === false && args['cache-dir'] !== undefined) throw usageError('--no-cache runs with a throwaway cache: give it or --cache-dir, not both');
   const loc = resolveCacheLocation({ cacheDir: args['cache-dir'], noCache: args.cache === false });
-  const leased = !loc.ephemeral && opts.lease !== false;
+  const absent = opts.create === false && !loc.ephemeral && !existsSync(loc.dir);
+  const leased = !loc.ephemeral && opts.lease !== false && !absent;
   let cache: CacheStore;
   try {
-    if (!leased) ensureDir(loc.dir);
+    if (!leased && !absent) ensureDir(loc.dir);
     // The lease is released at process exit (the command ends with the process).
     cache = leased ? openCache(loc.dir, { purpose: process.argv.slice(2, 3).join(' ') }) : new CacheStore(loc.dir);
   } catch (err) {
     throw cacheDirError(err, loc.dir);
   }
   trackTempPrefix(join(loc.dir, 'tmp'));
-  return { cache, out, jobs, gzip: { ...DEFAULT_GZIP, algorithm, level, jobs }, ephemeralCache: loc.ephemeral };
+  return { cache, out, jobs, gzip: { ...DEFAULT_GZIP, algorithm, level, jobs }, ephemeralCache: loc.ephemeral, absent };
 }
 
 /**

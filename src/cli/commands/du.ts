@@ -10,7 +10,7 @@ export const duCommand: CommandModule<object, GlobalArgs> = {
   describe: 'Show how much the cache holds, by kind: layers, tars, base images, archives, index',
   builder: (y: Argv) => globalOptions(y) as unknown as Argv<GlobalArgs>,
   handler: async (args) => {
-    const ctx = makeContext(args);
+    const ctx = makeContext(args, { create: false });
     const u = await cacheUsage(ctx.cache);
     const rows: [string, string, string][] = [];
     for (const [kind, label] of Object.entries(LABELS) as [keyof typeof LABELS, string][]) {

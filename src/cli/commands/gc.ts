@@ -72,10 +72,12 @@ export const gcCommand: CommandModule<object, GcArgs> = {
     const maxSize = args['max-size'] === undefined ? undefined : parseSize(args['max-size']);
     const maxAge = args['max-age'] === undefined ? undefined : parseDuration(args['max-age']);
     if (args['cache-repo'] !== undefined) return remoteGc(args, maxAge);
-    const ctx = makeContext(args, { lease: false });
-    const report = await collectGarbage(ctx.cache, { maxSize, maxAge, verify: args.verify, dryRun: args['dry-run'], bundle: runningBundle(),
+    const ctx = makeContext(args, { lease: false, create: false });
+    // No cache folder, nothing to collect: looked at as a dry run, which makes nothing (not even gc.lock).
+    const looked = await collectGarbage(ctx.cache, { maxSize, maxAge, verify: args.verify, dryRun: args['dry-run'] || ctx.absent, bundle: runningBundle(),
       unpack: (blob, mediaType) => unpackLayer(blob, mediaType, 'a cached layer'),
     });
+    const report = { ...looked, dryRun: Boolean(args['dry-run']) };
     if (maxSize !== undefined && report.sizeAfter > maxSize) {
       // Nothing protected: what is left is gc's own bookkeeping, or what commands wrote after its scan.
       const why = report.protectedBytes > 0

@@ -7,7 +7,7 @@ export const lsCommand: CommandModule<object, GlobalArgs> = {
   describe: 'List the cache index: key, blob size, time written',
   builder: (y: Argv) => globalOptions(y) as unknown as Argv<GlobalArgs>,
   handler: async (args) => {
-    const ctx = makeContext(args);
+    const ctx = makeContext(args, { create: false });
     const records = await ctx.cache.listRecords();
     const rows = records.map((r) => ({ key: r.key, digest: r.digest, size: r.size, time: new Date(r.time).toISOString() }));
     const lines = rows.map((r) => `${r.time}  ${formatBytes(r.size).padStart(10)}  ${r.key}`);
