@@ -247,3 +247,28 @@ test('ls, du and gc on a cache folder that is not there: an empty cache, and not
   mkdirSync(cacheDir, { recursive: true });
   assert.equal(runCliSync(['ls', '--cache-dir', cacheDir], { KOCACHE: '' }).code, 0);
 });
+
+test('SRC:DEST:UID:GID with names where the ids go is refused (exit 2, one line); a DEST with a colon still works', () => {
+  const dir = tempDir();
+  const env = { KOCACHE: join(dir, 'cache') };
+  const src = validArgs(dir).build![0]!;
+  const records = () => runCliSync(['ls', '--json'], env).stdout;
+  const before = records();
+  for (const owner of ['nonroot:nonroot', 'root:0', '1000:app', 'www-data:www-data', 'app$:staff']) {
+    for (const command of ['build', 'warm'] as const) {
+      const r = runCliSync([command, `${src}:/app:${owner}`, '--import-path', 'example.com/app'], env);
+      assert.equal(r.code, 2, `${command} ${owner}: ${r.stdout}${r.stderr}`);
+      assert.ok(isOneLineError(r), r.stderr);
+      assert.match(r.stderr, new RegExp(`the owner "${owner.replace('$', '\\$')}" must be numeric UID:GID .*, e\\.g\\. .*:/app:65532:65532$`, 'm'));
+    }
+  }
+  const pub = runCliSync(['publish', `${src}:/app:nonroot:nonroot`, '--base', 'scratch', '--output', `oci:${join(dir, 'out')}`], env);
+  assert.equal(pub.code, 2, pub.stderr);
+  assert.match(pub.stderr, /must be numeric UID:GID/);
+  assert.equal(records(), before, 'nothing was built');
+  // Numeric ids are an owner; one field after a colon, or a trailing '/', is a DEST.
+  for (const dest of ['/app:65532:65532', '/app:v1', '/srv/a:b:c/', '/data/x:1.0']) {
+    const r = runCliSync(['build', `${src}:${dest}`, '--import-path', 'example.com/app'], env);
+    assert.equal(r.code, 0, `${dest}: ${r.stderr}`);
+  }
+});

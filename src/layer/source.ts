@@ -53,6 +53,13 @@ export function relativeDest(spec: string, cwd: string): KocacheError | undefine
   return usageError(`in ${JSON.stringify(spec)}, DEST ${JSON.stringify(dest)} must be an absolute path in the image: ${spec.slice(0, colon)}:/${dest}`);
 }
 
+/**
+ * A DEST ending in two `:` fields that read as user or group names or ids, not both ids (those are
+ * an owner): an owner given by name. A DEST whose last name really ends so cannot be written.
+ */
+const OWNER_NAME = '(?:[A-Za-z_][A-Za-z0-9_.-]*\\$?|\\d+)';
+const OWNER_NAMES = new RegExp(`^(.*?):(${OWNER_NAME}):(${OWNER_NAME})$`);
+
 /** Splits `SRC[:DEST]` at the last `:` followed by `/` (see parseLayerSource); nothing is looked at on disk. */
 export function parseLayerSpecText(spec: string): { src: string; dest?: string; owner?: { uid: number; gid: number } } {
   const at = spec.lastIndexOf(':/');
@@ -61,7 +68,12 @@ export function parseLayerSpecText(spec: string): { src: string; dest?: string; 
   const dest = spec.slice(at + 1);
   // SRC:DEST:UID:GID, containerify's --layerOwner per layer.
   const owned = /^(.*?):(\d+):(\d+)$/.exec(dest);
-  if (!owned) return { src, dest };
+  if (!owned) {
+    // `/app:nonroot:nonroot` would be a folder of that name: names in the owner's place are refused.
+    const named = OWNER_NAMES.exec(dest);
+    if (named) throw usageError(`in ${JSON.stringify(spec)}, the owner ${JSON.stringify(`${named[2]}:${named[3]}`)} must be numeric UID:GID (names are not looked up in the image), e.g. ${src}:${named[1]}:65532:65532`);
+    return { src, dest };
+  }
   return { src, dest: owned[1]!, owner: parseOwner(`${owned[2]}:${owned[3]}`) };
 }
 
