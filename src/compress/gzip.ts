@@ -101,6 +101,8 @@ export interface GzipHooks {
    * taken for the map, as for a block named now.
    */
   namedLater?: boolean | undefined;
+  /** Told of a block whose name was found but whose bytes were not the named ones (a name lied). */
+  onStale?: (() => void) | undefined;
 }
 
 /**
@@ -242,6 +244,7 @@ export async function* gzipBlocks(
         crc = crc32Combine(crc, done.crc, head.length);
         isize = (isize + head.length) >>> 0;
         const dict = done.dict ?? head.dict;
+        if (done.stale) hooks.onStale?.();
         if (lazy) used.push({ crc: done.crc, dict });
         if (hooks.onBlock) {
           let size = 0;

@@ -10,7 +10,7 @@ import type { Platform } from '../oci/platform.js';
 import type { BlobSink } from '../oci/sink.js';
 import { KocacheError, usageError } from '../errors.js';
 import { fingerprint, fingerprintTree } from './fingerprint.js';
-import { type Scout, scoutTree, takeEarlyScout, walkShared } from './hashpool.js';
+import { type Scout, scoutTree, statFilesWritten, takeEarlyScout, walkShared } from './hashpool.js';
 import { hasAtLeastEntries } from './treesize.js';
 import { FINGERPRINT_FORMAT } from './formats.js';
 import { readGoBuildId } from './gobuildid.js';
@@ -223,11 +223,20 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
     if ((await cache.blobSize(d.digest)) === d.size) await record(farKey === contentKey ? fp : undefined, { digest: d.digest, size: d.size }, far.diffid);
     return { ...far, buildId: vouched ?? fp, cached: true, remote: true };
   }
-  const { blob, diffid } = await pack();
+  const { blob, diffid, doubted } = await pack();
   if (far) checkTierAnswer(far, blob, diffid, farKey);
-  const descriptor = await record(fp, blob, diffid);
+  if (doubted) {
+    // The layer is right (made from the bytes read), the fingerprint taken from the stat cache's
+    // hashes may not be: not recorded under it, here or in the registry cache, and the tree's stat
+    // files dropped, so the next build hashes every file again.
+    traceAdd('stat.doubted', 1);
+    opts.warn?.(`${source.src}: a file was not what the stat cache said (changed during the build, or its record damaged); the layer is built from the files as read, and their hashes are taken again next time`);
+    await statFilesWritten();
+    stats.forget();
+  }
+  const descriptor = await record(doubted ? undefined : fp, blob, diffid);
   const built = { descriptor, diffid };
-  tier?.offer(contentKey, compression, built);
+  if (!doubted) tier?.offer(contentKey, compression, built);
   if (vouchedKey !== undefined) tier?.offer(vouchedKey, compression, built);
   return { ...built, buildId: vouched ?? fp, cached: false };
 }

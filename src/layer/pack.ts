@@ -48,7 +48,7 @@ export async function packToCache(
   gzip: GzipOptions,
   cache: CacheStore,
   o: PackOptions,
-): Promise<{ blob: BlobInfo; diffid: Digest }> {
+): Promise<Packed> {
   try {
     return await pack(entries, tarOpts, gzip, cache, o, true);
   } catch (err) {
@@ -57,8 +57,19 @@ export async function packToCache(
     // written was dropped (and a sink told so: the blob goes from the store instead); built again
     // reading every file here, which checks each copy itself.
     traceAdd('stitch.unread.again', 1);
-    return pack(entries, tarOpts, gzip, cache, { ...o, sink: undefined }, false);
+    return { ...(await pack(entries, tarOpts, gzip, cache, { ...o, sink: undefined }, false)), doubted: true };
   }
+}
+
+export interface Packed {
+  blob: BlobInfo;
+  diffid: Digest;
+  /**
+   * A block named by the files' hashes (the stat cache's) was not what its name promised: the
+   * layer is right (built from the bytes read), but those hashes, and a fingerprint taken from
+   * them, may not be.
+   */
+  doubted?: boolean | undefined;
 }
 
 async function pack(
@@ -68,7 +79,7 @@ async function pack(
   cache: CacheStore,
   o: PackOptions,
   mayLazy: boolean,
-): Promise<{ blob: BlobInfo; diffid: Digest }> {
+): Promise<Packed> {
   let bytes = 0;
   let files = 0;
   for (const e of entries) if (e.type === 'file') (bytes += e.size), files++;
@@ -173,7 +184,9 @@ async function pack(
           verify: async (used) => checkUnread(await digest(), used),
         }
       : undefined;
-    const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names), lazy: holey, namedLater: deferred }));
+    let doubted = false;
+    const onStale = () => void (doubted = true);
+    const blob = await store(gzipBlocks(tarBytes, gzip, { recycle: release, reuse: blocks, onBlock: blocks.onBlock, key: take(keys), name: take(names), lazy: holey, namedLater: deferred, onStale }));
     // The files the worker read, not this thread: checked once it is done with them.
     if (unread) assertUnchangedFiles(entries.filter((e, i) => e.type === 'file' && unread(i)));
     const diffid = await tarred();
@@ -182,7 +195,7 @@ async function pack(
       if (blocks.nameWritten(named)) traceAdd('stitch.named.after', named.filter(Boolean).length);
     }
     await blocks.save(blob);
-    return { blob, diffid };
+    return { blob, diffid, doubted };
   } finally {
     diffHash.close();
     blocks?.close();

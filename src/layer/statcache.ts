@@ -261,6 +261,12 @@ export class StatCache {
     if (finish) this.ahead = { entries, finish };
   }
 
+  /** Drops this tree's stamps and listing (once any write of them is done): shown wrong, they are not used again. */
+  forget(): void {
+    for (const p of [this.path, this.listingPath]) rmSync(p, { force: true });
+    this.loaded = undefined;
+  }
+
   /**
    * Writes the stamps seen in this walk (dropping files that are gone), if anything changed. Given
    * the tree's fingerprint, also the listing file, if every file in the tree has a trusted stamp

@@ -86,6 +86,8 @@ test('blocks are copied by name without hashing them; a name whose file hash is 
   assert.equal(stale.blob.digest, cold.blob.digest);
   assert.equal(stale.diffid, cold.diffid);
   assert.equal(stale.stale, 1, 'the block whose name lied was not copied');
+  assert.equal(stale.doubted, true, 'the stat cache\'s word is doubted');
+  assert.ok(!again.doubted && !first.doubted);
   assert.ok(stale.deflated > 0 && stale.deflated < stale.tar / 2, `deflated ${stale.deflated} of ${stale.tar}`);
   assert.ok(stale.named < stale.tar);
 
@@ -159,6 +161,7 @@ test('a big layer leaves known files unread for blocks copied by name; a name th
   assert.equal(again.deflated, 0);
   assert.ok(again.unread >= 36 << 20, `unread ${again.unread}`);
   assert.equal(again.again, 0);
+  assert.ok(!again.doubted);
 
   // A real edit: the edited file's hash is known too (the fingerprint took it), so it is left
   // unread as well, and its block is filled only because no name matches it.
@@ -180,6 +183,7 @@ test('a big layer leaves known files unread for blocks copied by name; a name th
   assert.equal(edit.diffid, editCold.diffid);
   assert.ok(edit.deflated > 0 && edit.deflated < 4 << 20, `deflated ${edit.deflated}`);
   assert.equal(edit.again, 0);
+  assert.ok(!edit.doubted && !editCold.doubted);
 
   // An edit inside a big file left unread: its piece, and the next one's dictionary, are filled
   // from the file (holes), the rest copied.
@@ -210,9 +214,11 @@ test('a big layer leaves known files unread for blocks copied by name; a name th
     assert.equal(lied.blob.digest, truth.blob.digest, `lying about ${rel}`);
     assert.equal(lied.diffid, truth.diffid);
     assert.equal(lied.again, 1, `the lazy build of ${rel} was done again`);
+    assert.equal(lied.doubted, true, `lying about ${rel}: doubted`);
     writeFileSync(victim.abs, original);
     const back = await pack(cacheDir, entries, (i) => hashes[i]);
     assert.equal(back.blob.digest, inBigCold.blob.digest);
     assert.equal(back.again, 0);
+    assert.ok(!back.doubted);
   }
 });
