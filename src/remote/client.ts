@@ -135,8 +135,8 @@ export class RegistryClient {
   async getManifest(ref: Reference, maxBytes = MAX_MANIFEST_BYTES): Promise<{ descriptor: Descriptor; bytes: Buffer }> {
     const what = formatReference(ref);
     // The body is read inside the retry, so a connection dropped mid-manifest is tried again.
-    const { res, bytes } = await this.rq.retrying(ref.registry, async (_n, rq) => {
-      const r = await rq.once({
+    const { res, bytes } = await this.rq.retrying(ref.registry, async () => {
+      const r = await this.rq.once({
         registry: ref.registry, scopes: pull(ref), method: 'GET', what,
         url: this.manifestUrl(ref), headers: { accept: MANIFEST_ACCEPT.join(', ') },
       });
@@ -165,8 +165,8 @@ export class RegistryClient {
       ? { registry: ref.registry, repository: ref.repository, tag: ref.tag }
       : { registry: ref.registry, repository: ref.repository, digest };
     const what = formatReference(target);
-    const res = await this.rq.retrying(ref.registry, async (_n, rq) => {
-      const r = await rq.once({
+    const res = await this.rq.retrying(ref.registry, async () => {
+      const r = await this.rq.once({
         registry: ref.registry, scopes: pushScope(ref), method: 'PUT', what,
         url: this.manifestUrl(target), body: bytes,
         headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },

@@ -57,7 +57,7 @@ export function networkError(registry: string, err: unknown): KocacheError {
       : code === 'EHOSTUNREACH' || code === 'ENETUNREACH' ? 'no route to host'
       : code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' ? 'connection timed out'
       : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE' ? 'connection reset'
-      : code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'KOCACHE_SILENT' ? 'registry stopped answering'
+      : code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' ? 'registry stopped answering'
       : undefined;
     if (why) break;
   }

@@ -2,7 +2,7 @@ import { KocacheError } from '../errors.js';
 import type { Authenticator } from './auth.js';
 import { describeRegistryErrors, networkError, parseRegistryErrors } from './errors.js';
 import { DEFAULT_RETRY, RetryableError, type RetryPolicy, isRetryableStatus, parseRetryAfter, withRetries } from './retry.js';
-import { SilenceError, isStall, seconds } from './timeouts.js';
+import { isStall } from './timeouts.js';
 import { type HttpRequest, type HttpResponse, type Transport, discard, readText } from './transport.js';
 
 /** One registry request: where, with which token scopes, and what it is for (named in errors). */
@@ -30,8 +30,6 @@ export class Requester {
     private readonly auth: Authenticator,
     private readonly warn: (msg: string) => void,
     readonly policy: RetryPolicy = DEFAULT_RETRY,
-    /** See HttpRequest.silentSince: set on the Requester a retried operation's tries are given. */
-    private readonly silentSince?: number,
   ) {}
 
   url(registry: string, path: string): string {
@@ -54,7 +52,6 @@ export class Requester {
       if (authorization) req.credentials = { origin, authorization };
       if (call.body !== undefined) req.body = call.body;
       if (call.answerAllowanceMs !== undefined) req.answerAllowanceMs = call.answerAllowanceMs;
-      if (this.silentSince !== undefined) req.silentSince = this.silentSince;
       const res = await this.transport.send(req);
       if ((res.status === 401 || res.status === 403) && new URL(res.url).origin !== origin) {
         await discard(res);
@@ -94,45 +91,35 @@ export class Requester {
 
   /** `once` with retries, and every failure as a one-line KocacheError. */
   call(call: RegistryCall): Promise<HttpResponse> {
-    return this.retrying(call.registry, (_n, rq) => rq.once(call), `${call.method} ${call.what}`);
+    return this.retrying(call.registry, () => this.once(call), `${call.method} ${call.what}`);
   }
 
   /**
    * Runs a multi-request operation with retries; used for uploads, which restart from the
-   * beginning. Each try gets a Requester of its own to send its requests with: through it they
-   * end once the registry has been silent for the whole timeout (Timeouts.totalMs), counted from
-   * its last answer to anything or from the start of the first of the tries that stalled one
-   * after another (an answer, even 503, or a reset starts the count again with the next try).
-   * The wait before a try is cut short there too, and the operation ends with one line.
+   * beginning. A registry silent for the whole timeout (Timeouts.totalMs, counted from its last
+   * answer to anything, or from the start) ends it with one line, whatever tries are left.
    */
-  async retrying<T>(registry: string, attempt: (n: number, rq: Requester) => Promise<T>, what = `request to ${registry}`): Promise<T> {
+  async retrying<T>(registry: string, attempt: (n: number) => Promise<T>, what = `request to ${registry}`): Promise<T> {
     const origin = this.transport.origin(registry);
+    const started = Date.now();
     const { totalMs } = this.transport.timeouts;
-    let since = 0;
-    let stalled = false;
-    let tries = 0;
-    const silent = () => Date.now() - Math.max(since, this.transport.lastHeard(origin) ?? 0);
     const bounded = async (n: number): Promise<T> => {
-      tries = n;
-      if (!stalled) since = Date.now();
       try {
-        return await attempt(n, new Requester(this.transport, this.auth, this.warn, this.policy, since));
+        return await attempt(n);
       } catch (err) {
-        stalled = isStall(err);
-        throw err;
+        if (!isStall(err)) throw err;
+        const silent = Date.now() - Math.max(started, this.transport.lastAnswer(origin) ?? 0);
+        if (silent < totalMs) throw err;
+        throw new KocacheError('unreachable', `registry ${registry} stopped answering: nothing for ${Math.round(silent / 1000)} s (${what}, ${n} ${n === 1 ? 'try' : 'tries'}; registry timeout ${totalMs / 1000} s)`, { cause: err });
       }
-    };
-    const onRetry = (err: unknown, n: number, delay: number) => {
-      const why = err instanceof RetryableError ? err.message : networkError(registry, err).message;
-      this.warn(`${why}; retrying in ${(delay / 1000).toFixed(1)} s (try ${n + 1} of ${this.policy.tries})`);
     };
     try {
-      return await withRetries(this.policy, bounded, onRetry, (err) => (isStall(err) ? totalMs - silent() : Infinity));
+      return await withRetries(this.policy, bounded, (err, n, delay) => {
+        const why = err instanceof RetryableError ? err.message : networkError(registry, err).message;
+        this.warn(`${why}; retrying in ${(delay / 1000).toFixed(1)} s (try ${n + 1} of ${this.policy.tries})`);
+      });
     } catch (err) {
       if (err instanceof KocacheError) throw err;
-      if (err instanceof SilenceError) {
-        throw new KocacheError('unreachable', `registry ${registry} stopped answering: nothing for ${seconds(silent())} s (${what}, ${tries} ${tries === 1 ? 'try' : 'tries'}; registry timeout ${seconds(totalMs)} s)`, { cause: err });
-      }
       if (err instanceof RetryableError) {
         const wait = err.retryAfterMs !== undefined && err.retryAfterMs > this.policy.maxRetryAfterMs
           ? `; it asks to wait ${Math.ceil(err.retryAfterMs / 1000)} s, longer than kocache waits`

@@ -75,13 +75,12 @@ export class RetryableError extends Error {
 /**
  * Runs `attempt` until it succeeds, throws something not retryable, or runs out of tries; then
  * the last error is thrown. `attempt` signals "try again" by throwing a RetryableError or a
- * dropped-connection error. `maxDelayMs`, when given, bounds the wait before the next try.
+ * dropped-connection error.
  */
 export async function withRetries<T>(
   policy: RetryPolicy,
   attempt: (n: number) => Promise<T>,
   onRetry?: (err: unknown, n: number, delayMs: number) => void,
-  maxDelayMs?: (err: unknown) => number,
 ): Promise<T> {
   for (let n = 1; ; n++) {
     try {
@@ -92,7 +91,7 @@ export async function withRetries<T>(
       if (!retryable || n >= policy.tries) throw err;
       const requested = err instanceof RetryableError ? err.retryAfterMs : undefined;
       if (requested !== undefined && requested > policy.maxRetryAfterMs) throw err;
-      const delay = Math.max(0, Math.min(backoffDelay(policy, n, requested), maxDelayMs?.(err) ?? Infinity));
+      const delay = backoffDelay(policy, n, requested);
       onRetry?.(err, n, delay);
       await sleep(delay);
     }

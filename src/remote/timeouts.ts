@@ -13,30 +13,15 @@ export interface Timeouts {
   idleMs: number;
   /**
    * How long a registry may stay silent, across the retries of a request, before the command
-   * gives up on it: counted from its last answer to anything, or from the start of the first of
-   * the tries that stalled one after another. Every wait (a try, the pause before the next) ends
-   * by then.
+   * gives up on it: counted from its last answer to anything (or from the request's start).
    */
   totalMs: number;
 }
 
 export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 10_000, idleMs: 20_000, totalMs: 60_000 };
 
-/**
- * A registry silent for the whole registry timeout: a request ends with it at that moment (undici's
- * own timers are coarse, up to a second late each) and it is not tried again.
- */
-export class SilenceError extends Error {
-  readonly code = 'KOCACHE_SILENT';
-
-  constructor(host: string, silentMs: number) {
-    super(`${host} answered nothing for ${seconds(silentMs)} s`);
-    this.name = 'SilenceError';
-  }
-}
-
-/** The errors that mean "the other side went silent" (as opposed to refused or reset). */
-const STALL_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT', 'KOCACHE_SILENT']);
+/** The undici errors that mean "the other side went silent" (as opposed to refused or reset). */
+const STALL_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
 export function isStall(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
@@ -44,9 +29,4 @@ export function isStall(err: unknown): boolean {
     if (typeof code === 'string' && STALL_CODES.has(code)) return true;
   }
   return false;
-}
-
-/** Milliseconds as seconds for messages, to a tenth: "0.4", "6". */
-export function seconds(ms: number): string {
-  return String(Math.round(ms / 100) / 10);
 }

@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici';
 import { Agent } from './undici.js';
 import { KocacheError } from '../errors.js';
 import { connectorTrusting, deferredCaCertsPath } from './extra-ca.js';
-import { DEFAULT_TIMEOUTS, SilenceError, type Timeouts, seconds } from './timeouts.js';
+import { DEFAULT_TIMEOUTS, type Timeouts } from './timeouts.js';
 
 /**
  * An HTTP exchange as the registry client sees it; bodies are Buffers (replayable) or streams (not).
@@ -17,13 +17,6 @@ export interface HttpRequest {
   credentials?: Credential | undefined;
   /** Time to wait for the answer beyond the idle timeout (a registry committing a large blob). */
   answerAllowanceMs?: number;
-  /**
-   * When the registry's silence that this request goes on waiting through began (a retried
-   * request's first stalled try); the request's own start when not given. The request ends with
-   * SilenceError once the registry has been silent for the registry timeout: counted from then,
-   * from its last answer to anything, or from this request's last piece of body taken, the latest.
-   */
-  silentSince?: number;
 }
 
 /** An Authorization value and the one origin (scheme://host:port) it may be sent to. */
@@ -72,13 +65,8 @@ export class Transport {
   private readonly insecure: Set<string>;
   readonly timeouts: Timeouts;
   private readonly warn: (msg: string) => void;
-  /**
-   * When each origin was last heard from, for the registry timeout: an answer (response headers)
-   * or a piece of a request body taken. Progress is not silence.
-   */
-  private readonly heard = new Map<string, number>();
-  /** Response bodies of each origin not yet ended: an origin sending one is not silent either. */
-  private readonly sending = new Map<string, number>();
+  /** When each origin last answered (response headers received), for the stall budget. */
+  private readonly answered = new Map<string, number>();
   private readonly warnedStall = new Set<string>();
 
   constructor(opts: TransportOptions = {}) {
@@ -122,17 +110,9 @@ export class Transport {
     return LOOPBACK.test(host) || this.insecure.has(host.toLowerCase());
   }
 
-  /**
-   * When `origin` was last heard from (ms since epoch; now while it is sending a body), or
-   * undefined. A body never read to its end keeps its origin from ever seeming silent: then only
-   * the idle timeout bounds a request, as it did before the registry timeout was counted here.
-   */
-  lastHeard(origin: string): number | undefined {
-    return (this.sending.get(origin) ?? 0) > 0 ? Date.now() : this.heard.get(origin);
-  }
-
-  private hear(origin: string): void {
-    this.heard.set(origin, Date.now());
+  /** When `origin` last answered a request (ms since epoch), or undefined. */
+  lastAnswer(origin: string): number | undefined {
+    return this.answered.get(origin);
   }
 
   async send(req: HttpRequest): Promise<HttpResponse> {
@@ -164,20 +144,13 @@ export class Transport {
   /**
    * One request to one URL. Warns once per origin when it stays silent for a while (a registry
    * that accepts connections and never answers printed nothing for minutes): the silence is
-   * counted from the last piece of request body handed over, or from the start. Ends with
-   * SilenceError once the registry has been silent for the registry timeout (see silentSince).
+   * counted from the last piece of request body handed over, or from the start.
    */
   private async exchange(url: URL, req: HttpRequest, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
     const origin = url.origin;
     const t = this.timeouts;
     const patience = Math.min(t.idleMs + (req.answerAllowanceMs ?? 0), t.totalMs);
     const warnAfter = Math.min(5_000, t.idleMs / 2);
-    // Silence is counted from `since`, the origin's last sign of life, or the last piece of the
-    // body this request had to give, the latest; not while the body's source keeps it waiting.
-    let since = req.silentSince ?? Date.now();
-    let producing = false;
-    const left = () => Math.max(since, this.lastHeard(origin) ?? 0) + t.totalMs - Date.now();
-    if (left() <= 0) throw new SilenceError(url.host, t.totalMs - left());
     let timer: NodeJS.Timeout | undefined;
     const arm = () => {
       if (this.warnedStall.has(origin)) return;
@@ -189,41 +162,20 @@ export class Transport {
       }, warnAfter);
       timer.unref();
     };
-    const silenced = new AbortController();
-    let watchdog: NodeJS.Timeout | undefined;
-    const watch = () => {
-      // Looked at again when it fires: an answer to another request, or progress, moves it.
-      watchdog = setTimeout(() => (producing || left() > 0 ? watch() : silenced.abort(new SilenceError(url.host, t.totalMs - left()))), producing ? t.totalMs : left());
-      watchdog.unref();
-    };
     let body: Buffer | Readable | null = null;
     if (req.body !== undefined) {
-      const progress = (waiting: boolean) => {
-        // Asked for more: the registry took what it was given. Given more: it has something to take.
-        if (waiting) this.hear(origin);
-        else since = Date.now();
-        producing = waiting;
-        arm();
-      };
-      body = Buffer.isBuffer(req.body) ? req.body : Readable.from(watched(req.body, progress), { objectMode: false });
+      body = Buffer.isBuffer(req.body) ? req.body : Readable.from(watched(req.body, arm), { objectMode: false });
     }
     arm();
-    watch();
     try {
       const res = await this.agent.request({
         origin, path: `${url.pathname}${url.search}`, method: req.method as Dispatcher.HttpMethod, headers, body,
-        headersTimeout: patience, signal: silenced.signal,
+        headersTimeout: patience,
       });
-      this.hear(origin);
-      this.sending.set(origin, (this.sending.get(origin) ?? 0) + 1);
-      res.body.once('close', () => {
-        this.sending.set(origin, this.sending.get(origin)! - 1);
-        if (res.body.readableEnded) this.hear(origin);
-      });
+      this.answered.set(origin, Date.now());
       return res;
     } finally {
       clearTimeout(timer);
-      clearTimeout(watchdog);
     }
   }
 
@@ -261,21 +213,15 @@ export async function discard(res: HttpResponse): Promise<void> {
   }
 }
 
-/**
- * Passes a request body through, telling `onProgress` when the next piece is asked for (true: the
- * last one was taken, the source is being waited on) and when the source has given it (false).
- */
-async function* watched(body: AsyncIterable<Uint8Array>, onProgress: (waiting: boolean) => void): AsyncGenerator<Uint8Array> {
-  const it = body[Symbol.asyncIterator]();
-  try {
-    for (;;) {
-      onProgress(true);
-      const next = await it.next();
-      onProgress(false);
-      if (next.done) return;
-      yield next.value;
-    }
-  } finally {
-    await it.return?.();
+/** Passes a request body through, calling `onChunk` as each piece is taken (progress, for the stall warning). */
+async function* watched(body: AsyncIterable<Uint8Array>, onChunk: () => void): AsyncGenerator<Uint8Array> {
+  for await (const chunk of body) {
+    onChunk();
+    yield chunk;
   }
+  onChunk();
+}
+
+function seconds(ms: number): string {
+  return String(Math.round(ms / 100) / 10);
 }

@@ -41,8 +41,7 @@ export async function uploadBlob(
   let tryMount = mountFrom !== undefined && mountFrom !== repo.repository;
   // A session opened ahead serves the first try only: a retry starts from a new one.
   let ahead = held;
-  // Each try sends through its own Requester (the registry timeout counts across the tries).
-  return rq.retrying(repo.registry, async (_n, rq) => {
+  return rq.retrying(repo.registry, async () => {
     let session: HttpResponse;
     const push = [repositoryScope(repo.repository, 'pull,push')];
     const start = rq.url(repo.registry, `/v2/${repo.repository}/blobs/uploads/`);
