@@ -114,6 +114,9 @@ describe('command line', () => {
     for (const argv of [
       ['completion', '--cache-dir', join(work, 'c'), '-j', '2', '--compression', 'gzip', '--level', '5', '--no-cache'],
       ['--cache-dir', join(work, 'c'), 'completion', '--jobs=2'],
+      // Every spelling yargs takes for them elsewhere.
+      ['completion', '-j2', '--no-json', '--json=false', '--no-quiet', '--quiet=true'],
+      ['completion', '-qj2'],
     ]) {
       const same = runCliSync(argv, env);
       assert.equal(same.code, 0, `${argv.join(' ')}: ${same.stderr}`);

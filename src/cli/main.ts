@@ -1,7 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { usageError } from '../errors.js';
-import { VALUE_OPTIONS, loadCommands } from './commands/index.js';
+import { loadCommands } from './commands/index.js';
 import { reportError } from './output.js';
 import { globalOptions } from './context.js';
 import { normaliseArgv } from './argv.js';
@@ -26,9 +26,23 @@ async function main(given: string[]): Promise<number> {
       return 0;
     }
     const json = argv.includes('--json');
-    const wrong = completionArgsError(argv.slice(1));
-    if (wrong !== undefined) return reportError(usageError(wrong), json);
-    if (json) return reportError(usageError('completion writes a shell script, not JSON: run it without --json'), true);
+    let parsed: { _: (string | number)[]; json?: boolean };
+    try {
+      // The global options as every command parses them (short forms, --no-*, =values included).
+      parsed = globalOptions(yargs(argv.slice(1)), { aliases: true })
+        .strictOptions()
+        .help(false)
+        .version(false)
+        .fail((msg, err) => {
+          throw usageError(usageMessage(msg ?? err?.message ?? 'invalid arguments'));
+        })
+        .parseSync();
+    } catch (err) {
+      return reportError(err, json);
+    }
+    const word = parsed._[0];
+    if (word !== undefined) return reportError(usageError(`completion takes no argument (it writes the script for the shell in $SHELL, bash or zsh), not ${JSON.stringify(String(word))}`), json);
+    if (parsed.json) return reportError(usageError('completion writes a shell script, not JSON: run it without --json'), true);
     argv.length = 1;
   }
   prestartForFreshRunner(argv);
@@ -80,26 +94,6 @@ async function main(given: string[]): Promise<number> {
   failure ??= missing;
   if (failure !== undefined) return reportError(failure, wantsJson);
   return 0;
-}
-
-const GLOBAL_FLAGS = new Set(['--json', '--quiet', '-q', '--cache', '--no-cache']);
-
-/** What is wrong with the words after `completion` (only the global options may follow it). */
-function completionArgsError(rest: readonly string[]): string | undefined {
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i]!;
-    if (VALUE_OPTIONS.has(a)) {
-      if (i + 1 >= rest.length || rest[i + 1]!.startsWith('-')) return `${a} needs a value`;
-      i++;
-    } else if (GLOBAL_FLAGS.has(a) || [...VALUE_OPTIONS].some((o) => o.startsWith('--') && a.startsWith(`${o}=`))) {
-      continue;
-    } else if (a.startsWith('-')) {
-      return `Unknown argument: ${a.replace(/^-+/, '').replace(/=.*$/s, '')}`;
-    } else {
-      return `completion takes no argument (it writes the script for the shell in $SHELL, bash or zsh), not ${JSON.stringify(a)}`;
-    }
-  }
-  return undefined;
 }
 
 const NO_COMMAND = 'name a command (see kocache --help)';
