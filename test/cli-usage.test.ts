@@ -272,3 +272,15 @@ test('SRC:DEST:UID:GID with names where the ids go is refused (exit 2, one line)
     assert.equal(r.code, 0, `${dest}: ${r.stderr}`);
   }
 });
+
+test('ls, du and gc on a cache folder whose parent is a file: one line saying so, as build says it (not an empty cache)', () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'afile'), 'x');
+  const args = validArgs(dir);
+  for (const command of ['ls', 'du', 'gc', 'build'] as const) {
+    const r = runCliSync([command, ...args[command]!], { KOCACHE: join(dir, 'afile', 'sub') });
+    assert.equal(r.code, 1, `${command}: ${r.stdout}${r.stderr}`);
+    assert.ok(isOneLineError(r), r.stderr);
+    assert.match(r.stderr, /cache folder .*afile\/sub: a parent is not a folder/);
+  }
+});

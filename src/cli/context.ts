@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
@@ -7,7 +7,7 @@ import { openCache } from '../cache/open.js';
 import { CacheStore, ensureDir } from '../cache/store.js';
 import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
 import { DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS, zstdUnavailable } from '../compress/zstd.js';
-import { usageError } from '../errors.js';
+import { errnoCode, usageError } from '../errors.js';
 import { MAX_TAR_SECONDS } from '../layer/tarheader.js';
 import { DEFAULT_TIMEOUTS, type Timeouts } from '../remote/timeouts.js';
 import { trackTempPrefix } from '../util/tmpfile.js';
@@ -119,7 +119,7 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean; create?: 
   if (!(level >= min && level <= max)) throw usageError(`--level must be a whole number from ${min} to ${max} for ${algorithm}, not ${JSON.stringify(String(args.level))}`);
   if (args.cache === false && args['cache-dir'] !== undefined) throw usageError('--no-cache runs with a throwaway cache: give it or --cache-dir, not both');
   const loc = resolveCacheLocation({ cacheDir: args['cache-dir'], noCache: args.cache === false });
-  const absent = opts.create === false && !loc.ephemeral && !existsSync(loc.dir);
+  const absent = opts.create === false && !loc.ephemeral && notThere(loc.dir);
   const leased = !loc.ephemeral && opts.lease !== false && !absent;
   let cache: CacheStore;
   try {
@@ -131,6 +131,16 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean; create?: 
   }
   trackTempPrefix(join(loc.dir, 'tmp'));
   return { cache, out, jobs, gzip: { ...DEFAULT_GZIP, algorithm, level, jobs }, ephemeralCache: loc.ephemeral, absent };
+}
+
+/** Nothing at `path` (a parent that is a file is no answer of "empty": the caller says what is wrong). */
+function notThere(path: string): boolean {
+  try {
+    statSync(path);
+    return false;
+  } catch (err) {
+    return errnoCode(err) === 'ENOENT';
+  }
 }
 
 /**
