@@ -10,7 +10,7 @@ import { CacheStore } from '../src/cache/store.js';
 import { stampPath, writeStamp } from '../src/cache/stamp.js';
 import { tarKey } from '../src/cache/keys.js';
 import { parseDuration, parseSize } from '../src/cli/commands/gc.js';
-import type { Digest } from '../src/oci/digest.js';
+import { type Digest, digestToIntegrity } from '../src/oci/digest.js';
 import { isOneLineError, runCli, tempDir, traceOf } from './helpers/cli.js';
 import { makeDockerArchive, standardLayers } from './helpers/archives.js';
 
@@ -281,6 +281,24 @@ describe('kocache gc', () => {
     assert.doesNotMatch(all, /"integrity":(5|7|null)/, 'the bad lines are gone');
     const again = await build(cacheDir, file, 'example.com/badline');
     assert.deepEqual([again.digest, again.cached], [cold.digest, true]);
+  });
+
+  test('a line with no whole size keeps no blob, for du and gc alike', async () => {
+    const cacheDir = newDir();
+    const file = join(newDir(), 'f');
+    writeFileSync(file, randomBytes(10_000));
+    const built = await build(cacheDir, file, 'example.com/badsize');
+    const cache = new CacheStore(cacheDir);
+    const records = await cache.listRecords();
+    for (const r of records) await cache.dropRecord(r.key);
+    // The blob's only line, with a size kocache never writes.
+    await cacache.index.insert(cacheDir, 'tree/odd', digestToIntegrity(built.digest as Digest), { size: -1 });
+    age(cache, built.digest as Digest, HOUR);
+    const du = JSON.parse((await runCli(['du', '--json'], { KOCACHE: cacheDir })).stdout) as { unreferenced: { blobs: number } };
+    assert.equal(du.unreferenced.blobs, 1, 'du: unreferenced');
+    const r = await runCli(['gc', '--json'], { KOCACHE: cacheDir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as GcOut).removed.filter((x) => x.kind === 'blob').map((x) => x.reason), ['unreferenced'], 'gc: removed as du said');
   });
 
   test('an imported archive keeps every blob its record names (config, layers), and du counts them in use: the next import of it reads nothing', async () => {

@@ -13,7 +13,7 @@ import { totals, treeSize } from './folders.js';
 import { isMetadataKey, pinnedDigests } from './pins.js';
 import { STAMP_DIR } from './stamp.js';
 import { CODE_CACHE_DIR, bundleStamp, judgeCodeCacheEntry, listCodeCacheDir } from './codecaches.js';
-import { type CacheStore, trashPath } from './store.js';
+import { type CacheStore, isRecordLine, trashPath } from './store.js';
 
 export interface GcOptions {
   /** Bytes the whole cache folder may occupy. */
@@ -270,8 +270,9 @@ async function readIndex(gc: Gc): Promise<void> {
     if (!dropFolderBuckets(gc.dir, err)) throw cacheFsError(err, gc.dir, 'read the index in');
     return readIndex(gc);
   }
-  // A line kocache could not have written (a key or integrity that is not text) is no record.
-  gc.records = Object.values(all).filter((e) => typeof e.key === 'string' && typeof e.integrity === 'string' && e.key !== JOURNAL_KEY);
+  // A line kocache could not have written (a key or integrity that is not text, no time, no whole
+  // size) is no record: it keeps no blob (du counts by the same rule) and goes at compaction.
+  gc.records = Object.values(all).filter((e) => isRecordLine(e) && e.key !== JOURNAL_KEY);
   for (const r of gc.records) {
     for (const d of pinnedDigests(r.key, digestOf(r.integrity), r.metadata)) {
       const list = gc.keysByDigest.get(d) ?? [];
@@ -472,8 +473,8 @@ async function compactKey(gc: Gc, key: string): Promise<void> {
  * Why an index line goes, or undefined if it stays: an older line of a key already met, a
  * removal, a metadata record past --max-age, a record whose blob is gone. `seen` is updated.
  */
-function lineVerdict(gc: Gc, line: Pick<CacheObject, 'key' | 'integrity' | 'time'>, seen: Set<string>): RemovalReason | undefined {
-  if (typeof line.key !== 'string' || (line.integrity !== null && line.integrity !== undefined && typeof line.integrity !== 'string')) return 'corrupt';
+function lineVerdict(gc: Gc, line: Pick<CacheObject, 'key' | 'integrity' | 'time' | 'size'>, seen: Set<string>): RemovalReason | undefined {
+  if (typeof line.key !== 'string' || (line.integrity !== null && line.integrity !== undefined && !isRecordLine(line))) return 'corrupt';
   if (seen.has(line.key)) return 'duplicate';
   seen.add(line.key);
   if (!line.integrity) return 'dead';

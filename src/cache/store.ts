@@ -437,9 +437,13 @@ function isObject(m: unknown): m is object {
 }
 
 /** An index entry as kocache writes it (a sha256 integrity, a whole size, a time), else undefined. */
+/** An index line's fields as kocache writes them (text key and integrity, a time, a whole size); gc and du hold lines to it. */
+export function isRecordLine<E extends { key?: unknown; integrity?: unknown; size?: unknown; time?: unknown }>(e: E): e is E & { key: string; integrity: string; size: number; time: number } {
+  return typeof e.key === 'string' && typeof e.integrity === 'string' && typeof e.time === 'number' && typeof e.size === 'number' && Number.isSafeInteger(e.size) && e.size >= 0;
+}
+
 function toRecord(e: { key?: unknown; integrity?: unknown; size?: unknown; time?: unknown; metadata?: unknown }): CacheRecord<unknown> | undefined {
-  if (typeof e.key !== 'string' || typeof e.integrity !== 'string' || typeof e.time !== 'number') return undefined;
-  if (typeof e.size !== 'number' || !Number.isSafeInteger(e.size) || e.size < 0) return undefined;
+  if (!isRecordLine(e)) return undefined;
   let digest: Digest;
   try {
     digest = integrityToDigest(e.integrity);
