@@ -335,7 +335,8 @@ describe('kocache gc', () => {
     try {
       const pid = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()))));
       const stat = () => readFileSync(`/proc/${pid}/stat`, 'utf8');
-      for (let i = 0; i < 200 && stat().slice(stat().lastIndexOf(')') + 2)[0] !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 1000 && stat().slice(stat().lastIndexOf(')') + 2)[0] !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(stat().slice(stat().lastIndexOf(')') + 2)[0], 'Z', 'a zombie within 10 s');
       const pidStart = stat().slice(stat().lastIndexOf(')') + 2).split(' ')[19];
       const holder = JSON.stringify({ pid, hostname: hostname(), start: Date.now() - 3.5 * HOUR, command: 'gc', pidStart });
       writeFileSync(join(cacheDir, 'gc.lock'), holder);
