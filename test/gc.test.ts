@@ -75,6 +75,14 @@ describe('kocache gc', () => {
     return JSON.parse(r.stdout) as BuildOut;
   }
 
+  /** A cache holding one layer: a file of `size` random bytes, built under `ip`. */
+  async function oneLayer(size: number, ip: string) {
+    const cacheDir = newDir();
+    const file = join(newDir(), 'layer.bin');
+    writeFileSync(file, randomBytes(size));
+    return { cacheDir, file, cold: await build(cacheDir, file, ip) };
+  }
+
   /** Five layers of ~100 KB, each built once, last use 5..1 hours ago (e oldest ... a newest). */
   async function fiveLayers() {
     const cacheDir = newDir();
@@ -234,10 +242,7 @@ describe('kocache gc', () => {
   });
 
   test('--verify drops a diffid record its layer does not unpack to; the next build records the layer again', async () => {
-    const cacheDir = newDir();
-    const file = join(newDir(), 'app');
-    writeFileSync(file, randomBytes(50_000));
-    const cold = await build(cacheDir, file, 'example.com/diffid');
+    const { cacheDir, file, cold } = await oneLayer(50_000, 'example.com/diffid');
     const cache = new CacheStore(cacheDir);
     // What a record taken on trust would leave: the build id and a diffid record naming another diffid.
     const wrong = `sha256:${'e'.repeat(64)}` as Digest;
@@ -263,10 +268,7 @@ describe('kocache gc', () => {
   });
 
   test('an index line with a well-formed checksum but a key or integrity that is not text is no record: gc goes on and drops it', async () => {
-    const cacheDir = newDir();
-    const file = join(newDir(), 'f');
-    writeFileSync(file, randomBytes(10_000));
-    const cold = await build(cacheDir, file, 'example.com/badline');
+    const { cacheDir, file, cold } = await oneLayer(10_000, 'example.com/badline');
     const buckets = readdirSync(join(cacheDir, 'index-v5'), { recursive: true }).map(String).filter((p) => statSync(join(cacheDir, 'index-v5', p)).isFile());
     for (const [i, line] of [{ key: 1, integrity: 5 }, { key: 'x', integrity: 7 }, { key: ['a'], integrity: null }].entries()) {
       const json = JSON.stringify({ ...line, time: 0 });
@@ -284,10 +286,7 @@ describe('kocache gc', () => {
   });
 
   test('a line with no whole size keeps no blob, for du and gc alike', async () => {
-    const cacheDir = newDir();
-    const file = join(newDir(), 'f');
-    writeFileSync(file, randomBytes(10_000));
-    const built = await build(cacheDir, file, 'example.com/badsize');
+    const { cacheDir, cold: built } = await oneLayer(10_000, 'example.com/badsize');
     const cache = new CacheStore(cacheDir);
     const records = await cache.listRecords();
     for (const r of records) await cache.dropRecord(r.key);
@@ -444,10 +443,7 @@ describe('kocache gc', () => {
   test('a misspelt option stops gc before it removes anything', async () => {
     // yargs ran a command's handler even after its unknown-option check had failed: a typo for
     // --dry-run collected garbage, then reported the typo.
-    const cacheDir = newDir();
-    const src = join(newDir(), 'layer.bin');
-    writeFileSync(src, randomBytes(50_000));
-    await build(cacheDir, src, 'example.com/typo');
+    const { cacheDir } = await oneLayer(50_000, 'example.com/typo');
     const files = () => (readdirSync(cacheDir, { recursive: true }) as string[]).filter((f) => !f.startsWith('leases')).sort();
     const before = files();
     assert.ok((await new CacheStore(cacheDir).listRecords()).length > 0, 'the build stored records');
