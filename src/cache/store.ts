@@ -436,12 +436,12 @@ function isObject(m: unknown): m is object {
   return typeof m === 'object' && m !== null && !Array.isArray(m);
 }
 
-/** An index entry as kocache writes it (a sha256 integrity, a whole size, a time), else undefined. */
 /** An index line's fields as kocache writes them (text key and integrity, a time, a whole size); gc and du hold lines to it. */
 export function isRecordLine<E extends { key?: unknown; integrity?: unknown; size?: unknown; time?: unknown }>(e: E): e is E & { key: string; integrity: string; size: number; time: number } {
   return typeof e.key === 'string' && typeof e.integrity === 'string' && typeof e.time === 'number' && typeof e.size === 'number' && Number.isSafeInteger(e.size) && e.size >= 0;
 }
 
+/** An index entry as kocache writes it (a sha256 integrity, a whole size, a time), else undefined. */
 function toRecord(e: { key?: unknown; integrity?: unknown; size?: unknown; time?: unknown; metadata?: unknown }): CacheRecord<unknown> | undefined {
   if (!isRecordLine(e)) return undefined;
   let digest: Digest;
@@ -501,8 +501,11 @@ export function trashPath(blobPath: string): string {
 export function ensureDir(dir: string): void {
   try {
     // Already there: a file there is not a cache folder (every write under it would fail ENOTDIR).
-    if (makeDirs(dir) === undefined && !statSync(dir).isDirectory()) throw Object.assign(new Error(`${dir} is a file`), { code: 'ENOTDIR' });
+    if (makeDirs(dir) === undefined && !statSync(dir).isDirectory()) {
+      throw new KocacheError('cache', `cannot use ${dir} as the cache folder: it is a file, not a folder`, { cause: Object.assign(new Error(`${dir} is a file`), { code: 'ENOTDIR' }) });
+    }
   } catch (err) {
+    if (err instanceof KocacheError) throw err;
     throw new KocacheError('cache', `cannot create cache directory ${dir}: ${errnoReason(err)}`, { cause: err });
   }
 }

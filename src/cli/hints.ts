@@ -1,4 +1,4 @@
-import { lstatSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { KocacheError, errnoAdvice, errnoCode } from '../errors.js';
 
 /** The system error code behind an error, looking through KocacheError's cause. */
@@ -49,9 +49,10 @@ export function cacheDirError(err: unknown, dir: string, env = process.env): unk
   return new KocacheError('cache', `cannot write the cache folder ${dir}: ${why}; ${instead}, or KOCACHE=off for a throwaway cache`, { cause: err });
 }
 
+/** Why ENOTDIR, as ensureDir tells a folder from a file (through a link, as the cache is used). */
 function notAFolder(dir: string): string {
   try {
-    if (!lstatSync(dir).isDirectory()) return 'it is a file, not a folder';
+    if (!statSync(dir).isDirectory()) return 'it is a file, not a folder';
   } catch {}
   return 'a parent is not a folder';
 }
