@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isOneLineError, runCli, tempDir } from './helpers/cli.js';
@@ -103,6 +103,12 @@ describe('inspect', () => {
     assert.ok(r.images[0].layers[0].size > 1000);
     // A prefix naming the other kind of archive: the bytes decide, as for push.
     assert.deepEqual(JSON.parse(await cli(['inspect', '--json', `oci-archive:${file}`])), { ...r, source: `oci-archive:${file}` });
+    // A file is read as it is: a cache folder that is not there is not made for it.
+    const none = join(work, 'no-cache-here');
+    const noCache = await runCli(['inspect', '--json', `docker-archive:${file}`], { KOCACHE: none });
+    assert.equal(noCache.code, 0, noCache.stderr);
+    assert.deepEqual(JSON.parse(noCache.stdout), r);
+    assert.equal(existsSync(none), false, 'no cache folder made');
   });
 
   test('a layout with several images: all listed; an unknown tag is an error that lists the tags', async () => {

@@ -39,7 +39,9 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       .example('$0 inspect ghcr.io/you/app:v1 --json | jq \'.images[].layers\'', '') as unknown as Argv<InspectArgs>,
   handler: async (args) => {
     const source = parseImageSource(args.image);
-    const ctx = makeContext(args);
+    // Only a registry image uses the cache (credentials' tokens, what blobs were seen): a file or
+    // folder is read as it is, and a cache folder that is not there is not made for it.
+    const ctx = makeContext(args, source.kind === 'registry' ? {} : { create: false });
     const insecure = args['insecure-registry'] === undefined ? [] : ([] as string[]).concat(args['insecure-registry']).map(String);
     const result = await inspect(args.image, source, ctx, insecure, registryTimeouts(args));
     ctx.out.result(result, describe(result));
