@@ -50,3 +50,9 @@ export type { CacheRepos } from './regcache/cache.js';
 export { writeLayout, type LayoutWriteOptions, type LayoutWriteResult } from './layout/write.js';
 export { writeDockerArchive, type DockerArchiveOptions, type DockerArchiveResult } from './tarball/write.js';
 export { loadArchive, type LoadArchiveOptions, type LoadedArchive } from './tarball/load.js';
+// What loadArchive gives is a record of stored blobs; this makes it the Pushable that pushImage,
+// writeLayout and writeDockerArchive take.
+export { archivePushable } from './tarball/pushable.js';
+export type { ArchiveImage, ArchiveIndex, ArchiveLayer, ArchiveManifest } from './tarball/plan.js';
+export type { ArchiveFormat } from './tarball/detect.js';
+export type { CompressProgress } from './tarball/compressor.js';
