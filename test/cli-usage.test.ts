@@ -284,3 +284,34 @@ test('ls, du and gc on a cache folder whose parent is a file: one line saying so
     assert.match(r.stderr, /cache folder .*afile\/sub: a parent is not a folder/);
   }
 });
+
+test('bad usage found in the arguments of build, warm and publish makes no cache folder and warms nothing (exit 2, one line)', () => {
+  const dir = tempDir();
+  const cache = join(dir, 'cache');
+  const env = { KOCACHE: cache };
+  const src = validArgs(dir).build![0]!;
+  const out = `oci:${join(dir, 'out')}`;
+  const cases: [string[], RegExp][] = [
+    [['build', src, '--import-path', 'example.com/app', '--build-id', ''], /empty build id/],
+    [['warm', src, '--import-path', 'example.com/app', '--build-id', ' '], /empty build id/],
+    [['warm', `${src}:app`, '--import-path', 'example.com/app'], /DEST "app" must be an absolute path/],
+    [['warm', src, `${src}:/app:nonroot:nonroot`, '--import-path', 'example.com/app'], /must be numeric UID:GID/],
+    // The first reference would be fetched (from a registry that is not there) before the second was read.
+    [['warm', '127.0.0.1:1/base:v1', 'BAD REF'], /invalid image reference "BAD REF"/],
+    [['publish', `${src}:app`, '--base', 'scratch', '--output', out], /DEST "app" must be an absolute path/],
+    [['publish', src, `${src}:/app:nonroot:nonroot`, '--base', 'scratch', '--output', out], /must be numeric UID:GID/],
+    [['publish', `${src}/{oss}:/app`, '--base', 'scratch', '--output', out], /unknown placeholder \{oss\}/],
+  ];
+  for (const [argv, re] of cases) {
+    for (const json of [false, true]) {
+      const r = runCliSync(json ? [...argv, '--json'] : argv, env);
+      const what = `kocache ${argv.join(' ')}${json ? ' --json' : ''}`;
+      assert.equal(r.code, 2, `${what}: ${r.stdout}${r.stderr}`);
+      assert.ok(isOneLineError(r), `${what}: ${r.stderr}`);
+      assert.match(r.stderr, re, what);
+      if (json) assert.match((JSON.parse(r.stdout) as { error: { message: string } }).error.message, re, what);
+      assert.equal(existsSync(cache), false, `${what}: no cache folder made`);
+    }
+  }
+  assert.equal(existsSync(join(dir, 'out')), false, 'no publish went ahead');
+});

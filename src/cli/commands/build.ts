@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { usageError } from '../../errors.js';
-import { buildLayer } from '../../layer/build.js';
+import { buildLayer, validateBuildId } from '../../layer/build.js';
 import { parseLayerSource } from '../../layer/source.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { type GlobalArgs, type RegistryArgs, globalOptions, makeContext, registryOptions, registryTimeouts, sourceDateEpoch } from '../context.js';
@@ -31,6 +31,8 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
     const platform = parsePlatform(args.platform);
     const importPath = importPathOption(args['import-path']);
     const source = withLayerSettings(parseLayerSource(args.source), layerSettings(args as unknown as Record<string, unknown>));
+    // Before the cache is opened: bad usage makes no cache folder.
+    const buildId = args['build-id'] === undefined ? undefined : validateBuildId(args['build-id']);
     const repos = cacheReposFrom(args);
     const timeouts = registryTimeouts(args);
     const ctx = makeContext(args);
@@ -42,7 +44,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       cache: ctx.cache,
       importPath,
       platform,
-      buildId: args['build-id'],
+      buildId,
       mtime: sourceDateEpoch(),
       gzip: ctx.gzip,
       warn: (m) => ctx.out.warn(m),

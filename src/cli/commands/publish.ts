@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { usageError } from '../../errors.js';
 import { standardAnnotations } from '../../image/annotations.js';
+import { layerSpecsFor } from '../../image/sources.js';
 import type { ConfigOverrides } from '../../image/config.js';
 import { type Platform, formatPlatform, parsePlatform } from '../../oci/platform.js';
 import { type OutputTarget, type PublishLayer, type PublishOptions, type PublishProgress, type PublishResult, isValidTag } from '../../publish/options.js';
@@ -145,6 +146,9 @@ function parseRequest(args: PublishArgs): PublishRequest {
 
   const specs = list(args.sources as Many);
   if (specs.length === 0) throw usageError('publish needs at least one SRC[:DEST] layer');
+  // Read as the library will, before the cache is opened: a bad SRC:DEST makes no cache folder.
+  // With `all` the platforms are the base's, known only once it is fetched.
+  for (const p of platforms === 'all' ? [] : platforms) layerSpecsFor(specs, p);
   const annotations = Object.fromEntries(list(args.annotation).map((a) => parseKeyValue(a, 'annotation')));
   const settings = layerSettings(args as unknown as Record<string, unknown>);
   const perLayer = args.layerSettings;

@@ -3,9 +3,9 @@ import { resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { usageError } from '../../errors.js';
 import { type WarmResult, warmBase } from '../../image/warm.js';
-import { buildLayer } from '../../layer/build.js';
-import { parseLayerSource } from '../../layer/source.js';
-import { type LayerSettings, importPathOption, layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
+import { buildLayer, validateBuildId } from '../../layer/build.js';
+import { type LayerSource, parseLayerSource } from '../../layer/source.js';
+import { importPathOption, layerOptions, layerSettings, withLayerSettings } from '../layer-options.js';
 import { type Platform, describePlatforms, formatPlatform, parsePlatform } from '../../oci/platform.js';
 import { RegistryClient } from '../../remote/client.js';
 import { formatReference, parseReference } from '../../reference/reference.js';
@@ -73,6 +73,14 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
       const source = targets.find(isLayerSource);
       if (source !== undefined) throw usageError(`${JSON.stringify(source)} is a layer source (a path): warming layers needs --import-path IP, as build does${imageNamedSo(source)}`);
     }
+    // Every target and option checked before the cache is opened: a typo in the last of several
+    // makes no cache folder and warms none of the others.
+    const buildId = args['build-id'] === undefined ? undefined : validateBuildId(String(args['build-id']));
+    let layers: LayerSource[] = [];
+    if (!hasTarballs && importPath !== undefined) {
+      const settings = layerSettings(args as unknown as Record<string, unknown>);
+      layers = targets.map((t) => withLayerSettings(parseLayerSource(t), settings));
+    } else if (!hasTarballs) for (const t of targets) parseReference(t);
     const repos = cacheReposFrom(args);
     const timeouts = registryTimeouts(args);
     const ctx = makeContext(args);
@@ -83,7 +91,7 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
     try {
       if (hasTarballs) return await warmTarballs(ctx, (args.tarball ?? []).map(String), registryCache);
       if (importPath !== undefined) {
-        return await warmLayers(ctx, targets, importPath, platforms.length > 0 ? platforms : [parsePlatform('linux/amd64')], args['build-id'], registryCache, layerSettings(args as unknown as Record<string, unknown>));
+        return await warmLayers(ctx, layers, importPath, platforms.length > 0 ? platforms : [parsePlatform('linux/amd64')], buildId, registryCache);
       }
     } finally {
       await registryCache?.close();
@@ -182,10 +190,9 @@ export async function warmBases(ctx: Context, refs: string[], platforms: Platfor
 }
 
 /** Pre-builds layers exactly as `build` would, for every platform asked for. */
-export async function warmLayers(ctx: Context, sources: string[], importPath: string, platforms: Platform[], buildId: string | undefined, rc?: RegistryCache, settings: LayerSettings = {}): Promise<void> {
+export async function warmLayers(ctx: Context, parsed: LayerSource[], importPath: string, platforms: Platform[], buildId: string | undefined, rc?: RegistryCache): Promise<void> {
   // Records only: a layer the registry cache has is checked there, not fetched.
   const tier = rc && layerTier(rc, { target: { kind: 'none' } });
-  const parsed = sources.map((s) => withLayerSettings(parseLayerSource(s), settings));
   const items: (Warmed & { source: string; dest: string; platform: string; size: number; diffid: Digest })[] = [];
   for (const source of parsed) {
     for (const platform of platforms) {
