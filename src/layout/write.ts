@@ -6,7 +6,7 @@ import { makeDirs } from '../util/mkdirs.js';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { KocacheError, errnoCode, fsError } from '../errors.js';
-import type { BlobSource, Pushable } from '../oci/pushable.js';
+import { type BlobSource, type Pushable, readSource } from '../oci/pushable.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { type Digest, digestHex } from '../oci/digest.js';
 import type { ImageIndex } from '../oci/manifest.js';
@@ -139,7 +139,7 @@ async function writeBlobFile(blobDir: string, blob: BlobSource): Promise<{ newPa
   failed.catch(() => undefined);
   try {
     // Renamed into place only once verify has seen all of it match.
-    const bytes = verify(blob.open(), blob.descriptor, (m) => new KocacheError('digest-mismatch', `blob ${digest} came out as ${describeMismatch(m)}: not written`));
+    const bytes = verify(readSource(blob), blob.descriptor, (m) => new KocacheError('digest-mismatch', `blob ${digest} came out as ${describeMismatch(m)}: not written`));
     for await (const chunk of bytes) {
       if (!out.write(chunk)) await Promise.race([once(out, 'drain'), failed]);
     }

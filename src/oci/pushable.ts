@@ -1,3 +1,4 @@
+import { KocacheError, errnoCode } from '../errors.js';
 import type { Descriptor } from './descriptor.js';
 
 /**
@@ -43,3 +44,19 @@ export interface PushableIndex {
 }
 
 export type Pushable = PushableManifest | PushableIndex;
+
+/**
+ * A blob's bytes, opened only once they are read: a source that is a Node stream (a file's) and is
+ * opened ahead of its reader emits an 'error' nobody hears, which ends the process. A failing
+ * source is the caller's failure, so it is said so (`fs` for a file's error, else `input`), never
+ * taken for the registry's or the output's, and not retried.
+ */
+export async function* readSource(blob: BlobSource): AsyncGenerator<Uint8Array> {
+  try {
+    yield* blob.open();
+  } catch (err) {
+    if (err instanceof KocacheError) throw err;
+    const why = err instanceof Error ? err.message : String(err);
+    throw new KocacheError(errnoCode(err) ? 'fs' : 'input', `cannot read the source of blob ${blob.descriptor.digest}: ${why}`, { cause: err });
+  }
+}

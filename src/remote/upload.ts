@@ -1,6 +1,6 @@
 import { readAhead, rechunk } from '../compress/chunks.js';
 import { KocacheError } from '../errors.js';
-import type { BlobSource } from '../oci/pushable.js';
+import { type BlobSource, readSource } from '../oci/pushable.js';
 import type { Digest } from '../oci/digest.js';
 import type { BlobSink } from '../oci/sink.js';
 import { type Reference } from '../reference/reference.js';
@@ -93,8 +93,8 @@ async function sendBlob(rq: Requester, repo: Reference, blob: BlobSource, at: st
   // The source must yield exactly the bytes its descriptor names: a bad source is a bug upstream,
   // not the registry's, and is stopped before the registry sees a wrong length.
   const source = blob.verified
-    ? blob.open()
-    : verify(blob.open(), blob.descriptor, (m) => new KocacheError('digest-mismatch', `digest mismatch: the source of ${digest} yields ${describeMismatch(m)}`), (c) => traceAdd('upload.check', c.byteLength));
+    ? readSource(blob)
+    : verify(readSource(blob), blob.descriptor, (m) => new KocacheError('digest-mismatch', `digest mismatch: the source of ${digest} yields ${describeMismatch(m)}`), (c) => traceAdd('upload.check', c.byteLength));
   let final: HttpResponse;
   if (size >= opts.chunkThreshold) {
     let offset = 0;

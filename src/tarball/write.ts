@@ -7,7 +7,7 @@ import { rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import tar from 'tar-stream';
 import { KocacheError, fsError } from '../errors.js';
-import type { BlobSource, PushableManifest } from '../oci/pushable.js';
+import { type BlobSource, type PushableManifest, readSource } from '../oci/pushable.js';
 import { digestHex } from '../oci/digest.js';
 import { describeMismatch, verify } from '../util/verify.js';
 
@@ -119,7 +119,7 @@ async function addBlob(pack: tar.Pack, header: EntryHeader, blob: BlobSource): P
   const sink = pack.entry(header, (err?: Error | null) => settle(err));
   // When the pack is torn down mid-entry the sink emits 'error' too; unheard, that would crash.
   sink.on('error', (err: Error) => settle(err));
-  const bytes = verify(blob.open(), { digest, size }, (m) => new KocacheError('digest-mismatch', `blob ${digest} came out as ${describeMismatch(m)}: archive not written`));
+  const bytes = verify(readSource(blob), { digest, size }, (m) => new KocacheError('digest-mismatch', `blob ${digest} came out as ${describeMismatch(m)}: archive not written`));
   for await (const chunk of bytes) {
     if (!sink.write(chunk)) await once(sink, 'drain');
   }
