@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { KocacheError, errnoCode } from '../errors.js';
 import { ensureOwnFolder } from './damage.js';
+import { atExit } from '../util/exit.js';
 
 /**
  * Leases tell `kocache gc` that a process is using the cache, as containerd's leases protect
@@ -56,7 +57,7 @@ export function acquireLease(cacheDir: string, command: string): Lease {
   const release = () => {
     if (released) return;
     released = true;
-    process.removeListener('exit', release);
+    forget();
     // unlinkSync, not rmSync: rmSync loads Node's recursive-removal module on first use.
     try {
       unlinkSync(path);
@@ -64,7 +65,7 @@ export function acquireLease(cacheDir: string, command: string): Lease {
       if (errnoCode(err) !== 'ENOENT') throw err; // ENOENT: a gc judged it stale and removed it
     }
   };
-  process.once('exit', release);
+  const forget = atExit(release);
   return { path, info, release };
 }
 
@@ -202,7 +203,7 @@ export function acquireGcLock(cacheDir: string): () => void {
     try {
       writeExclusive(path, JSON.stringify(info));
       const release = () => {
-        process.removeListener('exit', release);
+        forget();
         // Only our own lock: a takeover after we were presumed dead must not be undone.
         try {
           if (parseLease(readFileSync(path, 'utf8')).pid === process.pid) rmSync(path, { force: true });
@@ -210,7 +211,7 @@ export function acquireGcLock(cacheDir: string): () => void {
           /* already gone */
         }
       };
-      process.once('exit', release);
+      const forget = atExit(release);
       return release;
     } catch (err) {
       if (errnoCode(err) !== 'EEXIST') throw new KocacheError('cache', `cannot create ${path}: ${errnoCode(err) ?? String(err)}`, { cause: err });

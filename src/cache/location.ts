@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { atExit } from '../util/exit.js';
 
 export interface CacheLocation {
   dir: string;
@@ -19,7 +20,7 @@ export function resolveCacheLocation(opts: { cacheDir?: string | undefined; noCa
   const dir = lastingCacheDir(opts, env);
   if (dir !== undefined) return { dir, ephemeral: false };
   const tmp = mkdtempSync(join(tmpdir(), 'kocache-ephemeral-'));
-  process.once('exit', () => rmSync(tmp, { recursive: true, force: true }));
+  atExit(() => rmSync(tmp, { recursive: true, force: true }));
   return { dir: tmp, ephemeral: true };
 }
 

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { openCache } from '../../src/cache/open.js';
 import { scanLeases } from '../../src/cache/lease.js';
 
@@ -17,4 +19,21 @@ test('openCache holds a lease gc can see until close()', (t) => {
   cache.close();
   cache.close(); // twice is fine
   assert.deepEqual(scanLeases(cache.dir).live, []);
+});
+
+test('many caches open at once: no leak warning, and each lease is released at exit', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kocache-open-many-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const index = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'index.js');
+  // Twelve leases and twelve throwaway caches, none closed: the process's exit releases them.
+  const script = `import { openCache, resolveCacheLocation } from ${JSON.stringify(index)};
+    for (let i = 0; i < 12; i++) openCache(${JSON.stringify(join(dir, 'cache'))}, { purpose: 'job ' + i });
+    for (let i = 0; i < 12; i++) console.log(resolveCacheLocation({ noCache: true }).dir);`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, '', 'nothing on stderr (Node warns past ten exit listeners)');
+  assert.deepEqual(readdirSync(join(dir, 'cache', 'leases')), []);
+  const throwaway = r.stdout.trim().split('\n');
+  assert.equal(throwaway.length, 12);
+  assert.deepEqual(throwaway.filter((d) => existsSync(d)), [], 'every throwaway cache is removed');
 });
