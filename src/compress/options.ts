@@ -1,6 +1,8 @@
 import { availableParallelism } from 'node:os';
+import { KocacheError } from '../errors.js';
 import { CUT_RULE } from './cuts.js';
 import { STORE_RULE } from './incompressible.js';
+import { ZSTD_LEVELS } from './zstd.js';
 
 /** What decides how kocache gzips (gzip.ts); a module of its own, without node:zlib. */
 export interface GzipOptions {
@@ -18,6 +20,20 @@ export interface GzipOptions {
  * `--level` picks another; the level is part of every compressed descriptor's cache key.
  */
 export const DEFAULT_GZIP: GzipOptions = { level: 5, jobs: availableParallelism() };
+
+/**
+ * Refuses settings no layer can be compressed with, before any work: a library caller's are not
+ * the command line's, which --compression and --level check.
+ */
+export function checkCompression(o: GzipOptions): GzipOptions {
+  const algorithm = o.algorithm ?? 'gzip';
+  if (algorithm !== 'gzip' && algorithm !== 'zstd') throw new KocacheError('input', `compression must be gzip or zstd, not ${JSON.stringify(algorithm)}`);
+  const [min, max] = algorithm === 'zstd' ? [ZSTD_LEVELS.min, ZSTD_LEVELS.max] : [1, 9];
+  if (!(Number.isInteger(o.level) && o.level >= min && o.level <= max)) {
+    throw new KocacheError('input', `compression level must be a whole number from ${min} to ${max} for ${algorithm}, not ${o.level}`);
+  }
+  return o;
+}
 
 /**
  * The gzip layout (docs/compression.md): blocks cut by content, each a sync-flushed raw deflate

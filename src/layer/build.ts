@@ -1,4 +1,4 @@
-import { gzipSpec, type GzipOptions, DEFAULT_GZIP } from '../compress/options.js';
+import { checkCompression, gzipSpec, type GzipOptions, DEFAULT_GZIP } from '../compress/options.js';
 import { zstdSpec } from '../compress/zstd.js';
 import { BUILT_NAMESPACE, binNamespace, buildIdKey, diffIdKey, treeKey, treeMark } from '../cache/keys.js';
 import { hasBuilt, markBuilt } from '../cache/built.js';
@@ -18,6 +18,7 @@ import type { LayerSource } from './source.js';
 import { StatCache } from './statcache.js';
 import { type LayerTier, checkTierAnswer } from './tier.js';
 import { tarSpec, type TarOptions } from './tarspec.js';
+import { MAX_TAR_SECONDS } from './tarheader.js';
 import { walkSource, type SourceEntry } from './walk.js';
 import { applyExcludes } from './exclude.js';
 import { traceAdd } from '../util/trace.js';
@@ -94,6 +95,17 @@ export function validateImportPath(ip: string): string {
 }
 
 /**
+ * Layer mtimes (SOURCE_DATE_EPOCH) as a tar header holds them: whole seconds from 1970 to 2242.
+ * `what` names the option, for the message.
+ */
+export function validateMtime(seconds: number, what: string): number {
+  if (!(Number.isSafeInteger(seconds) && seconds >= 0 && seconds <= MAX_TAR_SECONDS)) {
+    throw new KocacheError('input', `${what} must be whole seconds since 1970, at most ${MAX_TAR_SECONDS} (the year 2242), not ${seconds}`);
+  }
+  return seconds;
+}
+
+/**
  * A build id given by the caller is the cache key of the layer: an empty or blank one would make
  * unrelated trees of one import path share an entry (the second build served the first's layer).
  */
@@ -118,8 +130,8 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   validateImportPath(opts.importPath);
   if (opts.buildId !== undefined) validateBuildId(opts.buildId);
   const cache = opts.cache;
-  const gzip = opts.gzip ?? DEFAULT_GZIP;
-  const tarOpts: TarOptions = { dest: source.dest, mtime: opts.mtime ?? 0, owner: source.owner, mode: source.mode, exclude: source.exclude?.id };
+  const gzip = checkCompression(opts.gzip ?? DEFAULT_GZIP);
+  const tarOpts: TarOptions = { dest: source.dest, mtime: validateMtime(opts.mtime ?? 0, 'mtime'), owner: source.owner, mode: source.mode, exclude: source.exclude?.id };
   const spec = tarSpec(tarOpts);
   const namespace = binNamespace(opts.importPath, opts.platform);
   const zstd = gzip.algorithm === 'zstd';

@@ -1,11 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
+import { DEFAULT_GZIP, type GzipOptions, checkCompression } from '../compress/options.js';
 import { KocacheError } from '../errors.js';
 import type { PlatformPlan } from '../image/build.js';
 import { type LayerSettings, platformLayers } from '../image/sources.js';
-import { validateImportPath } from '../layer/build.js';
+import { validateImportPath, validateMtime } from '../layer/build.js';
 import { parseLayerSpecText } from '../layer/source.js';
 import { type Platform, formatPlatform, parsePlatform } from '../oci/platform.js';
 import { type Reference, formatRepository, parseReference, withIdentifier } from '../reference/reference.js';
@@ -65,8 +65,8 @@ export function planPublish(o: PublishOptions): PublishPlan {
   const jobs = o.jobs ?? availableParallelism();
   return {
     base: o.base, repo, output, platforms, tags, specs: o.layers, layerSettings: settings, importPath, jobs, cwd, plans,
-    compression: o.compression ?? { ...DEFAULT_GZIP, jobs },
-    epoch: o.sourceDateEpoch ?? 0,
+    compression: checkCompression(o.compression ?? { ...DEFAULT_GZIP, jobs }),
+    epoch: validateMtime(o.sourceDateEpoch ?? 0, 'sourceDateEpoch'),
   };
 }
 

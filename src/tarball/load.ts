@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { archiveKey } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
-import { gzipSpec, type GzipOptions } from '../compress/options.js';
+import { checkCompression, gzipSpec, type GzipOptions } from '../compress/options.js';
 import { KocacheError } from '../errors.js';
 import { type Descriptor, isDescriptor } from '../oci/descriptor.js';
 import { type Digest, isDigest, sha256Digest } from '../oci/digest.js';
@@ -63,6 +63,7 @@ export interface ArchiveRecord {
  * not even that: archiveFileDigest) and a check that its blobs are still in the store.
  */
 export async function loadArchive(path: string, opts: LoadArchiveOptions): Promise<LoadedArchive> {
+  checkCompression(opts.gzip);
   const info = await detectArchive(path);
   const archiveDigest = info.format === 'layout' ? sha256Digest(readLayoutIndex(path)) : archiveFileDigest(path, opts.cache.dir);
   const id = info.format === 'layout' ? `layout-${archiveDigest.slice('sha256:'.length)}` : archiveDigest.slice('sha256:'.length);
