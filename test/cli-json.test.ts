@@ -112,11 +112,43 @@ describe('every --json output has its documented shape, and every text output en
     assert.throws(() => assertShape(doc, { a: '2', b: [], m: {} }, 't'));
   });
 
-  test('errors', async () => {
+  test('errors: one shape for every command, a documented code, the exit code the command has without --json', async () => {
     const r = await runCli(['publish', './out:/app', '--json'], env, { cwd: work });
     assert.equal(r.code, 2);
     assertShape(shapes.get('error'), JSON.parse(r.stdout), 'error');
     assert.equal(JSON.parse(r.stdout).error.code, 'usage');
+    // The codes the doc lists are the library's, all of them (src/errors.ts, type ErrorCode).
+    const union = /export type ErrorCode =([^;]*);/.exec(readFileSync(join(root, 'src', 'errors.ts'), 'utf8'))![1]!;
+    const codes = [...union.matchAll(/'([a-z-]+)'/g)].map((m) => m[1]!);
+    const listed = /`code` says what went wrong[^:]*:([^(]*)\(/.exec(readFileSync(join(root, 'docs', 'cli-json.md'), 'utf8'))?.[1];
+    assert.ok(listed, 'docs/cli-json.md lists the error codes');
+    assert.deepEqual([...listed.matchAll(/`([a-z-]+)`/g)].map((m) => m[1]!), codes);
+    const afile = join(work, 'afile');
+    writeFileSync(afile, 'x');
+    const failing: [number, string[], Record<string, string>?][] = [
+      [1, ['build', './missing:/app', '--import-path', 'example.com/json']],
+      [1, ['publish', './missing:/app', '--base', 'scratch', '--output', 'oci:./never']],
+      [1, ['push', './missing.tar', `${reg.host}/json/app:v1`]],
+      [1, ['warm', '--tarball', './missing.tar']],
+      [2, ['warm', 'BAD REF']],
+      [1, ['inspect', './missing.tar']],
+      [1, ['ls'], { KOCACHE: afile }],
+      [1, ['du'], { KOCACHE: afile }],
+      [1, ['gc'], { KOCACHE: afile }],
+      [2, ['completion']],
+    ];
+    for (const [code, args, extra] of failing) {
+      const what = `kocache ${args.join(' ')}`;
+      const text = await runCli(args, { ...env, ...extra }, { cwd: work });
+      const j = await runCli([...args, '--json'], { ...env, ...extra }, { cwd: work });
+      assert.equal(j.code, code, `${what} --json: ${j.stderr}`);
+      if (args[0] !== 'completion') assert.equal(text.code, code, `${what}: ${text.stderr}`);
+      assert.equal(j.stdout.trimEnd().split('\n').length, 1, `${what}: one line on stdout: ${j.stdout}`);
+      const v = JSON.parse(j.stdout) as { error: { code: string; message: string } };
+      assertShape(shapes.get('error'), v, what);
+      assert.ok(codes.includes(v.error.code), `${what}: documented code ${v.error.code}`);
+      assert.equal(j.stderr.trimEnd(), `kocache: ${v.error.message}`, `${what}: the same one line on stderr`);
+    }
   });
 
   test('build, ls, du, gc', async () => {
