@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { KocacheError } from '../errors.js';
 import { CUT_RULE } from './cuts.js';
 import { STORE_RULE } from './incompressible.js';
-import { ZSTD_LEVELS } from './zstd.js';
+import { ZSTD_LEVELS, zstdSpec } from './zstd.js';
 
 /** What decides how kocache gzips (gzip.ts); a module of its own, without node:zlib. */
 export interface GzipOptions {
@@ -40,6 +40,11 @@ export function checkCompression(o: GzipOptions): GzipOptions {
  * with the previous 32 KiB as dictionary, a fixed empty final block. Bump on any change to it.
  */
 export const GZIP_FORMAT = 'sg1';
+
+/** gzipSpec or zstdSpec, whichever algorithm `o` names: the compression part of a cache key. */
+export function compressionSpec(o: GzipOptions): string {
+  return o.algorithm === 'zstd' ? zstdSpec(o.level) : gzipSpec(o);
+}
 
 /**
  * Names the settings that decide the compressed bytes. It is part of the cache key of every

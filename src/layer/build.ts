@@ -1,5 +1,4 @@
-import { checkCompression, gzipSpec, type GzipOptions, DEFAULT_GZIP } from '../compress/options.js';
-import { zstdSpec } from '../compress/zstd.js';
+import { checkCompression, compressionSpec, type GzipOptions, DEFAULT_GZIP } from '../compress/options.js';
 import { BUILT_NAMESPACE, binNamespace, buildIdKey, diffIdKey, treeKey, treeMark } from '../cache/keys.js';
 import { hasBuilt, markBuilt } from '../cache/built.js';
 import type { BlobInfo, CacheStore } from '../cache/store.js';
@@ -136,7 +135,7 @@ export async function buildLayer(source: LayerSource, opts: BuildLayerOptions): 
   const namespace = binNamespace(opts.importPath, opts.platform);
   const zstd = gzip.algorithm === 'zstd';
   const mediaType = zstd ? MediaType.OciLayerZstd : MediaType.OciLayerGzip;
-  const compression = zstd ? zstdSpec(gzip.level) : gzipSpec(gzip);
+  const compression = compressionSpec(gzip);
   const find = (key: string) => lookup(cache, key, namespace, compression, opts.warn);
 
   // A fresh runner's tree may have been listed, and its hashing begun, as the command started

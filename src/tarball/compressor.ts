@@ -1,8 +1,9 @@
 import { diffIdKey, LAYER_NAMESPACE } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
 import { tap } from '../compress/chunks.js';
-import { gzipSpec, gzipStream, type GzipOptions } from '../compress/gzip.js';
-import { blockKeySpec } from '../compress/options.js';
+import { gzipStream, type GzipOptions } from '../compress/gzip.js';
+import { blockKeySpec, compressionSpec } from '../compress/options.js';
+import { zstdStream } from '../compress/zstd.js';
 import { LayerBlocks } from '../compress/stitch.js';
 import { type DiffIdRecord, isDiffIdRecord } from '../layer/build.js';
 import type { Descriptor } from '../oci/descriptor.js';
@@ -41,10 +42,11 @@ interface Made {
 }
 
 /**
- * Gives each plain layer tar its gzip blob, at most once per diffid ever. `start` may run while
- * the archive is still being read (a large plain tar entry is almost surely a layer, and reading
- * an archive leaves a core idle), but records are only written by `finish`, after the archive
- * was checked: a bad archive leaves unreferenced blobs for gc, never records.
+ * Gives each plain layer tar its compressed blob (gzip, or zstd when the settings say so), at most
+ * once per diffid and setting ever. `start` may run while the archive is still being read (a large
+ * plain tar entry is almost surely a layer, and reading an archive leaves a core idle), but records
+ * are only written by `finish`, after the archive was checked: a bad archive leaves unreferenced
+ * blobs for gc, never records.
  */
 export class LayerCompressor {
   private readonly made = new Map<Digest, Promise<Made>>();
@@ -86,7 +88,7 @@ export class LayerCompressor {
   async finish(tar: LayerTar): Promise<Descriptor> {
     const m = await this.start(tar);
     if (m.fresh) {
-      const compression = gzipSpec(this.opts.gzip);
+      const compression = compressionSpec(this.opts.gzip);
       const record: DiffIdRecord = { diffid: tar.diffid, compression, descriptor: m.descriptor };
       await this.opts.cache.putRecord(diffIdKey(LAYER_NAMESPACE, tar.diffid, compression), m.descriptor, record);
       await m.blocks?.save({ digest: m.descriptor.digest, size: m.descriptor.size });
@@ -101,22 +103,30 @@ export class LayerCompressor {
   private async make(tar: LayerTar): Promise<Made> {
     if (this.closed) throw new Error('compressor closed');
     const { cache } = this.opts;
-    for (const compression of [gzipSpec(this.opts.gzip), ARCHIVE_GZIP]) {
+    const zstd = this.opts.gzip.algorithm === 'zstd';
+    const mediaType = zstd ? MediaType.OciLayerZstd : MediaType.OciLayerGzip;
+    // gzip bytes kept from an archive serve gzip settings only.
+    for (const compression of zstd ? [compressionSpec(this.opts.gzip)] : [compressionSpec(this.opts.gzip), ARCHIVE_GZIP]) {
       const rec = await cache.getRecord(diffIdKey(LAYER_NAMESPACE, tar.diffid, compression), isDiffIdRecord);
       if (!rec) continue;
       const d = rec.metadata.descriptor;
       const state = await cache.useBlob(d.digest, d.size);
       if (state === 'ok') {
-        return { descriptor: { mediaType: MediaType.OciLayerGzip, digest: d.digest, size: d.size }, fresh: false };
+        return { descriptor: { mediaType, digest: d.digest, size: d.size }, fresh: false };
       }
       if (state === 'corrupt') this.opts.warn?.(`cached layer ${d.digest} was corrupt; dropped it and compressing again`);
     }
-    // Archive layers have no lineage of their own: the last ARCHIVE_RECENT compressed lend their blocks.
-    const blocks = await LayerBlocks.open(cache, LAYER_NAMESPACE, blockKeySpec(this.opts.gzip), { warn: this.opts.warn, recent: ARCHIVE_RECENT });
     const report = this.opts.onCompress;
     let done = 0;
     report?.({ diffid: tar.diffid, done, size: tar.size });
     const source = report ? tap(cache.readBlob(tar.diffid, tar.size), (c) => report({ diffid: tar.diffid, done: (done += c.length), size: tar.size })) : cache.readBlob(tar.diffid, tar.size);
+    if (zstd) {
+      // Frames compressed in parallel; no block reuse (that is gzip's stitching).
+      const blob = await cache.writeBlob(zstdStream(source, this.opts.gzip));
+      return { descriptor: { mediaType, digest: blob.digest, size: blob.size }, fresh: true };
+    }
+    // Archive layers have no lineage of their own: the last ARCHIVE_RECENT compressed lend their blocks.
+    const blocks = await LayerBlocks.open(cache, LAYER_NAMESPACE, blockKeySpec(this.opts.gzip), { warn: this.opts.warn, recent: ARCHIVE_RECENT });
     let blob;
     try {
       blob = await cache.writeBlob(gzipStream(source, this.opts.gzip, { reuse: blocks, onBlock: blocks.onBlock }));

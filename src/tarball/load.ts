@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { archiveKey } from '../cache/keys.js';
 import type { CacheStore } from '../cache/store.js';
-import { checkCompression, gzipSpec, type GzipOptions } from '../compress/options.js';
+import { checkCompression, compressionSpec, type GzipOptions } from '../compress/options.js';
 import { KocacheError } from '../errors.js';
 import { type Descriptor, isDescriptor } from '../oci/descriptor.js';
 import { type Digest, isDigest, sha256Digest } from '../oci/digest.js';
@@ -20,6 +20,7 @@ import { ImportWrites } from './written.js';
 
 export interface LoadArchiveOptions {
   cache: CacheStore;
+  /** How layers that come plain are compressed (gzip or zstd); those that come compressed keep their bytes. */
   gzip: GzipOptions;
   /** Layers compressed at once. */
   jobs: number;
@@ -67,7 +68,7 @@ export async function loadArchive(path: string, opts: LoadArchiveOptions): Promi
   const info = await detectArchive(path);
   const archiveDigest = info.format === 'layout' ? sha256Digest(readLayoutIndex(path)) : archiveFileDigest(path, opts.cache.dir);
   const id = info.format === 'layout' ? `layout-${archiveDigest.slice('sha256:'.length)}` : archiveDigest.slice('sha256:'.length);
-  const key = archiveKey(opts.tag === undefined ? id : `${id}-tag-${opts.tag}`, gzipSpec(opts.gzip));
+  const key = archiveKey(opts.tag === undefined ? id : `${id}-tag-${opts.tag}`, compressionSpec(opts.gzip));
 
   const seen = await opts.cache.getRecord(key, isArchiveRecord);
   if (seen) {
