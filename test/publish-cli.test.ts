@@ -258,4 +258,36 @@ describe('progress', () => {
     assert.deepEqual([...last.keys()].sort(), ['one', 'two'], drawn.join('\n'));
     for (const [name, l] of last) assert.equal(l.rank, rank(' built uploaded'), `${name} ends uploaded:\n${drawn.join('\n')}`);
   });
+
+  test('an upload retried after the connection drops counts its blob once: the bytes to upload stay the image\'s', async () => {
+    const { someBytes } = await import('./helpers/archives.js');
+    const { startFaultProxy } = await import('./helpers/fault-proxy.js');
+    const dir = join(work, 'retried');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'data'), someBytes(8 << 20, 'retried'));
+    // Built first, so publish pushes it from the cache (a layer built by publish streams as it is written).
+    const built = await runCli(['build', `${dir}:/data`, '--import-path', 'example.com/retried'], env, { cwd: work });
+    assert.equal(built.code, 0, built.stderr);
+    const { digest, size } = JSON.parse(built.stdout) as { digest: string; size: number };
+    const layer = digest.slice('sha256:'.length);
+    // The layer's upload is cut off 1 MiB in; the retry sends the blob again from its start.
+    const proxy = await startFaultProxy(reg.port, [{ method: 'PUT', path: new RegExp(`digest=sha256%3A${layer}`), times: 1, resetAfterBytes: 1 << 20 }]);
+    try {
+      const args = ['publish', `${dir}:/data`, '--base', 'scratch', '--repo', `${proxy.host}/progress/retried:v1`, '-j', '1'];
+      const r = await runCli(args, { ...env, KOCACHE_PROGRESS: 'always' }, { cwd: work });
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(proxy.injected.length > 0, 'an upload was cut off');
+      const drawn = r.stderr.split(/\r|\n/).map((l) => l.replace(/\x1b\[K/g, '')).filter(Boolean);
+      const units: Record<string, number> = { B: 1, KiB: 1024, MiB: 1 << 20 };
+      const shown = drawn.flatMap((l) => [...l.matchAll(/uploaded ([\d.]+) (B|KiB|MiB) of ([\d.]+) (B|KiB|MiB)/g)])
+        .map((m) => ({ sent: Number(m[1]) * units[m[2]!]!, of: Number(m[3]) * units[m[4]!]! }));
+      assert.ok(shown.length > 0, drawn.join('\n'));
+      for (const { sent, of } of shown) {
+        // Within the rounding of one decimal: the layer and a config of a few hundred bytes, never sent past them.
+        assert.ok(of <= size * 1.01 + 4096 && sent <= of * 1.01, `${sent} of ${of}, a ${size}-byte layer:\n${drawn.join('\n')}`);
+      }
+    } finally {
+      await proxy.stop();
+    }
+  });
 });

@@ -93,7 +93,7 @@ export type PublishProgress =
   | { type: 'read'; bytes: number; layer: PublishLayer }
   /** A layer must be tarred: the bytes of its files, which 'read' events will count. */
   | { type: 'expect'; bytes: number; layer: PublishLayer }
-  /** A blob's upload starts (its size), or bytes of it were sent; `layer` is set for a layer built or cached now (not a base layer or a config). */
+  /** A blob's upload starts (its size), or bytes of it were sent (a retry is not told again); `layer` is set for a layer built or cached now (not a base layer or a config). */
   | { type: 'upload-start'; size: number; layer?: PublishLayer | undefined }
   | { type: 'uploaded'; bytes: number; layer?: PublishLayer | undefined };
 
