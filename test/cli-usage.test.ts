@@ -315,3 +315,30 @@ test('bad usage found in the arguments of build, warm and publish makes no cache
   }
   assert.equal(existsSync(join(dir, 'out')), false, 'no publish went ahead');
 });
+
+test('warm refuses an option of another kind of target rather than ignoring it (exit 2, one line, nothing made)', () => {
+  const dir = tempDir();
+  const cache = join(dir, 'cache');
+  const env = { KOCACHE: cache };
+  const src = validArgs(dir).build![0]!;
+  const archive = join(dir, 'image.tar');
+  writeFileSync(archive, 'not read');
+  const cases: [string[], RegExp][] = [
+    // An archive holds its own platforms: --platform linux/arm64 imported the amd64 image and said nothing.
+    [['--tarball', archive, '--platform', 'linux/arm64'], /^kocache: --platform is for warming base images \(REF\.\.\.\) or layers \(SRC --import-path\), not archives \(--tarball\)$/],
+    [['--tarball', archive, '--import-path', 'example.com/app'], /--import-path is for warming layers/],
+    // "Contact no registry" was ignored: a layer or archive with --cache-repo still asked the registry cache.
+    [['--tarball', archive, '--offline'], /--offline is for warming base images \(REF\.\.\.\), not archives/],
+    [[src, '--import-path', 'example.com/app', '--offline'], /--offline is for warming base images \(REF\.\.\.\), not layers/],
+    [['127.0.0.1:1/base:v1', '--build-id', 'x'], /--build-id is for warming layers .*, not base images/],
+    [['127.0.0.1:1/base:v1', '--exclude', '*.md'], /--exclude is for warming layers/],
+    [['127.0.0.1:1/base:v1', '--owner', '1:1'], /--owner is for warming layers/],
+  ];
+  for (const [argv, re] of cases) {
+    const r = runCliSync(['warm', ...argv], env);
+    assert.equal(r.code, 2, `warm ${argv.join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.ok(isOneLineError(r), r.stderr);
+    assert.match(r.stderr.trimEnd(), re);
+  }
+  assert.equal(existsSync(cache), false, 'nothing made');
+});

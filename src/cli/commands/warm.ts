@@ -46,7 +46,7 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
         describe: 'Base image references; or, with --import-path, layer sources SRC[:DEST]',
       })
       .option('platform', { requiresArg: true, type: 'array', string: true, describe: 'OS/ARCH[/VARIANT], a comma list or all, repeatable (references: default every platform of an index; layers: default linux/amd64)' })
-      .option('offline', { type: 'boolean', default: false, describe: 'Contact no registry: only check that everything is cached' })
+      .option('offline', { type: 'boolean', default: false, describe: 'Base images (REF...): contact no registry, only check that they are cached' })
       .option('import-path', { requiresArg: true, type: 'string', describe: 'Pre-build the SRC[:DEST] targets as layers of this import path, as build does' })
       .option('build-id', { requiresArg: true, type: 'string', describe: 'With --import-path: a build id you already know' })
       .option('insecure-registry', { requiresArg: true, type: 'array', string: true, describe: 'Registries to reach over plain HTTP (loopback always is)' })
@@ -73,6 +73,7 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
       const source = targets.find(isLayerSource);
       if (source !== undefined) throw usageError(`${JSON.stringify(source)} is a layer source (a path): warming layers needs --import-path IP, as build does${imageNamedSo(source)}`);
     }
+    refuseOtherKinds(args, hasTarballs ? 'archives' : importPath !== undefined ? 'layers' : 'bases');
     // Every target and option checked before the cache is opened: a typo in the last of several
     // makes no cache folder and warms none of the others.
     const buildId = args['build-id'] === undefined ? undefined : validateBuildId(String(args['build-id']));
@@ -99,6 +100,26 @@ export const warmCommand: CommandModule<object, WarmArgs> = {
     return warmBases(ctx, targets, platforms.length > 0 ? platforms : undefined, Boolean(args.offline), (args['insecure-registry'] ?? []).map(String), timeouts);
   },
 };
+
+type Kind = 'bases' | 'layers' | 'archives';
+const KINDS: Record<Kind, string> = { bases: 'base images (REF...)', layers: 'layers (SRC --import-path)', archives: 'archives (--tarball)' };
+
+/** The options that apply to some kinds of target only: given with another, they would do nothing. */
+const ONLY_FOR: Record<string, Kind[]> = {
+  'import-path': ['layers'], 'build-id': ['layers'], owner: ['layers'], mode: ['layers'], exclude: ['layers'], 'exclude-from': ['layers'],
+  platform: ['bases', 'layers'],
+  // Layers and archives are built and imported here; only a base can be checked for without a registry.
+  offline: ['bases'],
+};
+
+/** An option given for another kind than the one warmed (`--platform` with `--tarball`) is refused, not ignored. */
+function refuseOtherKinds(args: WarmArgs, kind: Kind): void {
+  for (const [flag, kinds] of Object.entries(ONLY_FOR)) {
+    const v = (args as unknown as Record<string, unknown>)[flag];
+    const given = Array.isArray(v) ? v.length > 0 : v !== undefined && v !== false;
+    if (given && !kinds.includes(kind)) throw usageError(`--${flag} is for warming ${kinds.map((k) => KINDS[k]).join(' or ')}, not ${KINDS[kind]}`);
+  }
+}
 
 /**
  * Without --import-path, warm's targets are image references; one that reads as a path (./x, ../x,
