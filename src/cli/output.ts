@@ -26,12 +26,12 @@ export class Output {
   }
 
   /**
-   * On a terminal outside CI, unless KOCACHE_PROGRESS=never; KOCACHE_PROGRESS=always draws it on
+   * On a terminal outside CI (inCi), unless KOCACHE_PROGRESS=never; KOCACHE_PROGRESS=always draws it on
    * any stderr (a log that keeps carriage returns, a test).
    */
   get showProgress(): boolean {
     const want = process.env.KOCACHE_PROGRESS;
-    return (this.progressOn ??= !this.opts.json && !this.opts.quiet && want !== 'never' && (want === 'always' || (Boolean(this.stderr.isTTY) && !process.env.CI)));
+    return (this.progressOn ??= !this.opts.json && !this.opts.quiet && want !== 'never' && (want === 'always' || (Boolean(this.stderr.isTTY) && !inCi())));
   }
 
   warn(message: string): void {
@@ -82,6 +82,12 @@ export class Output {
     if (this.opts.json || text === undefined) process.stdout.write(`${JSON.stringify(value)}\n`);
     else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   }
+}
+
+/** `CI` set, to anything but what says no (`CI=false`, as some set it to say so, or `0`). */
+function inCi(): boolean {
+  const ci = process.env.CI;
+  return ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0';
 }
 
 /** The Output whose progress line is on the terminal now, if any. */
