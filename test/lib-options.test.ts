@@ -3,7 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  type GzipOptions, KocacheError, type OpenCache, buildLayer, loadArchive, openCache, parseLayerSource, parsePlatform, publish,
+  type GzipOptions, KocacheError, type OpenCache, buildImage, buildLayer, createdTime, loadArchive, openCache, parseLayerSource, parsePlatform,
+  publish,
 } from '../src/index.js';
 import { tempDir } from './helpers/cli.js';
 import { makeDockerArchive, standardLayers } from './helpers/archives.js';
@@ -11,7 +12,7 @@ import { appTree } from './helpers/image-fixtures.js';
 
 // The library's callers pass numbers the command line would have checked (SOURCE_DATE_EPOCH,
 // --level): one that cannot make a layer is an `input` KocacheError, before any work.
-describe('library options out of range', () => {
+describe('library options the command line would refuse', () => {
   let work: string;
   let cache: OpenCache;
   before(() => {
@@ -43,5 +44,12 @@ describe('library options out of range', () => {
     for (const gzip of compressions) await assert.rejects(buildLayer(source, { ...o, gzip }), input(/^compression/));
     const archive = makeDockerArchive(join(work, 'archive'), standardLayers()).path;
     for (const gzip of compressions.slice(0, 3)) await assert.rejects(loadArchive(archive, { cache, gzip, jobs: 1 }), input(/^compression level/));
+  });
+
+  test('buildImage: no platform plan at all', async () => {
+    await assert.rejects(
+      buildImage([], { cache, importPath: 'example.com/app', mtime: 0, created: createdTime(0), overrides: {} }),
+      input(/^buildImage needs at least one platform plan/),
+    );
   });
 });

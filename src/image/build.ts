@@ -1,4 +1,5 @@
 import type { CacheStore } from '../cache/store.js';
+import { KocacheError } from '../errors.js';
 import type { GzipOptions } from '../compress/options.js';
 import { buildLayer } from '../layer/build.js';
 import type { LayerTier } from '../layer/tier.js';
@@ -91,6 +92,8 @@ export async function buildPlatformImage(plan: PlatformPlan, o: BuildImageOption
  * whose entries are in the order the platforms were asked for (so the index digest is stable).
  */
 export async function buildImage(plans: readonly PlatformPlan[], o: BuildImageOptions): Promise<Pushable> {
+  // No plan would be an index of no image: pushed or written, a name for nothing.
+  if (plans.length === 0) throw new KocacheError('input', 'buildImage needs at least one platform plan');
   const shared = new Map<string, Built>();
   const images = await Promise.all(plans.map((p) => buildPlatformImage(p, o, shared)));
   if (images.length === 1) return images[0]!;
