@@ -32,7 +32,8 @@ export interface PublishOptions {
   repo?: Reference | undefined;
   /**
    * Every tag the image gets (one digest), the first one first; default the tag of `repo`, else
-   * latest. With an OCI layout and no `output.tag`, the names of its index.json entries.
+   * latest. With an OCI layout and no `output.tag`, the names of its index.json entries. A
+   * docker-archive names its image REPO:TAG, so without `repo` it has no names and these go unused.
    */
   tags?: string[] | undefined;
   /** Default: push to `repo`. Else an OCI image layout folder or a docker-archive file. */
