@@ -301,6 +301,7 @@ test('bad usage found in the arguments of build, warm and publish makes no cache
     [['publish', `${src}:app`, '--base', 'scratch', '--output', out], /DEST "app" must be an absolute path/],
     [['publish', src, `${src}:/app:nonroot:nonroot`, '--base', 'scratch', '--output', out], /must be numeric UID:GID/],
     [['publish', `${src}/{oss}:/app`, '--base', 'scratch', '--output', out], /unknown placeholder \{oss\}/],
+    [['publish', `${src}:/app`, '--base', 'scratch', '--output', `oci:${join(src, 'image')}`], /the output .* is inside the layer source/],
   ];
   for (const [argv, re] of cases) {
     for (const json of [false, true]) {

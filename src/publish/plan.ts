@@ -35,8 +35,11 @@ function invalid(message: string): KocacheError {
   return new KocacheError('input', message, { exitCode: 2 });
 }
 
-/** Checks the options; a missing layer source or an unknown placeholder fails here. */
-export function planPublish(o: PublishOptions): PublishPlan {
+/**
+ * Checks the options; a missing layer source or an unknown placeholder fails here. The cache is
+ * not needed for that: the CLI checks its command line so before it opens one.
+ */
+export function planPublish(o: Omit<PublishOptions, 'cache'>): PublishPlan {
   const cwd = o.cwd ?? process.cwd();
   const given = o.output ?? { kind: 'registry' };
   const output: OutputTarget = given.kind === 'registry' ? given : { ...given, path: resolve(cwd, given.path) };

@@ -1,10 +1,10 @@
 import type { Argv, CommandModule } from 'yargs';
 import { usageError } from '../../errors.js';
 import { standardAnnotations } from '../../image/annotations.js';
-import { layerSpecsFor } from '../../image/sources.js';
 import type { ConfigOverrides } from '../../image/config.js';
 import { type Platform, formatPlatform, parsePlatform } from '../../oci/platform.js';
 import { type OutputTarget, type PublishLayer, type PublishOptions, type PublishProgress, type PublishResult, isValidTag } from '../../publish/options.js';
+import { planPublish } from '../../publish/plan.js';
 import { publish } from '../../publish/publish.js';
 import { type Reference, formatReference, formatRepository, parseReference } from '../../reference/reference.js';
 import { type CacheRepoArgs, cacheRepoOptions, cacheReposFrom } from '../cache-repo.js';
@@ -81,6 +81,9 @@ export const publishCommand: CommandModule<object, PublishArgs> = {
     // The flag as typed; a project file's importPath is the library's to check (bad input, exit 1).
     if (args['import-path'] !== undefined) importPathOption(String(args['import-path']));
     const req = parseRequest(withProject(args, loadProject(single(args.config))));
+    // The library's own checks, before the cache is opened: a bad SRC:DEST, or an output inside a
+    // layer's source, makes no cache folder. (With `all`, the layers are read once the base is.)
+    planPublish(req.options);
     await run(req, makeContext(args));
   },
 };
@@ -146,9 +149,6 @@ function parseRequest(args: PublishArgs): PublishRequest {
 
   const specs = list(args.sources as Many);
   if (specs.length === 0) throw usageError('publish needs at least one SRC[:DEST] layer');
-  // Read as the library will, before the cache is opened: a bad SRC:DEST makes no cache folder.
-  // With `all` the platforms are the base's, known only once it is fetched.
-  for (const p of platforms === 'all' ? [] : platforms) layerSpecsFor(specs, p);
   const annotations = Object.fromEntries(list(args.annotation).map((a) => parseKeyValue(a, 'annotation')));
   const settings = layerSettings(args as unknown as Record<string, unknown>);
   const perLayer = args.layerSettings;
