@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  type GzipOptions, KocacheError, type OpenCache, buildImage, buildLayer, createdTime, loadArchive, openCache, parseLayerSource, parsePlatform,
+  DEFAULT_GZIP, DEFAULT_TIMEOUTS, type GzipOptions, KocacheError, type OpenCache, buildImage, buildLayer, createdTime, loadArchive, openCache, parseLayerSource, parsePlatform,
   publish,
 } from '../src/index.js';
 import { tempDir } from './helpers/cli.js';
@@ -51,5 +51,12 @@ describe('library options the command line would refuse', () => {
       buildImage([], { cache, importPath: 'example.com/app', mtime: 0, created: createdTime(0), overrides: {} }),
       input(/^buildImage needs at least one platform plan/),
     );
+  });
+
+  test('the exported defaults cannot be changed by one caller for all others', () => {
+    assert.throws(() => { (DEFAULT_GZIP as GzipOptions).level = 9; }, TypeError);
+    assert.throws(() => { (DEFAULT_TIMEOUTS as { idleMs: number }).idleMs = 1; }, TypeError);
+    assert.equal(DEFAULT_GZIP.level, 5);
+    assert.equal(DEFAULT_TIMEOUTS.idleMs, 20_000);
   });
 });

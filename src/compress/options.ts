@@ -17,9 +17,10 @@ export interface GzipOptions {
 /**
  * Level 5, not gzip's 6: on the benchmark tree level 6 bought layers under a percent smaller with
  * a quarter of a cold build's CPU (docs/compression.md).
- * `--level` picks another; the level is part of every compressed descriptor's cache key.
+ * `--level` picks another; the level is part of every compressed descriptor's cache key. Frozen:
+ * exported, and a caller's change would otherwise alter every other caller's default.
  */
-export const DEFAULT_GZIP: GzipOptions = { level: 5, jobs: availableParallelism() };
+export const DEFAULT_GZIP: Readonly<GzipOptions> = Object.freeze({ level: 5, jobs: availableParallelism() });
 
 /**
  * Refuses settings no layer can be compressed with, before any work: a library caller's are not

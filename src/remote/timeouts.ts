@@ -18,7 +18,8 @@ export interface Timeouts {
   totalMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 10_000, idleMs: 20_000, totalMs: 60_000 };
+/** Frozen: exported, and a caller's change would otherwise alter every other caller's default. */
+export const DEFAULT_TIMEOUTS: Readonly<Timeouts> = Object.freeze({ connectMs: 10_000, idleMs: 20_000, totalMs: 60_000 });
 
 /** The undici errors that mean "the other side went silent" (as opposed to refused or reset). */
 const STALL_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
