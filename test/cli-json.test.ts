@@ -151,6 +151,17 @@ describe('every --json output has its documented shape, and every text output en
     }
   });
 
+  test('an error is JSON whenever --json is on as the parser reads it (--json=true; not after --no-json)', async () => {
+    const args = ['build', './missing:/app', '--import-path', 'example.com/json'];
+    for (const [flags, json] of [[['--json=true'], true], [['--no-json', '--json'], true], [['--json', '--no-json'], false], [['--json=false'], false]] as const) {
+      const r = await runCli([...args, ...flags], env, { cwd: work });
+      assert.equal(r.code, 1, `${flags.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr, 'kocache: cannot read layer source ./missing: no such file or directory\n');
+      if (json) assertShape(shapes.get('error'), JSON.parse(r.stdout), flags.join(' '));
+      else assert.equal(r.stdout, '', flags.join(' '));
+    }
+  });
+
   test('build, ls, du, gc', async () => {
     for (const cached of [false, true]) {
       const b = await json('build', ['build', './out:/app', '--import-path', 'example.com/json']);

@@ -12,3 +12,18 @@ export function normaliseArgv(argv: readonly string[]): string[] {
   if (at <= 0) return [...argv];
   return [argv[at]!, ...argv.slice(0, at), ...argv.slice(at + 1)];
 }
+
+/**
+ * Whether `--json` is on, as the parser will read it, known before it runs (its own errors are
+ * said in JSON too): `--json` or `--json=true`, turned off by `--no-json` or `--json=false`, the
+ * last one winning; nothing after `--` counts.
+ */
+export function jsonAsked(argv: readonly string[]): boolean {
+  let on = false;
+  for (const a of argv) {
+    if (a === '--') break;
+    if (a === '--json' || a === '--json=true') on = true;
+    else if (a === '--no-json' || a === '--json=false') on = false;
+  }
+  return on;
+}

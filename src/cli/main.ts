@@ -4,7 +4,7 @@ import { usageError } from '../errors.js';
 import { loadCommands } from './commands/index.js';
 import { reportError } from './output.js';
 import { globalOptions } from './context.js';
-import { normaliseArgv } from './argv.js';
+import { jsonAsked, normaliseArgv } from './argv.js';
 import { refuseRepeats } from './once.js';
 import { exitCleanlyOnSignals } from './signals.js';
 import { prestartForFreshRunner } from './startup/hashworker.js';
@@ -25,7 +25,7 @@ async function main(given: string[]): Promise<number> {
       process.stdout.write('kocache completion\n\nPrint a shell completion script for the shell in $SHELL (bash or zsh):\n  kocache completion >> ~/.bashrc\n\nThe global options are taken and change nothing; --json is refused (the script is not JSON).\n');
       return 0;
     }
-    const json = argv.includes('--json');
+    const json = jsonAsked(argv);
     let parsed: { _: (string | number)[]; json?: boolean };
     try {
       // The global options as every command parses them (short forms, --no-*, =values included).
@@ -46,7 +46,7 @@ async function main(given: string[]): Promise<number> {
     argv.length = 1;
   }
   prestartForFreshRunner(argv);
-  const wantsJson = argv.includes('--json');
+  const wantsJson = jsonAsked(argv);
   let failure: unknown;
   // What is missing (a command, a required option) is said only if no argument is unknown: yargs
   // checks for missing ones first, and `--import-paht x` was reported as --import-path missing.
@@ -156,9 +156,9 @@ let settled = false;
 // A command stalled for good (waiting on a promise nothing will settle) empties the event loop, and
 // Node would exit 0 with the work undone: a CI job would pass. Said as the bug it is instead.
 process.once('beforeExit', () => {
-  if (!settled) finish(reportError(new Error('the command stopped before it finished, waiting on nothing'), false));
+  if (!settled) finish(reportError(new Error('the command stopped before it finished, waiting on nothing'), jsonAsked(hideBin(process.argv))));
 });
 main(hideBin(process.argv)).then(
   (code) => ((settled = true), finish(code)),
-  (err: unknown) => ((settled = true), finish(reportError(err, false))),
+  (err: unknown) => ((settled = true), finish(reportError(err, jsonAsked(hideBin(process.argv))))),
 );
