@@ -112,6 +112,8 @@ export function formatBytes(n: number): string {
 /** A user error becomes one line; anything else is a bug, reported as one line too (stack with KOCACHE_DEBUG=1). */
 export function reportError(err: unknown, json: boolean): number {
   const debug = Boolean(process.env.KOCACHE_DEBUG);
+  // On a line of its own: a failing warm left "…38.2 MiB fetchedkocache: …" on the terminal.
+  clearDrawnProgress();
   if (err instanceof KocacheError) {
     const hint = errnoHint(causeCode(err), err.message);
     const message = hint ? `${err.message} (${hint})` : err.message;
