@@ -77,7 +77,7 @@ test('on a terminal, an error after progress was drawn is said on a line of its 
     assert.equal(code, 1, shown);
     assert.match(shown, /warming .*: 1\/2 layers/, JSON.stringify(shown));
     // The error line starts the line (after the progress line's clearing), it is not glued to it.
-    assert.match(shown, /(^|\r\x1b\[K|\n)kocache: [^\n]*not found\r?\n$/, JSON.stringify(shown));
+    assert.match(shown, /(^|\r\x1b\[K|\n)kocache: [^\n]*: not found in the registry\r?\n$/, JSON.stringify(shown));
     assert.doesNotMatch(shown, /fetchedkocache/, JSON.stringify(shown));
   } finally {
     await proxy?.stop();

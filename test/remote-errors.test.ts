@@ -12,6 +12,7 @@ import { type Reference, parseReference } from '../src/reference/reference.js';
 import { RegistryClient } from '../src/remote/client.js';
 import { pushImage } from '../src/remote/push.js';
 import type { PushableManifest } from '../src/oci/pushable.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
 import { memoryBlob, randomImage } from './helpers/images.js';
 import { type RunningRegistry, freePort, startRegistry } from './helpers/registry.js';
 import { traceSnapshot } from '../src/util/trace.js';
@@ -107,6 +108,23 @@ describe('errors from a real registry', () => {
       for await (const _ of client.getBlob(parseReference(`${reg.host}/there`), { mediaType: MediaType.OciLayerGzip, digest: d, size: 12 })) { /* drain */ }
     })());
     assert.match(msg, new RegExp(`^${reg.host}/there@${d}: (not found in the registry|repository not found|manifest not found)`));
+  });
+
+  test('a blob answered by a bare 404 (no registry error body, as storage behind a redirect gives) is no "manifest not found"', async () => {
+    const image = randomImage([1000]);
+    await pushImage(client, parseReference(`${reg.host}/bare:v1`), image);
+    const layer = image.layers[0]!.descriptor;
+    const proxy = await startFaultProxy(reg.port, [{ method: 'GET', path: new RegExp(layer.digest.slice('sha256:'.length)), times: 10, status: 404 }]);
+    const viaProxy = new RegistryClient({ insecureRegistries: [proxy.host] });
+    try {
+      const msg = await oneLineError((async () => {
+        for await (const _ of viaProxy.getBlob(parseReference(`${proxy.host}/bare`), layer)) { /* drain */ }
+      })());
+      assert.equal(msg, `${proxy.host}/bare@${layer.digest}: not found in the registry`);
+    } finally {
+      await viaProxy.close();
+      await proxy.stop();
+    }
   });
 
   test('a manifest naming blobs the registry lacks is refused with the reason', async () => {

@@ -303,7 +303,7 @@ export class RegistryClient {
         registry: repo.registry, scopes: pull(repo), method: 'GET', what, headers,
         url: this.rq.url(repo.registry, `/v2/${repo.repository}/blobs/${descriptor.digest}`),
       });
-      if (res.status !== 200 && res.status !== 206) throw await this.rq.unexpected(res, { method: 'GET', what });
+      if (res.status !== 200 && res.status !== 206) throw await this.rq.unexpected(res, { method: 'GET', what, blob: true });
       // A 200 to a Range request resends everything: skip what was already passed on.
       let skip = res.status === 200 ? received : 0;
       try {

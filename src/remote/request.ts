@@ -131,18 +131,19 @@ export class Requester {
   }
 
   /** The error for a response that is none of the statuses the caller expected. */
-  async unexpected(res: HttpResponse, call: Pick<RegistryCall, 'method' | 'what'>): Promise<KocacheError> {
+  async unexpected(res: HttpResponse, call: UnexpectedCall): Promise<KocacheError> {
     return this.unexpectedBody(res.status, await readText(res).catch(() => ''), call);
   }
 
-  unexpectedBody(status: number, body: string, call: Pick<RegistryCall, 'method' | 'what'>): KocacheError {
+  unexpectedBody(status: number, body: string, call: UnexpectedCall): KocacheError {
     const res = { status };
     const errors = parseRegistryErrors(body);
     const codes = new Set(errors.map((e) => e.code));
     if (res.status === 404 || codes.has('MANIFEST_UNKNOWN') || codes.has('NAME_UNKNOWN') || codes.has('BLOB_UNKNOWN')) {
       if (codes.has('NAME_UNKNOWN')) return new KocacheError('not-found', `${call.what}: repository not found`);
       if (codes.has('BLOB_UNKNOWN') || codes.has('BLOB_UPLOAD_UNKNOWN')) return new KocacheError('not-found', `${call.what}: not found in the registry`);
-      if (codes.has('MANIFEST_UNKNOWN') || res.status === 404) return new KocacheError('not-found', `${call.what}: manifest not found`);
+      if (codes.has('MANIFEST_UNKNOWN') || (res.status === 404 && !call.blob)) return new KocacheError('not-found', `${call.what}: manifest not found`);
+      if (call.blob) return new KocacheError('not-found', `${call.what}: not found in the registry`);
     }
     if (codes.has('DIGEST_INVALID')) return new KocacheError('digest-mismatch', `${call.what}: digest mismatch: the registry computed a different digest for the bytes sent`);
     if (codes.has('MANIFEST_BLOB_UNKNOWN')) return new KocacheError('registry', `${call.what}: the registry lacks a blob the manifest names (${describeRegistryErrors(errors, body)})`);
@@ -150,6 +151,9 @@ export class Requester {
     return new KocacheError('registry', `${call.method} ${call.what}: registry answered ${res.status}${detail ? ` (${detail})` : ''}`);
   }
 }
+
+/** The request a response answered; `blob`: a blob's (a bare 404 is then no manifest's). */
+type UnexpectedCall = Pick<RegistryCall, 'method' | 'what'> & { blob?: boolean };
 
 /** Error codes that say the request itself is wrong, whatever the status they come with. */
 const PERMANENT_CODES = new Set([
