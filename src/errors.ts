@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 /**
  * What went wrong, one meaning per code (the `code` of `--json` errors and of KocacheError):
  * - `usage`: a command line kocache cannot run, or text the parsers it shares with the library
@@ -84,6 +85,19 @@ export function errnoReason(err: unknown): string {
     : code === 'EEXIST' ? 'a file of that name is in the way'
     : code === 'ELOOP' ? 'too many levels of symbolic links'
     : err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Why `dir` cannot be used as a folder when an error says something is not one (ENOTDIR, EEXIST):
+ * `dir` itself is a file, or one of its parents is. Told apart with stat, following a link as the
+ * folder's users do; undefined for any other error.
+ */
+export function notAFolder(dir: string, code: string | undefined): string | undefined {
+  if (code !== 'ENOTDIR' && code !== 'EEXIST') return undefined;
+  try {
+    if (!statSync(dir).isDirectory()) return 'it is a file, not a folder';
+  } catch {}
+  return code === 'ENOTDIR' ? 'a parent is not a folder' : undefined;
 }
 
 /** Turns a file-system error into a one-line user error naming the path and the reason. */

@@ -341,11 +341,19 @@ test('a cache folder that cannot be made is a one-line error, also under /proc (
   }
   // The same for an OCI layout to write there.
   const cache = join(dir, 'cache');
-  const o = spawnSync(process.execPath, [CLI_JS, 'publish', `${src}:/app`, '--base', 'scratch', '--output', 'oci:/proc/kocache-test/layout'], { env: { ...process.env, KOCACHE: cache }, encoding: 'utf8', timeout: 30_000 });
-  assert.equal(o.signal, null, 'publish --output oci:/proc/...: still running after 30 s');
-  assert.ok(isOneLineError({ code: o.status, signal: o.signal, stdout: o.stdout, stderr: o.stderr }), o.stderr);
-  assert.match(o.stderr, /cannot create OCI layout folder \/proc\/kocache-test\/layout: no such file or directory/);
-  assert.deepEqual(readdirSync(join(cache, 'leases')), [], 'its lease released');
+  const file = join(dir, 'a-file');
+  writeFileSync(file, 'not a folder');
+  for (const [layout, re] of [
+    ['/proc/kocache-test/layout', /cannot create OCI layout folder \/proc\/kocache-test\/layout: no such file or directory/],
+    [file, /cannot create OCI layout folder .*a-file: it is a file, not a folder$/m],
+    [join(file, 'layout'), /cannot create OCI layout folder .*a-file\/layout: a parent is not a folder$/m],
+  ] as const) {
+    const o = spawnSync(process.execPath, [CLI_JS, 'publish', `${src}:/app`, '--base', 'scratch', '--output', `oci:${layout}`], { env: { ...process.env, KOCACHE: cache }, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(o.signal, null, `publish --output oci:${layout}: still running after 30 s`);
+    assert.ok(isOneLineError({ code: o.status, signal: o.signal, stdout: o.stdout, stderr: o.stderr }), o.stderr);
+    assert.match(o.stderr, re);
+    assert.deepEqual(readdirSync(join(cache, 'leases')), [], 'its lease released');
+  }
 });
 
 test('an unreadable file is named in a one-line error', async (t) => {

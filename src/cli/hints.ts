@@ -1,5 +1,4 @@
-import { statSync } from 'node:fs';
-import { KocacheError, errnoAdvice, errnoCode } from '../errors.js';
+import { KocacheError, errnoAdvice, errnoCode, notAFolder } from '../errors.js';
 
 /** The system error code behind an error, looking through KocacheError's cause. */
 export function causeCode(err: unknown): string | undefined {
@@ -42,17 +41,10 @@ export function errnoHint(code: string | undefined, message = ''): string | unde
 export function cacheDirError(err: unknown, dir: string, env = process.env): unknown {
   const code = causeCode(err);
   if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS' && code !== 'ENOTDIR') return err;
-  const why = code === 'EROFS' ? 'read-only file system' : code === 'ENOTDIR' ? notAFolder(dir) : 'permission denied';
+  const why = code === 'EROFS' ? 'read-only file system' : code === 'ENOTDIR' ? notAFolder(dir, code) : 'permission denied';
   const instead = env.KOCACHE && !['off', 'none', 'false', '0'].includes(env.KOCACHE.toLowerCase())
     ? 'set KOCACHE to a folder you can write'
     : 'use --cache-dir DIR for a folder you can write';
   return new KocacheError('cache', `cannot write the cache folder ${dir}: ${why}; ${instead}, or KOCACHE=off for a throwaway cache`, { cause: err });
 }
 
-/** Why ENOTDIR, as ensureDir tells a folder from a file (through a link, as the cache is used). */
-function notAFolder(dir: string): string {
-  try {
-    if (!statSync(dir).isDirectory()) return 'it is a file, not a folder';
-  } catch {}
-  return 'a parent is not a folder';
-}

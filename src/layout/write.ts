@@ -5,7 +5,7 @@ import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { makeDirs } from '../util/mkdirs.js';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { KocacheError, errnoCode, fsError } from '../errors.js';
+import { KocacheError, errnoCode, errnoReason, fsError, notAFolder } from '../errors.js';
 import { type BlobSource, type Pushable, readSource } from '../oci/pushable.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { type Digest, digestHex } from '../oci/digest.js';
@@ -51,7 +51,7 @@ export async function writeLayout(dir: string, image: Pushable, o: LayoutWriteOp
   try {
     made = makeDirs(blobDir);
   } catch (err) {
-    throw fsError(err, dir, 'create OCI layout folder');
+    throw new KocacheError('fs', `cannot create OCI layout folder ${dir}: ${notAFolder(dir, errnoCode(err)) ?? errnoReason(err)}`, { cause: err });
   }
   const added: string[] = [];
   let written = 0;
