@@ -84,3 +84,19 @@ test('on a terminal, an error after progress was drawn is said on a line of its 
     await reg.stop();
   }
 });
+
+test('on a terminal, warm --tarball says its import is done, or was cached, on a line of its own', async () => {
+  const dir = tempDir();
+  const src = join(dir, 'src');
+  mkdirSync(src);
+  writeFileSync(join(src, 'data'), someBytes(1 << 20, 'warm-tty'));
+  const archive = join(dir, 'image.tar');
+  const made = await runCli(['publish', `${src}:/app`, '--base', 'scratch', '--repo', 'example.com/tty:v1', '--output', `docker-archive:${archive}`], { KOCACHE: join(dir, 'maker') });
+  assert.equal(made.code, 0, made.stderr);
+  const cache = join(dir, 'cache');
+  for (const said of ['done', 'cached']) {
+    const { code, shown } = await onTerminal(['warm', '--tarball', archive], undefined, cache);
+    assert.equal(code, 0, shown);
+    assert.match(shown, new RegExp(`(^|\\r\\x1b\\[K|\\n)importing [^\\n]*image\\.tar: ${said} \\([\\d.]+ s\\)\\r?\\n`), JSON.stringify(shown));
+  }
+});

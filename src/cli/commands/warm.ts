@@ -164,6 +164,8 @@ export async function warmTarballs(ctx: Context, paths: string[], rc?: RegistryC
     } finally {
       progress.stop();
     }
+    // As build's phase: a line saying it is done, which a failure leaves to its error.
+    progress.endPhase(results.at(-1)!.cached ? 'cached' : 'done');
   }
   const items = results.map((r) => {
     const manifests = r.image.kind === 'manifest' ? [r.image.manifest] : r.image.index.manifests;
