@@ -9,7 +9,13 @@ export function atExit(fn: () => void): () => void {
   if (!listening) {
     listening = true;
     process.once('exit', () => {
-      for (const f of [...due]) f();
+      // Each one, whatever another does: a lease that cannot be removed must not leave a
+      // throwaway cache behind, nor end the process with a stack trace.
+      for (const f of [...due]) {
+        try {
+          f();
+        } catch {}
+      }
     });
   }
   due.add(fn);

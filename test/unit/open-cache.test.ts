@@ -37,3 +37,23 @@ test('many caches open at once: no leak warning, and each lease is released at e
   assert.equal(throwaway.length, 12);
   assert.deepEqual(throwaway.filter((d) => existsSync(d)), [], 'every throwaway cache is removed');
 });
+
+test('at exit, a lease that cannot be removed leaves the rest done, with no stack trace', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kocache-open-exit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const index = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'index.js');
+  // The lease file replaced by a folder (unlink then fails, EISDIR); a throwaway cache made after it.
+  const leases = join(dir, 'cache', 'leases');
+  const script = `import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+    import { join } from 'node:path';
+    import { openCache, resolveCacheLocation } from ${JSON.stringify(index)};
+    openCache(${JSON.stringify(join(dir, 'cache'))});
+    const lease = join(${JSON.stringify(leases)}, readdirSync(${JSON.stringify(leases)})[0]);
+    rmSync(lease);
+    mkdirSync(lease);
+    console.log(resolveCacheLocation({ noCache: true }).dir);`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  assert.equal(existsSync(r.stdout.trim()), false, 'the throwaway cache is removed');
+});
