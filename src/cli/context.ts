@@ -5,8 +5,8 @@ import type { Argv } from 'yargs';
 import { resolveCacheLocation } from '../cache/location.js';
 import { openCache } from '../cache/open.js';
 import { CacheStore, ensureDir } from '../cache/store.js';
-import { DEFAULT_GZIP, type GzipOptions } from '../compress/options.js';
-import { DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS, zstdUnavailable } from '../compress/zstd.js';
+import { DEFAULT_GZIP, type GzipOptions, levelRange } from '../compress/options.js';
+import { DEFAULT_ZSTD_LEVEL, zstdUnavailable } from '../compress/zstd.js';
 import { errnoCode, usageError } from '../errors.js';
 import { MAX_TAR_SECONDS } from '../layer/tarheader.js';
 import { DEFAULT_TIMEOUTS, type Timeouts } from '../remote/timeouts.js';
@@ -114,7 +114,7 @@ export function makeContext(args: GlobalArgs, opts: { lease?: boolean; create?: 
     const why = zstdUnavailable();
     if (why) throw usageError(`--compression zstd: ${why}`);
   }
-  const [min, max] = algorithm === 'zstd' ? [ZSTD_LEVELS.min, ZSTD_LEVELS.max] : [1, 9];
+  const [min, max] = levelRange(algorithm);
   const level = args.level === undefined ? (algorithm === 'zstd' ? DEFAULT_ZSTD_LEVEL : DEFAULT_GZIP.level) : wholeNumber(args.level);
   if (!(level >= min && level <= max)) throw usageError(`--level must be a whole number from ${min} to ${max} for ${algorithm}, not ${JSON.stringify(String(args.level))}`);
   if (args.cache === false && args['cache-dir'] !== undefined) throw usageError('--no-cache runs with a throwaway cache: give it or --cache-dir, not both');

@@ -22,6 +22,11 @@ export interface GzipOptions {
  */
 export const DEFAULT_GZIP: Readonly<GzipOptions> = Object.freeze({ level: 5, jobs: availableParallelism() });
 
+/** The levels `algorithm` takes, lowest and highest: the library's check and the CLI's --level. */
+export function levelRange(algorithm: 'gzip' | 'zstd'): readonly [number, number] {
+  return algorithm === 'zstd' ? [ZSTD_LEVELS.min, ZSTD_LEVELS.max] : [1, 9];
+}
+
 /**
  * Refuses settings no layer can be compressed with, before any work: a library caller's are not
  * the command line's, which --compression and --level check.
@@ -29,7 +34,7 @@ export const DEFAULT_GZIP: Readonly<GzipOptions> = Object.freeze({ level: 5, job
 export function checkCompression(o: GzipOptions): GzipOptions {
   const algorithm = o.algorithm ?? 'gzip';
   if (algorithm !== 'gzip' && algorithm !== 'zstd') throw new KocacheError('input', `compression must be gzip or zstd, not ${JSON.stringify(algorithm)}`);
-  const [min, max] = algorithm === 'zstd' ? [ZSTD_LEVELS.min, ZSTD_LEVELS.max] : [1, 9];
+  const [min, max] = levelRange(algorithm);
   if (!(Number.isInteger(o.level) && o.level >= min && o.level <= max)) {
     throw new KocacheError('input', `compression level must be a whole number from ${min} to ${max} for ${algorithm}, not ${o.level}`);
   }

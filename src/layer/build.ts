@@ -17,7 +17,7 @@ import type { LayerSource } from './source.js';
 import { StatCache } from './statcache.js';
 import { type LayerTier, checkTierAnswer } from './tier.js';
 import { tarSpec, type TarOptions } from './tarspec.js';
-import { MAX_TAR_SECONDS } from './tarheader.js';
+import { MAX_TAR_SECONDS, fitsTarTime } from './tarheader.js';
 import { walkSource, type SourceEntry } from './walk.js';
 import { applyExcludes } from './exclude.js';
 import { traceAdd } from '../util/trace.js';
@@ -98,7 +98,7 @@ export function validateImportPath(ip: string): string {
  * `what` names the option, for the message.
  */
 export function validateMtime(seconds: number, what: string): number {
-  if (!(Number.isSafeInteger(seconds) && seconds >= 0 && seconds <= MAX_TAR_SECONDS)) {
+  if (!fitsTarTime(seconds)) {
     throw new KocacheError('input', `${what} must be whole seconds since 1970, at most ${MAX_TAR_SECONDS} (the year 2242), not ${seconds}`);
   }
   return seconds;

@@ -109,9 +109,14 @@ function paxRecord(key: string, value: string): string {
 /** The latest mtime a tar header holds: 11 octal digits of seconds (the year 2242). */
 export const MAX_TAR_SECONDS = 8 ** 11 - 1;
 
+/** Whole seconds from 1970 that a tar header can hold. */
+export function fitsTarTime(seconds: number): boolean {
+  return Number.isSafeInteger(seconds) && seconds >= 0 && seconds <= MAX_TAR_SECONDS;
+}
+
 function checkHeader(h: EntryHeader): number {
   const seconds = Math.trunc(h.mtime.getTime() / 1000);
-  if (!Number.isSafeInteger(seconds) || seconds < 0 || seconds > MAX_TAR_SECONDS) throw new RangeError(`tar: mtime ${seconds} is out of range`);
+  if (!fitsTarTime(seconds)) throw new RangeError(`tar: mtime ${seconds} is out of range`);
   if (!Number.isSafeInteger(h.size) || h.size < 0) throw new RangeError(`tar: size ${h.size} is out of range`);
   return seconds;
 }
